@@ -1,0 +1,1 @@
+"""Microbenchmarks: `python -m benchmarks.{build,loader,kernels,train_step}` print a table, write JSON."""

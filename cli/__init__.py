@@ -1,0 +1,1 @@
+"""Thin click front ends: `srdata` and `srtrain`."""

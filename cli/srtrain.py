@@ -1,0 +1,30 @@
+"""`srtrain`: fit, eval, predict, table, methods, demo."""
+
+from __future__ import annotations
+
+import logging
+
+import click
+
+from cli._commands import LazyGroup
+
+_COMMANDS = {
+    "fit": "cli.srtrain_fit:fit",
+    "eval": "cli.srtrain_eval:eval_cmd",
+    "table": "cli.srtrain_eval:table",
+    "predict": "cli.srtrain_predict:predict",
+    "methods": "cli.srtrain_methods:methods",
+    "demo": "cli.srtrain_demo:demo",
+}
+
+
+@click.group(cls=LazyGroup, lazy_commands=_COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", count=True, help="More log output on stderr (-v info, -vv debug).")
+def main(verbose: int) -> None:
+    """SR-CACO-2 training, evaluation (the paper's protocol), whole-tile prediction and tables."""
+    level = logging.WARNING - 10 * min(verbose, 2)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,308 @@
+"""The store contract (format version 1): names, paths, attributes and reading rules.
+
+This module is the single source of truth for what a SR-CACO-2 store looks like on disk. The
+builder (`srdata.build`, `srdata.import_patches`) writes it, every reader (`srdata.loader`,
+`srdata.export_patches`, `srdata.inspect`, `trainers`) reads it through the names defined here.
+See DESIGN.md ("The store contract") for the prose version.
+
+Layout (all paths relative to the root group; coordinates in HR pixels unless named otherwise)::
+
+    zarr.json                 attrs["srcaco2"] = StoreAttrs (format_version, markers, scales, ...)
+    tiles/<tile>/hr/<level>   OME-NGFF multiscales image, axes (c, y, x), level "0" = acquisition
+    tiles/<tile>/x2/<level>   the /2 acquisition (its own pixels, never derived from HR)
+    tiles/<tile>/x4/<level>
+    tiles/<tile>/x8/<level>
+    tiles/<tile>/roi/<level>  uint8 mask at HR resolution, 1 = cell (+ display levels)
+    index/<column>            the window table, one row per candidate window (see INDEX_COLUMNS)
+
+Registration rule (SPEC.md §2.5, made exact). For an index row with 640² HR window at
+(y0, x0) and registration shift (dy, dx) (HR pixels, integers, the rounded mean TV-L1 flow of
+that window, marker and scale), the released 512² HR patch is ``hr[y0+64 : y0+576, x0+64 : x0+576]``
+and the released (512/s)² LR patch is, for k in [0, 512/s)::
+
+    lr_patch[k, l] = lrwin[k + 64/s + floor((dy + s/2) / s),  l + 64/s + floor((dx + s/2) / s)]
+
+where ``lrwin = lr[y0/s : y0/s + 640/s, x0/s : x0/s + 640/s]`` and reads outside ``lrwin`` give 0
+(the original warped the NEAREST-upsampled window with zero fill, cropped 64 px, then
+NEAREST-downsampled; PIL NEAREST maps output i to input floor((i + 0.5)·s) when downsampling and
+to floor(i / s) when upsampling, which collapses to the integer offset above).
+`lr_patch_origin` computes that LR origin; `read_lr_patch` applies the zero fill.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import numpy as np
+
+__all__ = [
+    "FORMAT_VERSION",
+    "MARKERS",
+    "SCALES",
+    "ACQUISITIONS",
+    "SPLITS",
+    "PATCH_SIZE",
+    "MARGIN",
+    "WINDOW_SIZE",
+    "STRIDE",
+    "INDEX_COLUMNS",
+    "StoreFormatError",
+    "StoreAttrs",
+    "acquisition_name",
+    "image_path",
+    "roi_path",
+    "index_path",
+    "split_code",
+    "split_name",
+    "lr_patch_origin",
+    "read_lr_patch",
+    "read_hr_patch",
+    "open_root",
+    "read_attrs",
+]
+
+FORMAT_VERSION: int = 1
+"""Version of the store layout written by this toolkit; readers refuse any other."""
+
+MARKERS: tuple[str, ...] = ("CELL0", "CELL1", "CELL2")
+"""Channel order of every image (c axis): CELL0 Survivin (dimmest), CELL1, CELL2 H2B (brightest)."""
+
+SCALES: tuple[int, ...] = (2, 4, 8)
+"""Low-resolution acquisitions, as the divisor of the HR pixel count per side."""
+
+ACQUISITIONS: tuple[str, ...] = ("hr", "x2", "x4", "x8")
+
+SPLITS: tuple[str, ...] = ("train", "val", "test")
+"""Split names; the index stores them as codes 0, 1, 2 (-1 = in no split)."""
+
+PATCH_SIZE: int = 512
+"""Side of a released patch, HR pixels."""
+
+MARGIN: int = 64
+"""Registration margin on each side of a patch, HR pixels."""
+
+WINDOW_SIZE: int = PATCH_SIZE + 2 * MARGIN  # 640
+"""Side of a candidate window (patch + margins), HR pixels."""
+
+STRIDE: int = 256
+"""Sliding-window stride, HR pixels (SPEC.md §2.1)."""
+
+INDEX_COLUMNS: dict[str, tuple[str, tuple[int, ...]]] = {
+    # name: (dtype, trailing shape); every column has N rows first.
+    "tile": ("int32", ()),  # tile id (the <t> of HighRes1024-<t>.tif)
+    "y0": ("int32", ()),  # top row of the 640² window, HR px
+    "x0": ("int32", ()),  # left column of the 640² window, HR px
+    "size": ("int32", ()),  # window side, HR px (640)
+    "roi_fraction": ("float32", ()),  # fraction of ROI pixels in the acceptance region
+    "accepted": ("bool", ()),  # passes the acceptance rule (SPEC §2.3 or the configured one)
+    "split": ("int8", ()),  # 0 train, 1 val, 2 test, -1 none
+    "official_patch_id": ("int32", ()),  # patch id of the released data set, -1 if none
+    "shift": ("int16", (len(MARKERS), len(SCALES), 2)),  # (dy, dx) HR px per marker, scale
+}
+"""Columns of ``index/``: one 1-D (or (N, 3, 3, 2) for ``shift``) Zarr array each."""
+
+
+class StoreFormatError(ValueError):
+    """A store (or a path meant to be one) does not follow this contract.
+
+    The message says what is wrong, where (path, array, attribute), and how to fix it.
+    """
+
+
+@dataclasses.dataclass(frozen=True)
+class StoreAttrs:
+    """The root attributes ``attrs["srcaco2"]`` of a store.
+
+    Attributes
+    ----------
+    format_version : int
+        Always `FORMAT_VERSION` for stores this code writes.
+    markers : list of str
+        Channel names, in c order.
+    scales : list of int
+        LR acquisitions present (subset of 2, 4, 8).
+    pixel_size_um : dict
+        Pixel size in micrometres per acquisition name, e.g. ``{"hr": 0.1, "x2": 0.2, ...}``.
+    chunks : dict
+        Chunk edge (pixels, y and x) per acquisition name at level 0; aligned so that
+        ``chunks["hr"] == s * chunks[f"x{s}"]``.
+    tiles : list of int
+        Tile ids in the store.
+    finished_tiles : list of int
+        Tiles whose arrays are completely written (build resumability).
+    roi : dict
+        ROI / acceptance parameters (``threshold``, ``min_fraction``, ``method``, ``center``...).
+    source : dict
+        Provenance (input path, kind ``raw``/``patches``/``synth``, tool version, date).
+    index_complete : bool
+        True once ``index/`` is completely written.
+    """
+
+    format_version: int
+    markers: list[str]
+    scales: list[int]
+    pixel_size_um: dict[str, float]
+    chunks: dict[str, int]
+    tiles: list[int]
+    finished_tiles: list[int]
+    roi: dict[str, Any]
+    source: dict[str, Any]
+    index_complete: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any], *, where: str = "<store>") -> StoreAttrs:
+        if not isinstance(data, Mapping):
+            raise StoreFormatError(
+                f"{where}: attrs['srcaco2'] is missing or not a mapping; this is not a srcaco2 store "
+                "(create one with `srdata build RAW STORE` or `srdata import-patches PATCHES STORE`)"
+            )
+        version = data.get("format_version")
+        if version != FORMAT_VERSION:
+            raise StoreFormatError(
+                f"{where}: store format_version {version!r}, this toolkit reads version {FORMAT_VERSION}; "
+                "rebuild the store with this version's `srdata build` into a new path"
+            )
+        fields = {f.name for f in dataclasses.fields(cls)}
+        missing = sorted(fields - set(data) - {"index_complete"})
+        if missing:
+            raise StoreFormatError(f"{where}: attrs['srcaco2'] lacks {missing}; the store is incomplete")
+        return cls(**{k: v for k, v in data.items() if k in fields})
+
+
+def acquisition_name(scale: int) -> str:
+    """``1 -> "hr"``, ``s -> "x{s}"`` for s in `SCALES`.
+
+    Raises
+    ------
+    ValueError
+        For a scale that is neither 1 nor in `SCALES`.
+    """
+    if scale == 1:
+        return "hr"
+    if scale in SCALES:
+        return f"x{scale}"
+    raise ValueError(f"scale must be 1 (HR) or one of {list(SCALES)}, got {scale!r}")
+
+
+def image_path(tile: int, scale: int, level: int = 0) -> str:
+    """Path of one multiscale level of a tile's acquisition, e.g. ``tiles/7/x4/0``."""
+    return f"tiles/{int(tile)}/{acquisition_name(scale)}/{int(level)}"
+
+
+def roi_path(tile: int, level: int = 0) -> str:
+    """Path of a tile's ROI mask level, e.g. ``tiles/7/roi/0`` (uint8, HR pixels, 1 = cell)."""
+    return f"tiles/{int(tile)}/roi/{int(level)}"
+
+
+def index_path(column: str) -> str:
+    """Path of one index column, e.g. ``index/y0``."""
+    if column not in INDEX_COLUMNS:
+        raise KeyError(f"unknown index column {column!r}; columns are {list(INDEX_COLUMNS)}")
+    return f"index/{column}"
+
+
+def split_code(split: str) -> int:
+    """``"train" -> 0``, ``"val" -> 1``, ``"test" -> 2``."""
+    try:
+        return SPLITS.index(split)
+    except ValueError:
+        raise ValueError(f"unknown split {split!r}; splits are {list(SPLITS)}") from None
+
+
+def split_name(code: int) -> str | None:
+    """Inverse of `split_code`; -1 gives None."""
+    return None if int(code) < 0 else SPLITS[int(code)]
+
+
+def lr_patch_origin(y0: int, x0: int, dy: int, dx: int, scale: int) -> tuple[int, int]:
+    """Top-left of the registered LR patch, in LR pixels of the /`scale` acquisition.
+
+    Parameters
+    ----------
+    y0, x0 : int
+        Top-left of the 640² window, HR pixels (multiples of `scale`).
+    dy, dx : int
+        Registration shift of that window for one marker and scale, HR pixels.
+    scale : int
+        2, 4 or 8.
+
+    Returns
+    -------
+    (y_lr, x_lr) : tuple of int
+        ``y0/s + 64/s + floor((dy + s/2)/s)`` and the same for x (see the module docstring).
+    """
+    s = int(scale)
+    return (
+        y0 // s + MARGIN // s + (int(dy) + s // 2) // s,
+        x0 // s + MARGIN // s + (int(dx) + s // 2) // s,
+    )
+
+
+def read_lr_patch(
+    lr_plane: Any, y0: int, x0: int, dy: int, dx: int, scale: int, *, size: int = PATCH_SIZE
+) -> np.ndarray:
+    """Registered LR patch as the released data holds it.
+
+    Parameters
+    ----------
+    lr_plane : array-like (y, x) uint8, LR pixels
+        One marker of the /`scale` acquisition (numpy, zarr or dask; only the window is read).
+    y0, x0 : int
+        Top-left of the 640² HR window.
+    dy, dx : int
+        Registration shift for this marker and scale, HR pixels.
+    scale : int
+        2, 4 or 8.
+    size : int
+        HR patch side (512).
+
+    Returns
+    -------
+    (size/s, size/s) uint8
+        Zero where the shifted patch leaves the (640/s)² LR window (as the original's zero fill).
+    """
+    s = int(scale)
+    n = size // s
+    win = WINDOW_SIZE // s
+    wy, wx = y0 // s, x0 // s
+    oy, ox = lr_patch_origin(y0, x0, dy, dx, s)
+    oy -= wy
+    ox -= wx  # origin inside the window
+    out = np.zeros((n, n), dtype=np.uint8)
+    ys, ye = max(oy, 0), min(oy + n, win)
+    xs, xe = max(ox, 0), min(ox + n, win)
+    # also clip to the plane (windows at the tile edge)
+    h, w = lr_plane.shape[-2:]
+    ye = min(ye, h - wy)
+    xe = min(xe, w - wx)
+    if ye > ys and xe > xs:
+        out[ys - oy : ye - oy, xs - ox : xe - ox] = np.asarray(lr_plane[wy + ys : wy + ye, wx + xs : wx + xe])
+    return out
+
+
+def read_hr_patch(hr_plane: Any, y0: int, x0: int, *, size: int = PATCH_SIZE) -> np.ndarray:
+    """The released HR patch ``hr[y0+64 : y0+64+size, x0+64 : x0+64+size]``, (size, size) uint8."""
+    return np.asarray(hr_plane[y0 + MARGIN : y0 + MARGIN + size, x0 + MARGIN : x0 + MARGIN + size])
+
+
+def open_root(store: str | Any, mode: Literal["r", "r+", "a", "w", "w-"] = "r") -> Any:
+    """Open the root Zarr v3 group of a store (local path or fsspec URL such as ``s3://b/x.zarr``).
+
+    Modes follow zarr: ``r`` read only, ``r+`` read/write existing, ``a`` read/write, create if
+    missing, ``w`` create (overwrite), ``w-`` create, fail if it exists.
+    """
+    import zarr
+
+    return zarr.open_group(store, mode=mode, zarr_format=3)
+
+
+def read_attrs(root: Any, *, where: str | None = None) -> StoreAttrs:
+    """Validated `StoreAttrs` of an open root group (raises `StoreFormatError`)."""
+    where = where or str(getattr(root, "store", "<store>"))
+    return StoreAttrs.from_json(root.attrs.get("srcaco2"), where=where)
