@@ -62,6 +62,7 @@ __all__ = [
     "read_hr_patch",
     "open_root",
     "read_attrs",
+    "read_index",
 ]
 
 FORMAT_VERSION: int = 1
@@ -306,3 +307,32 @@ def read_attrs(root: Any, *, where: str | None = None) -> StoreAttrs:
     """Validated `StoreAttrs` of an open root group (raises `StoreFormatError`)."""
     where = where or str(getattr(root, "store", "<store>"))
     return StoreAttrs.from_json(root.attrs.get("srcaco2"), where=where)
+
+
+def read_index(root: Any, *, where: str | None = None) -> dict[str, np.ndarray]:
+    """The whole window table as numpy columns (see `INDEX_COLUMNS`); raises `StoreFormatError`.
+
+    Requires ``attrs["srcaco2"]["index_complete"]``: a store whose build stopped before the index
+    was written is refused with the command that finishes it.
+    """
+    where = where or str(getattr(root, "store", "<store>"))
+    attrs = read_attrs(root, where=where)
+    if not attrs.index_complete or "index" not in root:
+        raise StoreFormatError(
+            f"{where}: the window index is missing or incomplete; finish the build with "
+            "`srdata build RAW STORE` (it resumes) or re-import with `srdata import-patches`"
+        )
+    out: dict[str, np.ndarray] = {}
+    for name, (dtype, trailing) in INDEX_COLUMNS.items():
+        if name not in root["index"]:
+            raise StoreFormatError(f"{where}: index column index/{name} is missing; rebuild the store")
+        col = np.asarray(root[index_path(name)][...])
+        if col.dtype != np.dtype(dtype) or col.shape[1:] != trailing:
+            raise StoreFormatError(
+                f"{where}: index/{name} is {col.dtype}{list(col.shape)}, expected {dtype} (N, *{trailing})"
+            )
+        out[name] = col
+    n = {len(c) for c in out.values()}
+    if len(n) != 1:
+        raise StoreFormatError(f"{where}: index columns differ in length {sorted(n)}; rebuild the store")
+    return out
