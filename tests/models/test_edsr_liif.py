@@ -1,0 +1,132 @@
+"""EDSR-LIIF: reference layout, tiny forward/backward, LIIF query semantics, chunked decoding."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+import torch
+
+from trainers.models.edsr_liif import make_coord
+from trainers.models.registry import build_model, model_info, reference_layout
+
+TINY = dict(n_feats=4, n_resblocks=2, hidden_list=[16, 16])
+
+
+def _layout(model: torch.nn.Module) -> list[list[object]]:
+    buffers = {n for n, _ in model.named_buffers()}
+    return [
+        [k, list(v.shape), str(v.dtype).removeprefix("torch."), "buffer" if k in buffers else "param"]
+        for k, v in model.state_dict().items()
+    ]
+
+
+@pytest.mark.parametrize("scale", [2, 4, 8])
+def test_layout_matches_reference(scale: int) -> None:
+    ref = reference_layout("edsr_liif", scale)
+    with torch.device("meta"):
+        model = build_model("edsr_liif", scale)
+    assert _layout(model) == ref["state_dict"]
+    assert sum(p.numel() for p in model.parameters()) == ref["param_count"]
+    frozen = sorted(n for n, p in model.named_parameters() if not p.requires_grad)
+    assert frozen == sorted(ref["params_requires_grad_false"])
+    assert model_info("edsr_liif").pre_upsampling is None
+
+
+def test_overrides_are_checked() -> None:
+    with pytest.raises(ValueError, match="allowed overrides: .*cell_decode"):
+        build_model("edsr_liif", 2, depth=3)
+    with pytest.raises(ValueError, match="builder arguments"):
+        build_model("edsr_liif", 2, in_chans=3)
+
+
+@pytest.mark.parametrize("scale", [2, 4, 8])
+def test_tiny_forward_backward(scale: int) -> None:
+    torch.manual_seed(0)
+    model = build_model("edsr_liif", scale, **TINY)
+    x = torch.rand(2, 1, 5, 6, requires_grad=True)
+    y = model(x)
+    assert y.shape == (2, 1, 5 * scale, 6 * scale)
+    y.square().mean().backward()
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            assert p.grad is not None and torch.isfinite(p.grad).all(), name
+    assert torch.isfinite(x.grad).all()
+
+
+def test_make_coord_is_pixel_centres() -> None:
+    c = make_coord((2, 4))
+    assert c.shape == (8, 2)
+    torch.testing.assert_close(c[:, 0], torch.tensor([-0.5] * 4 + [0.5] * 4))
+    torch.testing.assert_close(c[:4, 1], torch.tensor([-0.75, -0.25, 0.25, 0.75]))
+
+
+def test_chunked_decoding_equals_one_pass() -> None:
+    torch.manual_seed(0)
+    model = build_model("edsr_liif", 4, **TINY).eval()
+    x = torch.rand(2, 1, 5, 7)
+    with torch.no_grad():
+        model.query_chunk = 10**9
+        one_pass = model(x)
+        model.query_chunk = 37  # does not divide 20*28
+        chunked = model(x)
+    torch.testing.assert_close(chunked, one_pass, rtol=1e-6, atol=1e-7)
+
+
+def test_local_ensemble_weights_sum_to_one() -> None:
+    # With a constant MLP the area-weighted blend of the 4 neighbours must return the constant.
+    torch.manual_seed(0)
+    model = build_model("edsr_liif", 2, **TINY).eval()
+    last = model.imnet.layers[-1]
+    with torch.no_grad():
+        last.weight.zero_()
+        last.bias.fill_(0.37)
+        y = model(torch.rand(1, 1, 4, 5))
+    torch.testing.assert_close(y, torch.full_like(y, 0.37))
+
+
+def test_without_ensemble_each_hr_pixel_reads_its_lr_pixel() -> None:
+    # local_ensemble/feat_unfold/cell_decode off: HR pixel (i, j) decodes the feature of LR pixel
+    # (i // s, j // s) with its offset from that pixel's centre, in LR pixel units.
+    torch.manual_seed(0)
+    s, h, w = 4, 3, 5
+    model = build_model(
+        "edsr_liif", s, **TINY, local_ensemble=False, feat_unfold=False, cell_decode=False
+    ).eval()
+    x = torch.rand(1, 1, h, w)
+    with torch.no_grad():
+        y = model(x)
+        feat = model.encoder(x)[0]  # (c, h, w)
+        ii, jj = torch.meshgrid(torch.arange(h * s), torch.arange(w * s), indexing="ij")
+        fy, fx = ii // s, jj // s
+        rel_y = ((ii + 0.5) / (h * s) - (fy + 0.5) / h) * 2 * h
+        rel_x = ((jj + 0.5) / (w * s) - (fx + 0.5) / w) * 2 * w
+        inp = torch.cat([feat[:, fy, fx].permute(1, 2, 0), torch.stack([rel_y, rel_x], -1).float()], -1)
+        expected = model.imnet(inp)[..., 0]
+    torch.testing.assert_close(y[0, 0], expected, rtol=1e-5, atol=1e-6)
+
+
+def test_weights_do_not_depend_on_scale() -> None:
+    torch.manual_seed(0)
+    a = build_model("edsr_liif", 2, **TINY).eval()
+    b = build_model("edsr_liif", 8, **TINY).eval()
+    b.load_state_dict(a.state_dict(), strict=True)
+    x = torch.rand(1, 1, 4, 4)
+    with torch.no_grad():
+        assert a(x).shape == (1, 1, 8, 8) and b(x).shape == (1, 1, 32, 32)
+
+
+def test_full_size_round_trip_gives_identical_outputs() -> None:
+    torch.manual_seed(0)
+    a = build_model("edsr_liif", 2).eval()
+    buf = io.BytesIO()
+    torch.save(a.state_dict(), buf)
+    buf.seek(0)
+    torch.manual_seed(1)
+    b = build_model("edsr_liif", 2).eval()
+    b.load_state_dict(torch.load(buf, weights_only=True), strict=True)
+    x = torch.rand(1, 1, 6, 5)
+    with torch.no_grad():
+        ya, yb, yc = a(x), b(x), b(x)
+    assert ya.shape == (1, 1, 12, 10)
+    assert torch.equal(ya, yb) and torch.equal(yb, yc)  # strict load, deterministic in eval
