@@ -1,0 +1,68 @@
+"""`srtrain methods`: the registry as a table (name, family, paper, parameters at x2/x4/x8)."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+__all__ = ["methods", "method_rows"]
+
+
+def method_rows() -> list[dict]:
+    """One row per registered model; parameter counts are taken on the meta device (no memory)."""
+    import torch
+
+    from trainers.models import MODEL_NAMES, build_model, model_info
+
+    rows = []
+    for name in MODEL_NAMES:
+        row: dict = {"name": name, "family": None, "paper": None, "multi_output": None, "params": {}}
+        try:
+            info = model_info(name)
+        except Exception as exc:  # one broken family must not hide the others
+            row["error"] = f"{type(exc).__name__}: {exc}"
+            rows.append(row)
+            continue
+        row.update(family=info.family, paper=info.paper, multi_output=info.multi_output)
+        for s in (2, 4, 8):
+            try:
+                with torch.device("meta"):
+                    model = build_model(name, s)
+                row["params"][f"x{s}"] = sum(p.numel() for p in model.parameters())
+            except Exception as exc:
+                row["params"][f"x{s}"] = None
+                row["error"] = f"x{s}: {type(exc).__name__}: {exc}"
+        rows.append(row)
+    return rows
+
+
+def _fmt(n: int | None) -> str:
+    if n is None:
+        return "n/a"
+    return f"{n:,}" if n < 1_000_000 else f"{n / 1e6:.2f}M"
+
+
+@click.command("methods")
+@click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON instead of a table.")
+def methods(as_json: bool) -> None:
+    """List the benchmark's methods: name, family, paper and parameter count at x2 / x4 / x8."""
+    rows = method_rows()
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    head = ("name", "family", "paper", "x2", "x4", "x8")
+    table = [head] + [
+        (r["name"], r["family"] or "?", r["paper"] or r.get("error", "?"),
+         *(_fmt(r["params"].get(f"x{s}")) for s in (2, 4, 8)))
+        for r in rows
+    ]
+    widths = [max(len(str(t[i])) for t in table) for i in range(len(head))]
+    for i, t in enumerate(table):
+        cells = [str(c).ljust(w) if j < 3 else str(c).rjust(w) for j, (c, w) in enumerate(zip(t, widths))]
+        click.echo("  ".join(cells).rstrip())
+        if i == 0:
+            click.echo("  ".join("-" * w for w in widths))
+    for r in rows:
+        if r.get("error"):
+            click.echo(f"warning: {r['name']}: {r['error']}", err=True)

@@ -1,0 +1,137 @@
+"""Interpolations the benchmark networks use around their layers, and override checking for builders.
+
+Three bicubic rules appear in SR-CACO-2 (SPEC §3.3, §4.5, §6.2):
+
+* `torch_bicubic`: PyTorch's default bicubic (Keys a = -0.75, half-pixel centres, replicated
+  border, no antialias) followed by clamp to [0, 1]. VDSR, DRRN, MemNet and ProSR call it inside
+  their `forward`.
+* `opencv_bicubic_uint8`: what SRCNN's evaluation input is: OpenCV ``INTER_CUBIC`` on the 8-bit
+  LR, rounded and saturated, then /255. For integer factors this equals
+  ``round(255 * clamp(torch_bicubic(lr), 0, 1)) / 255`` except at rare rounding ties.
+* `antialiased_bicubic`: the benchmark's bicubic *baseline*, ``F.interpolate(...,
+  mode="bicubic", antialias=True)`` (Keys a = -0.5, taps outside the image dropped and weights
+  renormalised) then clamp to [0, 1].
+
+All functions take ``x : (B, C, h, w)`` float in [0, 1] (LR pixels) and return
+``(B, C, s*h, s*w)`` of the same dtype.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+__all__ = [
+    "torch_bicubic",
+    "opencv_bicubic_uint8",
+    "antialiased_bicubic",
+    "resolve_overrides",
+]
+
+
+def _check(x: torch.Tensor, scale: int) -> None:
+    if x.dim() != 4:
+        raise ValueError(f"expected an image batch (B, C, h, w), got a tensor of shape {tuple(x.shape)}")
+    if int(scale) != scale or scale < 1:
+        raise ValueError(f"scale must be a positive integer, got {scale!r}")
+
+
+def torch_bicubic(x: torch.Tensor, scale: int, *, clamp: bool = True) -> torch.Tensor:
+    """PyTorch bicubic upsampling (a = -0.75, ``align_corners=False``), clamped to [0, 1].
+
+    Parameters
+    ----------
+    x : (B, C, h, w) float tensor in [0, 1]
+        LR image.
+    scale : int
+        Integer upscaling factor; the output size is ``(s*h, s*w)``.
+    clamp : bool
+        Clamp the result to [0, 1] (the benchmark always does).
+
+    Returns
+    -------
+    (B, C, s*h, s*w) tensor, same dtype as `x`.
+    """
+    _check(x, scale)
+    h, w = x.shape[-2:]
+    up = F.interpolate(x, size=(scale * h, scale * w), mode="bicubic", align_corners=False)
+    return up.clamp(0.0, 1.0) if clamp else up
+
+
+def opencv_bicubic_uint8(x: torch.Tensor, scale: int) -> torch.Tensor:
+    """OpenCV-equivalent uint8 bicubic: ``round(255 * clamp(torch_bicubic(x), 0, 1)) / 255``.
+
+    The rule SRCNN's evaluation input follows (the original resizes the 8-bit LR with
+    ``cv2.INTER_CUBIC`` and divides by 255). Equal to OpenCV's fixed-point result except at rare
+    rounding ties (about 5e-6 of the pixels).
+
+    Parameters
+    ----------
+    x : (B, C, h, w) float tensor in [0, 1]
+        LR image (values k/255 in the benchmark).
+    scale : int
+        Integer upscaling factor.
+
+    Returns
+    -------
+    (B, C, s*h, s*w) tensor, same dtype as `x`, values k/255.
+    """
+    up = torch_bicubic(x.float(), scale, clamp=True)
+    return (torch.round(up * 255.0) / 255.0).to(x.dtype)
+
+
+def antialiased_bicubic(x: torch.Tensor, scale: int) -> torch.Tensor:
+    """The benchmark's bicubic baseline: ``F.interpolate(x, scale_factor=s, mode="bicubic",
+    antialias=True)`` then clamp to [0, 1] (Keys a = -0.5, renormalised borders; SPEC §4.5).
+
+    Parameters
+    ----------
+    x : (B, C, h, w) float tensor in [0, 1]
+        LR image.
+    scale : int
+        Integer upscaling factor.
+
+    Returns
+    -------
+    (B, C, s*h, s*w) tensor, same dtype as `x`.
+    """
+    _check(x, scale)
+    up = F.interpolate(x, scale_factor=scale, mode="bicubic", align_corners=False, antialias=True)
+    return up.clamp(0.0, 1.0)
+
+
+def resolve_overrides(
+    model: str, defaults: Mapping[str, Any], overrides: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Merge architecture overrides into a builder's defaults, refusing unknown names.
+
+    Parameters
+    ----------
+    model : str
+        Registry name (for the error message).
+    defaults : mapping
+        Every hyperparameter the builder accepts, with the benchmark's value.
+    overrides : mapping
+        Values to change (``None`` values are ignored).
+
+    Returns
+    -------
+    dict
+        ``defaults`` updated with ``overrides``.
+
+    Raises
+    ------
+    ValueError
+        An override name the builder does not know (the message lists the allowed names).
+    """
+    unknown = sorted(set(overrides) - set(defaults))
+    if unknown:
+        raise ValueError(
+            f"unknown override(s) {unknown} for model {model!r}; allowed: {sorted(defaults)}"
+        )
+    out = dict(defaults)
+    out.update({k: v for k, v in overrides.items() if v is not None})
+    return out
