@@ -1,0 +1,207 @@
+"""Store -> the released-patch layout (SPEC.md §2.4-2.6): 2-D uint8 TIFF patches and fold lists.
+
+For every accepted window (``index.accepted``) of the chosen split, marker and scale::
+
+    OUT/hr_div_1/tile_HighRes1024-{t}_{pid}_{i}_{ii}_{j}_{jj}_{CELLk}.tif  = read_hr_patch (512², uint8)
+    OUT/hr_div_{s}/tile_LowRes{1024/s}-{t}_{pid}_{i/s}..._{CELLk}.tif      = read_lr_patch ((512/s)²)
+    OUT/folds/caco2_{split}_X_{s}_in_{512/s}_out_512_cell_{CELLk}/h_l.txt  lines "HR,LR"
+    OUT/folds/caco2_{split}_X_{s}_in_{512/s}_out_512_cell_{CELLk}/l_h.txt  lines "LR,HR"
+
+``i, ii, j, jj`` are the 640² window's rows and columns (HR px), ``pid`` is the window's
+``official_patch_id`` when >= 0, else its per-tile acceptance order (rank among the tile's
+accepted windows in row-major (y0, x0) order, counted over all splits, as the original's
+sliding window numbered them). The LR patch applies the window's stored registration shift for
+that marker and scale (`srdata.schema.read_lr_patch`).
+
+Line order of the fold lists (deterministic, identical for all markers and scales of a split):
+sorted by (tile, y0, x0). (The original shuffled with a seeded RNG; that order is not in the
+store, so a sorted order is used.) Every file is written to a temporary name in its folder and
+renamed into place, so an interrupted export never leaves a truncated patch under its final name.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+
+from srdata.patches import fold_dir_name, patch_relpath
+from srdata.schema import MARKERS, SCALES, SPLITS, read_hr_patch, read_index, read_lr_patch, split_code
+
+__all__ = ["export_patches", "window_pids", "atomic_write_bytes"]
+
+log = logging.getLogger(__name__)
+
+
+def atomic_write_bytes(path: str, data: bytes) -> None:
+    """Write `data` to ``.<name>.<pid>.tmp`` beside `path`, then rename it to `path`."""
+    folder, name = os.path.split(path)
+    tmp = os.path.join(folder, f".{name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
+
+
+def _tiff_bytes(plane: np.ndarray) -> bytes:
+    import io
+
+    import tifffile
+
+    buf = io.BytesIO()
+    tifffile.imwrite(buf, np.ascontiguousarray(plane, dtype=np.uint8), photometric="minisblack")
+    return buf.getvalue()
+
+
+def window_pids(index: dict[str, np.ndarray]) -> np.ndarray:
+    """Patch id of every row: ``official_patch_id`` if >= 0, else the per-tile acceptance order.
+
+    Parameters
+    ----------
+    index : dict of str to ndarray
+        The window table (`srdata.schema.read_index`).
+
+    Returns
+    -------
+    (N,) int64
+        -1 for rejected windows.
+    """
+    n = len(index["tile"])
+    pid = np.full(n, -1, dtype=np.int64)
+    acc = np.flatnonzero(index["accepted"])
+    order = acc[np.lexsort((index["x0"][acc], index["y0"][acc], index["tile"][acc]))]
+    tiles = index["tile"][order]
+    for t in np.unique(tiles):
+        rows = order[tiles == t]
+        pid[rows] = np.arange(len(rows))
+    off = index["official_patch_id"].astype(np.int64)
+    use = index["accepted"] & (off >= 0)
+    pid[use] = off[use]
+    return pid
+
+
+def _check_choice(name: str, given: Sequence[Any] | None, allowed: Sequence[Any]) -> list[Any]:
+    if given is None or len(given) == 0:
+        return list(allowed)
+    bad = [g for g in given if g not in allowed]
+    if bad:
+        raise ValueError(f"{name} {bad} not in this store; the store has {name} {list(allowed)}")
+    return [a for a in allowed if a in given]
+
+
+def export_patches(
+    store: str | Any,
+    out: str | os.PathLike,
+    *,
+    split: str | None = None,
+    markers: Sequence[str] | None = None,
+    scales: Sequence[int] | None = None,
+    workers: int = 4,
+    progress: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
+    """Write the store's accepted windows in the released-patch layout.
+
+    Parameters
+    ----------
+    store : str or path-like
+        Store path or fsspec URL.
+    out : str or path-like
+        Output folder (created; existing files of the same names are replaced).
+    split : {"train", "val", "test"}, optional
+        Only windows of this split (default: every accepted window; fold lists for each split
+        that has windows; accepted windows with split -1 get patch files but no fold line).
+    markers : sequence of str, optional
+        Subset of the store's markers (default all).
+    scales : sequence of int, optional
+        Subset of the store's LR scales (default all); HR patches are always written.
+    workers : int
+        Threads over windows.
+    progress : callable, optional
+        Called with the number of windows finished since the last call.
+
+    Returns
+    -------
+    dict
+        ``out``, ``windows`` (exported), ``files`` (TIFFs written), ``fold_lists`` (relative paths).
+
+    Raises
+    ------
+    StoreFormatError
+        `store` is not a store of this version or has no complete index.
+    ValueError
+        Unknown split, or a marker / scale that the store does not hold.
+    """
+    from srdata.inspect import open_checked
+
+    root, attrs = open_checked(store)
+    if split is not None:
+        split_code(split)  # raises with the list of splits
+    markers = _check_choice("markers", markers, attrs.markers)
+    scales = _check_choice(
+        "scales", [int(s) for s in scales] if scales else None, [int(s) for s in attrs.scales]
+    )
+    index = read_index(root, where=str(store))
+    pids = window_pids(index)
+    sel = index["accepted"].copy()
+    if split is not None:
+        sel &= index["split"] == split_code(split)
+    rows = np.flatnonzero(sel)
+    rows = rows[np.lexsort((index["x0"][rows], index["y0"][rows], index["tile"][rows]))]
+    out = os.fspath(out)
+    for s in (1, *scales):
+        os.makedirs(os.path.join(out, f"hr_div_{s}"), exist_ok=True)
+    chan = {m: attrs.markers.index(m) for m in markers}
+    arrays: dict[tuple[int, int], Any] = {}
+    for t in np.unique(index["tile"][rows]):
+        for s in (1, *scales):
+            arrays[(int(t), s)] = root[f"tiles/{int(t)}/{'hr' if s == 1 else f'x{s}'}/0"]
+
+    def job(r: int) -> int:
+        t, y0, x0, pid = int(index["tile"][r]), int(index["y0"][r]), int(index["x0"][r]), int(pids[r])
+        size = int(index["size"][r])
+        n = 0
+        for s in (1, *scales):
+            arr = arrays[(t, s)]
+            for m in markers:
+                c = chan[m]
+                block = np.asarray(arr[c, y0 // s : (y0 + size) // s, x0 // s : (x0 + size) // s])
+                if s == 1:
+                    patch = read_hr_patch(block, 0, 0)
+                else:
+                    dy, dx = (int(v) for v in index["shift"][r, MARKERS.index(m), SCALES.index(s)])
+                    patch = read_lr_patch(block, 0, 0, dy, dx, s)
+                atomic_write_bytes(os.path.join(out, patch_relpath(t, pid, y0, x0, m, s)), _tiff_bytes(patch))
+                n += 1
+        return n
+
+    files = 0
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        for k in pool.map(job, rows):
+            files += k
+            if progress is not None:
+                progress(1)
+    fold_lists = []
+    for sp in [split] if split is not None else list(SPLITS):
+        srows = rows[index["split"][rows] == split_code(sp)]
+        if len(srows) == 0:
+            continue
+        for s in scales:
+            for m in markers:
+                d = os.path.join("folds", fold_dir_name(sp, s, m))
+                os.makedirs(os.path.join(out, d), exist_ok=True)
+                hr = [patch_relpath(*_key(index, pids, r), m, 1) for r in srows]
+                lr = [patch_relpath(*_key(index, pids, r), m, s) for r in srows]
+                h_l = "".join(f"{a},{b}\n" for a, b in zip(hr, lr, strict=True))
+                l_h = "".join(f"{b},{a}\n" for a, b in zip(hr, lr, strict=True))
+                atomic_write_bytes(os.path.join(out, d, "h_l.txt"), h_l.encode())
+                atomic_write_bytes(os.path.join(out, d, "l_h.txt"), l_h.encode())
+                fold_lists += [os.path.join(d, "h_l.txt"), os.path.join(d, "l_h.txt")]
+    log.info("exported %d windows (%d files) to %s", len(rows), files, out)
+    return {"out": out, "windows": int(len(rows)), "files": files, "fold_lists": fold_lists}
+
+
+def _key(index: dict[str, np.ndarray], pids: np.ndarray, r: int) -> tuple[int, int, int, int]:
+    return int(index["tile"][r]), int(pids[r]), int(index["y0"][r]), int(index["x0"][r])

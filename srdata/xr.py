@@ -1,0 +1,127 @@
+"""Lazy xarray view of a store: `open_store` -> `xarray.DataTree` of dask-backed arrays.
+
+Nothing is read but metadata until a value is computed; use ``.load()`` / ``.compute()`` on a
+node (or `numpy.asarray` on a slice) to read pixels.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from srdata.schema import INDEX_COLUMNS, MARKERS, SCALES, SPLITS, StoreFormatError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import xarray as xr
+
+__all__ = ["open_store", "COVERAGE"]
+
+COVERAGE = "coverage"
+"""Name of the optional per-tile mask ``tiles/<t>/coverage/0`` (stores made by `import-patches`)."""
+
+
+def _level0(group: Any, where: str) -> Any:
+    if "0" not in group:
+        raise StoreFormatError(f"{where}: level 0 is missing; the tile is incomplete, rebuild the store")
+    return group["0"]
+
+
+def _image_node(arr: Any, *, name: str, markers: list[str] | None, px: float, scale: int) -> xr.Dataset:
+    import dask.array as da
+    import numpy as np
+    import xarray as xr
+
+    data = da.from_zarr(arr)
+    h, w = arr.shape[-2:]
+    coords: dict[str, Any] = {
+        "y": ("y", np.arange(h, dtype=np.float64) * px, {"units": "um"}),
+        "x": ("x", np.arange(w, dtype=np.float64) * px, {"units": "um"}),
+    }
+    if markers is not None:
+        dims: tuple[str, ...] = ("c", "y", "x")
+        coords["c"] = ("c", list(markers))
+    else:
+        dims = ("y", "x")
+    var = xr.DataArray(data, dims=dims, coords=coords, attrs={"pixel_size_um": px, "scale": scale})
+    return xr.Dataset({name: var}, attrs={"pixel_size_um": px, "scale": scale, "level": 0})
+
+
+def _index_node(index: Any) -> xr.Dataset:
+    import dask.array as da
+    import xarray as xr
+
+    variables = {}
+    for name, (_dtype, trailing) in INDEX_COLUMNS.items():
+        if name not in index:
+            raise StoreFormatError(f"index/{name} is missing; rebuild the store")
+        arr = da.from_zarr(index[name])
+        dims = ("window", "marker", "scale", "yx") if trailing else ("window",)
+        variables[name] = (dims, arr)
+    coords = {"marker": list(MARKERS), "scale": list(SCALES), "yx": ["dy", "dx"]}
+    attrs = {"split_codes": {str(i): s for i, s in enumerate(SPLITS)} | {"-1": "none"}, "units": "HR px"}
+    return xr.Dataset(variables, coords=coords, attrs=attrs)
+
+
+def open_store(path: str | Any) -> xr.DataTree:
+    """Open a store as a lazy `xarray.DataTree` (dask-backed, read only).
+
+    Parameters
+    ----------
+    path : str or path-like
+        Local path or fsspec URL (``s3://bucket/x.zarr``, ``memory://x.zarr``).
+
+    Returns
+    -------
+    xarray.DataTree
+        Root attrs = the store's ``srcaco2`` attributes. Nodes:
+
+        - ``/tiles/<t>/<acq>`` for ``acq`` in ``hr, x2, x4, x8``: data variable ``image`` with dims
+          ``("c", "y", "x")``, uint8, level 0 of that acquisition; ``c`` holds the marker names,
+          ``y``/``x`` are in micrometres (index × ``pixel_size_um`` of that acquisition, the
+          OME-NGFF scale transform); attrs ``pixel_size_um`` and ``scale`` (1 for HR).
+        - ``/tiles/<t>/roi``: variable ``roi``, dims ``("y", "x")``, uint8 (1 = cell), HR pixels.
+        - ``/tiles/<t>/coverage`` (only in imported stores): variable ``coverage``, like ``roi``,
+          1 where a released HR patch covered the pixel.
+        - ``/index``: the window table, dim ``window`` (see `srdata.schema.INDEX_COLUMNS`); ``shift``
+          has dims ``("window", "marker", "scale", "yx")``.
+
+    Raises
+    ------
+    StoreFormatError
+        If `path` is not a store of this format version.
+
+    Examples
+    --------
+    >>> tree = open_store("cells.zarr")  # doctest: +SKIP
+    >>> tree["tiles/7/x4"]["image"].sel(c="CELL2")[:80, :80].values  # doctest: +SKIP
+    """
+    import xarray as xr
+
+    from srdata.inspect import open_checked
+
+    root, attrs = open_checked(path)
+    where = str(path)
+    nodes: dict[str, Any] = {"/": xr.Dataset(attrs={"srcaco2": attrs.to_json()})}
+    tiles_group = root["tiles"] if "tiles" in root else None
+    for tile in attrs.tiles:
+        if tiles_group is None or str(tile) not in tiles_group:
+            raise StoreFormatError(
+                f"{where}: tile {tile} is listed in the attributes but tiles/{tile} is missing"
+            )
+        tg = tiles_group[str(tile)]
+        for scale in (1, *attrs.scales):
+            acq = "hr" if scale == 1 else f"x{scale}"
+            if acq not in tg:
+                raise StoreFormatError(f"{where}: tiles/{tile}/{acq} is missing; rebuild the store")
+            arr = _level0(tg[acq], f"{where}: tiles/{tile}/{acq}")
+            px = float(attrs.pixel_size_um.get(acq, float("nan")))
+            nodes[f"/tiles/{tile}/{acq}"] = _image_node(
+                arr, name="image", markers=attrs.markers, px=px, scale=scale
+            )
+        for name in ("roi", COVERAGE):
+            if name in tg:
+                arr = _level0(tg[name], f"{where}: tiles/{tile}/{name}")
+                px = float(attrs.pixel_size_um.get("hr", float("nan")))
+                nodes[f"/tiles/{tile}/{name}"] = _image_node(arr, name=name, markers=None, px=px, scale=1)
+    if "index" in root:
+        nodes["/index"] = _index_node(root["index"])
+    return xr.DataTree.from_dict(nodes)
