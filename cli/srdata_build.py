@@ -1,0 +1,82 @@
+"""`srdata build`: raw tiles -> one Zarr store (OME-NGFF images, ROI masks, window index)."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+
+@click.command("build")
+@click.argument("raw", type=click.Path(exists=True, file_okay=False))
+@click.argument("store", type=str)
+@click.option(
+    "--scheduler", default="threads", show_default=True,
+    help="Dask scheduler: threads, processes, sync, or a dask.distributed address (tcp://host:8786).",
+)  # fmt: skip
+@click.option("--workers", type=click.IntRange(min=1), default=None, help="Local threads/processes.")
+@click.option(
+    "--chunk", type=click.IntRange(min=8), default=512, show_default=True, help="HR chunk edge, px."
+)
+@click.option("--roi-threshold", type=int, default=4, show_default=True, help="ROI = HR CELL2 >= this.")
+@click.option("--roi-min-fraction", type=click.FloatRange(0, 1), default=0.2, show_default=True)
+@click.option("--roi-method", type=click.Choice(["fixed", "otsu"]), default="fixed", show_default=True)
+@click.option("--split", type=click.Choice(["auto", "official"]), default="auto", show_default=True)
+@click.option("--no-register", is_flag=True, help="Skip the TV-L1 registration (all shifts 0).")
+@click.option("--pixel-size-um", type=float, default=1.0, show_default=True, help="HR pixel size, µm.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing store at STORE.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def build(
+    raw: str, store: str, scheduler: str, workers: int | None, chunk: int, roi_threshold: int,
+    roi_min_fraction: float, roi_method: str, split: str, no_register: bool, pixel_size_um: float,
+    overwrite: bool, as_json: bool,
+) -> None:  # fmt: skip
+    """Build STORE (path or fsspec URL) from RAW tiles in the official layout.
+
+    Resumable: rerunning the same command skips finished tiles and redoes a partial one.
+    """
+    from tqdm import tqdm
+
+    from srdata.build import BuildConfig, BuildError, build_store
+    from srdata.layout import RawInputError
+    from srdata.schema import StoreFormatError
+
+    try:
+        cfg = BuildConfig(
+            chunk=chunk, roi_threshold=roi_threshold, roi_min_fraction=roi_min_fraction,
+            roi_method=roi_method, split=split, register=not no_register, overwrite=overwrite,  # type: ignore[arg-type]
+            pixel_size_um=pixel_size_um,
+        )  # fmt: skip
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    bar = tqdm(unit="tile", desc="build", file=sys.stderr)
+
+    def on_event(ev) -> None:
+        if ev.stage == "tile":
+            bar.total = ev.total
+            bar.set_postfix_str(f"tile {ev.tile}")
+        elif ev.stage in ("write", "roi", "register"):
+            bar.set_postfix_str(f"tile {ev.tile} {ev.stage} {ev.done}/{ev.total}")
+        elif ev.stage == "skip":
+            bar.set_postfix_str(f"tile {ev.tile} already built")
+        elif ev.stage == "index":
+            bar.set_postfix_str("index")
+        if ev.stage == "finished":
+            bar.update(1)
+
+    try:
+        summary = build_store(raw, store, cfg, scheduler=scheduler, workers=workers, progress=on_event)
+    except (RawInputError, StoreFormatError, BuildError, ValueError) as exc:
+        bar.close()
+        raise click.ClickException(str(exc)) from None
+    bar.close()
+    if as_json:
+        click.echo(json.dumps(summary))
+    else:
+        click.echo(
+            f"{summary['store']}: {len(summary['tiles'])} tiles ({len(summary['built'])} built, "
+            f"{len(summary['skipped'])} already done), {summary['windows']} windows, "
+            f"{summary['accepted']} accepted (train {summary['train']}, val {summary['val']}, "
+            f"test {summary['test']})"
+        )

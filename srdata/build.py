@@ -1,0 +1,341 @@
+"""Build a store from raw tiles: acquisitions, ROI masks, window index, registration shifts.
+
+`build_store` is resumable and idempotent. Per tile, in this order: delete any partial arrays of
+the tile, write HR, x2, x4, x8 (OME-NGFF, chunk grids aligned: HR chunk = s x the X`s` chunk), the
+ROI mask, then the tile's window table (in the tile group's attrs ``windows``), and only then
+record the tile in ``finished_tiles``. The index is written last, from the tables of all tiles,
+followed by ``index_complete``. A rerun skips finished tiles, so a build killed at any point and
+rerun ends with the same arrays, chunk for chunk, as an uninterrupted build.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime
+import logging
+import os
+from collections.abc import Callable, Iterator
+from typing import Any, Literal
+
+import numpy as np
+
+from srdata.layout import RawInputError
+from srdata.rawtiles import RawTiles, load_tile, validate_raw
+from srdata.registration import register_windows
+from srdata.roi import CENTER, roi_mask, roi_threshold, window_grid, window_roi_fraction
+from srdata.schema import (
+    FORMAT_VERSION,
+    INDEX_COLUMNS,
+    MARKERS,
+    SCALES,
+    STRIDE,
+    WINDOW_SIZE,
+    StoreAttrs,
+    StoreFormatError,
+    read_attrs,
+    split_code,
+)
+from srdata.split import is_official_set, official_patch_ids, official_patches, tile_split
+from srdata.writer import (
+    create_store,
+    mark_tile_finished,
+    remove_store,
+    update_attrs,
+    write_image,
+    write_index,
+    write_roi,
+)
+
+__all__ = ["BuildConfig", "BuildEvent", "BuildError", "build_store", "dask_scheduler"]
+
+log = logging.getLogger(__name__)
+
+_ACQ_SCALES = (1, *SCALES)
+
+
+class BuildError(RuntimeError):
+    """The build stopped (I/O failure while writing); the message says where and how to resume."""
+
+
+@dataclasses.dataclass(frozen=True)
+class BuildConfig:
+    """Options of `build_store`.
+
+    Attributes
+    ----------
+    chunk : int
+        HR chunk edge, px (multiple of 8); the /s acquisition uses ``chunk // s``.
+    roi_threshold : int
+        ROI = HR CELL2 >= threshold (``roi_method="fixed"``; SR-CACO-2: 4).
+    roi_min_fraction : float
+        A window is accepted iff its central 128² holds at least this ROI fraction (0.2).
+    roi_method : {"fixed", "otsu"}
+        ``otsu``: per-tile threshold from ``skimage.filters.threshold_otsu`` of HR CELL2.
+    split : {"auto", "official"}
+        See `srdata.split.tile_split`.
+    register : bool
+        Estimate per-window shifts (TV-L1); False stores shift 0.
+    overwrite : bool
+        Delete an existing store at the path first (only if it is a srcaco2 store).
+    pixel_size_um : float
+        HR pixel size, micrometres (OME-NGFF scale metadata; /s acquisitions get s times it).
+    """
+
+    chunk: int = 512
+    roi_threshold: int = 4
+    roi_min_fraction: float = 0.2
+    roi_method: Literal["fixed", "otsu"] = "fixed"
+    split: Literal["auto", "official"] = "auto"
+    register: bool = True
+    overwrite: bool = False
+    pixel_size_um: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.chunk <= 0 or self.chunk % 8:
+            raise ValueError(f"chunk={self.chunk}: the HR chunk edge must be a positive multiple of 8 px")
+        if not 0.0 <= self.roi_min_fraction <= 1.0:
+            raise ValueError(f"roi_min_fraction={self.roi_min_fraction} must be in [0, 1]")
+        if self.roi_method not in ("fixed", "otsu"):
+            raise ValueError(f"roi_method={self.roi_method!r}: use 'fixed' or 'otsu'")
+        if self.split not in ("auto", "official"):
+            raise ValueError(f"split={self.split!r}: use 'auto' or 'official'")
+
+
+@dataclasses.dataclass(frozen=True)
+class BuildEvent:
+    """Progress report.
+
+    ``stage`` is one of ``validate``, ``tile`` (starting a tile), ``write`` (an acquisition
+    written), ``roi``, ``register``, ``skip`` (tile already built), ``finished`` (tile done, built
+    or skipped; ``done`` of ``total`` tiles), ``index``, ``done``.
+    """
+
+    stage: str
+    tile: int | None = None
+    done: int = 0
+    total: int = 0
+    detail: str = ""
+
+
+@contextlib.contextmanager
+def dask_scheduler(scheduler: str = "threads", workers: int | None = None) -> Iterator[None]:
+    """Run the body with a local Dask scheduler (threads, processes, sync) or a distributed one.
+
+    Parameters
+    ----------
+    scheduler : str
+        ``threads``, ``processes``, ``sync``, or the address of a ``dask.distributed`` scheduler
+        (``tcp://host:8786``), used through a `dask.distributed.Client` for the duration.
+    workers : int, optional
+        Pool size of the local threads/processes schedulers.
+    """
+    import dask
+
+    if scheduler in ("threads", "processes", "sync", "synchronous"):
+        cfg: dict[str, Any] = {"scheduler": "synchronous" if scheduler.startswith("sync") else scheduler}
+        if workers and scheduler in ("threads", "processes"):
+            cfg["num_workers"] = int(workers)
+        with dask.config.set(cfg):
+            yield
+        return
+    try:
+        from dask.distributed import Client
+    except ImportError:  # pragma: no cover - distributed is a dev dependency
+        raise ValueError(
+            f"scheduler {scheduler!r} looks like an address but dask.distributed is not installed; "
+            "install `distributed` or use --scheduler threads"
+        ) from None
+    with Client(scheduler):
+        yield
+
+
+def _store_attrs(raw: RawTiles, cfg: BuildConfig) -> StoreAttrs:
+    kind = "synth" if os.path.exists(os.path.join(raw.root, "synth.json")) else "raw"
+    return StoreAttrs(
+        format_version=FORMAT_VERSION,
+        markers=list(MARKERS),
+        scales=list(SCALES),
+        pixel_size_um={"hr": cfg.pixel_size_um, **{f"x{s}": cfg.pixel_size_um * s for s in SCALES}},
+        chunks={"hr": cfg.chunk, **{f"x{s}": cfg.chunk // s for s in SCALES}},
+        tiles=list(raw.tiles),
+        finished_tiles=[],
+        roi={
+            "threshold": cfg.roi_threshold,
+            "min_fraction": cfg.roi_min_fraction,
+            "method": cfg.roi_method,
+            "marker": "CELL2",
+            "center": CENTER,
+            "window": WINDOW_SIZE,
+            "stride": STRIDE,
+        },
+        source={
+            "kind": kind,
+            "input": os.path.abspath(raw.root),
+            "tool": "srcaco2 srdata build",
+            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "registration": "tvl1-mean" if cfg.register else "none",
+            "split": cfg.split,
+        },
+    )
+
+
+def _build_tile(
+    root: Any, raw: RawTiles, tile: int, cfg: BuildConfig, emit: Callable[[BuildEvent], None]
+) -> None:
+    """Write one tile's arrays and window table, then mark it finished."""
+    root.create_group(f"tiles/{tile}", overwrite=True)  # drops a partial tile
+    acq = load_tile(raw, tile)
+    for k, s in enumerate(_ACQ_SCALES):
+        write_image(root, tile, s, acq[s], chunk=cfg.chunk // s, pixel_size_um=cfg.pixel_size_um * s)
+        emit(BuildEvent("write", tile, k + 1, len(_ACQ_SCALES), f"x{s}" if s > 1 else "hr"))
+    hr = acq[1]
+    thr = roi_threshold(hr[2], method=cfg.roi_method, threshold=cfg.roi_threshold)
+    mask = np.asarray(roi_mask(hr[2], thr, chunk=cfg.chunk).compute())
+    write_roi(root, tile, mask, chunk=cfg.chunk, pixel_size_um=cfg.pixel_size_um)
+    y0, x0 = window_grid(hr.shape[1], hr.shape[2])
+    frac = window_roi_fraction(mask, y0, x0)
+    accepted = frac >= cfg.roi_min_fraction
+    emit(BuildEvent("roi", tile, int(accepted.sum()), len(y0), f"threshold {thr}"))
+    shift = np.zeros((len(y0), len(MARKERS), len(SCALES), 2), np.int16)
+    if cfg.register and accepted.any():
+        n_acc = int(accepted.sum())
+        shift[accepted] = register_windows(
+            hr, {s: acq[s] for s in SCALES}, y0[accepted], x0[accepted],
+            progress=lambda d: emit(BuildEvent("register", tile, d, n_acc)),
+        )  # fmt: skip
+    root[f"tiles/{tile}"].attrs["windows"] = {
+        "threshold": thr,
+        "y0": y0.tolist(),
+        "x0": x0.tolist(),
+        "roi_fraction": frac.astype(np.float32).tolist(),
+        "accepted": accepted.tolist(),
+        "shift": shift.tolist(),
+    }
+    mark_tile_finished(root, tile)
+
+
+def _assemble_index(root: Any, raw: RawTiles, cfg: BuildConfig) -> dict[str, np.ndarray]:
+    parts: dict[str, list[np.ndarray]] = {
+        k: [] for k in ("tile", "y0", "x0", "roi_fraction", "accepted", "shift")
+    }
+    for t in raw.tiles:
+        w = root[f"tiles/{t}"].attrs["windows"]
+        n = len(w["y0"])
+        parts["tile"].append(np.full(n, t, np.int32))
+        parts["y0"].append(np.asarray(w["y0"], np.int32))
+        parts["x0"].append(np.asarray(w["x0"], np.int32))
+        parts["roi_fraction"].append(np.asarray(w["roi_fraction"], np.float32))
+        parts["accepted"].append(np.asarray(w["accepted"], bool))
+        parts["shift"].append(np.asarray(w["shift"], np.int16).reshape(n, len(MARKERS), len(SCALES), 2))
+    cols = {k: np.concatenate(v) for k, v in parts.items()}
+    official = is_official_set(raw.extent)
+    codes = tile_split(raw.tiles, mode=cfg.split, official=official)
+    split = np.array([codes[int(t)] for t in cols["tile"]], np.int8)
+    cols["split"] = np.where(cols["accepted"], split, -1).astype(np.int8)
+    cols["size"] = np.full(len(cols["tile"]), WINDOW_SIZE, np.int32)
+    oid = np.full(len(cols["tile"]), -1, np.int32)
+    if official or cfg.split == "official":
+        acc = cols["accepted"]
+        oid[acc] = official_patch_ids(cols["tile"][acc], cols["y0"][acc], cols["x0"][acc])
+        n_off = len(official_patches()["tile"])
+        if (oid[acc] < 0).any() or int(acc.sum()) != n_off:
+            log.warning(
+                "accepted windows (%d) differ from the official list (%d): %d accepted have no official id",
+                int(acc.sum()), n_off, int((oid[acc] < 0).sum()),
+            )  # fmt: skip
+    cols["official_patch_id"] = oid
+    return {k: cols[k] for k in INDEX_COLUMNS}
+
+
+def build_store(
+    raw: str | os.PathLike,
+    store: str,
+    config: BuildConfig = BuildConfig(),
+    *,
+    scheduler: str = "threads",
+    workers: int | None = None,
+    progress: Callable[[BuildEvent], None] | None = None,
+) -> dict[str, Any]:
+    """Build (or resume building) a store from a raw-tile directory.
+
+    Parameters
+    ----------
+    raw : path
+        Directory in the official layout (`srdata.layout`).
+    store : str
+        Local path or fsspec URL of the Zarr v3 store to write.
+    config : BuildConfig
+    scheduler : str
+        ``threads`` (default), ``processes``, ``sync`` or a ``dask.distributed`` address.
+    workers : int, optional
+        Local pool size.
+    progress : callable, optional
+        Receives `BuildEvent` objects (the CLI draws a progress bar from them).
+
+    Returns
+    -------
+    dict
+        Summary: ``store``, ``tiles``, ``built``, ``skipped``, ``windows``, ``accepted``, per-split counts.
+
+    Raises
+    ------
+    RawInputError
+        Bad raw input (nothing written).
+    StoreFormatError
+        The store path holds something else, another format version, or a store built with other options.
+    BuildError
+        An I/O error while writing; finished tiles stay finished, the failing tile is not.
+    """
+    emit = progress or (lambda ev: None)
+    emit(BuildEvent("validate"))
+    raw_tiles = validate_raw(raw)
+    attrs = _store_attrs(raw_tiles, config)
+    try:
+        if config.overwrite:
+            remove_store(store)
+        root = create_store(store, attrs, mode="a")
+        old = read_attrs(root, where=str(store))
+        if old.source.get("registration") != attrs.source["registration"]:
+            raise StoreFormatError(
+                f"{store}: existing store has registration {old.source.get('registration')!r}, this build "
+                f"{attrs.source['registration']!r}; rerun with the same --no-register setting or --overwrite"
+            )
+        done = set(int(t) for t in old.finished_tiles)
+        todo = [t for t in raw_tiles.tiles if t not in done]
+        if todo and old.index_complete:
+            update_attrs(root, index_complete=False)
+        with dask_scheduler(scheduler, workers):
+            for k, t in enumerate(raw_tiles.tiles):
+                emit(BuildEvent("tile", t, k, len(raw_tiles.tiles)))
+                if t in done:
+                    emit(BuildEvent("skip", t, k + 1, len(raw_tiles.tiles)))
+                else:
+                    _build_tile(root, raw_tiles, t, config, emit)
+                    log.info("tile %d finished", t)
+                emit(BuildEvent("finished", t, k + 1, len(raw_tiles.tiles)))
+        if todo or not read_attrs(root).index_complete:
+            emit(BuildEvent("index"))
+            write_index(root, _assemble_index(root, raw_tiles, config))
+    except (RawInputError, StoreFormatError):
+        raise
+    except OSError as exc:
+        raise BuildError(
+            f"{store}: writing failed ({type(exc).__name__}: {exc}); fix the cause (disk space, permissions) "
+            "and rerun the same `srdata build` command: finished tiles are kept, the failed tile is redone"
+        ) from exc
+    from srdata.schema import read_index
+
+    index = read_index(root, where=str(store))
+    acc = index["accepted"]
+    summary = {
+        "store": str(store),
+        "tiles": list(raw_tiles.tiles),
+        "built": todo,
+        "skipped": sorted(done & set(raw_tiles.tiles)),
+        "windows": int(len(acc)),
+        "accepted": int(acc.sum()),
+        **{name: int((index["split"] == split_code(name)).sum()) for name in ("train", "val", "test")},
+    }
+    emit(BuildEvent("done", None, len(raw_tiles.tiles), len(raw_tiles.tiles)))
+    return summary

@@ -1,0 +1,425 @@
+"""Write a SR-CACO-2 store: create/validate the root, OME-NGFF images, ROI masks, the window index.
+
+Every write follows the store contract of `srdata.schema` (DESIGN.md, "The store contract") and is
+*safe to interrupt*: a tile is recorded in ``attrs["srcaco2"]["finished_tiles"]`` only by
+`mark_tile_finished`, which the builder calls after all the tile's arrays are written, and
+``index_complete`` is set by `write_index` only after every index column is written.
+
+Images are OME-NGFF 0.5 multiscales (Zarr v3): ``attrs["ome"] = {"version": "0.5",
+"multiscales": [...]}`` on the image group, levels ``"0"`` (the data) .. ``"L-1"`` (2x windowed-mean
+display downsamples), every level written in one Dask compute, chunks ``(1, chunk, chunk)``,
+blosc/zstd compression.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+from typing import Any, Literal
+
+import numpy as np
+
+from srdata.schema import (
+    FORMAT_VERSION,
+    INDEX_COLUMNS,
+    MARKERS,
+    StoreAttrs,
+    StoreFormatError,
+    acquisition_name,
+    index_path,
+    open_root,
+    read_attrs,
+)
+
+__all__ = [
+    "COMPRESSION",
+    "create_store",
+    "default_n_levels",
+    "ome_multiscales",
+    "write_image",
+    "write_roi",
+    "write_index",
+    "mark_tile_finished",
+    "update_attrs",
+    "store_exists",
+    "remove_store",
+]
+
+log = logging.getLogger(__name__)
+
+COMPRESSION: dict[str, Any] = {"cname": "zstd", "clevel": 3, "shuffle": "bitshuffle"}
+"""Blosc settings of every array (bitshuffle wins on sparse uint8 microscopy, see benchmarks/build.py)."""
+
+_MAX_LEVELS = 8
+_BLOCK_PX = 2048  # edge of one Dask write task, px (rounded down to a multiple of the chunk edge)
+# Attributes that must agree between an existing store and a resumed build.
+_RESUME_FIELDS = ("format_version", "markers", "scales", "pixel_size_um", "chunks", "tiles", "roi")
+
+
+def _compressors() -> Any:
+    from zarr.codecs import BloscCodec
+
+    return (BloscCodec(**COMPRESSION),)
+
+
+def _fs_and_path(path: str) -> tuple[Any, str]:
+    import fsspec
+
+    fs, _, paths = fsspec.get_fs_token_paths(path)
+    return fs, paths[0]
+
+
+def store_exists(path: str) -> bool:
+    """True if `path` (local path or fsspec URL) exists and is not an empty directory."""
+    fs, p = _fs_and_path(path)
+    if not fs.exists(p):
+        return False
+    if fs.isdir(p):
+        return len(fs.ls(p)) > 0
+    return True
+
+
+def remove_store(path: str) -> None:
+    """Delete an existing srcaco2 store (any format version); refuse anything else.
+
+    Raises
+    ------
+    StoreFormatError
+        If `path` holds something that is not a srcaco2 store (nothing is deleted).
+    """
+    if not store_exists(path):
+        return
+    try:
+        root = open_root(path, mode="r")
+        is_store = isinstance(root.attrs.get("srcaco2"), dict)
+    except Exception:  # noqa: BLE001 - anything unreadable is not ours to delete
+        is_store = False
+    if not is_store:
+        raise StoreFormatError(
+            f"{path}: exists and is not a srcaco2 store; refusing to delete it. "
+            "Choose another STORE path or remove it yourself"
+        )
+    fs, p = _fs_and_path(path)
+    fs.rm(p, recursive=True)
+
+
+def create_store(path: str, attrs: StoreAttrs, *, mode: Literal["w-", "a"] = "w-") -> Any:
+    """Create a store (``mode="w-"``) or reopen one for a resumed build (``mode="a"``).
+
+    Parameters
+    ----------
+    path : str
+        Local path or fsspec URL of the root group (e.g. ``out.zarr``, ``s3://bucket/x.zarr``).
+    attrs : StoreAttrs
+        Root attributes to write. With ``mode="a"`` and an existing store, the existing
+        ``finished_tiles`` are kept and every field in ``_RESUME_FIELDS`` must agree.
+    mode : {"w-", "a"}
+        ``w-``: create, fail if anything exists at `path` (an empty directory is fine).
+        ``a``: reopen an existing compatible store, or create it if missing.
+
+    Returns
+    -------
+    zarr.Group
+        The root group, open for writing.
+
+    Raises
+    ------
+    StoreFormatError
+        `path` exists and is not a srcaco2 store; a store of another format version; ``w-`` on an
+        existing store; ``a`` on a store built with other parameters.
+    """
+    if attrs.format_version != FORMAT_VERSION:
+        raise ValueError(f"attrs.format_version must be {FORMAT_VERSION}, got {attrs.format_version}")
+    if mode not in ("w-", "a"):
+        raise ValueError(f"mode must be 'w-' or 'a', got {mode!r}")
+    if store_exists(path):
+        try:
+            root = open_root(path, mode="r+")
+            raw = root.attrs.get("srcaco2")
+        except Exception as exc:  # noqa: BLE001 - not a zarr group at all
+            raise StoreFormatError(
+                f"{path}: exists and is not a srcaco2 store ({type(exc).__name__}); "
+                "choose a new STORE path or remove this one"
+            ) from None
+        if not isinstance(raw, dict):
+            raise StoreFormatError(
+                f"{path}: exists and is not a srcaco2 store (no attrs['srcaco2']); "
+                "choose a new STORE path or remove this one"
+            )
+        if raw.get("format_version") != FORMAT_VERSION:
+            raise StoreFormatError(
+                f"{path}: store format_version {raw.get('format_version')!r}, this toolkit writes version "
+                f"{FORMAT_VERSION}; build into a new path or rerun with --overwrite to replace it"
+            )
+        if mode == "w-":
+            raise StoreFormatError(
+                f"{path}: a srcaco2 store already exists; rerun without mode 'w-' to resume it "
+                "or with --overwrite to replace it"
+            )
+        old = read_attrs(root, where=str(path))
+        for name in _RESUME_FIELDS:
+            if _norm(getattr(old, name)) != _norm(getattr(attrs, name)):
+                raise StoreFormatError(
+                    f"{path}: existing store has {name}={getattr(old, name)!r} but this build asks for "
+                    f"{getattr(attrs, name)!r}; rerun with the same options or with --overwrite"
+                )
+        return root
+    root = open_root(path, mode="a")
+    root.attrs["srcaco2"] = attrs.to_json()
+    log.info("created store %s", path)
+    return root
+
+
+def _norm(value: Any) -> Any:
+    import json
+
+    return json.loads(json.dumps(value, sort_keys=True))
+
+
+def update_attrs(root: Any, **changes: Any) -> StoreAttrs:
+    """Replace fields of ``attrs["srcaco2"]`` (one read-modify-write of the root metadata)."""
+    new = dataclasses.replace(read_attrs(root), **changes)
+    root.attrs["srcaco2"] = new.to_json()
+    return new
+
+
+def mark_tile_finished(root: Any, tile: int) -> None:
+    """Record `tile` in ``finished_tiles``; call only after all its arrays are written."""
+    attrs = read_attrs(root)
+    done = sorted(set(int(t) for t in attrs.finished_tiles) | {int(tile)})
+    update_attrs(root, finished_tiles=done)
+
+
+def default_n_levels(shape_yx: tuple[int, int], chunk: int) -> int:
+    """Number of levels: halve while the next level's smaller side is still >= `chunk` (1..8)."""
+    n = 1
+    while n < _MAX_LEVELS and min(shape_yx) // 2**n >= chunk:
+        n += 1
+    return n
+
+
+def ome_multiscales(
+    name: str, axes: tuple[str, ...], n_levels: int, pixel_size_um: float, *, kind: str = "mean"
+) -> dict[str, Any]:
+    """The ``attrs["ome"]`` mapping of one OME-NGFF 0.5 multiscales image.
+
+    Level ``l`` has scale ``pixel_size_um * 2**l`` on y and x (1 on c) and a translation of
+    ``(2**l - 1) / 2`` level-0 pixels, the centre of a 2**l-wide averaging block.
+    """
+    ax = []
+    for a in axes:
+        ax.append(
+            {"name": "c", "type": "channel"}
+            if a == "c"
+            else {"name": a, "type": "space", "unit": "micrometer"}
+        )
+    datasets = []
+    for lv in range(n_levels):
+        f = 2**lv
+        scale = [1.0 if a == "c" else float(pixel_size_um * f) for a in axes]
+        trans = [0.0 if a == "c" else float(pixel_size_um * (f - 1) / 2) for a in axes]
+        ct: list[dict[str, Any]] = [{"type": "scale", "scale": scale}]
+        if lv:
+            ct.append({"type": "translation", "translation": trans})
+        datasets.append({"path": str(lv), "coordinateTransformations": ct})
+    ms = {"name": name, "axes": ax, "datasets": datasets, "type": kind}
+    return {"version": "0.5", "multiscales": [ms]}
+
+
+def _omero(n_channels: int) -> dict[str, Any]:
+    colors = ("00FF00", "FF00FF", "FF0000")
+    chans = []
+    for i in range(n_channels):
+        label = MARKERS[i] if i < len(MARKERS) else f"C{i}"
+        chans.append(
+            {
+                "label": label,
+                "color": colors[i % len(colors)],
+                "active": True,
+                "window": {"min": 0, "max": 255, "start": 0, "end": 255},
+            }
+        )
+    return {"channels": chans, "rdefs": {"model": "color"}}
+
+
+def _pyramid(level0: Any, n_levels: int, chunks: tuple[int, ...], reduce: str) -> list[Any]:
+    """Dask levels: each is the 2x2 windowed mean (rounded) or max of the previous, uint8."""
+    import dask.array as da
+
+    levels = [level0]
+    yx = {level0.ndim - 2: 2, level0.ndim - 1: 2}
+    for _ in range(1, n_levels):
+        prev = levels[-1]
+        if reduce == "mean":
+            nxt = da.coarsen(np.mean, prev.astype(np.float32), yx, trim_excess=True)
+            nxt = da.round(nxt).astype(np.uint8)
+        else:
+            nxt = da.coarsen(np.max, prev, yx, trim_excess=True)
+        levels.append(nxt)
+    return [lv.rechunk(chunks) for lv in levels]
+
+
+def _write_multiscale(
+    root: Any,
+    group_path: str,
+    data: Any,
+    axes: tuple[str, ...],
+    *,
+    chunk: int,
+    pixel_size_um: float,
+    n_levels: int | None,
+    reduce: str,
+    name: str,
+) -> None:
+    import dask.array as da
+
+    if chunk <= 0:
+        raise ValueError(f"chunk must be a positive number of pixels, got {chunk}")
+    chunks = (1, chunk, chunk) if len(axes) == 3 else (chunk, chunk)
+    # Dask blocks span several Zarr chunks (whole c, ~2048 px in y and x, multiples of `chunk`), so
+    # each task hands zarr many chunks at once (encoded concurrently) and no two tasks share a chunk.
+    k = max(1, _BLOCK_PX // chunk)
+    blocks = ((data.shape[0],) if len(axes) == 3 else ()) + (chunk * k, chunk * k)
+    arr = data if isinstance(data, da.Array) else da.from_array(np.asarray(data), chunks=blocks)
+    if arr.ndim != len(axes) or arr.dtype != np.uint8:
+        raise ValueError(
+            f"{group_path}: expected {len(axes)}-D uint8 {axes}, got {arr.dtype}{list(arr.shape)}"
+        )
+    arr = arr.rechunk(blocks)
+    n = default_n_levels(arr.shape[-2:], chunk) if n_levels is None else int(n_levels)
+    n = max(1, min(n, int(math.log2(max(min(arr.shape[-2:]), 1))) + 1))
+    levels = _pyramid(arr, n, blocks, reduce)
+    meta = ome_multiscales(name, axes, n, pixel_size_um, kind="mean" if reduce == "mean" else "max")
+    if "c" in axes:
+        meta["omero"] = _omero(int(arr.shape[0]))
+    grp = root.create_group(group_path, overwrite=True)
+    targets = []
+    for lv, level in enumerate(levels):
+        targets.append(
+            grp.create_array(
+                str(lv),
+                shape=level.shape,
+                dtype="uint8",
+                chunks=chunks,
+                compressors=_compressors(),
+                fill_value=0,
+                dimension_names=axes,
+                overwrite=True,
+            )
+        )
+    da.store(levels, targets, lock=False, compute=True)
+    # Metadata last: a group without "ome" attrs is visibly incomplete.
+    grp.attrs["ome"] = meta
+
+
+def write_image(
+    root: Any,
+    tile: int,
+    scale: int,
+    data: Any,
+    *,
+    chunk: int,
+    pixel_size_um: float,
+    n_levels: int | None = None,
+) -> None:
+    """Write one acquisition of one tile as an OME-NGFF multiscales image ``tiles/<tile>/<acq>/``.
+
+    Parameters
+    ----------
+    root : zarr.Group
+        Store root open for writing.
+    tile : int
+        Tile id.
+    scale : int
+        1 (HR) or 2, 4, 8.
+    data : (c, y, x) uint8 numpy or dask array, pixels of that acquisition; c = CELL0..CELL2
+    chunk : int
+        Chunk edge in pixels of this acquisition (y and x); chunks are ``(1, chunk, chunk)``.
+    pixel_size_um : float
+        Pixel size of level 0 in micrometres.
+    n_levels : int, optional
+        Number of levels including level 0; default `default_n_levels`.
+
+    Notes
+    -----
+    Levels 1.. are 2x2 windowed means (rounded, uint8) of the previous level, for viewers only.
+    All levels are computed and stored in one Dask compute with the active scheduler.
+    """
+    _write_multiscale(
+        root,
+        f"tiles/{int(tile)}/{acquisition_name(scale)}",
+        data,
+        ("c", "y", "x"),
+        chunk=chunk,
+        pixel_size_um=pixel_size_um,
+        n_levels=n_levels,
+        reduce="mean",
+        name=f"{tile}/{acquisition_name(scale)}",
+    )
+
+
+def write_roi(
+    root: Any, tile: int, mask: Any, *, chunk: int, pixel_size_um: float, n_levels: int | None = None
+) -> None:
+    """Write a tile's ROI mask ``tiles/<tile>/roi/`` (OME-NGFF multiscales, axes (y, x)).
+
+    Parameters
+    ----------
+    mask : (y, x) uint8 numpy or dask array in {0, 1}, HR pixels; 1 = cell
+    chunk, pixel_size_um, n_levels
+        As in `write_image` (HR chunk edge and pixel size). Display levels are 2x2 maxima.
+    """
+    _write_multiscale(
+        root,
+        f"tiles/{int(tile)}/roi",
+        mask,
+        ("y", "x"),
+        chunk=chunk,
+        pixel_size_um=pixel_size_um,
+        n_levels=n_levels,
+        reduce="max",
+        name=f"{tile}/roi",
+    )
+
+
+def write_index(root: Any, columns: dict[str, np.ndarray]) -> None:
+    """Write the window table ``index/<column>`` and then set ``index_complete=True``.
+
+    Parameters
+    ----------
+    columns : dict of str to ndarray
+        Every name of `INDEX_COLUMNS` with N rows (``shift``: (N, 3, 3, 2)); cast to the contract dtype.
+
+    Raises
+    ------
+    KeyError
+        A column is missing or unknown.
+    ValueError
+        Columns differ in length or trailing shape.
+    """
+    missing = sorted(set(INDEX_COLUMNS) - set(columns))
+    extra = sorted(set(columns) - set(INDEX_COLUMNS))
+    if missing or extra:
+        raise KeyError(f"index columns: missing {missing}, unknown {extra}; expected {list(INDEX_COLUMNS)}")
+    cast = {}
+    for name, (dtype, trailing) in INDEX_COLUMNS.items():
+        col = np.asarray(columns[name]).astype(dtype, copy=False)
+        if col.shape[1:] != trailing:
+            raise ValueError(f"index column {name}: shape {col.shape}, expected (N, *{trailing})")
+        cast[name] = col
+    lengths = {len(c) for c in cast.values()}
+    if len(lengths) != 1:
+        raise ValueError(f"index columns differ in length: { {k: len(v) for k, v in cast.items()} }")
+    update_attrs(root, index_complete=False)
+    for name, col in cast.items():
+        n = max(len(col), 1)
+        root.create_array(
+            index_path(name),
+            shape=col.shape,
+            dtype=col.dtype,
+            chunks=(n, *col.shape[1:]),
+            compressors=_compressors(),
+            overwrite=True,
+        )[...] = col
+    update_attrs(root, index_complete=True)

@@ -1,0 +1,117 @@
+"""srdata.writer: store creation rules, OME-NGFF images, ROI, index, finished markers."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import zarr
+
+from srdata.schema import FORMAT_VERSION, INDEX_COLUMNS, StoreAttrs, StoreFormatError, read_attrs, read_index
+from srdata.writer import create_store, mark_tile_finished, update_attrs, write_image, write_index, write_roi
+
+
+def _attrs(**kw) -> StoreAttrs:
+    base = dict(
+        format_version=FORMAT_VERSION, markers=["CELL0", "CELL1", "CELL2"], scales=[2, 4, 8],
+        pixel_size_um={"hr": 0.1, "x2": 0.2, "x4": 0.4, "x8": 0.8},
+        chunks={"hr": 64, "x2": 32, "x4": 16, "x8": 8},
+        tiles=[1], finished_tiles=[], roi={"threshold": 4}, source={"kind": "test"},
+    )  # fmt: skip
+    base.update(kw)
+    return StoreAttrs(**base)
+
+
+def test_create_store_rules(tmp_path):
+    p = str(tmp_path / "s.zarr")
+    root = create_store(p, _attrs())
+    assert read_attrs(root).tiles == [1]
+    with pytest.raises(StoreFormatError, match="already exists"):
+        create_store(p, _attrs(), mode="w-")
+    root = create_store(p, _attrs(), mode="a")  # resume: same parameters
+    with pytest.raises(StoreFormatError, match="chunks"):
+        create_store(p, _attrs(chunks={"hr": 128, "x2": 64, "x4": 32, "x8": 16}), mode="a")
+    # another format version
+    other = str(tmp_path / "v9.zarr")
+    g = zarr.open_group(other, mode="w", zarr_format=3)
+    g.attrs["srcaco2"] = {"format_version": 9}
+    with pytest.raises(StoreFormatError, match="format_version 9"):
+        create_store(other, _attrs(), mode="a")
+    # a directory that is not a store
+    junk = tmp_path / "junk"
+    junk.mkdir()
+    (junk / "notes.txt").write_text("mine")
+    with pytest.raises(StoreFormatError, match="not a srcaco2 store"):
+        create_store(str(junk), _attrs(), mode="a")
+    assert (junk / "notes.txt").read_text() == "mine"
+    # an empty directory is fine
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    create_store(str(empty), _attrs())
+
+
+def test_write_image_ngff_levels(tmp_path):
+    p = str(tmp_path / "s.zarr")
+    root = create_store(p, _attrs())
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (3, 150, 134), dtype=np.uint8)
+    write_image(root, 1, 1, img, chunk=64, pixel_size_um=0.1, n_levels=3)
+    g = zarr.open_group(p, mode="r")
+    ome = g["tiles/1/hr"].attrs["ome"]
+    assert ome["version"] == "0.5"
+    ms = ome["multiscales"][0]
+    assert [a["name"] for a in ms["axes"]] == ["c", "y", "x"]
+    assert [d["path"] for d in ms["datasets"]] == ["0", "1", "2"]
+    assert ms["datasets"][2]["coordinateTransformations"][0]["scale"] == pytest.approx([1.0, 0.4, 0.4])
+    a0, a1, a2 = (g[f"tiles/1/hr/{k}"] for k in range(3))
+    np.testing.assert_array_equal(a0[...], img)
+    assert a0.chunks == (1, 64, 64)
+    # level 1 = rounded 2x2 mean of level 0, level 2 = of level 1
+    l1 = np.round(img[:, :150, :134].reshape(3, 75, 2, 67, 2).astype(np.float64).mean(axis=(2, 4)))
+    np.testing.assert_array_equal(a1[...], l1.astype(np.uint8))
+    assert a2.shape == (3, 37, 33)
+    assert "zstd" in str(a0.compressors[0])
+    # ome_zarr reads it as a 3-level image
+    from ome_zarr.io import parse_url
+    from ome_zarr.reader import Reader
+
+    node = list(Reader(parse_url(os.path.join(p, "tiles/1/hr")))())[0]
+    assert len(node.data) == 3 and tuple(node.data[0].shape) == (3, 150, 134)
+    import xarray as xr
+
+    ds = xr.open_zarr(os.path.join(p, "tiles/1/hr"), consolidated=False, drop_variables=["1", "2"])
+    assert ds["0"].dims == ("c", "y", "x")
+
+
+def test_write_roi_and_dask_input(tmp_path):
+    import dask.array as da
+
+    root = create_store(str(tmp_path / "s.zarr"), _attrs())
+    mask = np.zeros((130, 128), np.uint8)
+    mask[10:20, 5:9] = 1
+    write_roi(root, 1, da.from_array(mask, chunks=(50, 50)), chunk=32, pixel_size_um=0.1)
+    np.testing.assert_array_equal(root["tiles/1/roi/0"][...], mask)
+    assert root["tiles/1/roi/1"][...].sum() > 0  # max-pooled display level keeps the object
+    assert root["tiles/1/roi"].attrs["ome"]["multiscales"][0]["axes"][0]["name"] == "y"
+
+
+def test_index_and_finished(tmp_path):
+    root = create_store(str(tmp_path / "s.zarr"), _attrs(tiles=[1, 2]))
+    cols = {k: np.zeros((4, *t), dtype=d) for k, (d, t) in INDEX_COLUMNS.items()}
+    cols["y0"] = np.arange(4) * 256
+    with pytest.raises(StoreFormatError):
+        read_index(root)
+    bad = dict(cols)
+    bad.pop("split")
+    with pytest.raises(KeyError, match="split"):
+        write_index(root, bad)
+    assert read_attrs(root).index_complete is False
+    write_index(root, cols)
+    assert read_attrs(root).index_complete
+    np.testing.assert_array_equal(read_index(root)["y0"], cols["y0"])
+    mark_tile_finished(root, 2)
+    mark_tile_finished(root, 1)
+    mark_tile_finished(root, 2)
+    assert read_attrs(root).finished_tiles == [1, 2]
+    assert update_attrs(root, source={"kind": "x"}).source == {"kind": "x"}
