@@ -37,6 +37,7 @@ __all__ = [
     "create_store",
     "default_n_levels",
     "ome_multiscales",
+    "pyramid_levels",
     "write_image",
     "write_roi",
     "write_index",
@@ -243,7 +244,7 @@ def _omero(n_channels: int) -> dict[str, Any]:
     return {"channels": chans, "rdefs": {"model": "color"}}
 
 
-def _pyramid(level0: Any, n_levels: int, chunks: tuple[int, ...], reduce: str) -> list[Any]:
+def pyramid_levels(level0: Any, n_levels: int, chunks: tuple[int, ...], reduce: str) -> list[Any]:
     """Dask levels: each is the 2x2 windowed mean (rounded) or max of the previous, uint8."""
     import dask.array as da
 
@@ -289,7 +290,7 @@ def _write_multiscale(
     arr = arr.rechunk(blocks)
     n = default_n_levels(arr.shape[-2:], chunk) if n_levels is None else int(n_levels)
     n = max(1, min(n, int(math.log2(max(min(arr.shape[-2:]), 1))) + 1))
-    levels = _pyramid(arr, n, blocks, reduce)
+    levels = pyramid_levels(arr, n, blocks, reduce)
     meta = ome_multiscales(name, axes, n, pixel_size_um, kind="mean" if reduce == "mean" else "max")
     if "c" in axes:
         meta["omero"] = _omero(int(arr.shape[0]))

@@ -98,3 +98,51 @@ def test_bicubic_baseline_tiles_smoothly_and_sink_streams_rows() -> None:
     assert [r for r, _ in rows] == sorted(r for r, _ in rows) and rows[0][0] == 0
     np.testing.assert_array_equal(np.concatenate([a for _, a in rows], axis=1), tiled)
     assert max(a.shape[1] for _, a in rows) <= 12 * 4  # emitted band by band, never the whole image
+
+
+@pytest.fixture(scope="module")
+def small_store(tmp_path_factory: pytest.TempPathFactory) -> str:
+    from srdata.build import BuildConfig, build_store
+    from srdata.synth import SynthParams, write_synth
+
+    root = tmp_path_factory.mktemp("predict")
+    write_synth(root / "raw", n_tiles=1, params=SynthParams(hr_size=768, seed=3))
+    store = str(root / "s.zarr")
+    build_store(str(root / "raw"), store, BuildConfig(register=False, chunk=256))
+    return store
+
+
+def test_predict_to_store_writes_an_ome_ngff_image(small_store: str) -> None:
+    import zarr
+
+    from trainers.models import build_model
+    from trainers.predict import predict_to_store
+
+    model = build_model("bicubic", 4).eval()
+    path = predict_to_store(model, small_store, 1, 4, ["CELL2"], name="bic", tile=48, overlap=8, halo=4)
+    root = zarr.open_group(small_store, mode="r")
+    grp = root[path]
+    lr = np.asarray(root["tiles/1/x4/0"][2:3])
+    expected = predict_tiled(model, lr, 4, tile=48, overlap=8, halo=4)
+    np.testing.assert_array_equal(np.asarray(grp["0"][...]), expected)
+    assert grp["0"].shape == (1, 768, 768)
+    ms = grp.attrs["ome"]["multiscales"][0]
+    assert len(ms["datasets"]) >= 2 and [a["name"] for a in ms["axes"]] == ["c", "y", "x"]
+    assert grp["1"].shape == (1, 384, 384)
+
+
+def test_predict_cli_bicubic_and_bad_input(small_store: str) -> None:
+    from click.testing import CliRunner
+
+    from cli.srtrain import main
+
+    runner = CliRunner()
+    ok = runner.invoke(main, ["predict", "--store", small_store, "--method", "bicubic", "--scale", "2",
+                              "--marker", "CELL1", "--tile-size", "96"])  # fmt: skip
+    assert ok.exit_code == 0, ok.output
+    assert "predictions/bicubic_x2_CELL1/1" in ok.output
+    bad = runner.invoke(main, ["predict", "--store", small_store, "--method", "bicubic", "--scale", "2",
+                               "--tile", "99"])  # fmt: skip
+    assert bad.exit_code != 0 and "no tile(s) [99]" in bad.output
+    both = runner.invoke(main, ["predict", "--store", small_store, "--scale", "2"])
+    assert both.exit_code != 0 and "exactly one of --checkpoint" in both.output

@@ -1,0 +1,97 @@
+"""`srtrain predict`: whole-tile inference written into the store as OME-NGFF images."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+
+@click.command("predict")
+@click.option("--store", "store", required=True, help="Store holding the LR tiles (path or fsspec URL).")
+@click.option("--checkpoint", type=click.Path(exists=True), help="Our checkpoint or an original run dir.")
+@click.option("--method", help="Instead of a checkpoint: a weight-free method (bicubic).")
+@click.option(
+    "--scale", type=click.Choice(["2", "4", "8"]), help="Scale (taken from the checkpoint if omitted)."
+)
+@click.option("--marker", help="Marker (default: the checkpoint's marker, else CELL2).")
+@click.option("--tile", "tiles", type=int, multiple=True, help="Tile id(s) to predict (default: all).")
+@click.option("--name", help="Prediction name under predictions/ (default: <method>_x<scale>_<marker>).")
+@click.option("--out-store", help="Write into this store instead of STORE (created if missing).")
+@click.option("--tile-size", default=128, show_default=True, help="Core side, LR pixels.")
+@click.option("--overlap", default=16, show_default=True, help="Overlap between cores, LR pixels.")
+@click.option("--halo", default=16, show_default=True, help="Discarded context per side, LR pixels.")
+@click.option("--batch-size", default=4, show_default=True)
+@click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda | cuda:N")
+def predict(
+    store: str,
+    checkpoint: str | None,
+    method: str | None,
+    scale: str | None,
+    marker: str | None,
+    tiles: tuple[int, ...],
+    name: str | None,
+    out_store: str | None,
+    tile_size: int,
+    overlap: int,
+    halo: int,
+    batch_size: int,
+    device: str,
+) -> None:
+    """Super-resolve whole LR tiles of STORE in overlapping tiles (no seams), into predictions/."""
+    import torch
+    from tqdm import tqdm
+
+    from srdata.schema import StoreFormatError, open_root, read_attrs
+    from trainers.predict import predict_to_store
+
+    if (checkpoint is None) == (method is None):
+        raise click.UsageError("give exactly one of --checkpoint PATH or --method bicubic")
+    try:
+        attrs = read_attrs(open_root(store, mode="r"), where=store)
+    except (StoreFormatError, FileNotFoundError) as exc:
+        raise click.ClickException(f"cannot open store {store}: {exc}") from None
+    if checkpoint is not None:
+        from trainers.checkpoints import load_pretrained
+
+        try:
+            model, info = load_pretrained(checkpoint, scale=int(scale) if scale else None, marker=marker)
+        except (ValueError, FileNotFoundError, KeyError) as exc:
+            raise click.ClickException(str(exc)) from None
+        meth, s = info["method"], int(info["scale"])
+        mk = marker or info.get("marker") or "CELL2"
+    else:
+        from trainers.models import build_model
+
+        if scale is None:
+            raise click.UsageError("--method needs --scale")
+        meth, s, mk = method, int(scale), marker or "CELL2"
+        try:
+            model = build_model(method, s).eval()
+        except (KeyError, ValueError) as exc:
+            raise click.ClickException(str(exc)) from None
+    dev = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+    model = model.to(dev).eval()
+    todo = list(tiles) or list(attrs.tiles)
+    missing = [t for t in todo if t not in attrs.tiles]
+    if missing:
+        raise click.ClickException(f"{store}: no tile(s) {missing}; tiles are {attrs.tiles}")
+    if mk not in attrs.markers:
+        raise click.ClickException(f"{store}: no marker {mk!r}; markers are {attrs.markers}")
+    if s not in attrs.scales:
+        raise click.ClickException(f"{store}: no x{s} acquisition; scales are {attrs.scales}")
+    pname = name or f"{meth}_x{s}_{mk}"
+    for t in todo:
+        with tqdm(total=1, desc=f"tile {t}", unit="row", file=sys.stderr) as bar:
+
+            def progress(done: int, total: int, bar: tqdm = bar) -> None:
+                bar.total = total
+                bar.n = done
+                bar.refresh()
+
+            path = predict_to_store(
+                model, store, t, s, [mk], name=pname, out_store=out_store, tile=tile_size,
+                overlap=overlap, halo=halo, batch_size=batch_size, device=dev, progress=progress,
+                metadata={"method": meth, "source": str(checkpoint or method)},
+            )  # fmt: skip
+        click.echo(f"{out_store or store}/{path}")
