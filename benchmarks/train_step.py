@@ -1,0 +1,133 @@
+"""Training-step time and peak memory per method: the original's way vs this toolkit's fast path.
+
+Two variants of one optimiser step (forward, loss ``MSE − 5·SSIM(19, same)``, backward, SGD step):
+
+* ``baseline``: fp32, eager, NCHW, the SSIM as 5 dense depthwise convolutions
+  (`kernels.ssim.ssim_5conv`, the original's formulation);
+* ``fast``: bf16 autocast (CUDA), `kernels.ssim.ssim` (the Triton kernel on CUDA), channels-last,
+  and ``torch.compile`` with ``--compile``.
+
+On a CUDA machine the default is the benchmark's batch (8 crops of 128²) and full networks. On a
+CPU it runs a REDUCED version (batch 2 of 64² crops, a few methods, fewer steps) and says so in the
+table and the JSON: CPU numbers only show that the script works, not what a GPU gains.
+
+Run: ``python -m benchmarks.train_step [--methods vdsr,swinir] [--scale 4] [--steps 10] [--compile]``;
+JSON goes to ``benchmarks/results/train_step_<device>.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+CUDA_METHODS = ("srcnn", "vdsr", "drrn", "memnet", "dfcan", "swinir", "omnisr", "dbpn", "srfbn", "prosr",
+                "mslapsrn", "edsr_liif", "nlsn", "enlcn", "grl", "act")  # fmt: skip
+CPU_METHODS = ("srcnn", "vdsr", "dfcan", "mslapsrn")
+
+
+def _step_fn(model, criterion, opt, device, amp, channels_last):
+    def step(lr, hr):
+        if channels_last:
+            lr = lr.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            out = model(lr)
+        loss, _ = criterion(out, hr)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return loss
+
+    return step
+
+
+def bench_one(method: str, variant: str, *, scale: int, batch: int, h_size: int, steps: int, warmup: int,
+              device: torch.device, compile_model: bool) -> dict:  # fmt: skip
+    """Median step time (ms) and peak memory (MiB, CUDA only) of one method and variant."""
+    from kernels.ssim import ssim, ssim_5conv
+    from trainers.config import LossConfig
+    from trainers.losses import SRLoss
+    from trainers.models import build_model
+
+    torch.manual_seed(0)
+    fast = variant == "fast"
+    model = build_model(method, scale).to(device).train()
+    channels_last = fast and device.type == "cuda"
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    if fast and compile_model:
+        model = torch.compile(model)
+    criterion = SRLoss(LossConfig(), ssim_fn=ssim if fast else ssim_5conv)
+    opt = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9, nesterov=True)
+    step = _step_fn(model, criterion, opt, device, fast and device.type == "cuda", channels_last)
+    g = torch.Generator(device="cpu").manual_seed(1)
+    hr = torch.rand(batch, 1, h_size, h_size, generator=g).to(device)
+    lr = torch.nn.functional.avg_pool2d(hr, scale)
+    times = []
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    for i in range(warmup + steps):
+        t0 = time.perf_counter()
+        step(lr, hr)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        if i >= warmup:
+            times.append(1e3 * (time.perf_counter() - t0))
+    peak = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else None
+    return {"method": method, "variant": variant, "step_ms": statistics.median(times), "peak_mib": peak,
+            "params": sum(p.numel() for p in model.parameters())}  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--methods", help="comma-separated registry names")
+    ap.add_argument("--scale", type=int, default=4)
+    ap.add_argument("--batch", type=int)
+    ap.add_argument("--h-size", type=int)
+    ap.add_argument("--steps", type=int)
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--compile", action="store_true", help="torch.compile the model in the fast variant")
+    ap.add_argument("--out", default="benchmarks/results")
+    args = ap.parse_args(argv)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    reduced = device.type == "cpu"
+    methods = args.methods.split(",") if args.methods else list(CPU_METHODS if reduced else CUDA_METHODS)
+    batch = args.batch or (2 if reduced else 8)
+    h_size = args.h_size or (64 if reduced else 128)
+    steps = args.steps or (3 if reduced else 20)
+    if reduced:
+        print(f"NOTE: no CUDA device: REDUCED CPU run (batch {batch}, {h_size}² crops, {steps} steps, "
+              f"methods {','.join(methods)}); bf16, Triton SSIM, channels-last: CUDA only.")  # fmt: skip
+    rows = []
+    for m in methods:
+        for variant in ("baseline", "fast"):
+            try:
+                r = bench_one(m, variant, scale=args.scale, batch=batch, h_size=h_size, steps=steps,
+                              warmup=args.warmup, device=device, compile_model=args.compile)  # fmt: skip
+            except Exception as exc:  # a method that cannot run here is reported, not fatal
+                r = {"method": m, "variant": variant, "error": f"{type(exc).__name__}: {exc}"}
+            rows.append(r)
+            peak = "-" if r.get("peak_mib") is None else f"{r['peak_mib']:.0f}"
+            ms = f"{r['step_ms']:.1f}" if "step_ms" in r else r["error"][:60]
+            print(f"{m:10s} {variant:9s} step {ms:>10} ms  peak {peak:>6} MiB")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"train_step_{device.type}.json"
+    name = platform.processor() or "cpu"
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name()
+    meta = {"device": name, "torch": torch.__version__, "reduced": reduced, "scale": args.scale,
+            "batch": batch, "h_size": h_size, "steps": steps, "compile": args.compile}  # fmt: skip
+    path.write_text(json.dumps({"meta": meta, "results": rows}, indent=2))
+    print(f"-> {path}")
+    return rows
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,91 @@
+"""`srtrain eval` (a model or bicubic on a split, the paper's metrics) and `srtrain table` (Tables 4/5)."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+__all__ = ["eval_cmd", "table"]
+
+
+@click.command("eval")
+@click.option("--store", required=True, type=click.Path(), help="Store built by `srdata build`.")
+@click.option("--split", default="test", show_default=True, type=click.Choice(["train", "val", "test"]))
+@click.option("--marker", required=True, type=click.Choice(["CELL0", "CELL1", "CELL2"]))
+@click.option("--scale", required=True, type=click.Choice(["2", "4", "8"]), help="SR factor.")
+@click.option(
+    "--checkpoint", type=click.Path(), help="best.pt / last.pt of `srtrain fit`, or an original run."
+)
+@click.option("--method", help="`bicubic` for the baseline; with --checkpoint, the method it must hold.")
+@click.option("--batch-size", default=1, show_default=True, type=click.IntRange(1))
+@click.option("--max-windows", type=click.IntRange(1), help="Only the first N windows of the split.")
+@click.option("--device", help="cpu or cuda (default: cuda when available).")
+@click.option(
+    "--out", "out_dir", required=True, type=click.Path(), help="Directory for windows.csv, summary.json."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def eval_cmd(
+    store, split, marker, scale, checkpoint, method, batch_size, max_windows, device, out_dir, as_json
+):
+    """Evaluate a checkpoint (or --method bicubic) on a split of a store.
+
+    Writes one row per window (tile, window, y0, x0 and PSNR/NRMSE/SSIM, full image and ROI) to
+    OUT/windows.csv and the split's means to OUT/summary.json (SPEC §4: 8-bit rounding, border crop
+    = scale, valid 11×11 SSIM, ROI thresholds 4..10).
+    """
+    from tqdm import tqdm
+
+    from trainers.evaluate import evaluate
+
+    bar = tqdm(desc=f"eval {method or checkpoint} {split}", unit="batch", leave=False)
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+
+    try:
+        res = evaluate(
+            store, split=split, marker=marker, scale=int(scale), checkpoint=checkpoint, method=method,
+            batch_size=batch_size, max_windows=max_windows, device=device, out_dir=out_dir, progress=progress,
+        )  # fmt: skip
+    except (FileNotFoundError, ValueError, KeyError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        bar.close()
+    if as_json:
+        click.echo(json.dumps({**res.meta, "metrics": res.summary}, indent=2))
+        return
+    m = res.summary
+    click.echo(f"{res.meta['method']} x{scale} {marker} {split} ({res.meta['n_windows']} windows)")
+    click.echo(f"  full image: PSNR {m['psnr']:.2f} dB  NRMSE {m['nrmse']:.4f}  SSIM {m['ssim']:.4f}")
+    click.echo(
+        f"  ROI:        PSNR {m['roi_psnr']:.2f} dB  NRMSE {m['roi_nrmse']:.4f}  SSIM {m['roi_ssim']:.4f}"
+    )
+    click.echo(f"  -> {out_dir}", err=True)
+
+
+@click.command("table")
+@click.argument("runs", nargs=-1, required=True, type=click.Path(exists=True))
+@click.option("--out", "out_dir", required=True, type=click.Path(), help="Directory for the tables.")
+def table(runs, out_dir):
+    """Collect `srtrain eval` outputs (RUNS: their directories) into the paper's Tables 4 and 5.
+
+    Writes table4_roi.{md,csv,tex} and table5_full.{md,csv,tex} to OUT (best per scale in bold)
+    and prints the Markdown tables.
+    """
+    from trainers.evaluate import read_eval
+    from trainers.tables import write_tables
+
+    try:
+        summaries = []
+        for r in runs:
+            s = read_eval(r)
+            s["_path"] = r
+            summaries.append(s)
+        paths = write_tables(summaries, out_dir)
+    except (FileNotFoundError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(paths["table4_roi.md"].read_text())
+    click.echo(paths["table5_full.md"].read_text())
+    click.echo(f"tables written to {out_dir}", err=True)

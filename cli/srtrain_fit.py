@@ -1,0 +1,103 @@
+"""`srtrain fit`: train one (method, marker, scale) model on a store (the paper's recipe by default)."""
+
+from __future__ import annotations
+
+import click
+
+__all__ = ["fit", "build_config"]
+
+
+def build_config(store, method, scale, marker, config_path, overrides):
+    """The run's config: --config file (or the paper recipe), then the explicit options, then --set."""
+    import dataclasses
+
+    from trainers.config import apply_overrides, load_config, paper_config
+
+    if config_path:
+        cfg = load_config(config_path)
+    else:
+        if not method or not scale or not marker:
+            raise click.UsageError("give --method, --scale and --marker (or a --config file)")
+        cfg = paper_config(method, int(scale), marker)
+    sets = []
+    if store:
+        sets.append(f"data.store={store}")
+    if scale:
+        sets.append(f"data.scale={scale}")
+    if marker:
+        sets.append(f"data.marker={marker}")
+    if method:
+        sets.append(f"model.method={method.lower()}")
+    cfg = apply_overrides(cfg, sets + list(overrides))
+    if not cfg.data.store:
+        raise click.UsageError("give --store (or data.store in the --config file)")
+    return dataclasses.replace(cfg)
+
+
+@click.command("fit")
+@click.option("--store", type=click.Path(), help="Store built by `srdata build`.")
+@click.option("--method", help="Network name (see `srtrain methods`).")
+@click.option("--scale", type=click.Choice(["2", "4", "8"]))
+@click.option("--marker", type=click.Choice(["CELL0", "CELL1", "CELL2"]))
+@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False), help="A run.yaml.")
+@click.option(
+    "--set", "overrides", multiple=True, metavar="KEY=VALUE",
+    help="Dotted override, e.g. --set train.epochs=5 --set model.overrides.num_features=16.",
+)  # fmt: skip
+@click.option("--out", "out_dir", required=True, type=click.Path(), help="Run directory.")
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its last.pt.")
+@click.option("--force", is_flag=True, help="Overwrite a previous run in --out.")
+@click.option("--device", help="cpu or cuda (default: cuda when available).")
+def fit(store, method, scale, marker, config_path, overrides, out_dir, resume, force, device):
+    """Train a super-resolution model with the SR-CACO-2 recipe (SPEC §6.3) and keep the best by ROI PSNR.
+
+    Writes OUT/config.yaml, last.pt, best.pt, metrics.csv, val.csv (and tb/ with TensorBoard).
+    Under `torchrun --nproc_per_node N srtrain fit ...` it trains data parallel.
+    """
+    from tqdm import tqdm
+
+    from trainers.config import ConfigError
+    from trainers.fit import RunDirError, TrainingDivergedError
+    from trainers.fit import fit as run_fit
+
+    try:
+        if resume and not (store or method or scale or marker or config_path or overrides):
+            cfg = None
+        elif resume and not config_path:  # --set on a resumed run: start from the run's own config
+            from pathlib import Path
+
+            saved = Path(out_dir) / "config.yaml"
+            cfg = build_config(store, method, scale, marker, saved if saved.exists() else None, overrides)
+        else:
+            cfg = build_config(store, method, scale, marker, config_path, overrides)
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc), param_hint="--set/--config") from exc
+
+    bar = None
+
+    def callback(event, info):
+        nonlocal bar
+        if event == "start":
+            bar = tqdm(
+                total=info["total_steps"], initial=info["step"], unit="step", desc="fit", dynamic_ncols=True
+            )
+        elif event == "step" and bar is not None:
+            bar.update(1)
+            bar.set_postfix(
+                loss=f"{info['loss']:.4f}", lr=f"{info['lr']:.2e}",
+                step_ms=f"{1e3 * info['step_time_s']:.0f}", data_ms=f"{1e3 * info['data_time_s']:.0f}",
+            )  # fmt: skip
+        elif event == "val" and bar is not None:
+            m = info["metrics"]
+            bar.write(f"step {info['step']}: val ROI PSNR {m['roi_psnr']:.2f} dB, PSNR {m['psnr']:.2f} dB"
+                      + (" (best)" if info["is_best"] else ""))  # fmt: skip
+
+    try:
+        res = run_fit(cfg, out_dir, resume=resume, force=force, device=device, callback=callback)
+    except (RunDirError, FileNotFoundError, TrainingDivergedError, ConfigError, ValueError, OSError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        if bar is not None:
+            bar.close()
+    best = "n/a" if res.best_metric is None else f"{res.best_metric:.3f} at step {res.best_step}"
+    click.echo(f"trained {res.step} steps; best validation score {best}; run in {res.run_dir}")

@@ -1,0 +1,103 @@
+"""Config tree: paper recipe, YAML round trip, dotted overrides, errors that suggest the fix."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from trainers.config import (
+    ConfigError,
+    RunConfig,
+    apply_overrides,
+    config_to_dict,
+    load_config,
+    paper_config,
+    save_config,
+)
+
+
+def test_paper_recipe_values():
+    cfg = paper_config("swinir", scale=8, marker="CELL2")
+    assert (cfg.optim.name, cfg.optim.lr, cfg.optim.momentum, cfg.optim.nesterov) == ("sgd", 0.01, 0.9, True)
+    assert (cfg.optim.weight_decay, cfg.optim.step_size, cfg.optim.gamma, cfg.optim.min_lr) == (
+        0.0,
+        30,
+        0.5,
+        1e-4,
+    )
+    assert cfg.optim.schedule == "epoch"
+    assert (cfg.data.batch_size, cfg.data.h_size, cfg.train.epochs) == (8, 128, 100)
+    assert (cfg.loss.l2_weight, cfg.loss.ssim_weight, cfg.loss.ssim_window, cfg.loss.ssim_padding) == (
+        1.0, 5.0, 19, "same")  # fmt: skip
+    assert cfg.data.roi_bias and cfg.data.roi_threshold == 4
+    assert (cfg.eval.val_windows, cfg.eval.every, cfg.eval.select_metric) == (128, 0.9, "roi_psnr")
+    assert cfg.version == 1 and cfg.data.scale == 8 and cfg.model.method == "swinir"
+
+
+def test_yaml_round_trip(tmp_path):
+    cfg = apply_overrides(
+        paper_config("vdsr", 4, "CELL1", store="/x/s.zarr"),
+        ["train.max_steps=7", "model.overrides.num_features=8", "optim.schedule=original"],
+    )
+    p = save_config(cfg, tmp_path / "config.yaml")
+    text = p.read_text()
+    back = load_config(p)
+    assert back == cfg
+    save_config(back, tmp_path / "again.yaml")
+    assert (tmp_path / "again.yaml").read_text() == text
+    assert yaml.safe_load(text)["model"]["overrides"] == {"num_features": 8}
+
+
+def test_overrides_are_typed():
+    cfg = apply_overrides(
+        RunConfig(),
+        [
+            "train.epochs=5",
+            "optim.lr=1e-3",
+            "data.roi_bias=false",
+            "eval.val_windows=null",
+            "data.marker=CELL0",
+        ],
+    )
+    assert cfg.train.epochs == 5 and isinstance(cfg.train.epochs, int)
+    assert cfg.optim.lr == 1e-3 and cfg.data.roi_bias is False and cfg.eval.val_windows is None
+    assert cfg.data.marker == "CELL0"
+
+
+def test_unknown_key_suggests_closest():
+    with pytest.raises(ConfigError, match=r"'train.epoch'.*Did you mean 'train.epochs'"):
+        apply_overrides(RunConfig(), ["train.epoch=3"])
+    with pytest.raises(ConfigError, match="Did you mean 'optim.lr'"):
+        apply_overrides(RunConfig(), ["optim.lrr=0.1"])
+
+
+def test_wrong_types_are_refused(tmp_path):
+    with pytest.raises(ConfigError, match=r"train.epochs='ten'.*expected int"):
+        apply_overrides(RunConfig(), ["train.epochs=ten"])
+    with pytest.raises(ConfigError, match=r"data.roi_bias.*expected bool"):
+        apply_overrides(RunConfig(), ["data.roi_bias=maybe"])
+    with pytest.raises(ConfigError, match="optim.schedule='weekly' is not allowed"):
+        apply_overrides(RunConfig(), ["optim.schedule=weekly"])
+    with pytest.raises(ConfigError, match="must look like key=value"):
+        apply_overrides(RunConfig(), ["train.epochs"])
+    bad = config_to_dict(RunConfig())
+    bad["data"]["batch_size"] = "8"
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(bad))
+    with pytest.raises(ConfigError, match=r"bad.yaml: data.batch_size='8' has the wrong type"):
+        load_config(tmp_path / "bad.yaml")
+    bad = config_to_dict(RunConfig())
+    bad["loss"]["ssim_windw"] = 11
+    (tmp_path / "bad2.yaml").write_text(yaml.safe_dump(bad))
+    with pytest.raises(ConfigError, match="Did you mean 'loss.ssim_window'"):
+        load_config(tmp_path / "bad2.yaml")
+
+
+def test_field_and_cross_field_checks():
+    with pytest.raises(ConfigError, match="h_size=130 must be a positive multiple of scale=4"):
+        apply_overrides(RunConfig(), ["data.h_size=130"])
+    with pytest.raises(ConfigError, match="Did you mean 'swinir'"):
+        paper_config("swinIRR", 4, "CELL2")
+    with pytest.raises(ConfigError, match="data.marker='CELL7'"):
+        paper_config("vdsr", 4, "CELL7")
+    with pytest.raises(ConfigError, match="ssim_window=12 must be odd"):
+        apply_overrides(RunConfig(), ["loss.ssim_window=12"])

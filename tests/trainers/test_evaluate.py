@@ -1,0 +1,87 @@
+"""Evaluation: per-window rows and split means, bicubic vs a checkpoint, bad inputs, CLI."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from srdata.loader import make_loader
+from trainers.evaluate import evaluate, read_eval
+from trainers.metrics import bicubic_upsample, patch_metrics
+
+
+def test_bicubic_rows_follow_the_metric_reference(trainer_store, tmp_path):
+    res = evaluate(
+        trainer_store, split="test", marker="CELL2", scale=4, method="bicubic", out_dir=tmp_path / "ev"
+    )
+    assert res.meta["n_windows"] == 2 and len(res.rows) == 2
+    loader = make_loader(trainer_store, "test", 4, "CELL2", 1, 512, mode="eval")
+    for row, batch in zip(res.rows, loader, strict=True):
+        ref = patch_metrics(bicubic_upsample(batch["lr"], 4)[0, 0].numpy(), batch["hr"][0, 0].numpy(), 4)
+        assert row["tile"] == int(batch["tile"][0]) and row["window"] == int(batch["window"][0])
+        for k, v in ref.items():
+            assert row[k] == pytest.approx(v, rel=1e-9)
+    for k in ("psnr", "roi_psnr", "ssim", "roi_nrmse"):
+        assert res.summary[k] == pytest.approx(np.mean([r[k] for r in res.rows]))
+    rows = list(csv.DictReader((tmp_path / "ev" / "windows.csv").open()))
+    assert len(rows) == 2 and list(rows[0])[:4] == ["tile", "window", "y0", "x0"]
+    summary = read_eval(tmp_path / "ev")
+    assert summary["method"] == "bicubic" and summary["split"] == "test"
+    assert summary["metrics"]["roi_psnr"] == pytest.approx(res.summary["roi_psnr"])
+
+
+def test_checkpoint_evaluation_and_mismatch(tiny, trainer_store, tmp_path):
+    from trainers.fit import fit
+
+    fit(tiny(trainer_store, "train.max_steps=2", "eval.every=100"), tmp_path / "run")
+    best = tmp_path / "run" / "best.pt"
+    res = evaluate(trainer_store, split="val", marker="CELL2", scale=4, checkpoint=best, max_windows=1)
+    assert (
+        res.meta["method"] == "vdsr" and res.meta["n_windows"] == 1 and np.isfinite(res.summary["roi_psnr"])
+    )
+    with pytest.raises(ValueError, match="scale"):
+        evaluate(trainer_store, split="val", marker="CELL2", scale=2, checkpoint=tmp_path / "run" / "best.pt")
+    with pytest.raises(ValueError, match="method"):
+        evaluate(trainer_store, split="val", marker="CELL2", scale=4, checkpoint=tmp_path / "run" / "best.pt",
+                 method="swinir")  # fmt: skip
+
+
+def test_bad_inputs(trainer_store, tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        evaluate(tmp_path / "none.zarr", split="test", marker="CELL2", scale=4, method="bicubic")
+    with pytest.raises(ValueError, match="split='tset'"):
+        evaluate(trainer_store, split="tset", marker="CELL2", scale=4, method="bicubic")
+    with pytest.raises(ValueError, match="marker='CELL5'"):
+        evaluate(trainer_store, split="test", marker="CELL5", scale=4, method="bicubic")
+    with pytest.raises(ValueError, match="give a checkpoint"):
+        evaluate(trainer_store, split="test", marker="CELL2", scale=4)
+    with pytest.raises(FileNotFoundError, match="checkpoint"):
+        evaluate(trainer_store, split="test", marker="CELL2", scale=4, checkpoint=tmp_path / "x.pt")
+
+
+def test_cli_eval(trainer_store, tmp_path):
+    from cli.srtrain import main
+
+    args = ["eval", "--store", trainer_store, "--split", "test", "--marker", "CELL2", "--scale", "2",
+            "--method", "bicubic", "--out", str(tmp_path / "ev")]  # fmt: skip
+    res = CliRunner().invoke(main, args + ["--json"])
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.output[res.output.index("{") :])
+    assert data["scale"] == 2 and data["n_windows"] == 2 and data["metrics"]["psnr"] > 20
+    args = [
+        "eval",
+        "--store",
+        str(tmp_path / "nope"),
+        "--marker",
+        "CELL2",
+        "--scale",
+        "4",
+        "--method",
+        "bicubic",
+    ]
+    res = CliRunner().invoke(main, args + ["--out", str(tmp_path / "e2")])
+    assert res.exit_code == 1 and "does not exist" in res.output
