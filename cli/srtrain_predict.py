@@ -23,6 +23,17 @@ import click
 @click.option("--halo", default=16, show_default=True, help="Discarded context per side, LR pixels.")
 @click.option("--batch-size", default=4, show_default=True)
 @click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda | cuda:N")
+@click.option(
+    "--panels",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Also draw PNG panels LR | bicubic | SR | HR | ROI for the first N windows of --split.",
+)
+@click.option("--split", default="test", show_default=True, help="Split of the panel windows.")
+@click.option(
+    "--panel-dir", type=click.Path(file_okay=False), help="Where panels go (default ./panels_<name>)."
+)
 def predict(
     store: str,
     checkpoint: str | None,
@@ -37,6 +48,9 @@ def predict(
     halo: int,
     batch_size: int,
     device: str,
+    panels: int,
+    split: str,
+    panel_dir: str | None,
 ) -> None:
     """Super-resolve whole LR tiles of STORE in overlapping tiles (no seams), into predictions/."""
     import torch
@@ -95,3 +109,13 @@ def predict(
                 metadata={"method": meth, "source": str(checkpoint or method)},
             )  # fmt: skip
         click.echo(f"{out_store or store}/{path}")
+    if panels > 0:
+        from trainers.report import write_window_panels
+
+        try:
+            pngs = write_window_panels(model, store, panel_dir or f"panels_{pname}", split=split, scale=s,
+                                       marker=mk, n=panels, device=dev)  # fmt: skip
+        except ValueError as exc:
+            raise click.ClickException(str(exc)) from None
+        for p in pngs:
+            click.echo(str(p))

@@ -172,22 +172,9 @@ def run_demo(
 
 
 def _panels(out: Path, cfg: Any, s: DemoSettings) -> list[Path]:
-    from srdata.loader import make_loader
     from trainers.checkpoints import load_pretrained
-    from trainers.evaluate import predict_batch
-    from trainers.report import save_panel
+    from trainers.report import write_window_panels
 
     model, _ = load_pretrained(out / "run" / "best.pt", scale=s.scale, marker=s.marker)
-    loader = make_loader(str(cfg.data.store), split="test", scale=s.scale, marker=s.marker, batch_size=1,
-                         h_size=512, mode="eval", max_windows=s.panels)  # fmt: skip
-    paths = []
-    for batch in loader:
-        lr, hr = batch["lr"], batch["hr"]
-        sr = predict_batch(model, lr, scale=s.scale)
-        bic = predict_batch("bicubic", lr, scale=s.scale)
-        t, w = int(batch["tile"][0]), int(batch["window"][0])
-        y0, x0 = int(batch["y0"][0]), int(batch["x0"][0])
-        title = f"tile {t}, window {w} (y0={y0}, x0={x0}), x{s.scale} {s.marker}"
-        images = [a[0, 0].numpy() for a in (lr, bic, sr, hr)]
-        paths.append(save_panel(out / "panels" / f"tile{t}_window{w}.png", *images, title=title))
-    return paths
+    return write_window_panels(model, str(cfg.data.store), out / "panels", split="test", scale=s.scale,
+                               marker=s.marker, n=s.panels)  # fmt: skip

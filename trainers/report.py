@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["panel_image", "save_panel", "write_report"]
+__all__ = ["panel_image", "save_panel", "write_window_panels", "write_report"]
 
 _LABELS = ("LR", "bicubic", "SR", "HR", "ROI (HR >= 4)")
 
@@ -82,6 +82,54 @@ def save_panel(path: str | Path, lr: np.ndarray, bicubic: np.ndarray, sr: np.nda
     path.parent.mkdir(parents=True, exist_ok=True)
     panel_image(lr, bicubic, sr, hr, **kwargs).save(path)
     return path
+
+
+def write_window_panels(
+    model: Any,
+    store: str,
+    out_dir: str | Path,
+    *,
+    split: str,
+    scale: int,
+    marker: str,
+    n: int,
+    device: str | None = None,
+) -> list[Path]:
+    """Panels LR | bicubic | SR | HR | ROI for the first `n` windows of a split (index order).
+
+    Parameters
+    ----------
+    model : torch.nn.Module (eval mode) mapping (B, 1, h, w) -> (B, 1, s·h, s·w)
+    store : str
+        Store path or URL.
+    out_dir : path
+        Receives ``tile<t>_window<w>.png``.
+    split, scale, marker : the windows to draw.
+    n : int
+        Number of windows.
+
+    Returns
+    -------
+    list of Path, one PNG per window.
+    """
+    from srdata.loader import make_loader
+    from trainers.evaluate import predict_batch
+
+    loader = make_loader(str(store), split=split, scale=scale, marker=marker, batch_size=1,
+                         h_size=512, mode="eval", max_windows=n)  # fmt: skip
+    paths = []
+    for batch in loader:
+        lr, hr = batch["lr"], batch["hr"]
+        if device is not None:
+            lr = lr.to(device)
+        sr = predict_batch(model, lr, scale=scale).cpu()
+        bic = predict_batch("bicubic", lr, scale=scale).cpu()
+        t, w = int(batch["tile"][0]), int(batch["window"][0])
+        y0, x0 = int(batch["y0"][0]), int(batch["x0"][0])
+        title = f"tile {t}, window {w} (y0={y0}, x0={x0}), x{scale} {marker}"
+        images = [a[0, 0].cpu().numpy() for a in (lr, bic, sr, hr)]
+        paths.append(save_panel(Path(out_dir) / f"tile{t}_window{w}.png", *images, title=title))
+    return paths
 
 
 def write_report(

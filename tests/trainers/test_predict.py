@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -131,7 +133,7 @@ def test_predict_to_store_writes_an_ome_ngff_image(small_store: str) -> None:
     assert grp["1"].shape == (1, 384, 384)
 
 
-def test_predict_cli_bicubic_and_bad_input(small_store: str) -> None:
+def test_predict_cli_bicubic_and_bad_input(small_store: str, tmp_path: Path) -> None:
     from click.testing import CliRunner
 
     from cli.srtrain import main
@@ -141,6 +143,10 @@ def test_predict_cli_bicubic_and_bad_input(small_store: str) -> None:
                               "--marker", "CELL1", "--tile-size", "96"])  # fmt: skip
     assert ok.exit_code == 0, ok.output
     assert "predictions/bicubic_x2_CELL1/1" in ok.output
+    args = ["predict", "--store", small_store, "--method", "bicubic", "--scale", "4", "--split", "train"]
+    pan = runner.invoke(main, [*args, "--panels", "1", "--panel-dir", str(tmp_path / "p")])
+    assert pan.exit_code == 0, pan.output
+    assert len(list((tmp_path / "p").glob("tile*_window*.png"))) == 1
     bad = runner.invoke(main, ["predict", "--store", small_store, "--method", "bicubic", "--scale", "2",
                                "--tile", "99"])  # fmt: skip
     assert bad.exit_code != 0 and "no tile(s) [99]" in bad.output
