@@ -57,7 +57,7 @@ def predict(
     from tqdm import tqdm
 
     from srdata.schema import StoreFormatError, open_root, read_attrs
-    from trainers.predict import predict_to_store
+    from trainers.predict import input_grid, predict_to_store
 
     if (checkpoint is None) == (method is None):
         raise click.UsageError("give exactly one of --checkpoint PATH or --method bicubic")
@@ -106,6 +106,7 @@ def predict(
             path = predict_to_store(
                 model, store, t, s, [mk], name=pname, out_store=out_store, tile=tile_size,
                 overlap=overlap, halo=halo, batch_size=batch_size, device=dev, progress=progress,
+                align=input_grid(meth),
                 metadata={"method": meth, "source": str(checkpoint or method)},
             )  # fmt: skip
         click.echo(f"{out_store or store}/{path}")

@@ -22,9 +22,27 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["tile_starts", "blend_ramp", "predict_tiled", "predict_to_store", "prediction_path"]
+__all__ = [
+    "INPUT_GRID",
+    "input_grid",
+    "tile_starts",
+    "blend_ramp",
+    "predict_tiled",
+    "predict_to_store",
+    "prediction_path",
+]
 
 log = logging.getLogger(__name__)
+
+INPUT_GRID: dict[str, int] = {"swinir": 8, "grl": 8, "omnisr": 8, "act": 3}
+"""LR-pixel grid of each network's window partition (SwinIR/GRL/OmniSR 8×8 windows, ACT's 3×3
+tokens). Crops that start on a multiple of it see the windows at the same phase as whole-image
+inference, which is what makes their tiles agree (tests/models/test_all_networks.py)."""
+
+
+def input_grid(method: str) -> int:
+    """Crop alignment (LR px) for `method`: `INPUT_GRID` entry, 1 for other networks."""
+    return INPUT_GRID.get(str(method).lower(), 1)
 
 
 def tile_starts(n: int, tile: int, overlap: int) -> list[int]:
@@ -84,6 +102,7 @@ def _run_band(
     scale: int,
     batch_size: int,
     device: torch.device,
+    align: int = 1,
 ) -> list[torch.Tensor]:
     """Forward every core of one tile row; returns (C, s·th, s·tw) float32 CPU tensors."""
     _, h, w = lr.shape
@@ -104,6 +123,7 @@ def _run_band(
         tw = min(tile, w)
         y0, y1 = max(y - halo, 0), min(y + th + halo, h)
         x0, x1 = max(x - halo, 0), min(x + tw + halo, w)
+        y0, x0 = y0 - y0 % align, x0 - x0 % align  # window grid at the whole image's phase
         crop = lr[:, y0:y1, x0:x1]
         if pending and pending[0][0].shape != crop.shape:
             flush()
@@ -123,6 +143,7 @@ def predict_tiled(
     overlap: int = 16,
     halo: int = 16,
     batch_size: int = 4,
+    align: int = 1,
     device: str | torch.device | None = None,
     sink: Callable[[int, np.ndarray], None] | None = None,
     progress: Callable[[int, int], None] | None = None,
@@ -142,6 +163,10 @@ def predict_tiled(
         LR pixels. A halo >= the network's receptive field radius makes each core exact.
     batch_size : int
         Cores per forward pass.
+    align : int
+        Every crop starts on a multiple of `align` LR px (its top/left halo grows by up to
+        ``align − 1``), so window-attention networks see their window grid at the same phase as
+        in whole-image inference; use ``input_grid(method)``.
     device : str or torch.device, optional
         Where the model runs (default: the model's parameters' device, else CPU).
     sink : callable, optional
@@ -160,8 +185,8 @@ def predict_tiled(
         lr_t = lr.float() / 255.0 if lr.dtype == torch.uint8 else lr.float()
     if lr_t.ndim != 3:
         raise ValueError(f"lr must be (C, h, w), got shape {tuple(lr_t.shape)}")
-    if halo < 0:
-        raise ValueError(f"halo must be >= 0, got {halo}")
+    if halo < 0 or align < 1:
+        raise ValueError(f"need halo >= 0 and align >= 1, got halo={halo}, align={align}")
     if device is None:
         params = list(getattr(model, "parameters", lambda: [])())
         device = params[0].device if params else torch.device("cpu")
@@ -185,7 +210,16 @@ def predict_tiled(
     wacc = np.zeros((0, out_w), dtype=np.float32)
     for r, y in enumerate(ys):
         tiles = _run_band(
-            model, lr_t, y, xs, tile=tile, halo=halo, scale=s, batch_size=batch_size, device=device
+            model,
+            lr_t,
+            y,
+            xs,
+            tile=tile,
+            halo=halo,
+            scale=s,
+            batch_size=batch_size,
+            device=device,
+            align=align,
         )
         y_hr, band_end = y * s, (y + th) * s
         grow = band_end - band_top - acc.shape[1]
@@ -232,6 +266,7 @@ def predict_to_store(
     overlap: int = 16,
     halo: int = 16,
     batch_size: int = 4,
+    align: int = 1,
     device: str | torch.device | None = None,
     progress: Callable[[int, int], None] | None = None,
     metadata: dict[str, Any] | None = None,
@@ -283,8 +318,8 @@ def predict_to_store(
         level0[:, row0 : row0 + rows.shape[1], :] = rows
 
     predict_tiled(
-        model, lr, s, tile=tile, overlap=overlap, halo=halo, batch_size=batch_size, device=device,
-        sink=sink, progress=progress,
+        model, lr, s, tile=tile, overlap=overlap, halo=halo, batch_size=batch_size, align=align,
+        device=device, sink=sink, progress=progress,
     )  # fmt: skip
     n_levels = default_n_levels((s * h, s * w), chunk)
     levels = pyramid_levels(da.from_zarr(level0), n_levels, (1, chunk, chunk), "mean")

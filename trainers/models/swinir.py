@@ -407,7 +407,15 @@ class SwinIR(nn.Module):
         """
         h, w = x.shape[2:]
         ws = self.window_size
-        x = F.pad(x, (0, (ws - w % ws) % ws, 0, (ws - h % ws) % ws), "reflect")
+        pad_h, pad_w = (ws - h % ws) % ws, (ws - w % ws) % ws
+        if pad_h >= h or pad_w >= w:
+            raise ValueError(
+                f"SwinIR: LR input {h}x{w} is too small to reflect-pad to the window multiple {ws} "
+                f"(the padding must be smaller than the side); use LR sides >= {ws // 2 + 1} "
+                "(3 in eval mode, whose mirror padding doubles the image first) or a multiple of "
+                f"{ws}"
+            )
+        x = F.pad(x, (0, pad_w, 0, pad_h), "reflect")
         mean = self.mean.to(x)
         x = (x - mean) * self.img_range
         x = self.conv_first(x)
