@@ -1,0 +1,311 @@
+"""Loader throughput: `srdata.loader` against a per-file TIFF baseline (the original's way).
+
+    python -m benchmarks.loader [--store PATH] [--scale 4] [--h-size 128] [--batch-size 8]
+                                [--samples 2000] [--repeats 3] [--workers 0,1,2]
+
+Builds a synthetic store with `srdata.writer` (unless ``--store`` is given), writes every window
+of the train split as a registered HR/LR TIFF pair in the released naming (``hr_div_1/…``,
+``hr_div_s/…``), then times, over the same windows, crop size, batch size and worker counts:
+
+* ``baseline``: a map-style torch Dataset that, per sample, picks a random window, reads its two
+  TIFFs (tifffile), does what SPEC.md §3.3 does (OpenCV bicubic upsampling of the LR, ROI ≥ 4,
+  weights exp(5·ROI)+1 at crop centres, categorical top-left draw, random dihedral transform) and
+  returns float32 tensors; default collation.
+* ``srdata``: `make_loader` (chunk cache, batch keys), measured on a warm epoch (the cache filled by
+  a first epoch, the steady state of training) and on the first, cold epoch.
+
+Reports samples/s, MB/s of delivered float32 LR+HR, and bytes decoded per sample; prints a table
+and writes ``benchmarks/results/loader.json`` (machine, date, params, medians). No assertions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import tempfile
+import time
+
+import numpy as np
+
+RESULTS = os.path.join(os.path.dirname(__file__), "results", "loader.json")
+
+
+def build_store(path: str, *, n_tiles: int = 3, tile_size: int = 2048, seed: int = 0) -> None:
+    """Synthetic store: cells as bright squares on a dark background, LR = area means, shifts 0."""
+    from srdata import writer
+    from srdata.schema import FORMAT_VERSION, MARKERS, SCALES, STRIDE, WINDOW_SIZE, StoreAttrs
+
+    rng = np.random.default_rng(seed)
+    chunk = 512
+    attrs = StoreAttrs(
+        FORMAT_VERSION,
+        list(MARKERS),
+        list(SCALES),
+        {"hr": 0.1, "x2": 0.2, "x4": 0.4, "x8": 0.8},
+        {"hr": chunk, **{f"x{s}": chunk // s for s in SCALES}},
+        list(range(1, n_tiles + 1)),
+        [],
+        {"threshold": 4},
+        {"kind": "benchmark"},
+    )
+    root = writer.create_store(path, attrs)
+    cols: dict[str, list] = {
+        k: []
+        for k in (
+            "tile",
+            "y0",
+            "x0",
+            "size",
+            "roi_fraction",
+            "accepted",
+            "split",
+            "official_patch_id",
+            "shift",
+        )
+    }
+    for t in range(1, n_tiles + 1):
+        hr = rng.integers(0, 4, (3, tile_size, tile_size), dtype=np.uint8)
+        for _ in range(tile_size**2 // 4000):
+            y, x = rng.integers(0, tile_size - 64, 2)
+            hr[:, y : y + 48, x : x + 48] = rng.integers(30, 256, (3, 48, 48), dtype=np.uint8)
+        writer.write_image(root, t, 1, hr, chunk=chunk, pixel_size_um=0.1, n_levels=1)
+        for s in SCALES:
+            lr = hr.reshape(3, tile_size // s, s, tile_size // s, s).mean(axis=(2, 4))
+            writer.write_image(
+                root, t, s, np.rint(lr).astype(np.uint8), chunk=chunk // s, pixel_size_um=0.1 * s, n_levels=1
+            )
+        writer.write_roi(root, t, (hr[2] >= 4).astype(np.uint8), chunk=chunk, pixel_size_um=0.1, n_levels=1)
+        writer.mark_tile_finished(root, t)
+        pid = 0
+        for y0 in range(0, tile_size - WINDOW_SIZE, STRIDE):
+            for x0 in range(0, tile_size - WINDOW_SIZE, STRIDE):
+                for k, v in (
+                    ("tile", t),
+                    ("y0", y0),
+                    ("x0", x0),
+                    ("size", WINDOW_SIZE),
+                    ("roi_fraction", 0.5),
+                    ("accepted", True),
+                    ("split", 0),
+                    ("official_patch_id", pid),
+                    ("shift", np.zeros((3, 3, 2))),
+                ):
+                    cols[k].append(v)
+                pid += 1
+    writer.write_index(root, {k: np.asarray(v) for k, v in cols.items()})
+
+
+def write_tiffs(store: str, out: str, scale: int, marker: str) -> list[tuple[str, str]]:
+    """Every train window of the store as a registered (HR, LR) TIFF pair; returns the pairs."""
+    import tifffile
+
+    from srdata.loader import WindowDataset
+
+    ds = WindowDataset(store, "train", scale, marker)
+    pairs = []
+    os.makedirs(os.path.join(out, "hr_div_1"), exist_ok=True)
+    os.makedirs(os.path.join(out, f"hr_div_{scale}"), exist_ok=True)
+    lr_name = {2: "LowRes512", 4: "LowRes256", 8: "LowRes128"}[scale]
+    for k in range(len(ds)):
+        s = ds[k]
+        i, j = int(ds.y0[k]), int(ds.x0[k])
+        hr_p = os.path.join(
+            out, "hr_div_1", f"tile_HighRes1024-{s['tile']}_{k}_{i}_{i + 640}_{j}_{j + 640}_{marker}.tif"
+        )
+        lr_p = os.path.join(
+            out,
+            f"hr_div_{scale}",
+            f"tile_{lr_name}-{s['tile']}_{k}_{i // scale}_"
+            f"{(i + 640) // scale}_{j // scale}_{(j + 640) // scale}_{marker}.tif",
+        )
+        tifffile.imwrite(hr_p, np.rint(s["hr"][0].numpy() * 255).astype(np.uint8))
+        tifffile.imwrite(lr_p, np.rint(s["lr"][0].numpy() * 255).astype(np.uint8))
+        pairs.append((hr_p, lr_p))
+    ds.close()
+    return pairs
+
+
+class BaselineDataset:
+    """Per sample: random window -> two TIFF reads -> ROI-biased crop (SPEC §3.3) -> tensors."""
+
+    def __init__(self, pairs: list[tuple[str, str]], scale: int, h_size: int, n: int, seed: int = 0) -> None:
+        self.pairs, self.scale, self.h, self.n, self.seed = pairs, scale, h_size, n, seed
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> dict:
+        import cv2
+        import tifffile
+        import torch
+
+        from srdata.transforms import dihedral
+
+        rng = np.random.default_rng([self.seed, i])
+        hp, lp = self.pairs[int(rng.integers(len(self.pairs)))]
+        hr, lr = tifffile.imread(hp), tifffile.imread(lp)
+        up = cv2.resize(lr, (512, 512), interpolation=cv2.INTER_CUBIC)
+        h, s = self.h, self.scale
+        roi = (up >= 4).astype(np.float64)
+        w = np.exp(5.0 * roi[h // 2 : 512 - h // 2 - 1, h // 2 : 512 - h // 2 - 1]) + 1.0
+        k = rng.choice(w.size, p=(w / w.sum()).ravel())
+        y0, x0 = divmod(int(k), w.shape[1])
+        hr_c = hr[y0 : y0 + h, x0 : x0 + h]
+        lr_c = lr[y0 // s : y0 // s + h // s, x0 // s : x0 // s + h // s]
+        mode = int(rng.integers(8))
+        hr_c, lr_c = dihedral(hr_c, mode), dihedral(lr_c, mode)
+        return {
+            "lr": torch.from_numpy(lr_c[None].astype(np.float32) / 255.0),
+            "hr": torch.from_numpy(hr_c[None].astype(np.float32) / 255.0),
+        }
+
+
+def _time_epoch(loader, n_batches: int | None = None) -> tuple[float, int, int]:
+    t0, n, nbytes = time.perf_counter(), 0, 0
+    for i, batch in enumerate(loader):
+        n += batch["hr"].shape[0]
+        nbytes += batch["hr"].nbytes + batch["lr"].nbytes
+        if n_batches is not None and i + 1 >= n_batches:
+            break
+    return time.perf_counter() - t0, n, nbytes
+
+
+def _machine() -> dict:
+    import torch
+    import zarr
+
+    return {
+        "platform": platform.platform(),
+        "processor": platform.processor(),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "zarr": zarr.__version__,
+    }
+
+
+def main(argv: list[str] | None = None) -> dict:
+    import torch.utils.data
+
+    from srdata.loader import make_loader
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--store", default=None)
+    ap.add_argument("--scale", type=int, default=4)
+    ap.add_argument("--marker", default="CELL2")
+    ap.add_argument("--h-size", type=int, default=128)
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--samples", type=int, default=2000, help="samples per timed epoch (srdata)")
+    ap.add_argument("--baseline-samples", type=int, default=400)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--workers", default="0,1,2")
+    ap.add_argument("--out", default=RESULTS)
+    args = ap.parse_args(argv)
+    workers = [int(w) for w in args.workers.split(",")]
+    tmp = tempfile.TemporaryDirectory(prefix="bench_loader_")
+    store = args.store or os.path.join(tmp.name, "bench.zarr")
+    if args.store is None:
+        t0 = time.perf_counter()
+        build_store(store)
+        print(f"built synthetic store in {time.perf_counter() - t0:.1f} s: {store}")
+    pairs = write_tiffs(store, os.path.join(tmp.name, "tiffs"), args.scale, args.marker)
+    common = dict(scale=args.scale, h_size=args.h_size, batch_size=args.batch_size)
+    rows = []
+    for nw in workers:
+        ctx = "fork" if nw else None
+        # baseline: the same windows, crop size, batch size and workers
+        base = BaselineDataset(pairs, args.scale, args.h_size, args.baseline_samples)
+        runs = []
+        for r in range(args.repeats):
+            base.seed = r
+            dl = torch.utils.data.DataLoader(
+                base,
+                batch_size=args.batch_size,
+                shuffle=False,
+                num_workers=nw,
+                multiprocessing_context=ctx,
+                drop_last=True,
+            )
+            runs.append(_time_epoch(dl))
+        rows.append(_row("baseline (TIFF pair per sample)", nw, runs, None))
+        ld = make_loader(
+            store,
+            "train",
+            args.scale,
+            args.marker,
+            args.batch_size,
+            args.h_size,
+            num_workers=nw,
+            samples_per_epoch=args.samples,
+            multiprocessing_context=ctx,
+        )
+        cold = [_time_epoch(ld)]
+        rows.append(_row("srdata cold (first epoch)", nw, cold, ld.bytes_decoded_per_sample))
+        warm = []
+        for r in range(args.repeats):
+            ld.set_epoch(r + 1)
+            before, seen = ld.bytes_decoded, ld.samples_seen
+            warm.append(_time_epoch(ld))
+        bps = (ld.bytes_decoded - before) / max(ld.samples_seen - seen, 1)
+        rows.append(_row("srdata warm (cache filled)", nw, warm, bps))
+        del ld
+    base0 = {r["workers"]: r["samples_per_s"] for r in rows if r["loader"].startswith("baseline")}
+    print(
+        f"\nscale x{args.scale}, h_size {args.h_size}, batch {args.batch_size}, {len(pairs)} windows, "
+        f"{args.marker}; medians of {args.repeats}"
+    )
+    print(
+        f"{'loader':33s} {'workers':>7s} {'samples/s':>10s} {'MB/s':>8s} "
+        f"{'× base':>7s} {'decoded B/smp':>15s}"
+    )
+    for r in rows:
+        r["speedup_vs_baseline"] = r["samples_per_s"] / base0[r["workers"]]
+        dec = "" if r["bytes_decoded_per_sample"] is None else f"{r['bytes_decoded_per_sample']:.0f}"
+        print(
+            f"{r['loader']:33s} {r['workers']:7d} {r['samples_per_s']:10.0f} {r['mb_per_s']:8.1f} "
+            f"{r['speedup_vs_baseline']:7.1f} {dec:>15s}"
+        )
+    result = {
+        "benchmark": "loader",
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+        "machine": _machine(),
+        "params": {
+            **common,
+            "marker": args.marker,
+            "windows": len(pairs),
+            "samples": args.samples,
+            "baseline_samples": args.baseline_samples,
+            "repeats": args.repeats,
+            "workers": workers,
+            "store": "synthetic 3 x 2048² tiles, chunk 512" if args.store is None else args.store,
+            "mb_per_s": "float32 LR+HR bytes delivered per second",
+        },
+        "rows": rows,
+    }
+    os.makedirs(os.path.dirname(args.out), exist_ok=True)
+    with open(args.out, "w") as fh:
+        json.dump(result, fh, indent=2)
+    print(f"wrote {args.out}")
+    tmp.cleanup()
+    return result
+
+
+def _row(name: str, workers: int, runs: list[tuple[float, int, int]], decoded: float | None) -> dict:
+    sps = statistics.median(n / t for t, n, _ in runs)
+    mbs = statistics.median(b / t / 1e6 for t, _, b in runs)
+    return {
+        "loader": name,
+        "workers": workers,
+        "samples_per_s": sps,
+        "mb_per_s": mbs,
+        "bytes_decoded_per_sample": decoded,
+        "runs": [{"seconds": t, "samples": n} for t, n, _ in runs],
+    }
+
+
+if __name__ == "__main__":
+    main()
