@@ -130,3 +130,31 @@ def test_full_size_round_trip_gives_identical_outputs() -> None:
         ya, yb, yc = a(x), b(x), b(x)
     assert ya.shape == (1, 1, 12, 10)
     assert torch.equal(ya, yb) and torch.equal(yb, yc)  # strict load, deterministic in eval
+
+
+@pytest.mark.parametrize("scale", [2, 4])
+def test_local_ensemble_with_value_decoder_is_bilinear_interpolation(scale: int) -> None:
+    # An MLP that returns feature channel 0 turns the 4-neighbour blend into bilinear interpolation
+    # (align_corners=False, edge-clamped) iff each neighbour is weighted by its DIAGONALLY OPPOSITE
+    # area; unswapped areas would weight the farthest neighbour most.
+    torch.manual_seed(0)
+    model = build_model(
+        "edsr_liif", scale, n_feats=3, n_resblocks=1, hidden_list=[2], feat_unfold=False, cell_decode=False
+    ).eval()
+    first, last = model.imnet.layers[0], model.imnet.layers[-1]
+    with torch.no_grad():
+        for lin in (first, last):
+            lin.weight.zero_()
+            lin.bias.zero_()
+        first.weight[0, 0] = 1.0  # hidden 0 = feature channel 0 (positive, so ReLU passes it)
+        last.weight[0, 0] = 1.0
+    h, w = 5, 7
+    feat = torch.rand(1, 3, h, w) * 0.9 + 0.1
+    coord = make_coord((scale * h, scale * w)).unsqueeze(0)
+    cell = torch.full_like(coord, 2.0 / (scale * h))
+    with torch.no_grad():
+        y = model.query_rgb(feat, coord, cell).view(scale * h, scale * w)
+    expected = torch.nn.functional.interpolate(
+        feat[:, :1], scale_factor=scale, mode="bilinear", align_corners=False
+    )[0, 0]
+    torch.testing.assert_close(y, expected, rtol=0, atol=1e-5)

@@ -154,3 +154,20 @@ def test_tiny_state_dict_round_trip_gives_identical_outputs() -> None:
         ya, yb = a(x), b(x)
     assert ya.shape == (1, 1, 24, 26)
     assert torch.equal(ya, yb)
+
+
+def test_hash_buckets_are_capped_at_128() -> None:
+    # hash_buckets = min(L//chunk + (L//chunk) % 2, 128): with chunk_size 1 and L = 130 positions each
+    # NLSA call must draw randn((1, n_feats/4, n_hashes, 64)) (checked through the global RNG state).
+    torch.manual_seed(0)
+    model = build_model("nlsn", 2, **dict(TINY, n_resblocks=8, chunk_size=1)).eval()  # 2 NLSA blocks
+    x = torch.rand(1, 1, 10, 13)
+    with torch.no_grad():
+        torch.manual_seed(42)
+        y = model(x)
+    after_forward = torch.get_rng_state()
+    torch.manual_seed(42)
+    for _ in range(2):
+        torch.randn((1, 2, 2, 64), dtype=torch.float32)
+    assert torch.equal(torch.get_rng_state(), after_forward)
+    assert y.shape == (1, 1, 20, 26) and torch.isfinite(y).all()
