@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import difflib
 import json
 import logging
 from collections.abc import Callable
@@ -29,6 +30,7 @@ __all__ = [
     "write_eval",
     "read_eval",
     "check_store_args",
+    "check_weight_free_method",
 ]
 
 log = logging.getLogger(__name__)
@@ -55,6 +57,11 @@ def check_store_args(store: str | Path, split: str, marker: str, scale: int) -> 
     path = Path(store)
     if not path.exists():
         raise FileNotFoundError(f"store {path} does not exist; build one with `srdata build RAW STORE`")
+    if not (path / "zarr.json").is_file():
+        raise FileNotFoundError(
+            f"{path} exists but is not a srcaco2 store (no zarr.json inside); pass the STORE written "
+            "by `srdata build RAW STORE` or `srdata import-patches`"
+        )
     if split not in SPLITS:
         raise ValueError(f"split={split!r} is not one of {', '.join(SPLITS)}")
     if marker not in MARKERS:
@@ -62,6 +69,32 @@ def check_store_args(store: str | Path, split: str, marker: str, scale: int) -> 
     if int(scale) not in SCALES:
         raise ValueError(f"scale={scale!r} is not one of {list(SCALES)}")
     return path
+
+
+def check_weight_free_method(method: str | None) -> str:
+    """`method` lower-cased if it runs without trained weights (only ``bicubic``), else a clear error.
+
+    Raises
+    ------
+    ValueError
+        No method, an unknown name (with the closest known names), or a network that needs a
+        checkpoint.
+    """
+    from trainers.models.registry import MODEL_NAMES
+
+    if not method:
+        raise ValueError("give a checkpoint (--checkpoint PATH) or --method bicubic")
+    key = str(method).lower()
+    if key == "bicubic":
+        return key
+    if key in MODEL_NAMES:
+        raise ValueError(
+            f"method {method!r} needs trained weights: pass --checkpoint PATH (best.pt of `srtrain fit` "
+            "or an original run directory); only 'bicubic' runs without a checkpoint"
+        )
+    close = difflib.get_close_matches(key, MODEL_NAMES, n=3, cutoff=0.5)
+    hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+    raise ValueError(f"no method {method!r}.{hint} Known: {', '.join(MODEL_NAMES)} (see `srtrain methods`)")
 
 
 def predict_batch(
@@ -108,11 +141,18 @@ def evaluate_model(
     device: Any = "cpu",
     amp: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    seed: int | None = 0,
 ) -> list[dict[str, Any]]:
     """Score every window an eval-mode loader yields; one row per window (`ROW_FIELDS`).
 
-    `progress(done, total)` is called after each batch.
+    `progress(done, total)` is called after each batch. Like the original evaluation, torch is
+    seeded with `seed` before every batch, so networks that draw random numbers in forward (NLSN's
+    LSH rotations) give the benchmark's outputs for the same batch composition and device; the
+    caller's RNG state is restored afterwards (`torch.random.fork_rng`), so validation inside a
+    training run does not perturb the training stream. ``seed=None`` leaves the RNG alone.
     """
+    import torch
+
     from trainers.metrics import patch_metrics
 
     was_training = getattr(model, "training", False)
@@ -120,18 +160,22 @@ def evaluate_model(
         model.eval()
     rows: list[dict[str, Any]] = []
     total = len(loader)
+    dev = torch.device(device)
     try:
-        for i, batch in enumerate(loader):
-            lr = batch["lr"].to(device, non_blocking=True)
-            sr = predict_batch(model, lr, scale=scale, amp=amp).cpu()
-            hr = batch["hr"]
-            for b in range(sr.shape[0]):
-                m = patch_metrics(sr[b, 0].numpy(), hr[b, 0].numpy(), scale)
-                row = {k: int(batch[k][b]) for k in ("tile", "window", "y0", "x0")}
-                row.update(m)
-                rows.append(row)
-            if progress is not None:
-                progress(i + 1, total)
+        with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else [], enabled=seed is not None):
+            for i, batch in enumerate(loader):
+                if seed is not None:
+                    torch.manual_seed(seed)  # seeds the CUDA generators too
+                lr = batch["lr"].to(device, non_blocking=True)
+                sr = predict_batch(model, lr, scale=scale, amp=amp).cpu()
+                hr = batch["hr"]
+                for b in range(sr.shape[0]):
+                    m = patch_metrics(sr[b, 0].numpy(), hr[b, 0].numpy(), scale)
+                    row = {k: int(batch[k][b]) for k in ("tile", "window", "y0", "x0")}
+                    row.update(m)
+                    rows.append(row)
+                if progress is not None:
+                    progress(i + 1, total)
     finally:
         if was_training:
             model.train()
@@ -190,9 +234,9 @@ def evaluate(
     from srdata.loader import make_loader
 
     check_store_args(store, split, marker, scale)
-    if (checkpoint is None) != (method == "bicubic"):
-        if checkpoint is None:
-            raise ValueError("give a checkpoint (--checkpoint PATH) or --method bicubic")
+    if checkpoint is None:
+        method = check_weight_free_method(method)
+    elif method is not None and str(method).lower() == "bicubic":
         raise ValueError("--checkpoint and --method bicubic exclude each other")
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     meta: dict[str, Any] = {"store": str(store), "split": split, "marker": marker, "scale": int(scale)}

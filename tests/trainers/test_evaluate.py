@@ -85,3 +85,27 @@ def test_cli_eval(trainer_store, tmp_path):
     ]
     res = CliRunner().invoke(main, args + ["--out", str(tmp_path / "e2")])
     assert res.exit_code == 1 and "does not exist" in res.output
+
+
+def test_evaluation_seeds_each_batch_and_restores_the_rng(trainer_store):
+    """Stochastic-at-inference networks (NLSN) get the same draws as the original evaluation
+    (torch seeded before every batch), and the caller's RNG stream is left untouched."""
+    import torch
+
+    from trainers.evaluate import evaluate_model
+
+    class _Noisy(torch.nn.Module):
+        def forward(self, lr):
+            up = torch.nn.functional.interpolate(lr, scale_factor=4, mode="nearest")
+            return up + 0.05 * torch.rand(1, 1, 1, 1)
+
+    loader = make_loader(trainer_store, "test", 4, "CELL2", 1, 512, mode="eval", max_windows=2)
+    torch.manual_seed(123)
+    before = torch.random.get_rng_state()
+    a = evaluate_model(_Noisy(), loader, 4)
+    assert torch.equal(torch.random.get_rng_state(), before)
+    b = evaluate_model(_Noisy(), loader, 4)
+    assert a == b  # reproducible
+    torch.manual_seed(99)
+    unseeded = evaluate_model(_Noisy(), loader, 4, seed=None)
+    assert unseeded != a  # without per-batch seeding the draws differ (and the stream moved)
