@@ -24,12 +24,21 @@ import click
 @click.option("--roi-method", type=click.Choice(["fixed", "otsu"]), default="fixed", show_default=True)
 @click.option("--split", type=click.Choice(["auto", "official"]), default="auto", show_default=True)
 @click.option("--no-register", is_flag=True, help="Skip the TV-L1 registration (all shifts 0).")
+@click.option(
+    "--register-markers", default=None, metavar="M[,M..]",
+    help="Register only these markers (comma list of CELL0,CELL1,CELL2; default all); others keep shift 0.",
+)  # fmt: skip
+@click.option(
+    "--register-scales", default=None, metavar="S[,S..]",
+    help="Register only these scales (comma list of 2,4,8; default all); others keep shift 0.",
+)  # fmt: skip
 @click.option("--pixel-size-um", type=float, default=1.0, show_default=True, help="HR pixel size, µm.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing store at STORE.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def build(
     raw: str, store: str, scheduler: str, workers: int | None, chunk: int, roi_threshold: int,
-    roi_min_fraction: float, roi_method: str, split: str, no_register: bool, pixel_size_um: float,
+    roi_min_fraction: float, roi_method: str, split: str, no_register: bool,
+    register_markers: str | None, register_scales: str | None, pixel_size_um: float,
     overwrite: bool, as_json: bool,
 ) -> None:  # fmt: skip
     """Build STORE (path or fsspec URL) from RAW tiles in the official layout.
@@ -42,11 +51,17 @@ def build(
     from srdata.layout import RawInputError
     from srdata.schema import StoreFormatError
 
+    def _list(text: str | None) -> list[str] | None:
+        return None if text is None else [v.strip() for v in text.split(",") if v.strip()]
+
     try:
+        scales = _list(register_scales)
         cfg = BuildConfig(
             chunk=chunk, roi_threshold=roi_threshold, roi_min_fraction=roi_min_fraction,
             roi_method=roi_method, split=split, register=not no_register, overwrite=overwrite,  # type: ignore[arg-type]
             pixel_size_um=pixel_size_um,
+            register_markers=None if register_markers is None else tuple(_list(register_markers) or ()),
+            register_scales=None if scales is None else tuple(int(v) for v in scales),
         )  # fmt: skip
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None

@@ -105,6 +105,16 @@ def _levels(group: Any) -> int:
     return n
 
 
+def _registration(attrs: Any) -> dict[str, Any]:
+    """``source["registration"]`` as a dict (older stores hold a method string: all pairs registered)."""
+    reg = attrs.source.get("registration", "none")
+    if isinstance(reg, dict):
+        return dict(reg)
+    if reg in (None, "none"):
+        return {"method": "none", "markers": [], "scales": []}
+    return {"method": str(reg), "markers": list(attrs.markers), "scales": list(attrs.scales)}
+
+
 def store_info(path: str | Any) -> dict[str, Any]:
     """Summary of a store as a JSON-ready dict.
 
@@ -112,7 +122,9 @@ def store_info(path: str | Any) -> dict[str, Any]:
     -------
     dict
         ``path``, ``format_version``, ``markers``, ``scales``, ``pixel_size_um``, ``chunks`` (the
-        attribute), ``source``, ``roi`` (parameters), ``index_complete``, ``finished_tiles``;
+        attribute), ``source``, ``registration`` (``{"method", "markers", "scales"}`` registered;
+        unlisted marker/scale pairs have shift 0; method ``"none"`` without registration),
+        ``roi`` (parameters), ``index_complete``, ``finished_tiles``;
         ``tiles``: list of ``{"tile", "finished", "acquisitions": {acq: {"shape", "chunks",
         "shards", "dtype", "levels"}}, "roi_fraction"}`` (fraction of ROI = 1 pixels of level 0,
         None without ROI); ``windows``: ``{split: {"accepted", "total"}}`` for each split, ``none``
@@ -164,6 +176,7 @@ def store_info(path: str | Any) -> dict[str, Any]:
         "pixel_size_um": dict(attrs.pixel_size_um),
         "chunks": dict(attrs.chunks),
         "source": dict(attrs.source),
+        "registration": _registration(attrs),
         "roi": dict(attrs.roi),
         "index_complete": bool(attrs.index_complete),
         "finished_tiles": list(attrs.finished_tiles),

@@ -5,12 +5,18 @@ For one accepted 640² window, one marker and one scale s: the LR (640/s)² wind
 (default parameters) estimates the flow (v, u) from the HR plane (reference) to it, and the shift
 is ``(round(mean v), round(mean u))`` in HR pixels. The store keeps the shift in the index;
 `srdata.schema.read_lr_patch` applies it exactly as the original warp + crop + downsample did.
+
+TV-L1 in skimage holds the GIL (threads do not help): `register_windows` runs windows in a process
+pool (forkserver/spawn), on the active Dask scheduler (a ``dask.distributed`` client), or serially,
+and reports each finished window (``on_result``) so a caller can persist it and resume later.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
+from typing import Any, Literal
 
 import numpy as np
 
@@ -50,15 +56,37 @@ def window_shift(hr_win: np.ndarray, lr_win: np.ndarray, scale: int) -> tuple[in
 
 
 def register_window(
-    hr: np.ndarray, lrs: dict[int, np.ndarray], scales: tuple[int, ...] = SCALES
+    hr: np.ndarray,
+    lrs: dict[int, np.ndarray],
+    scales: tuple[int, ...] = SCALES,
+    markers: tuple[int, ...] | None = None,
 ) -> np.ndarray:
-    """All shifts of one window: (markers, scales, 2) int16 from (c, 640, 640) HR and (c, 640/s, 640/s) LR."""
+    """All shifts of one window: (markers, scales, 2) int16.
+
+    Parameters
+    ----------
+    hr : (c, 640, 640) uint8, HR pixels
+    lrs : dict of int to (c, 640/s, 640/s) uint8
+    scales : tuple of int
+        Scales to register; the others keep shift 0.
+    markers : tuple of int, optional
+        Channel indices (into `MARKERS`) to register, default all; the others keep shift 0.
+        ``hr`` / ``lrs`` may hold only these channels (in this order) or all of them.
+    """
+    chans = tuple(range(len(MARKERS))) if markers is None else tuple(markers)
     out = np.zeros((len(MARKERS), len(SCALES), 2), np.int16)
-    for c in range(hr.shape[0]):
+    for i, c in enumerate(chans):
+        plane = i if hr.shape[0] == len(chans) else c
         for k, s in enumerate(SCALES):
             if s in scales:
-                out[c, k] = window_shift(hr[c], lrs[s][c], s)
+                out[c, k] = window_shift(hr[plane], lrs[s][plane], s)
     return out
+
+
+def _mp_context() -> Any:
+    import multiprocessing as mp
+
+    return mp.get_context("forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn")
 
 
 def register_windows(
@@ -68,9 +96,14 @@ def register_windows(
     x0: np.ndarray,
     *,
     scales: tuple[int, ...] = SCALES,
+    markers: tuple[int, ...] | None = None,
+    pool: Literal["processes", "dask", "serial"] = "processes",
+    workers: int | None = None,
+    known: dict[int, np.ndarray] | None = None,
+    on_result: Callable[[int, np.ndarray], None] | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> np.ndarray:
-    """Shifts of many windows of one tile, computed in parallel with the active Dask scheduler.
+    """Shifts of many windows of one tile.
 
     Parameters
     ----------
@@ -79,33 +112,89 @@ def register_windows(
         LR acquisitions.
     y0, x0 : (N,) int, HR px
         Window corners (multiples of 8).
+    scales : tuple of int
+        Scales to register (default all); the others keep shift 0.
+    markers : tuple of int, optional
+        Channel indices to register (default all); the others keep shift 0.
+    pool : {"processes", "dask", "serial"}
+        ``processes``: a `concurrent.futures.ProcessPoolExecutor` (forkserver/spawn context;
+        skimage's TV-L1 holds the GIL, threads do not help); ``dask``: the active Dask scheduler
+        (e.g. a ``dask.distributed`` client), in batches; ``serial``: in this process.
+    workers : int, optional
+        Process count (default ``os.cpu_count()``).
+    known : dict of int to (markers, scales, 2) int16, optional
+        Shifts already computed (window position -> shift), e.g. from an interrupted build; not redone.
+    on_result : callable, optional
+        ``on_result(n, shift)`` for each newly computed window, in completion order (persist it).
     progress : callable, optional
-        Called with the number of windows finished so far (in batches).
+        Called with the number of windows finished so far (known ones included).
 
     Returns
     -------
     (N, markers, scales, 2) int16
         ``shift[n, marker, scale_i] = (dy, dx)``, HR px.
     """
-    import dask
-
     n = len(y0)
     out = np.zeros((n, len(MARKERS), len(SCALES), 2), np.int16)
-    if n == 0:
+    known = known or {}
+    for k, v in known.items():
+        out[int(k)] = v
+    todo = [k for k in range(n) if k not in known]
+    if not todo:
         return out
+    chans = tuple(range(len(MARKERS))) if markers is None else tuple(markers)
+    scales = tuple(s for s in SCALES if s in scales)
     w = WINDOW_SIZE
-    tasks = []
-    for y, x in zip(y0, x0, strict=True):
-        y, x = int(y), int(x)
-        hw = np.ascontiguousarray(hr[:, y : y + w, x : x + w])
-        lw = {
-            s: np.ascontiguousarray(lrs[s][:, y // s : (y + w) // s, x // s : (x + w) // s]) for s in scales
-        }
-        tasks.append(dask.delayed(register_window, pure=True)(hw, lw, scales))
-    batch = 16
-    for b in range(0, n, batch):
-        res = dask.compute(*tasks[b : b + batch])
-        out[b : b + len(res)] = np.stack(res)
+
+    def task(k: int) -> tuple[np.ndarray, dict[int, np.ndarray], tuple[int, ...], tuple[int, ...]]:
+        y, x = int(y0[k]), int(x0[k])
+        hw = np.ascontiguousarray(hr[list(chans), y : y + w, x : x + w])
+        lw = {s: np.ascontiguousarray(lrs[s][list(chans), y // s : (y + w) // s, x // s : (x + w) // s])
+              for s in scales}  # fmt: skip
+        return hw, lw, scales, chans
+
+    finished = n - len(todo)
+
+    def done(k: int, shift: np.ndarray) -> None:
+        nonlocal finished
+        out[k] = shift
+        finished += 1
+        if on_result is not None:
+            on_result(k, out[k])
         if progress is not None:
-            progress(b + len(res))
+            progress(finished)
+
+    if pool == "serial":
+        for k in todo:
+            done(k, register_window(*task(k)))
+    elif pool == "dask":
+        import dask
+
+        batch = 16
+        for b in range(0, len(todo), batch):
+            part = todo[b : b + batch]
+            res = dask.compute(*(dask.delayed(register_window, pure=True)(*task(k)) for k in part))
+            for k, r in zip(part, res, strict=True):
+                done(k, r)
+    elif pool == "processes":
+        from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+        nproc = max(1, min(int(workers or os.cpu_count() or 1), len(todo)))
+        pending = iter(todo)
+        with ProcessPoolExecutor(nproc, mp_context=_mp_context()) as ex:
+            running = {}
+            for k in pending:  # at most 2 windows in flight per process: bounded memory
+                running[ex.submit(register_window, *task(k))] = k
+                if len(running) >= 2 * nproc:
+                    break
+            while running:
+                ready, _ = wait(running, return_when=FIRST_COMPLETED)
+                for fut in ready:
+                    done(running.pop(fut), fut.result())
+                for k in pending:
+                    running[ex.submit(register_window, *task(k))] = k
+                    if len(running) >= 2 * nproc:
+                        break
+    else:
+        raise ValueError(f"pool={pool!r}: use 'processes', 'dask' or 'serial'")
     return out

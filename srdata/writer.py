@@ -7,7 +7,8 @@ Every write follows the store contract of `srdata.schema` (DESIGN.md, "The store
 
 Images are OME-NGFF 0.5 multiscales (Zarr v3): ``attrs["ome"] = {"version": "0.5",
 "multiscales": [...]}`` on the image group, levels ``"0"`` (the data) .. ``"L-1"`` (2x windowed-mean
-display downsamples), every level written in one Dask compute, chunks ``(1, chunk, chunk)``,
+display downsamples; in-memory input is reduced with NumPy and written by zarr, Dask input in one
+Dask compute), chunks ``(1, chunk, chunk)``,
 blosc/zstd compression.
 """
 
@@ -49,8 +50,9 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-COMPRESSION: dict[str, Any] = {"cname": "zstd", "clevel": 3, "shuffle": "bitshuffle"}
-"""Blosc settings of every array (bitshuffle wins on sparse uint8 microscopy, see benchmarks/build.py)."""
+COMPRESSION: dict[str, Any] = {"cname": "zstd", "clevel": 1, "shuffle": "bitshuffle"}
+"""Blosc settings of every array (bitshuffle wins on sparse uint8 microscopy; zstd level 1 compresses
+as well as level 3 on these images at 2-3x the speed, see benchmarks/build.py)."""
 
 _MAX_LEVELS = 8
 _BLOCK_PX = 2048  # edge of one Dask write task, px (rounded down to a multiple of the chunk edge)
@@ -244,8 +246,34 @@ def _omero(n_channels: int) -> dict[str, Any]:
     return {"channels": chans, "rdefs": {"model": "color"}}
 
 
+def _mean_round_u8(a: np.ndarray, axis: tuple[int, ...] | None = None, **_: Any) -> np.ndarray:
+    """Mean of each 2x2 block rounded half to even (= ``np.round`` of the float mean), in integers.
+
+    `a` is the reshaped array `dask.array.coarsen` hands over: every axis in `axis` has size 1 or 2.
+    """
+    if axis is None:  # dask's dtype probe
+        return a.astype(np.uint8)
+    import itertools
+
+    axis = tuple(ax % a.ndim for ax in axis)
+    pairs = [ax for ax in axis if a.shape[ax] == 2]
+    total = None
+    for combo in itertools.product((0, 1), repeat=len(pairs)):  # strided slices: faster than a.sum(axis)
+        sl: list[Any] = [0 if ax in axis else slice(None) for ax in range(a.ndim)]
+        for ax, i in zip(pairs, combo, strict=True):
+            sl[ax] = i
+        part = a[tuple(sl)]
+        total = part.astype(np.uint16) if total is None else np.add(total, part, out=total)
+    assert total is not None
+    n = 2 ** len(pairs)
+    if n != 4:
+        return np.round(total / n).astype(np.uint8)
+    # total = 4q + r: round(total / 4) half to even = q + (r == 3) + (r == 2 and q odd)
+    return ((total + 1 + ((total >> 2) & 1)) >> 2).astype(np.uint8)
+
+
 def pyramid_levels(level0: Any, n_levels: int, chunks: tuple[int, ...], reduce: str) -> list[Any]:
-    """Dask levels: each is the 2x2 windowed mean (rounded) or max of the previous, uint8."""
+    """Dask levels: each is the 2x2 windowed mean (rounded half to even) or max of the previous, uint8."""
     import dask.array as da
 
     levels = [level0]
@@ -253,12 +281,58 @@ def pyramid_levels(level0: Any, n_levels: int, chunks: tuple[int, ...], reduce: 
     for _ in range(1, n_levels):
         prev = levels[-1]
         if reduce == "mean":
-            nxt = da.coarsen(np.mean, prev.astype(np.float32), yx, trim_excess=True)
-            nxt = da.round(nxt).astype(np.uint8)
+            nxt = da.coarsen(_mean_round_u8, prev, yx, trim_excess=True)
         else:
             nxt = da.coarsen(np.max, prev, yx, trim_excess=True)
         levels.append(nxt)
-    return [lv.rechunk(chunks) for lv in levels]
+    return [_rechunk(lv, chunks) for lv in levels]
+
+
+def _down2_u8(a: np.ndarray, reduce: str, *, strip: int = 256) -> np.ndarray:
+    """One 2x2 reduction (rounded-half-even mean or max) of (..., y, x) uint8, odd edges trimmed.
+
+    Works in strips of `strip` rows (temporaries stay small and are reused: no page faults on
+    whole-array temporaries) and reads pixel pairs along x as one little-endian uint16 (low byte =
+    left pixel), so every pass runs on contiguous memory.
+    """
+    h, w = a.shape[-2] // 2 * 2, a.shape[-1] // 2 * 2
+    out = np.empty((*a.shape[:-2], h // 2, w // 2), np.uint8)
+    for idx in np.ndindex(*a.shape[:-2]):
+        src, dst = a[idx], out[idx]
+        for y in range(0, h, strip):
+            v = np.ascontiguousarray(src[y : min(y + strip, h), :w]).view("<u2")  # (rows, w/2)
+            lo = v & 0xFF
+            hi = v >> 8
+            if reduce == "max":
+                np.maximum(lo, hi, out=lo)
+                dst[y // 2 : y // 2 + len(v) // 2] = np.maximum(lo[0::2], lo[1::2])
+                continue
+            lo += hi  # horizontal pair sums
+            total = lo[0::2] + lo[1::2]  # 2x2 sums, <= 1020
+            # total = 4q + r: round(total / 4) half to even = q + (r == 3) + (r == 2 and q odd)
+            np.right_shift(total, 2, out=hi[: len(total)])
+            hi_t = hi[: len(total)]
+            hi_t &= 1
+            total += hi_t
+            total += 1
+            total >>= 2
+            dst[y // 2 : y // 2 + len(total)] = total
+    return out
+
+
+def _numpy_levels(level0: np.ndarray, n_levels: int, reduce: str) -> list[np.ndarray]:
+    """`pyramid_levels` for an in-memory array (same values)."""
+    levels = [level0]
+    for _ in range(1, n_levels):
+        levels.append(_down2_u8(levels[-1], reduce))
+    return levels
+
+
+def _rechunk(arr: Any, chunks: tuple[int, ...]) -> Any:
+    """`arr` rechunked to `chunks`, or `arr` itself when it already has them (no graph layer)."""
+    from dask.array.core import normalize_chunks
+
+    return arr if arr.chunks == normalize_chunks(chunks, arr.shape, dtype=arr.dtype) else arr.rechunk(chunks)
 
 
 def _write_multiscale(
@@ -282,15 +356,20 @@ def _write_multiscale(
     # each task hands zarr many chunks at once (encoded concurrently) and no two tasks share a chunk.
     k = max(1, _BLOCK_PX // chunk)
     blocks = ((data.shape[0],) if len(axes) == 3 else ()) + (chunk * k, chunk * k)
-    arr = data if isinstance(data, da.Array) else da.from_array(np.asarray(data), chunks=blocks)
+    lazy = isinstance(data, da.Array)
+    arr = data if lazy else np.asarray(data)
     if arr.ndim != len(axes) or arr.dtype != np.uint8:
         raise ValueError(
             f"{group_path}: expected {len(axes)}-D uint8 {axes}, got {arr.dtype}{list(arr.shape)}"
         )
-    arr = arr.rechunk(blocks)
     n = default_n_levels(arr.shape[-2:], chunk) if n_levels is None else int(n_levels)
     n = max(1, min(n, int(math.log2(max(min(arr.shape[-2:]), 1))) + 1))
-    levels = pyramid_levels(arr, n, blocks, reduce)
+    # In-memory input: numpy levels, written by zarr (which encodes chunks concurrently); a Dask
+    # graph only adds overhead there. Lazy input: one Dask compute of all levels.
+    if lazy:
+        levels = pyramid_levels(_rechunk(arr, blocks), n, blocks, reduce)
+    else:
+        levels = _numpy_levels(arr, n, reduce)
     meta = ome_multiscales(name, axes, n, pixel_size_um, kind="mean" if reduce == "mean" else "max")
     if "c" in axes:
         meta["omero"] = _omero(int(arr.shape[0]))
@@ -309,7 +388,11 @@ def _write_multiscale(
                 overwrite=True,
             )
         )
-    da.store(levels, targets, lock=False, compute=True)
+    if lazy:
+        da.store(levels, targets, lock=False, compute=True)
+    else:
+        for level, target in zip(levels, targets, strict=True):
+            target[...] = level
     # Metadata last: a group without "ome" attrs is visibly incomplete.
     grp.attrs["ome"] = meta
 
@@ -345,7 +428,8 @@ def write_image(
     Notes
     -----
     Levels 1.. are 2x2 windowed means (rounded, uint8) of the previous level, for viewers only.
-    All levels are computed and stored in one Dask compute with the active scheduler.
+    A Dask input is computed and stored in one Dask compute with the active scheduler; a NumPy
+    input is reduced in memory and written by zarr directly (same bytes).
     """
     _write_multiscale(
         root,

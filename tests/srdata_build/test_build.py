@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from unittest.mock import ANY
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ import tifffile
 from click.testing import CliRunner
 
 from cli.srdata import main
+from srdata.inspect import store_info
 from srdata.layout import tile_path
 from srdata.roi import window_grid
 from srdata.schema import open_root, read_attrs, read_index, read_lr_patch
@@ -121,15 +123,21 @@ def test_sigkill_then_resume_equals_uninterrupted(raw_small, reference_store, tm
 
 
 def test_build_with_registration(raw_tiny, tmp_path):
-    for s in (1, 2, 4, 8):  # keep tile 1 only: one accepted window, 9 TV-L1 estimates
+    for s in (1, 2, 4, 8):  # keep tile 1 only: one accepted window; CELL2 at x2 and x4: 2 TV-L1 estimates
         os.remove(tile_path(raw_tiny, 2, s))
     store = str(tmp_path / "reg.zarr")
-    res = _build(raw_tiny, store, "--scheduler", "threads", "--workers", "2")
+    sub = ["--register-markers", "CELL2", "--register-scales", "4,2"]
+    res = _build(raw_tiny, store, "--scheduler", "threads", "--workers", "2", *sub)  # process pool
     assert res.exit_code == 0, res.output
     root = open_root(store)
+    reg = {"method": "tvl1-mean-rounded", "markers": ["CELL2"], "scales": [2, 4]}
+    assert read_attrs(root).source["registration"] == reg
+    assert store_info(store)["registration"] == reg
+    assert "_build" not in root  # registration progress is removed once the tile is finished
     idx = read_index(root)
     assert idx["accepted"].tolist() == [True] and idx["split"].tolist() == [0]
     shift = idx["shift"][0]  # (marker, scale, 2)
+    assert (shift[:2] == 0).all() and (shift[2, 2] == 0).all()  # unregistered pairs keep shift 0
     mis = json.load(open(os.path.join(raw_tiny, "synth.json")))["misregistration_hr_px"]["1"]
     for k, s in enumerate((2, 4)):
         expected = -np.array(mis[str(s)])
@@ -143,8 +151,68 @@ def test_build_with_registration(raw_tiny, tmp_path):
         for name, d in (("reg", shift[2, 0]), ("none", (0, 0)))
     }
     assert err["reg"] < err["none"]
-    res = _build(raw_tiny, store, "--no-register")
-    assert res.exit_code != 0 and "registration" in res.output
+    for other in (["--no-register"], [], ["--register-markers", "CELL2"]):
+        res = _build(raw_tiny, store, *other)
+        assert res.exit_code != 0 and "registration" in res.output and "--overwrite" in res.output
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--register-markers", "CELL9"], "CELL9"),
+        (["--register-scales", "3"], "register_scales=[3]"),
+        (["--register-scales", "x"], "invalid literal"),
+    ],
+)
+def test_register_subset_bad_values(raw_tiny, tmp_path, args, words):
+    store = str(tmp_path / "s.zarr")
+    res = _build(raw_tiny, store, *args)
+    assert res.exit_code != 0 and words in res.output and "Traceback" not in res.output, res.output
+    assert not os.path.exists(store)
+
+
+def test_info_registration_none(reference_store):
+    assert store_info(reference_store)["registration"] == {"method": "none", "markers": [], "scales": []}
+
+
+REG_KILLER = """
+import os, signal, sys
+from srdata.build import BuildConfig, build_store
+def cb(ev):
+    if ev.stage == "register" and ev.done >= 1:
+        os.kill(os.getpid(), signal.SIGKILL)
+cfg = BuildConfig(chunk=256, register_markers=("CELL2",), register_scales=(8,))
+build_store(sys.argv[1], sys.argv[2], cfg, scheduler="sync", progress=cb)
+"""
+
+
+def test_sigkill_during_registration_resumes_per_window(raw_cache, tmp_path):
+    """Tile 1 of the small set has 2 accepted windows: kill after the first one's shift is persisted."""
+    import shutil
+
+    from srdata.build import BuildConfig, build_store
+
+    raw = str(tmp_path / "raw")
+    shutil.copytree(raw_cache["small"], raw, ignore=shutil.ignore_patterns("*-[23].tif"))
+    cfg = BuildConfig(chunk=256, register_markers=("CELL2",), register_scales=(8,))
+    store = str(tmp_path / "killed.zarr")
+    proc = subprocess.run(
+        [sys.executable, "-c", REG_KILLER, raw, store], cwd=REPO, capture_output=True, timeout=300
+    )
+    assert proc.returncode == -9, proc.stderr.decode()[-2000:]
+    root = open_root(store)
+    assert read_attrs(root).finished_tiles == [] and "_build/registration/1" in root
+    events = []
+    build_store(raw, store, cfg, scheduler="sync", progress=lambda ev: events.append(ev))
+    reg = [(ev.done, ev.total, ev.detail) for ev in events if ev.stage == "register"]
+    assert reg == [(1, 2, "resumed"), (2, 2, "")]  # window 1 came from the killed run, only window 2 ran
+    ref = str(tmp_path / "ref.zarr")
+    build_store(raw, ref, cfg, scheduler="sync")
+    a, b = _files(ref), _files(store)
+    assert sorted(a) == sorted(b) and [k for k in a if a[k] != b[k]] == []
+    assert read_attrs(open_root(store)).source == {**read_attrs(open_root(ref)).source, "date": ANY}
+    idx = read_index(open_root(store))
+    assert idx["accepted"].sum() == 2 and (idx["shift"][:, :, :2] == 0).all()
 
 
 def _corrupt(raw, kind):

@@ -83,3 +83,31 @@ def test_register_windows_shapes():
     lrs = {s: hr[:, ::s, ::s].copy() for s in (2, 4, 8)}
     out = register_windows(hr, lrs, np.array([], np.int32), np.array([], np.int32))
     assert out.shape == (0, 3, 3, 2) and out.dtype == np.int16
+
+
+def test_partial_registration_record_is_checked(tmp_path):
+    """A progress record of other windows/options or a half-written one is ignored (recomputed)."""
+    import os
+
+    import zarr
+
+    from srdata.build import _load_partial, _scratch_path
+
+    root = zarr.open_group(str(tmp_path / "s.zarr"), mode="a", zarr_format=3)
+    y0, x0 = np.array([0, 256], np.int32), np.array([0, 0], np.int32)
+    reg = {"method": "tvl1-mean-rounded", "markers": ["CELL2"], "scales": [8]}
+    assert _load_partial(root, 1, y0, x0, reg) == {}
+    shift = np.zeros((3, 3, 2), np.int16)
+    shift[2, 2] = (3, -1)
+    rec = {"y0": [0, 256], "x0": [0, 0], "registration": reg, "shift": {"1": shift.ravel().tolist()}}
+    root.create_group(_scratch_path(1)).attrs["partial"] = rec
+    got = _load_partial(root, 1, y0, x0, reg)
+    assert list(got) == [1] and (got[1] == shift).all() and got[1].dtype == np.int16
+    assert _load_partial(root, 1, y0, x0 + 8, reg) == {}
+    assert _load_partial(root, 1, y0, x0, {**reg, "scales": [4, 8]}) == {}
+    meta = os.path.join(str(tmp_path / "s.zarr"), _scratch_path(1), "zarr.json")
+    data = open(meta, "rb").read()
+    open(meta, "wb").write(data[: len(data) // 2])  # killed mid-write
+    assert _load_partial(root, 1, y0, x0, reg) == {}
+    root.create_group(_scratch_path(1), overwrite=True)  # what the build does next
+    assert _load_partial(root, 1, y0, x0, reg) == {}

@@ -115,3 +115,30 @@ def test_index_and_finished(tmp_path):
     mark_tile_finished(root, 2)
     assert read_attrs(root).finished_tiles == [1, 2]
     assert update_attrs(root, source={"kind": "x"}).source == {"kind": "x"}
+
+
+@pytest.mark.parametrize("shape", [(3, 150, 134), (3, 131, 97), (77, 61)])
+def test_numpy_and_dask_inputs_write_the_same_levels(tmp_path, shape):
+    """In-memory input takes the NumPy pyramid (uint16 pair sums, strips); Dask input takes
+    `pyramid_levels`; both equal np.round(float mean) (half to even) / the 2x2 max, byte for byte."""
+    import dask.array as da
+
+    rng = np.random.default_rng(len(shape))
+    img = rng.integers(0, 256, shape, dtype=np.uint8)
+    img[..., :8, :8] = np.array([[1, 2], [2, 1]] * 4, np.uint8).repeat(4, axis=1)[:8, :8]  # .5 means
+    root = create_store(str(tmp_path / "s.zarr"), _attrs())
+    write = write_image if len(shape) == 3 else write_roi
+    lazy = da.from_array(img, chunks=(*shape[:-2], 48, 40))
+    write(root, 1, *(1,) * (len(shape) == 3), img, chunk=16, pixel_size_um=0.1, n_levels=4)
+    write(root, 2, *(1,) * (len(shape) == 3), lazy, chunk=16, pixel_size_um=0.1, n_levels=4)
+    acq = "hr" if len(shape) == 3 else "roi"
+    prev = img
+    for lv in range(4):
+        a, b = root[f"tiles/1/{acq}/{lv}"][...], root[f"tiles/2/{acq}/{lv}"][...]
+        np.testing.assert_array_equal(a, b)
+        if lv:
+            h, w = prev.shape[-2] // 2 * 2, prev.shape[-1] // 2 * 2
+            blocks = prev[..., :h, :w].reshape(*prev.shape[:-2], h // 2, 2, w // 2, 2)
+            ref = blocks.max(axis=(-3, -1)) if acq == "roi" else np.round(blocks.mean(axis=(-3, -1)))
+            np.testing.assert_array_equal(a, ref.astype(np.uint8))
+        prev = a
