@@ -36,6 +36,23 @@ def synth(out: str, n_tiles: int, hr_size: int, seed: int, no_noise: bool, no_mi
     params = SynthParams(
         hr_size=hr_size, seed=seed, noise=not no_noise, misregistration=not no_misregistration
     )
+    from pathlib import Path
+
+    before = {p.name for p in Path(out).glob("HighRes1024/HighRes1024-*.tif")}
     with tqdm(total=n_tiles, unit="tile", desc="synth", file=sys.stderr) as bar:
         tiles = write_synth(out, n_tiles=n_tiles, params=params, progress=lambda t: bar.update(1))
     click.echo(f"wrote {len(tiles)} synthetic tiles ({hr_size}² HR) to {out}")
+    stale = sorted(before - {f"HighRes1024-{t}.tif" for t in tiles})
+    if stale:
+        click.echo(
+            f"warning: {out} still holds {len(stale)} older tile(s) not written now ({', '.join(stale[:5])}"
+            f"{', ...' if len(stale) > 5 else ''}); `srdata build` would mix them in: synthesise into an "
+            "empty folder",
+            err=True,
+        )
+    if hr_size < 640:
+        click.echo(
+            f"warning: --hr-size {hr_size} is below one 640 px window: a store built from these tiles has "
+            "no training window (use --hr-size 1024 or more)",
+            err=True,
+        )

@@ -38,9 +38,12 @@ def eval_cmd(
 
     from trainers.evaluate import evaluate
 
-    bar = tqdm(desc=f"eval {method or checkpoint} {split}", unit="batch", leave=False)
+    bar = None  # created on the first batch, so that a refused input prints only its error
 
     def progress(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(desc=f"eval {method or checkpoint} {split}", unit="batch", leave=False, total=total)
         bar.total = total
         bar.update(done - bar.n)
 
@@ -49,10 +52,13 @@ def eval_cmd(
             store, split=split, marker=marker, scale=int(scale), checkpoint=checkpoint, method=method,
             batch_size=batch_size, max_windows=max_windows, device=device, out_dir=out_dir, progress=progress,
         )  # fmt: skip
-    except (FileNotFoundError, ValueError, KeyError) as exc:
+    except KeyError as exc:  # KeyError's str() adds quotes: show its message as is
+        raise click.ClickException(str(exc.args[0]) if exc.args else repr(exc)) from exc
+    except (FileNotFoundError, ValueError, OSError) as exc:
         raise click.ClickException(str(exc)) from exc
     finally:
-        bar.close()
+        if bar is not None:
+            bar.close()
     if as_json:
         click.echo(json.dumps({**res.meta, "metrics": res.summary}, indent=2))
         return

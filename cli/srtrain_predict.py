@@ -18,10 +18,24 @@ import click
 @click.option("--tile", "tiles", type=int, multiple=True, help="Tile id(s) to predict (default: all).")
 @click.option("--name", help="Prediction name under predictions/ (default: <method>_x<scale>_<marker>).")
 @click.option("--out-store", help="Write into this store instead of STORE (created if missing).")
-@click.option("--tile-size", default=128, show_default=True, help="Core side, LR pixels.")
-@click.option("--overlap", default=16, show_default=True, help="Overlap between cores, LR pixels.")
-@click.option("--halo", default=16, show_default=True, help="Discarded context per side, LR pixels.")
-@click.option("--batch-size", default=4, show_default=True)
+@click.option(
+    "--tile-size", default=128, show_default=True, type=click.IntRange(1), help="Core side, LR pixels."
+)
+@click.option(
+    "--overlap",
+    default=16,
+    show_default=True,
+    type=click.IntRange(0),
+    help="Overlap between cores, LR pixels.",
+)
+@click.option(
+    "--halo",
+    default=16,
+    show_default=True,
+    type=click.IntRange(0),
+    help="Discarded context per side, LR pixels.",
+)
+@click.option("--batch-size", default=4, show_default=True, type=click.IntRange(1))
 @click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda | cuda:N")
 @click.option(
     "--panels",
@@ -53,7 +67,6 @@ def predict(
     panel_dir: str | None,
 ) -> None:
     """Super-resolve whole LR tiles of STORE in overlapping tiles (no seams), into predictions/."""
-    import torch
     from tqdm import tqdm
 
     from srdata.schema import StoreFormatError, open_root, read_attrs
@@ -61,10 +74,20 @@ def predict(
 
     if (checkpoint is None) == (method is None):
         raise click.UsageError("give exactly one of --checkpoint PATH or --method bicubic")
+    if overlap >= tile_size:
+        raise click.BadParameter(
+            f"--overlap {overlap} must be smaller than --tile-size {tile_size} (cores must advance)",
+            param_hint="--overlap",
+        )
     try:
         attrs = read_attrs(open_root(store, mode="r"), where=store)
-    except (StoreFormatError, FileNotFoundError) as exc:
+    except StoreFormatError as exc:
         raise click.ClickException(f"cannot open store {store}: {exc}") from None
+    except FileNotFoundError as exc:  # zarr's GroupNotFoundError too: a path that is not a store
+        raise click.ClickException(
+            f"cannot open store {store}: no srcaco2 store there ({type(exc).__name__}); pass the STORE "
+            "written by `srdata build RAW STORE` or `srdata import-patches`"
+        ) from None
     if checkpoint is not None:
         from trainers.checkpoints import load_pretrained
 
@@ -75,16 +98,23 @@ def predict(
         meth, s = info["method"], int(info["scale"])
         mk = marker or info.get("marker") or "CELL2"
     else:
+        from trainers.evaluate import check_weight_free_method
         from trainers.models import build_model
 
+        try:
+            method = check_weight_free_method(method)  # a network without weights would predict noise
+        except ValueError as exc:
+            raise click.ClickException(str(exc)) from None
         if scale is None:
             raise click.UsageError("--method needs --scale")
         meth, s, mk = method, int(scale), marker or "CELL2"
-        try:
-            model = build_model(method, s).eval()
-        except (KeyError, ValueError) as exc:
-            raise click.ClickException(str(exc)) from None
-    dev = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+        model = build_model(method, s).eval()
+    from trainers._ddp import resolve_device
+
+    try:
+        dev = resolve_device(device)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--device") from None
     model = model.to(dev).eval()
     todo = list(tiles) or list(attrs.tiles)
     missing = [t for t in todo if t not in attrs.tiles]
@@ -103,12 +133,15 @@ def predict(
                 bar.n = done
                 bar.refresh()
 
-            path = predict_to_store(
-                model, store, t, s, [mk], name=pname, out_store=out_store, tile=tile_size,
-                overlap=overlap, halo=halo, batch_size=batch_size, device=dev, progress=progress,
-                align=input_grid(meth),
-                metadata={"method": meth, "source": str(checkpoint or method)},
-            )  # fmt: skip
+            try:
+                path = predict_to_store(
+                    model, store, t, s, [mk], name=pname, out_store=out_store, tile=tile_size,
+                    overlap=overlap, halo=halo, batch_size=batch_size, device=dev, progress=progress,
+                    align=input_grid(meth),
+                    metadata={"method": meth, "source": str(checkpoint or method)},
+                )  # fmt: skip
+            except ValueError as exc:  # e.g. a network that refuses the tile size
+                raise click.ClickException(f"tile {t}: {exc}") from None
         click.echo(f"{out_store or store}/{path}")
     if panels > 0:
         from trainers.report import write_window_panels

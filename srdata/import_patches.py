@@ -51,6 +51,7 @@ from srdata.schema import (
     STRIDE,
     WINDOW_SIZE,
     StoreAttrs,
+    StoreFormatError,
 )
 
 __all__ = ["PatchesInputError", "import_patches", "ROI_THRESHOLD"]
@@ -94,7 +95,13 @@ def _place(
 def _read_tif(path: Path, shape: tuple[int, int]) -> np.ndarray:
     import tifffile
 
-    arr = tifffile.imread(path)
+    try:
+        arr = tifffile.imread(path)
+    except (tifffile.TiffFileError, ValueError, OSError) as exc:
+        raise PatchesInputError(
+            f"{path}: not a readable TIFF patch ({type(exc).__name__}: {exc}); the file is truncated or "
+            "of another format: copy it again from the release, or remove the window's files"
+        ) from None
     if arr.dtype != np.uint8 or arr.shape != shape:
         raise PatchesInputError(
             f"{path}: {arr.dtype}{list(arr.shape)}, expected a 2-D uint8 {list(shape)} patch"
@@ -191,65 +198,89 @@ def import_patches(
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         },
     )
-    root = writer.create_store(store, attrs, mode="w-")
-    rows: list[dict[str, Any]] = []
-    shifted, conflicts = 0, []
-    for t in tiles:
-        keys = sorted(k for k in windows if k[0] == t)
-        H = -(-max(k[1] + WINDOW_SIZE for k in keys) // chunk) * chunk
-        W = -(-max(k[2] + WINDOW_SIZE for k in keys) // chunk) * chunk
-        shift = np.zeros((len(keys), len(MARKERS), len(SCALES), 2), dtype=np.int16)
-        hr = np.zeros((len(markers), H, W), dtype=np.uint8)
-        order = _placement_order(keys)
-        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-            for s in (1, *scales):
-                mosaic = hr if s == 1 else np.zeros((len(markers), H // s, W // s), dtype=np.uint8)
-                placed = np.zeros(mosaic.shape, dtype=bool)
-                for w, c, path, got in _mosaic(pool, base, windows, keys, order, markers, s, mosaic, placed):
-                    if got is None:
-                        conflicts.append(str(path.relative_to(base)))
-                        log.warning("%s disagrees with overlapping patches at every offset", path)
-                    elif got != (0, 0):
-                        shifted += 1
-                        shift[w, MARKERS.index(markers[c]), SCALES.index(s)] = (got[0] * s, got[1] * s)
-                if s == 1:
-                    cover = placed.any(axis=0)
-                px = attrs.pixel_size_um["hr" if s == 1 else f"x{s}"]
-                writer.write_image(root, t, s, mosaic, chunk=chunk // s, pixel_size_um=px)
-        roi = (hr[markers.index("CELL2")] >= ROI_THRESHOLD) if "CELL2" in markers else np.zeros((H, W), bool)
-        writer.write_roi(root, t, roi.astype(np.uint8), chunk=chunk, pixel_size_um=attrs.pixel_size_um["hr"])
-        _write_coverage(root, t, cover.astype(np.uint8), chunk=chunk, pixel_size_um=attrs.pixel_size_um["hr"])
-        writer.mark_tile_finished(root, t)
-        c0, c1 = WINDOW_SIZE // 2 - 64, WINDOW_SIZE // 2 + 64
-        for w, (_t, y0, x0) in enumerate(keys):
-            frac = float(roi[y0 + c0 : y0 + c1, x0 + c0 : x0 + c1].mean())
-            rows.append(
-                {
-                    "tile": t,
-                    "y0": y0,
-                    "x0": x0,
-                    "roi_fraction": frac,
-                    "pid": windows[(t, y0, x0)],
-                    "split": splits.get((t, y0, x0), -1),
-                    "shift": shift[w],
-                }
+    try:
+        root = writer.create_store(store, attrs, mode="w-")
+    except StoreFormatError as exc:
+        if "already exists" not in str(exc):
+            raise
+        raise StoreFormatError(
+            f"{store}: a srcaco2 store already exists; pass --overwrite to replace it (an import is not "
+            "resumed) or choose a new STORE path"
+        ) from None
+    try:
+        rows: list[dict[str, Any]] = []
+        shifted, conflicts = 0, []
+        for t in tiles:
+            keys = sorted(k for k in windows if k[0] == t)
+            H = -(-max(k[1] + WINDOW_SIZE for k in keys) // chunk) * chunk
+            W = -(-max(k[2] + WINDOW_SIZE for k in keys) // chunk) * chunk
+            shift = np.zeros((len(keys), len(MARKERS), len(SCALES), 2), dtype=np.int16)
+            hr = np.zeros((len(markers), H, W), dtype=np.uint8)
+            order = _placement_order(keys)
+            with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+                for s in (1, *scales):
+                    mosaic = hr if s == 1 else np.zeros((len(markers), H // s, W // s), dtype=np.uint8)
+                    placed = np.zeros(mosaic.shape, dtype=bool)
+                    for w, c, path, got in _mosaic(
+                        pool, base, windows, keys, order, markers, s, mosaic, placed
+                    ):
+                        if got is None:
+                            conflicts.append(str(path.relative_to(base)))
+                            log.warning("%s disagrees with overlapping patches at every offset", path)
+                        elif got != (0, 0):
+                            shifted += 1
+                            shift[w, MARKERS.index(markers[c]), SCALES.index(s)] = (got[0] * s, got[1] * s)
+                    if s == 1:
+                        cover = placed.any(axis=0)
+                    px = attrs.pixel_size_um["hr" if s == 1 else f"x{s}"]
+                    writer.write_image(root, t, s, mosaic, chunk=chunk // s, pixel_size_um=px)
+            roi = (
+                (hr[markers.index("CELL2")] >= ROI_THRESHOLD)
+                if "CELL2" in markers
+                else np.zeros((H, W), bool)
             )
-        log.info("tile %d: %d windows, extent %dx%d", t, len(keys), H, W)
-    n = len(rows)
-    writer.write_index(
-        root,
-        {
-            "tile": np.array([r["tile"] for r in rows]),
-            "y0": np.array([r["y0"] for r in rows]),
-            "x0": np.array([r["x0"] for r in rows]),
-            "size": np.full(n, WINDOW_SIZE),
-            "roi_fraction": np.array([r["roi_fraction"] for r in rows]),
-            "accepted": np.ones(n, bool),
-            "split": np.array([r["split"] for r in rows]),
-            "official_patch_id": np.array([r["pid"] for r in rows]),
-            "shift": np.stack([r["shift"] for r in rows]).reshape(n, len(MARKERS), len(SCALES), 2),
-        },
-    )
+            writer.write_roi(
+                root, t, roi.astype(np.uint8), chunk=chunk, pixel_size_um=attrs.pixel_size_um["hr"]
+            )
+            _write_coverage(
+                root, t, cover.astype(np.uint8), chunk=chunk, pixel_size_um=attrs.pixel_size_um["hr"]
+            )
+            writer.mark_tile_finished(root, t)
+            c0, c1 = WINDOW_SIZE // 2 - 64, WINDOW_SIZE // 2 + 64
+            for w, (_t, y0, x0) in enumerate(keys):
+                frac = float(roi[y0 + c0 : y0 + c1, x0 + c0 : x0 + c1].mean())
+                rows.append(
+                    {
+                        "tile": t,
+                        "y0": y0,
+                        "x0": x0,
+                        "roi_fraction": frac,
+                        "pid": windows[(t, y0, x0)],
+                        "split": splits.get((t, y0, x0), -1),
+                        "shift": shift[w],
+                    }
+                )
+            log.info("tile %d: %d windows, extent %dx%d", t, len(keys), H, W)
+        n = len(rows)
+        writer.write_index(
+            root,
+            {
+                "tile": np.array([r["tile"] for r in rows]),
+                "y0": np.array([r["y0"] for r in rows]),
+                "x0": np.array([r["x0"] for r in rows]),
+                "size": np.full(n, WINDOW_SIZE),
+                "roi_fraction": np.array([r["roi_fraction"] for r in rows]),
+                "accepted": np.ones(n, bool),
+                "split": np.array([r["split"] for r in rows]),
+                "official_patch_id": np.array([r["pid"] for r in rows]),
+                "shift": np.stack([r["shift"] for r in rows]).reshape(n, len(MARKERS), len(SCALES), 2),
+            },
+        )
+    except BaseException:
+        # a failed import leaves nothing half-written: the store was created above, by this call
+        log.info("%s: import failed; removing the partial store", store)
+        writer.remove_store(store)
+        raise
     counts = defaultdict(int)
     for r in rows:
         counts["none" if r["split"] < 0 else ("train", "val", "test")[r["split"]]] += 1

@@ -166,7 +166,8 @@ def parse_patch_name(name: str, *, scale: int | None = None) -> PatchName:
     base = name.replace("\\", "/").rsplit("/", 1)[-1]
     m = _NAME_RE.match(base)
     expected = (
-        f"expected {HR_PATTERN} (in hr_div_1/) or {LR_PATTERN} (in hr_div_s/), integers, CELLk in {MARKERS}"
+        f"expected {HR_PATTERN} (in hr_div_1/) or {LR_PATTERN} (in hr_div_s/), integers, CELLk in {MARKERS}; "
+        "rename the file to that pattern or move it out of the patch folders"
     )
     if m is None:
         raise PatchNameError(f"{name}: not a released patch name; {expected}")

@@ -31,6 +31,36 @@ class DistInfo:
         return self.world_size > 1
 
 
+def resolve_device(device: str | None = None) -> Any:
+    """``torch.device`` for ``None``/``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+
+    Raises
+    ------
+    ValueError
+        Another name, or CUDA asked for where there is none (the message names the option to change).
+    """
+    import torch
+
+    name = "auto" if device is None else str(device).strip().lower()
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    kind, _, index = name.partition(":")
+    if kind not in ("cpu", "cuda") or (index and not (kind == "cuda" and index.isdigit())):
+        raise ValueError(f"device={device!r} is not one of cpu, cuda, cuda:N (or leave --device out: auto)")
+    if kind == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(
+                f"device={device!r} asked for, but this torch sees no CUDA GPU "
+                f"(torch {torch.__version__}, CUDA build: {torch.version.cuda or 'no'}); use --device cpu"
+            )
+        if index and int(index) >= torch.cuda.device_count():
+            raise ValueError(
+                f"device={device!r}: only {torch.cuda.device_count()} CUDA device(s) visible; use cuda:0.."
+                f"{torch.cuda.device_count() - 1}"
+            )
+    return torch.device(name)
+
+
 def init_distributed(device: str | None = None) -> DistInfo:
     """Read RANK / WORLD_SIZE / LOCAL_RANK (set by ``torchrun``) and join the process group.
 
@@ -43,9 +73,15 @@ def init_distributed(device: str | None = None) -> DistInfo:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local = int(os.environ.get("LOCAL_RANK", "0"))
-    use_cuda = torch.cuda.is_available() if device is None else str(device).startswith("cuda")
+    wanted = resolve_device(device)
+    use_cuda = wanted.type == "cuda"
     if use_cuda:
-        dev = torch.device("cuda", local if world > 1 else torch.cuda.current_device())
+        index = (
+            local
+            if world > 1
+            else (wanted.index if wanted.index is not None else torch.cuda.current_device())
+        )
+        dev = torch.device("cuda", index)
         torch.cuda.set_device(dev)
     else:
         dev = torch.device("cpu")

@@ -235,7 +235,8 @@ def _agree(name: str, given: Any, found: Any, source: str, path: Path) -> Any:
         return found
     if found is not None and str(given).lower() != str(found).lower():
         raise CheckpointError(
-            f"{path} holds {name}={found!r} (from {source}) but {name}={given!r} was requested"
+            f"{path} holds {name}={found!r} (from {source}) but {name}={given!r} was requested; "
+            f"pass --{name} {found} or a checkpoint trained for {name}={given}"
         )
     return given
 

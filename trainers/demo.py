@@ -111,8 +111,15 @@ def run_demo(
     s = settings
     note = stage or (lambda name: None)
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"{out} exists and is not a directory; choose another --out")
     raw, store = out / "raw", out / "store.zarr"
+    # the run config first: a bad --set is refused before minutes of synthesis and build
+    cfg = paper_config(s.method, s.scale, s.marker, store=str(store))
+    cfg = apply_overrides(cfg, [*DEMO_OVERRIDES, f"train.epochs={s.epochs}",
+                                f"data.samples_per_epoch={s.samples_per_epoch}", f"train.seed={s.seed}",
+                                *s.extra])  # fmt: skip
+    out.mkdir(parents=True, exist_ok=True)
     if not (raw / "synth.json").exists():
         note(f"synthesising {s.tiles} tiles of {s.hr_size}² HR px")
         params = SynthParams(hr_size=s.hr_size, seed=s.seed, misregistration=False, noise=s.noise)
@@ -121,10 +128,6 @@ def run_demo(
     summary = build_store(str(raw), str(store), BuildConfig(register=False, chunk=256))
     log.info("store: %s", summary)
 
-    cfg = paper_config(s.method, s.scale, s.marker, store=str(store))
-    cfg = apply_overrides(cfg, [*DEMO_OVERRIDES, f"train.epochs={s.epochs}",
-                                f"data.samples_per_epoch={s.samples_per_epoch}", f"train.seed={s.seed}",
-                                *s.extra])  # fmt: skip
     note(f"training {s.method} ×{s.scale} on {s.marker}")
     res = fit(cfg, out / "run", force=True, device="cpu", callback=fit_callback)
 

@@ -229,7 +229,6 @@ def evaluate(
         Bad split / marker / scale, neither or both of checkpoint and bicubic, or a checkpoint of
         another method / scale / marker.
     """
-    import torch
 
     from srdata.loader import make_loader
 
@@ -238,7 +237,9 @@ def evaluate(
         method = check_weight_free_method(method)
     elif method is not None and str(method).lower() == "bicubic":
         raise ValueError("--checkpoint and --method bicubic exclude each other")
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    from trainers._ddp import resolve_device
+
+    dev = resolve_device(device)
     meta: dict[str, Any] = {"store": str(store), "split": split, "marker": marker, "scale": int(scale)}
     if checkpoint is None:
         model: Any = "bicubic"
@@ -292,8 +293,13 @@ def read_eval(path: str | Path) -> dict[str, Any]:
         p = p / "summary.json"
     if not p.exists():
         raise FileNotFoundError(f"{p} does not exist: not an `srtrain eval` output directory")
-    data = json.loads(p.read_text())
+    try:
+        data = json.loads(p.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(
+            f"{p} is not valid JSON ({exc}): a damaged `srtrain eval` summary; rerun `srtrain eval` into it"
+        ) from None
     for key in ("method", "scale", "marker", "metrics"):
-        if key not in data:
+        if not isinstance(data, dict) or key not in data:
             raise ValueError(f"{p} has no {key!r}: not an `srtrain eval` summary")
     return data

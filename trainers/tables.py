@@ -130,7 +130,10 @@ def build_table(summaries: Iterable[Mapping[str, Any]], *, kind: str) -> TableDa
         for m, *_ in _METRICS:
             cells.setdefault((method, scale), {}).setdefault(m, {})[marker] = float(s["metrics"][prefix + m])
     if len(splits) > 1:
-        raise ValueError(f"evaluations of different splits cannot share a table: {sorted(map(str, splits))}")
+        raise ValueError(
+            f"evaluations of different splits cannot share a table: {sorted(map(str, splits))}; "
+            "pass only `srtrain eval` outputs of one --split"
+        )
     values: dict[tuple[str, int], dict[tuple[str, str], float]] = {}
     for key, per_metric in cells.items():
         row: dict[tuple[str, str], float] = {}
@@ -236,13 +239,16 @@ def _write_csv(t: TableData, path: Path) -> None:
 def write_tables(summaries: Iterable[Mapping[str, Any]], out_dir: str | Path) -> dict[str, Path]:
     """Write ``table4_roi.{md,csv,tex}`` and ``table5_full.{md,csv,tex}``; returns name → path."""
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     summaries = list(summaries)
     if not summaries:
         raise ValueError("no evaluation summaries given: pass `srtrain eval` output directories")
+    tables = {
+        stem: build_table(summaries, kind=kind)
+        for kind, stem in (("roi", "table4_roi"), ("full", "table5_full"))
+    }
+    out.mkdir(parents=True, exist_ok=True)  # only once every input was accepted: no empty OUT on errors
     paths: dict[str, Path] = {}
-    for kind, stem in (("roi", "table4_roi"), ("full", "table5_full")):
-        t = build_table(summaries, kind=kind)
+    for stem, t in tables.items():
         for ext, text in (("md", render_markdown(t)), ("tex", render_latex(t))):
             p = out / f"{stem}.{ext}"
             p.write_text(text)
