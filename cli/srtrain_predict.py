@@ -81,13 +81,8 @@ def predict(
         )
     try:
         attrs = read_attrs(open_root(store, mode="r"), where=store)
-    except StoreFormatError as exc:
-        raise click.ClickException(f"cannot open store {store}: {exc}") from None
-    except FileNotFoundError as exc:  # zarr's GroupNotFoundError too: a path that is not a store
-        raise click.ClickException(
-            f"cannot open store {store}: no srcaco2 store there ({type(exc).__name__}); pass the STORE "
-            "written by `srdata build RAW STORE` or `srdata import-patches`"
-        ) from None
+    except StoreFormatError as exc:  # what is wrong with STORE and how to fix it
+        raise click.ClickException(str(exc)) from None
     if checkpoint is not None:
         from trainers.checkpoints import load_pretrained
 

@@ -297,10 +297,28 @@ def open_root(store: str | Any, mode: Literal["r", "r+", "a", "w", "w-"] = "r") 
 
     Modes follow zarr: ``r`` read only, ``r+`` read/write existing, ``a`` read/write, create if
     missing, ``w`` create (overwrite), ``w-`` create, fail if it exists.
+
+    Raises
+    ------
+    StoreFormatError
+        With ``r``/``r+``: nothing at `store`, or something that is not a Zarr v3 group.
     """
     import zarr
 
-    return zarr.open_group(store, mode=mode, zarr_format=3)
+    if mode not in ("r", "r+"):
+        return zarr.open_group(store, mode=mode, zarr_format=3)
+    try:
+        return zarr.open_group(store, mode=mode, zarr_format=3)
+    except zarr.errors.NodeNotFoundError:
+        raise StoreFormatError(
+            f"{store}: holds no Zarr v3 group (no zarr.json), so it is not a srcaco2 store; pass the "
+            "STORE written by `srdata build RAW STORE` or `srdata import-patches PATCHES STORE`"
+        ) from None
+    except FileNotFoundError:
+        raise StoreFormatError(
+            f"{store}: no such store; build one with `srdata build RAW STORE` "
+            "(or `srdata import-patches PATCHES STORE`)"
+        ) from None
 
 
 def read_attrs(root: Any, *, where: str | None = None) -> StoreAttrs:

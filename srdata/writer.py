@@ -157,8 +157,8 @@ def create_store(path: str, attrs: StoreAttrs, *, mode: Literal["w-", "a"] = "w-
             )
         if mode == "w-":
             raise StoreFormatError(
-                f"{path}: a srcaco2 store already exists; rerun without mode 'w-' to resume it "
-                "or with --overwrite to replace it"
+                f"{path}: a srcaco2 store already exists; resume its build by rerunning the same "
+                "`srdata build` command, write to another STORE path, or pass --overwrite to replace it"
             )
         old = read_attrs(root, where=str(path))
         for name in _RESUME_FIELDS:

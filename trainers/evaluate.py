@@ -50,25 +50,25 @@ class EvalResult:
     meta: dict[str, Any]
 
 
-def check_store_args(store: str | Path, split: str, marker: str, scale: int) -> Path:
-    """Refuse a store path that does not exist, or a split / marker / scale outside the contract."""
-    from srdata.schema import MARKERS, SCALES, SPLITS
+def check_store_args(store: str | Path, split: str, marker: str, scale: int) -> None:
+    """Refuse a path that is not a store, or a split / marker / scale the store does not have.
 
-    path = Path(store)
-    if not path.exists():
-        raise FileNotFoundError(f"store {path} does not exist; build one with `srdata build RAW STORE`")
-    if not (path / "zarr.json").is_file():
-        raise FileNotFoundError(
-            f"{path} exists but is not a srcaco2 store (no zarr.json inside); pass the STORE written "
-            "by `srdata build RAW STORE` or `srdata import-patches`"
-        )
+    Raises
+    ------
+    StoreFormatError
+        Nothing at `store`, not a srcaco2 store, or another format version (a ValueError).
+    ValueError
+        Unknown split, or a marker / scale the store does not hold.
+    """
+    from srdata.schema import SPLITS, open_root, read_attrs
+
+    attrs = read_attrs(open_root(str(store), mode="r"), where=str(store))
     if split not in SPLITS:
         raise ValueError(f"split={split!r} is not one of {', '.join(SPLITS)}")
-    if marker not in MARKERS:
-        raise ValueError(f"marker={marker!r} is not one of {', '.join(MARKERS)}")
-    if int(scale) not in SCALES:
-        raise ValueError(f"scale={scale!r} is not one of {list(SCALES)}")
-    return path
+    if marker not in attrs.markers:
+        raise ValueError(f"marker={marker!r} is not in {store}; it holds {', '.join(attrs.markers)}")
+    if int(scale) not in attrs.scales:
+        raise ValueError(f"scale={scale!r} is not in {store}; it holds scales {list(attrs.scales)}")
 
 
 def check_weight_free_method(method: str | None) -> str:

@@ -70,11 +70,6 @@ def _make_train_loader(cfg: RunConfig, rank: int, world: int) -> Any:
     from srdata.loader import make_loader
 
     d = cfg.data
-    if "://" not in str(d.store) and Path(d.store).exists() and not (Path(d.store) / "zarr.json").is_file():
-        raise FileNotFoundError(
-            f"{d.store} exists but is not a srcaco2 store (no zarr.json inside); pass the STORE written "
-            "by `srdata build RAW STORE` or `srdata import-patches` (--store or data.store)"
-        )
     return make_loader(
         d.store, split="train", scale=d.scale, marker=d.marker, batch_size=d.batch_size, h_size=d.h_size,
         mode="train", num_workers=d.num_workers, seed=cfg.train.seed, rank=rank, world_size=world,

@@ -98,7 +98,7 @@ def test_eval_and_fit_on_a_folder_that_is_not_a_store(not_a_store, tmp_path):
     assert not (tmp_path / "ev").exists()
     res = _srtrain("fit", "--store", not_a_store, "--method", "vdsr", "--scale", "4", "--marker", "CELL2",
                    "--device", "cpu", "--out", tmp_path / "run", *_sets())  # fmt: skip
-    _refused(res, str(not_a_store), "is not a srcaco2 store", "--store")
+    _refused(res, str(not_a_store), "is not a srcaco2 store", "srdata build")
     assert not (tmp_path / "run" / "config.yaml").exists()
 
 
@@ -106,7 +106,7 @@ def test_predict_on_a_folder_that_is_not_a_store(not_a_store, tmp_path):
     res = _srtrain(
         "predict", "--store", not_a_store, "--method", "bicubic", "--scale", "4", "--device", "cpu"
     )
-    _refused(res, str(not_a_store), "no srcaco2 store there", "srdata build")
+    _refused(res, str(not_a_store), "not a srcaco2 store", "srdata build")
     assert "No group found" not in res.output
 
 

@@ -10,6 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from srdata.loader import make_loader
+from srdata.schema import StoreFormatError
 from trainers.evaluate import evaluate, read_eval
 from trainers.metrics import bicubic_upsample, patch_metrics
 
@@ -51,7 +52,7 @@ def test_checkpoint_evaluation_and_mismatch(tiny, trainer_store, tmp_path):
 
 
 def test_bad_inputs(trainer_store, tmp_path):
-    with pytest.raises(FileNotFoundError, match="does not exist"):
+    with pytest.raises(StoreFormatError, match="no such store"):
         evaluate(tmp_path / "none.zarr", split="test", marker="CELL2", scale=4, method="bicubic")
     with pytest.raises(ValueError, match="split='tset'"):
         evaluate(trainer_store, split="tset", marker="CELL2", scale=4, method="bicubic")
@@ -84,7 +85,7 @@ def test_cli_eval(trainer_store, tmp_path):
         "bicubic",
     ]
     res = CliRunner().invoke(main, args + ["--out", str(tmp_path / "e2")])
-    assert res.exit_code == 1 and "does not exist" in res.output
+    assert res.exit_code == 1 and "no such store" in res.output
 
 
 def test_evaluation_seeds_each_batch_and_restores_the_rng(trainer_store):
