@@ -95,3 +95,9 @@ def build(
             f"{summary['accepted']} accepted (train {summary['train']}, val {summary['val']}, "
             f"test {summary['test']})"
         )
+    if summary["windows"] and summary["accepted"] == 0:
+        click.echo(
+            "warning: no window passed the ROI rule; lower --roi-threshold / --roi-min-fraction or use "
+            "--roi-method otsu for data dimmer than SR-CACO-2",
+            err=True,
+        )

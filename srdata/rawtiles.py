@@ -64,6 +64,9 @@ def inspect_tile(path: str, *, n_channels: int = 3) -> TileInfo:
     """
     import tifffile
 
+    tiff_log = logging.getLogger("tifffile")  # its own ERROR line would duplicate our one message
+    level = tiff_log.level
+    tiff_log.setLevel(logging.CRITICAL)
     try:
         with tifffile.TiffFile(path) as tif:
             series = tif.series[0]
@@ -89,6 +92,8 @@ def inspect_tile(path: str, *, n_channels: int = 3) -> TileInfo:
             f"{path}: not a readable TIFF ({type(exc).__name__}: {exc}); the file is truncated or of "
             "another format: copy or export it again"
         ) from None
+    finally:
+        tiff_log.setLevel(level)
     if end > size or total < expected:
         raise RawInputError(
             f"{path}: truncated TIFF ({min(total, size)} of {expected} image bytes present, data ends at "
