@@ -35,6 +35,12 @@ def format_info(d: dict[str, Any]) -> str:
         "pixel     " + ", ".join(f"{k} {v:g} um" for k, v in d["pixel_size_um"].items()),
         "chunks    " + ", ".join(f"{k} {v}" for k, v in d["chunks"].items()),
         f"index     {'complete' if d['index_complete'] else 'INCOMPLETE'}",
+    ]
+    reg = d.get("registration")
+    if reg:
+        scales = ", ".join(f"x{s}" for s in reg["scales"]) or "-"
+        lines.append(f"register  {reg['method']} ({', '.join(reg['markers']) or '-'}; {scales})")
+    lines += [
         "",
     ]
     acqs = ["hr", *(f"x{s}" for s in d["scales"]), "roi"]
