@@ -6,7 +6,7 @@ import importlib
 
 import click
 
-__all__ = ["LazyGroup"]
+__all__ = ["LazyGroup", "configure_logging", "verbose_option"]
 
 
 class LazyGroup(click.Group):
@@ -27,3 +27,17 @@ class LazyGroup(click.Group):
             module, attr = self.lazy_commands[cmd_name].split(":")
             return getattr(importlib.import_module(module), attr)
         return super().get_command(ctx, cmd_name)
+
+
+def configure_logging(verbose: int) -> None:
+    """Log to stderr: warnings by default, ``-v`` info, ``-vv`` debug."""
+    import logging
+
+    level = logging.WARNING - 10 * min(verbose, 2)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+
+
+verbose_option = click.option(
+    "-v", "--verbose", count=True, help="More log output on stderr (-v info, -vv debug)."
+)
+"""The ``-v/--verbose`` counter shared by both groups."""

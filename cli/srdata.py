@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import logging
-
 import click
 
-from cli._commands import LazyGroup
+from cli._commands import LazyGroup, configure_logging, verbose_option
 
 _COMMANDS = {
     "synth": "cli.srdata_synth:synth",
@@ -19,11 +17,10 @@ _COMMANDS = {
 
 
 @click.group(cls=LazyGroup, lazy_commands=_COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("-v", "--verbose", count=True, help="More log output on stderr (-v info, -vv debug).")
+@verbose_option
 def main(verbose: int) -> None:
     """SR-CACO-2 data: raw tiles or released patches -> one Zarr store -> aligned LR/HR crops."""
-    level = logging.WARNING - 10 * min(verbose, 2)
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    configure_logging(verbose)
 
 
 if __name__ == "__main__":
