@@ -11,8 +11,17 @@ of the train split as a registered HR/LR TIFF pair in the released naming (``hr_
   TIFFs (tifffile), does what SPEC.md §3.3 does (OpenCV bicubic upsampling of the LR, ROI ≥ 4,
   weights exp(5·ROI)+1 at crop centres, categorical top-left draw, random dihedral transform) and
   returns float32 tensors; default collation.
-* ``srdata``: `make_loader` (chunk cache, batch keys), measured on a warm epoch (the cache filled by
-  a first epoch, the steady state of training) and on the first, cold epoch.
+* ``srdata``: `make_loader` (chunk cache, batch keys, uint8 across the worker pipe), measured on
+  the first, cold epoch of fresh loaders (worker start-up included) and on warm epochs (the cache
+  filled by a first epoch, the steady state of training).
+* ``srdata preload``: the same with ``preload=True`` (each worker decodes the split in one
+  chunk-aligned read per tile and array before its first batch).
+* ``srdata float32 transfer``: ``worker_transfer="float32"``, the previous transport (float32
+  tensors made in the worker, sent through shared memory), for comparison.
+* ``srdata zarrs codecs``: zarr's ``codec_pipeline.path`` set to ``zarrs.ZarrsCodecPipeline``
+  (Rust); only when the optional ``zarrs`` package is importable, skipped otherwise, and only
+  without workers: with zarrs 0.2.3, forked workers hang once the parent process has read through
+  it (make_loader reads the LR to check the ROI threshold).
 
 Reports samples/s, MB/s of delivered float32 LR+HR, and bytes decoded per sample; prints a table
 and writes ``benchmarks/results/loader.json`` (machine, date, params, medians). No assertions.
@@ -21,7 +30,9 @@ and writes ``benchmarks/results/loader.json`` (machine, date, params, medians). 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
+import importlib.util
 import json
 import os
 import platform
@@ -174,6 +185,11 @@ def _time_epoch(loader, n_batches: int | None = None) -> tuple[float, int, int]:
     return time.perf_counter() - t0, n, nbytes
 
 
+def _uptime() -> str:
+    """The 1, 5 and 15 min load averages (the machine may be shared)."""
+    return " ".join(f"{v:.2f}" for v in os.getloadavg())
+
+
 def _machine() -> dict:
     import torch
     import zarr
@@ -191,8 +207,6 @@ def _machine() -> dict:
 def main(argv: list[str] | None = None) -> dict:
     import torch.utils.data
 
-    from srdata.loader import make_loader
-
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--store", default=None)
     ap.add_argument("--scale", type=int, default=4)
@@ -206,6 +220,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--out", default=RESULTS)
     args = ap.parse_args(argv)
     workers = [int(w) for w in args.workers.split(",")]
+    uptime0 = _uptime()
+    print(f"load average before: {uptime0}")
     tmp = tempfile.TemporaryDirectory(prefix="bench_loader_")
     store = args.store or os.path.join(tmp.name, "bench.zarr")
     if args.store is None:
@@ -214,6 +230,9 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"built synthetic store in {time.perf_counter() - t0:.1f} s: {store}")
     pairs = write_tiffs(store, os.path.join(tmp.name, "tiffs"), args.scale, args.marker)
     common = dict(scale=args.scale, h_size=args.h_size, batch_size=args.batch_size)
+    zarrs_ok = importlib.util.find_spec("zarrs") is not None
+    if not zarrs_ok:
+        print("zarrs not installed: no 'zarrs codecs' rows (pip install zarrs to add them)")
     rows = []
     for nw in workers:
         ctx = "fork" if nw else None
@@ -232,41 +251,28 @@ def main(argv: list[str] | None = None) -> dict:
             )
             runs.append(_time_epoch(dl))
         rows.append(_row("baseline (TIFF pair per sample)", nw, runs, None))
-        ld = make_loader(
-            store,
-            "train",
-            args.scale,
-            args.marker,
-            args.batch_size,
-            args.h_size,
-            num_workers=nw,
-            samples_per_epoch=args.samples,
-            multiprocessing_context=ctx,
-        )
-        cold = [_time_epoch(ld)]
-        rows.append(_row("srdata cold (first epoch)", nw, cold, ld.bytes_decoded_per_sample))
-        warm = []
-        for r in range(args.repeats):
-            ld.set_epoch(r + 1)
-            before, seen = ld.bytes_decoded, ld.samples_seen
-            warm.append(_time_epoch(ld))
-        bps = (ld.bytes_decoded - before) / max(ld.samples_seen - seen, 1)
-        rows.append(_row("srdata warm (cache filled)", nw, warm, bps))
-        del ld
+        variants = [("srdata", {}), ("srdata preload", {"preload": True})]
+        variants.append(("srdata float32 transfer", {"worker_transfer": "float32"}))
+        if zarrs_ok and nw == 0:  # forked workers hang once the parent process has used zarrs
+            variants.append(("srdata zarrs codecs", {"_zarrs": True}))
+        for name, opts in variants:
+            opts = dict(opts)
+            with _zarrs_pipeline(opts.pop("_zarrs", False)):
+                rows.extend(_time_srdata(name, store, args, nw, ctx, opts))
     base0 = {r["workers"]: r["samples_per_s"] for r in rows if r["loader"].startswith("baseline")}
     print(
         f"\nscale x{args.scale}, h_size {args.h_size}, batch {args.batch_size}, {len(pairs)} windows, "
         f"{args.marker}; medians of {args.repeats}"
     )
     print(
-        f"{'loader':33s} {'workers':>7s} {'samples/s':>10s} {'MB/s':>8s} "
+        f"{'loader':44s} {'workers':>7s} {'samples/s':>10s} {'MB/s':>8s} "
         f"{'× base':>7s} {'decoded B/smp':>15s}"
     )
     for r in rows:
         r["speedup_vs_baseline"] = r["samples_per_s"] / base0[r["workers"]]
         dec = "" if r["bytes_decoded_per_sample"] is None else f"{r['bytes_decoded_per_sample']:.0f}"
         print(
-            f"{r['loader']:33s} {r['workers']:7d} {r['samples_per_s']:10.0f} {r['mb_per_s']:8.1f} "
+            f"{r['loader']:44s} {r['workers']:7d} {r['samples_per_s']:10.0f} {r['mb_per_s']:8.1f} "
             f"{r['speedup_vs_baseline']:7.1f} {dec:>15s}"
         )
     result = {
@@ -284,6 +290,9 @@ def main(argv: list[str] | None = None) -> dict:
             "store": "synthetic 3 x 2048² tiles, chunk 512" if args.store is None else args.store,
             "mb_per_s": "float32 LR+HR bytes delivered per second",
         },
+        "zarrs": zarrs_ok,
+        "uptime_before": uptime0,
+        "uptime_after": _uptime(),
         "rows": rows,
     }
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
@@ -292,6 +301,55 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"wrote {args.out}")
     tmp.cleanup()
     return result
+
+
+def _time_srdata(
+    name: str, store: str, args: argparse.Namespace, nw: int, ctx: str | None, opts: dict
+) -> list:
+    """Cold: first epoch of `repeats` fresh loaders (new workers, empty caches, worker start-up
+    included). Warm: `repeats` further epochs of the last one (its caches filled)."""
+    from srdata.loader import make_loader
+
+    cold, warm, cold_bps = [], [], []
+    for r in range(args.repeats):
+        ld = make_loader(
+            store,
+            "train",
+            args.scale,
+            args.marker,
+            args.batch_size,
+            args.h_size,
+            num_workers=nw,
+            samples_per_epoch=args.samples,
+            multiprocessing_context=ctx,
+            **opts,
+        )
+        cold.append(_time_epoch(ld))
+        cold_bps.append(ld.bytes_decoded_per_sample)
+        if r + 1 < args.repeats:
+            ld.close()
+    for r in range(args.repeats):
+        ld.set_epoch(r + 1)
+        before, seen = ld.bytes_decoded, ld.samples_seen
+        warm.append(_time_epoch(ld))
+    bps = (ld.bytes_decoded - before) / max(ld.samples_seen - seen, 1)
+    ld.close()
+    return [
+        _row(f"{name} cold (first epoch)", nw, cold, statistics.median(cold_bps)),
+        _row(f"{name} warm (cache filled)", nw, warm, bps),
+    ]
+
+
+@contextlib.contextmanager
+def _zarrs_pipeline(on: bool):
+    """zarr's codec pipeline set to the `zarrs` one (Rust) inside the block, when `on`."""
+    if not on:
+        yield
+        return
+    import zarr
+
+    with zarr.config.set({"codec_pipeline.path": "zarrs.ZarrsCodecPipeline"}):
+        yield
 
 
 def _row(name: str, workers: int, runs: list[tuple[float, int, int]], decoded: float | None) -> dict:

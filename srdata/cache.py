@@ -248,11 +248,30 @@ class ChunkReader:
     def _fetch(
         self, path: str, ch: tuple[int, ...] | None, keys: Sequence[tuple[int, int]]
     ) -> dict[tuple[int, int], np.ndarray]:
-        """Decode the bounding box of the block indices `keys` in one zarr call, cache every block."""
-        arr, (by, bx), _ = self._array(path)
-        h, w = arr.shape[-2:]
+        """Decode the blocks `keys` and cache them: one zarr call for their bounding box when it holds
+        only them, else one call per run of consecutive keys in a row (cached blocks are not decoded
+        again)."""
         r0, r1 = min(k[0] for k in keys), max(k[0] for k in keys)
         c0, c1 = min(k[1] for k in keys), max(k[1] for k in keys)
+        want = set(keys)
+        if len(want) == (r1 - r0 + 1) * (c1 - c0 + 1):
+            return self._fetch_box(path, ch, r0, r1, c0, c1)
+        got: dict[tuple[int, int], np.ndarray] = {}
+        for r, c in sorted(want):
+            if (r, c - 1) in want:
+                continue  # inside a run started earlier
+            end = c
+            while (r, end + 1) in want:
+                end += 1
+            got.update(self._fetch_box(path, ch, r, r, c, end))
+        return got
+
+    def _fetch_box(
+        self, path: str, ch: tuple[int, ...] | None, r0: int, r1: int, c0: int, c1: int
+    ) -> dict[tuple[int, int], np.ndarray]:
+        """Decode block rows r0..r1, columns c0..c1 in one zarr call; cache every block."""
+        arr, (by, bx), _ = self._array(path)
+        h, w = arr.shape[-2:]
         ys, ye, xs, xe = r0 * by, min((r1 + 1) * by, h), c0 * bx, min((c1 + 1) * bx, w)
         data = self._decode(path, ch, ys, ye, xs, xe)
         got = {}
@@ -265,19 +284,27 @@ class ChunkReader:
                 got[r, c] = self.cache.put(("blk", path, ch, r, c), blk)
         return got
 
-    def prefetch(self, path: str, channels: Sequence[int] | None, y0: int, y1: int, x0: int, x1: int) -> None:
-        """Decode all blocks covering a rectangle in one zarr call (e.g. a tile's windows)."""
+    def prefetch(self, path: str, channels: Sequence[int] | None, y0: int, y1: int, x0: int, x1: int) -> int:
+        """Decode the blocks covering a rectangle that are not cached yet, in one zarr call.
+
+        Returns
+        -------
+        int
+            Blocks decoded (0 when all were cached: nothing is decoded twice while it stays cached).
+        """
         ch = None if channels is None else tuple(int(c) for c in channels)
         arr, (by, bx), _ = self._array(path)
         h, w = arr.shape[-2:]
         ys, ye, xs, xe = max(y0, 0), min(y1, h), max(x0, 0), min(x1, w)
-        if ye > ys and xe > xs:
-            keys = [
-                (r, c)
-                for r in range(ys // by, (ye - 1) // by + 1)
-                for c in range(xs // bx, (xe - 1) // bx + 1)
-            ]
-            self._fetch(path, ch, keys)
+        if ye <= ys or xe <= xs:
+            return 0
+        keys = [
+            (r, c)
+            for r in range(ys // by, (ye - 1) // by + 1)
+            for c in range(xs // bx, (xe - 1) // bx + 1)
+            if ("blk", path, ch, r, c) not in self.cache
+        ]
+        return len(self._fetch(path, ch, keys)) if keys else 0
 
     def __repr__(self) -> str:
         return f"ChunkReader({self.where!r}, arrays={len(self._arrays)}, cache={self.cache!r})"

@@ -18,9 +18,11 @@ the s×s area mean of its HR crop to one that is still the area mean of the tran
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
-__all__ = ["N_DIHEDRAL", "dihedral", "interpolated_low", "add_roi_noise"]
+__all__ = ["N_DIHEDRAL", "dihedral", "interpolated_low", "add_roi_noise", "to_float"]
 
 N_DIHEDRAL: int = 8
 
@@ -107,3 +109,23 @@ def add_roi_noise(
     noise = rng.normal(0.0, sigma, size=lr.shape)
     out = lr.astype(np.float64) + noise * roi
     return np.clip(out, 0, 255).astype(np.uint8)
+
+
+def to_float(batch: dict[str, Any]) -> dict[str, Any]:
+    """A raw batch (numpy uint8 ``lr``/``hr``, bool ``roi``, int64 columns) as torch tensors.
+
+    ``lr`` and ``hr`` become float32 ``uint8 / 255`` (numpy, single-threaded: torch's intra-op pool
+    is slow for these small ops on busy CPUs; float32 division by 255 is correctly rounded in
+    both, so values equal torch's). Other numpy arrays become tensors sharing their memory; other
+    entries (ints) are kept. Returns a new dict.
+    """
+    import torch
+
+    out = {}
+    for k, v in batch.items():
+        if k in ("lr", "hr"):
+            v = torch.from_numpy(np.divide(v, np.float32(255), dtype=np.float32))
+        elif isinstance(v, np.ndarray):
+            v = torch.from_numpy(v)
+        out[k] = v
+    return out

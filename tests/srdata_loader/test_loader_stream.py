@@ -88,17 +88,19 @@ def test_two_rank_sharding(store):
 _WORKER_SCRIPT = r"""
 import sys, hashlib
 from srdata.loader import make_loader
+import json
 store, ctx, workers, n, bs, epochs = sys.argv[1], sys.argv[2], *map(int, sys.argv[3:7])
+extra = json.loads(sys.argv[7])  # options of the worker loader; the reference is the old path
 def digest(ld):
     h = hashlib.sha256(); k = 0
     for b in ld:
         for key in ("hr", "lr", "roi", "window", "y0", "x0"):
-            h.update(b[key].numpy().tobytes())
+            h.update(str(b[key].dtype).encode() + b[key].numpy().tobytes())
         k += 1
     return h.hexdigest(), k
 kw = dict(samples_per_epoch=n, seed=9, multiprocessing_context=ctx)
-ld = make_loader(store, "train", 4, "CELL2", bs, 16, num_workers=workers, **kw)
-ref = make_loader(store, "train", 4, "CELL2", bs, 16, num_workers=0, **kw)
+ld = make_loader(store, "train", 4, "CELL2", bs, 16, num_workers=workers, **kw, **extra)
+ref = make_loader(store, "train", 4, "CELL2", bs, 16, num_workers=0, worker_transfer="float32", **kw)
 for e in range(epochs):
     ld.set_epoch(e); ref.set_epoch(e)
     a, ra = digest(ld), digest(ref)
@@ -108,10 +110,11 @@ assert ld.bytes_decoded_per_sample > 0
 """
 
 
-def _run(store, ctx, workers, n, bs, epochs, timeout=240):
+def _run(store, ctx, workers, n, bs, epochs, timeout=240, **extra):
     env = dict(os.environ, PYTHONPATH=ROOT)
+    args = [store, ctx, str(workers), str(n), str(bs), str(epochs), json.dumps(extra)]
     p = subprocess.run(
-        [sys.executable, "-c", _WORKER_SCRIPT, store, ctx, str(workers), str(n), str(bs), str(epochs)],
+        [sys.executable, "-c", _WORKER_SCRIPT, *args],
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -128,7 +131,8 @@ def test_fork_four_workers_many_batches(store):
 
 
 def test_spawn_two_workers(store):
-    out = _run(store, "spawn", 2, 80, 4, 2)  # persistent workers across two epochs
+    # persistent workers across two epochs; preloaded caches; float32 reference built in-process
+    out = _run(store, "spawn", 2, 80, 4, 2, preload=True, prefetch_factor=4)
     assert "OK 0 20" in out and "OK 1 20" in out
 
 
