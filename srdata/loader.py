@@ -329,6 +329,8 @@ def make_loader(
             raise ValueError(f"samples_per_epoch must be >= 1, got {samples_per_epoch}")
         positions = samplers.shard_positions(n, rank, world_size, pad=True)
         ds.n_total = len(positions) * world_size
+        if int(roi_threshold) < 0:
+            raise ValueError(f"roi_threshold={roi_threshold} must be >= 0 (8-bit LR levels; benchmark: 4)")
         if roi_bias and not use_interpolated_low:
             counts = _roi_window_counts(ds)
             keep = counts.get(roi_threshold)
@@ -339,7 +341,7 @@ def make_loader(
                     f"{ds.path}: roi_threshold={roi_threshold} leaves no window of split={split!r} "
                     f"(scale={scale}, markers={ds.markers}, h_size={h_size}) with an ROI crop centre "
                     f"(bicubic-upsampled LR >= threshold); windows kept per threshold: {counts}. "
-                    "Lower roi_threshold or pass roi_bias=False"
+                    "Lower roi_threshold or pass roi_bias=False (srtrain fit: --set data.roi_bias=false)"
                 )
         ds.close()  # nothing opened in this process travels to the workers
     ds.preload = preload  # after the checks above: the workers (or the first batch) preload

@@ -179,6 +179,8 @@ def test_bad_inputs(store, tmp_path):
         make_loader(store, "train", 4, "CELL2", 2, 32, roi_threshold=256)
     assert "roi_bias=False" in str(info.value)
     make_loader(store, "train", 4, "CELL2", 2, 32, roi_threshold=256, roi_bias=False)  # fine without bias
+    with pytest.raises(ValueError, match="roi_threshold=-1 must be >= 0"):
+        make_loader(store, "train", 4, "CELL2", 2, 32, roi_threshold=-1)
     # no index / other format version
     copy = str(tmp_path / "copy.zarr")
     shutil.copytree(store, copy)
