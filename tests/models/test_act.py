@@ -2,33 +2,17 @@
 
 from __future__ import annotations
 
-import io
-
 import pytest
 import torch
 
-from trainers.models.registry import build_model, model_info, reference_layout
+from trainers.models.registry import build_model, model_info
 
 TINY = dict(n_feats=8, n_resgroups=2, n_resblocks=1, reduction=4, n_heads=4, n_layers=4, n_fusionblocks=2)
 
 
-def _layout(model: torch.nn.Module) -> list[list[object]]:
-    buffers = {n for n, _ in model.named_buffers()}
-    return [
-        [k, list(v.shape), str(v.dtype).removeprefix("torch."), "buffer" if k in buffers else "param"]
-        for k, v in model.state_dict().items()
-    ]
-
-
 @pytest.mark.parametrize("scale", [2, 4, 8])
-def test_layout_matches_reference(scale: int) -> None:
-    ref = reference_layout("act", scale)
-    with torch.device("meta"):
-        model = build_model("act", scale)
-    assert _layout(model) == ref["state_dict"]
-    assert sum(p.numel() for p in model.parameters()) == ref["param_count"]
-    frozen = sorted(n for n, p in model.named_parameters() if not p.requires_grad)
-    assert frozen == sorted(ref["params_requires_grad_false"])
+def test_layout_matches_reference(scale: int, check_reference_layout) -> None:
+    check_reference_layout("act", scale)  # every state_dict row, counts, frozen, buffers
     assert model_info("act").family == "post-upsampling"
 
 
@@ -40,22 +24,9 @@ def test_overrides_are_checked() -> None:
 
 
 @pytest.mark.parametrize("scale", [2, 4, 8])
-def test_tiny_forward_backward(scale: int) -> None:
-    torch.manual_seed(0)
-    model = build_model("act", scale, **TINY)
-    x = torch.rand(2, 1, 7, 8, requires_grad=True)
-    y = model(x)
-    assert y.shape == (2, 1, 7 * scale, 8 * scale)
-    y.square().mean().backward()
+def test_tiny_forward_backward(scale: int, check_tiny_forward_backward) -> None:
     unused = {"cnn_branch.2.weight", "cnn_branch.2.bias"}  # the final conv of cnn_branch
-    for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        if name in unused:
-            assert p.grad is None, name
-        else:
-            assert p.grad is not None and torch.isfinite(p.grad).all(), name
-    assert torch.isfinite(x.grad).all()
+    check_tiny_forward_backward("act", scale, TINY, (2, 1, 7, 8), unused=unused)
 
 
 def test_final_cnn_branch_conv_does_not_affect_output() -> None:
@@ -104,17 +75,6 @@ def test_too_small_input_raises() -> None:
         model(torch.rand(1, 1, 5, 9))
 
 
-def test_full_size_round_trip_gives_identical_outputs() -> None:
-    torch.manual_seed(0)
-    a = build_model("act", 2).eval()
-    buf = io.BytesIO()
-    torch.save(a.state_dict(), buf)
-    buf.seek(0)
-    torch.manual_seed(1)
-    b = build_model("act", 2).eval()
-    b.load_state_dict(torch.load(buf, weights_only=True), strict=True)
-    x = torch.rand(1, 1, 6, 7)
-    with torch.no_grad():
-        ya, yb, yc = a(x), b(x), b(x)
+def test_full_size_round_trip_gives_identical_outputs(check_round_trip) -> None:
+    ya, _, _ = check_round_trip("act", 2, torch.rand(1, 1, 6, 7), repeat=True)  # strict, deterministic
     assert ya.shape == (1, 1, 12, 14)
-    assert torch.equal(ya, yb) and torch.equal(yb, yc)  # strict load, deterministic in eval

@@ -2,34 +2,18 @@
 
 from __future__ import annotations
 
-import io
-
 import pytest
 import torch
 
 from trainers.models.edsr_liif import make_coord
-from trainers.models.registry import build_model, model_info, reference_layout
+from trainers.models.registry import build_model, model_info
 
 TINY = dict(n_feats=4, n_resblocks=2, hidden_list=[16, 16])
 
 
-def _layout(model: torch.nn.Module) -> list[list[object]]:
-    buffers = {n for n, _ in model.named_buffers()}
-    return [
-        [k, list(v.shape), str(v.dtype).removeprefix("torch."), "buffer" if k in buffers else "param"]
-        for k, v in model.state_dict().items()
-    ]
-
-
 @pytest.mark.parametrize("scale", [2, 4, 8])
-def test_layout_matches_reference(scale: int) -> None:
-    ref = reference_layout("edsr_liif", scale)
-    with torch.device("meta"):
-        model = build_model("edsr_liif", scale)
-    assert _layout(model) == ref["state_dict"]
-    assert sum(p.numel() for p in model.parameters()) == ref["param_count"]
-    frozen = sorted(n for n, p in model.named_parameters() if not p.requires_grad)
-    assert frozen == sorted(ref["params_requires_grad_false"])
+def test_layout_matches_reference(scale: int, check_reference_layout) -> None:
+    check_reference_layout("edsr_liif", scale)  # every state_dict row, counts, frozen, buffers
     assert model_info("edsr_liif").pre_upsampling is None
 
 
@@ -41,17 +25,8 @@ def test_overrides_are_checked() -> None:
 
 
 @pytest.mark.parametrize("scale", [2, 4, 8])
-def test_tiny_forward_backward(scale: int) -> None:
-    torch.manual_seed(0)
-    model = build_model("edsr_liif", scale, **TINY)
-    x = torch.rand(2, 1, 5, 6, requires_grad=True)
-    y = model(x)
-    assert y.shape == (2, 1, 5 * scale, 6 * scale)
-    y.square().mean().backward()
-    for name, p in model.named_parameters():
-        if p.requires_grad:
-            assert p.grad is not None and torch.isfinite(p.grad).all(), name
-    assert torch.isfinite(x.grad).all()
+def test_tiny_forward_backward(scale: int, check_tiny_forward_backward) -> None:
+    check_tiny_forward_backward("edsr_liif", scale, TINY, (2, 1, 5, 6))
 
 
 def test_make_coord_is_pixel_centres() -> None:
@@ -116,20 +91,9 @@ def test_weights_do_not_depend_on_scale() -> None:
         assert a(x).shape == (1, 1, 8, 8) and b(x).shape == (1, 1, 32, 32)
 
 
-def test_full_size_round_trip_gives_identical_outputs() -> None:
-    torch.manual_seed(0)
-    a = build_model("edsr_liif", 2).eval()
-    buf = io.BytesIO()
-    torch.save(a.state_dict(), buf)
-    buf.seek(0)
-    torch.manual_seed(1)
-    b = build_model("edsr_liif", 2).eval()
-    b.load_state_dict(torch.load(buf, weights_only=True), strict=True)
-    x = torch.rand(1, 1, 6, 5)
-    with torch.no_grad():
-        ya, yb, yc = a(x), b(x), b(x)
+def test_full_size_round_trip_gives_identical_outputs(check_round_trip) -> None:
+    ya, _, _ = check_round_trip("edsr_liif", 2, torch.rand(1, 1, 6, 5), repeat=True)  # strict, deterministic
     assert ya.shape == (1, 1, 12, 10)
-    assert torch.equal(ya, yb) and torch.equal(yb, yc)  # strict load, deterministic in eval
 
 
 @pytest.mark.parametrize("scale", [2, 4])

@@ -10,29 +10,14 @@ import torch
 import torch.nn.functional as F
 
 from trainers.models.enlcn import ENLCA, gaussian_orthogonal_random_matrix
-from trainers.models.registry import build_model, model_info, reference_layout
+from trainers.models.registry import build_model, model_info
 
 TINY = dict(n_feats=8, n_resblock=2)
 
 
-def _layout(model: torch.nn.Module) -> list[list[object]]:
-    buffers = {n for n, _ in model.named_buffers()}
-    return [
-        [k, list(v.shape), str(v.dtype).removeprefix("torch."), "buffer" if k in buffers else "param"]
-        for k, v in model.state_dict().items()
-    ]
-
-
 @pytest.mark.parametrize("scale", [2, 4, 8])
-def test_layout_matches_reference(scale: int) -> None:
-    ref = reference_layout("enlcn", scale)
-    with torch.device("meta"):
-        model = build_model("enlcn", scale)
-    assert _layout(model) == ref["state_dict"]  # includes the 5 projection_matrix buffers
-    assert sum(p.numel() for p in model.parameters()) == ref["param_count"]
-    assert sum(v.numel() for v in model.state_dict().values()) == ref["state_dict_tensor_elements"]
-    frozen = sorted(n for n, p in model.named_parameters() if not p.requires_grad)
-    assert frozen == sorted(ref["params_requires_grad_false"])
+def test_layout_matches_reference(scale: int, check_reference_layout) -> None:
+    check_reference_layout("enlcn", scale)  # every state_dict row, counts, frozen, buffers
     assert model_info("enlcn").family == "post-upsampling"
 
 
@@ -42,17 +27,9 @@ def test_overrides_are_checked() -> None:
 
 
 @pytest.mark.parametrize("scale", [2, 4, 8])
-def test_tiny_forward_backward(scale: int) -> None:
-    torch.manual_seed(0)
-    model = build_model("enlcn", scale, **TINY)
-    x = torch.rand(2, 1, 7, 9, requires_grad=True)
-    y = model(x)  # training mode: still a tensor (the contrastive loss is dropped)
-    assert isinstance(y, torch.Tensor) and y.shape == (2, 1, 7 * scale, 9 * scale)
-    y.square().mean().backward()
-    for name, p in model.named_parameters():
-        if p.requires_grad:
-            assert p.grad is not None and torch.isfinite(p.grad).all(), name
-    assert all(b.grad is None for b in model.buffers())
+def test_tiny_forward_backward(scale: int, check_tiny_forward_backward) -> None:
+    # training mode: still a tensor (the contrastive loss is dropped); no gradient on the buffers
+    check_tiny_forward_backward("enlcn", scale, TINY, (2, 1, 7, 9))
 
 
 def test_enlca_matches_explicit_formula() -> None:
@@ -100,20 +77,10 @@ def test_eval_is_deterministic_and_projection_is_not_redrawn() -> None:
     assert torch.equal(before, model.body[0].attn_fn.projection_matrix)
 
 
-def test_full_size_state_dict_round_trip() -> None:
+def test_full_size_state_dict_round_trip(check_meta_assign_round_trip) -> None:
     # Full size (41.2M parameters): strict load into a fresh instance, every tensor identical
     # (outputs are compared at tiny size below; the full-size forward is slow on a shared CPU).
-    torch.manual_seed(0)
-    a = build_model("enlcn", 2)
-    buf = io.BytesIO()
-    torch.save(a.state_dict(), buf)
-    buf.seek(0)
-    with torch.device("meta"):
-        b = build_model("enlcn", 2)
-    b.load_state_dict(torch.load(buf, weights_only=True), strict=True, assign=True)
-    sa, sb = a.state_dict(), b.state_dict()
-    assert list(sa) == list(sb)
-    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    check_meta_assign_round_trip("enlcn", 2)
 
 
 def test_tiny_round_trip_gives_identical_outputs() -> None:

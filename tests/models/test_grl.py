@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from trainers.models._grl_blocks import BUFFER_NAMES, table_index_mask
-from trainers.models.registry import build_model, model_info, reference_layout
+from trainers.models.registry import build_model, model_info
 
 TINY = {
     "embed_dim": 36,
@@ -19,17 +19,7 @@ TINY = {
 }
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny convs run faster single-threaded on a shared CPU."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-def _layout(model: torch.nn.Module) -> list[list]:
-    return [[k, list(v.shape), str(v.dtype).removeprefix("torch.")] for k, v in model.state_dict().items()]
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _lr(shape: tuple[int, ...], seed: int = 0) -> torch.Tensor:
@@ -37,14 +27,9 @@ def _lr(shape: tuple[int, ...], seed: int = 0) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("scale", [2, 4, 8])
-def test_layout_matches_reference(scale: int) -> None:
-    ref = reference_layout("grl", scale)
-    with torch.device("meta"):
-        model = build_model("grl", scale)
-    assert _layout(model) == [row[:3] for row in ref["state_dict"]]
-    assert sum(p.numel() for p in model.parameters()) == ref["param_count"]
-    persistent = set(model.state_dict())
-    assert [n for n, _ in model.named_buffers() if n not in persistent] == []
+def test_layout_matches_reference(scale: int, check_reference_layout) -> None:
+    _, ref = check_reference_layout("grl", scale)  # every state_dict row, counts, frozen, buffers
+    assert ref["non_persistent_buffers"] == []
     assert [row[0] for row in ref["state_dict"][: len(BUFFER_NAMES)]] == list(BUFFER_NAMES)
 
 
@@ -70,15 +55,8 @@ def test_shared_buffer_values() -> None:
     assert tim["mask_sh_a2w"].shape == (16, 16, 64) and tim["mask_sh_w2a"].shape == (16, 64, 16)
 
 
-def test_tiny_forward_backward_x2() -> None:
-    torch.manual_seed(0)
-    model = build_model("grl", 2, **TINY).train()
-    x = _lr((1, 1, 12, 12))
-    y = model(x)
-    assert y.shape == (1, 1, 24, 24) and y.dtype == torch.float32
-    y.square().mean().backward()
-    for name, p in model.named_parameters():
-        assert p.grad is not None and torch.isfinite(p.grad).all(), name
+def test_tiny_forward_backward_x2(check_tiny_forward_backward) -> None:
+    check_tiny_forward_backward("grl", 2, TINY, (1, 1, 12, 12))
 
 
 @pytest.mark.parametrize("scale", [4, 8])
@@ -115,16 +93,8 @@ def test_stored_buffers_used_only_at_img_size() -> None:
         torch.testing.assert_close(model(x24), ref24, rtol=0, atol=0)
 
 
-def test_state_dict_roundtrip_full_size() -> None:
-    torch.manual_seed(0)
-    a = build_model("grl", 8).eval()
-    torch.manual_seed(1)
-    b = build_model("grl", 8)
-    b.load_state_dict(a.state_dict(), strict=True)
-    b.eval()
-    x = _lr((1, 1, 8, 8), seed=5)
-    with torch.no_grad():
-        torch.testing.assert_close(a(x), b(x), rtol=0, atol=0)
+def test_state_dict_roundtrip_full_size(check_round_trip) -> None:
+    check_round_trip("grl", 8, _lr((1, 1, 8, 8), seed=5))
 
 
 def test_bad_overrides() -> None:

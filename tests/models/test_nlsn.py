@@ -2,35 +2,28 @@
 
 from __future__ import annotations
 
-import io
-
 import pytest
 import torch
 import torch.nn.functional as F
 
 from trainers.models.nlsn import NonLocalSparseAttention
-from trainers.models.registry import build_model, model_info, reference_layout
+from trainers.models.registry import build_model, model_info
 
 TINY = dict(n_feats=8, n_resblocks=2, chunk_size=16, n_hashes=2)
 
 
-def _layout(model: torch.nn.Module) -> list[list[object]]:
-    buffers = {n for n, _ in model.named_buffers()}
-    return [
-        [k, list(v.shape), str(v.dtype).removeprefix("torch."), "buffer" if k in buffers else "param"]
-        for k, v in model.state_dict().items()
-    ]
+def _pin_generator(seed: int):
+    """`setup` hook: a fresh LSH generator seeded `seed` (reproducible forwards)."""
+
+    def setup(model: torch.nn.Module) -> None:
+        model.generator = torch.Generator().manual_seed(seed)
+
+    return setup
 
 
 @pytest.mark.parametrize("scale", [2, 4, 8])
-def test_layout_matches_reference(scale: int) -> None:
-    ref = reference_layout("nlsn", scale)
-    with torch.device("meta"):
-        model = build_model("nlsn", scale)
-    assert _layout(model) == ref["state_dict"]
-    assert sum(p.numel() for p in model.parameters()) == ref["param_count"]
-    frozen = sorted(n for n, p in model.named_parameters() if not p.requires_grad)
-    assert frozen == sorted(ref["params_requires_grad_false"])
+def test_layout_matches_reference(scale: int, check_reference_layout) -> None:
+    check_reference_layout("nlsn", scale)  # every state_dict row, counts, frozen, buffers
     info = model_info("nlsn")
     assert info.family == "post-upsampling" and info.pre_upsampling is None and not info.multi_output
 
@@ -43,18 +36,9 @@ def test_overrides_are_checked() -> None:
 
 
 @pytest.mark.parametrize("scale", [2, 4, 8])
-def test_tiny_forward_backward(scale: int) -> None:
-    torch.manual_seed(0)
-    model = build_model("nlsn", scale, **TINY)
-    model.generator = torch.Generator().manual_seed(1)
-    x = torch.rand(2, 1, 12, 13, requires_grad=True)  # L = 156: not a multiple of chunk_size (padding)
-    y = model(x)
-    assert y.shape == (2, 1, 12 * scale, 13 * scale)
-    y.square().mean().backward()
-    for name, p in model.named_parameters():
-        if p.requires_grad:
-            assert p.grad is not None and torch.isfinite(p.grad).all(), name
-    assert torch.isfinite(x.grad).all()
+def test_tiny_forward_backward(scale: int, check_tiny_forward_backward) -> None:
+    # L = 12 * 13 = 156: not a multiple of chunk_size (padding)
+    check_tiny_forward_backward("nlsn", scale, TINY, (2, 1, 12, 13), setup=_pin_generator(1))
 
 
 def _dense_attention(block: NonLocalSparseAttention, x: torch.Tensor) -> torch.Tensor:
@@ -122,38 +106,15 @@ def test_too_few_positions_raises() -> None:
         model(torch.rand(1, 1, 3, 5))
 
 
-def test_full_size_state_dict_round_trip() -> None:
+def test_full_size_state_dict_round_trip(check_meta_assign_round_trip) -> None:
     # Full size (41.8M parameters): strict load into a fresh instance, every tensor identical. The
     # full-size forward takes several seconds on a shared CPU, so outputs are compared at tiny size.
-    torch.manual_seed(0)
-    a = build_model("nlsn", 2)
-    buf = io.BytesIO()
-    torch.save(a.state_dict(), buf)
-    buf.seek(0)
-    with torch.device("meta"):
-        b = build_model("nlsn", 2)
-    b.load_state_dict(torch.load(buf, weights_only=True), strict=True, assign=True)
-    sa, sb = a.state_dict(), b.state_dict()
-    assert list(sa) == list(sb)
-    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    check_meta_assign_round_trip("nlsn", 2)
 
 
-def test_tiny_state_dict_round_trip_gives_identical_outputs() -> None:
-    torch.manual_seed(0)
-    a = build_model("nlsn", 2, **TINY).eval()
-    buf = io.BytesIO()
-    torch.save(a.state_dict(), buf)
-    buf.seek(0)
-    torch.manual_seed(1)
-    b = build_model("nlsn", 2, **TINY).eval()
-    b.load_state_dict(torch.load(buf, weights_only=True), strict=True)
-    x = torch.rand(1, 1, 12, 13)
-    with torch.no_grad():
-        a.generator = torch.Generator().manual_seed(3)
-        b.generator = torch.Generator().manual_seed(3)
-        ya, yb = a(x), b(x)
+def test_tiny_state_dict_round_trip_gives_identical_outputs(check_round_trip) -> None:
+    ya, _, _ = check_round_trip("nlsn", 2, torch.rand(1, 1, 12, 13), TINY, setup=_pin_generator(3))
     assert ya.shape == (1, 1, 24, 26)
-    assert torch.equal(ya, yb)
 
 
 def test_hash_buckets_are_capped_at_128() -> None:

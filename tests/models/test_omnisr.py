@@ -6,22 +6,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from trainers.models.registry import build_model, model_info, reference_layout
+from trainers.models.registry import build_model, model_info
 
 TINY = {"num_feat": 16, "res_num": 1, "block_num": 1}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny convs run faster single-threaded on a shared CPU."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-def _layout(model: torch.nn.Module) -> list[list]:
-    return [[k, list(v.shape), str(v.dtype).removeprefix("torch.")] for k, v in model.state_dict().items()]
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _lr(shape: tuple[int, ...], seed: int = 0) -> torch.Tensor:
@@ -29,19 +19,8 @@ def _lr(shape: tuple[int, ...], seed: int = 0) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("scale", [2, 4, 8])
-def test_layout_matches_reference(scale: int) -> None:
-    ref = reference_layout("omnisr", scale)
-    with torch.device("meta"):
-        model = build_model("omnisr", scale)
-    assert _layout(model) == [row[:3] for row in ref["state_dict"]]
-    assert sum(p.numel() for p in model.parameters()) == ref["param_count"]
-    persistent = set(model.state_dict())
-    non_persistent = [
-        [n, list(b.shape), str(b.dtype).removeprefix("torch.")]
-        for n, b in model.named_buffers()
-        if n not in persistent
-    ]
-    assert non_persistent == ref["non_persistent_buffers"]
+def test_layout_matches_reference(scale: int, check_reference_layout) -> None:
+    check_reference_layout("omnisr", scale)  # every state_dict row, counts, frozen, buffers
 
 
 def test_rel_pos_indices_values() -> None:
@@ -59,15 +38,8 @@ def test_registry_metadata() -> None:
 
 
 @pytest.mark.parametrize("scale", [2, 4, 8])
-def test_tiny_forward_backward(scale: int) -> None:
-    torch.manual_seed(0)
-    model = build_model("omnisr", scale, **TINY).train()
-    x = _lr((1, 1, 12, 12))
-    y = model(x)
-    assert y.shape == (1, 1, 12 * scale, 12 * scale) and y.dtype == torch.float32
-    y.square().mean().backward()
-    for name, p in model.named_parameters():
-        assert p.grad is not None and torch.isfinite(p.grad).all(), name
+def test_tiny_forward_backward(scale: int, check_tiny_forward_backward) -> None:
+    check_tiny_forward_backward("omnisr", scale, TINY, (1, 1, 12, 12))
 
 
 def test_eval_deterministic_and_zero_padding() -> None:
@@ -102,16 +74,8 @@ def test_too_small_input_raises() -> None:
         assert model(torch.zeros(1, 1, 9, 9)).shape == (1, 1, 18, 18)
 
 
-def test_state_dict_roundtrip_full_size() -> None:
-    torch.manual_seed(0)
-    a = build_model("omnisr", 2).eval()
-    torch.manual_seed(1)
-    b = build_model("omnisr", 2)
-    b.load_state_dict(a.state_dict(), strict=True)
-    b.eval()
-    x = _lr((1, 1, 12, 12), seed=5)
-    with torch.no_grad():
-        torch.testing.assert_close(a(x), b(x), rtol=0, atol=0)
+def test_state_dict_roundtrip_full_size(check_round_trip) -> None:
+    check_round_trip("omnisr", 2, _lr((1, 1, 12, 12), seed=5))
 
 
 def test_bad_overrides() -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 from click.testing import CliRunner
 
 from trainers.models import (
@@ -20,24 +19,10 @@ from trainers.models import (
 NETWORKS = [n for n in MODEL_NAMES if n != "bicubic"]
 
 
-def _layout(model: torch.nn.Module) -> list[list]:
-    return [[k, list(v.shape), str(v.dtype).removeprefix("torch.")] for k, v in model.state_dict().items()]
-
-
 @pytest.mark.parametrize("scale", [2, 4, 8])
 @pytest.mark.parametrize("name", NETWORKS)
-def test_layout_matches_reference(name: str, scale: int) -> None:
-    ref = reference_layout(name, scale)
-    assert ref is not None, f"no reference/{name}_x{scale}.json"
-    with torch.device("meta"):
-        model = build_model(name, scale)
-    got = _layout(model)
-    expected = [row[:3] for row in ref["state_dict"]]
-    missing = [r[0] for r in expected if r[0] not in {g[0] for g in got}]
-    extra = [g[0] for g in got if g[0] not in {r[0] for r in expected}]
-    assert not missing and not extra, f"missing {missing[:5]}, unexpected {extra[:5]}"
-    assert got == expected  # shapes, dtypes and order
-    assert sum(p.numel() for p in model.parameters()) == ref["param_count"]
+def test_layout_matches_reference(name: str, scale: int, check_reference_layout) -> None:
+    model, ref = check_reference_layout(name, scale)
     buffers = {k for k, _ in model.named_buffers()}
     assert {r[0] for r in ref["state_dict"] if r[3] == "buffer"} <= buffers
 
@@ -74,6 +59,26 @@ def test_family_agrees_with_reference() -> None:
 def test_unknown_override_lists_allowed_names() -> None:
     with pytest.raises(ValueError, match="allowed"):
         build_model("vdsr", scale=2, not_a_knob=3)
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_every_builder_refuses_an_unknown_override_the_same_way(name: str) -> None:
+    message = rf"^{name}: unknown override\(s\) 'not_a_knob'; allowed overrides: "
+    with pytest.raises(ValueError, match=message):
+        build_model(name, 2, not_a_knob=3)
+
+
+def test_resolve_hparams_merges_skips_none_and_guards_builder_names() -> None:
+    from trainers.models._hparams import resolve_hparams
+
+    defaults = {"a": 1, "b": [2], "upscale": 4}
+    hp = resolve_hparams("m", defaults, {"a": None, "b": [5]}, fixed={"upscale": 8})
+    assert hp == {"a": 1, "b": [5], "upscale": 8} and defaults["b"] == [2]
+    fixed_message = r"'upscale' are set by the builder arguments.*allowed overrides: a, b$"
+    with pytest.raises(ValueError, match=fixed_message):
+        resolve_hparams("m", defaults, {"upscale": 2}, fixed={"upscale": 8})
+    with pytest.raises(ValueError, match="unknown override"):
+        resolve_hparams("m", defaults, {"c": None})  # an unknown name is refused even when None
 
 
 def test_methods_cli_table_and_json() -> None:

@@ -6,22 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from trainers.models.registry import build_model, model_info, reference_layout
+from trainers.models.registry import build_model, model_info
 
 TINY = {"embed_dim": 12, "depths": [2, 2], "num_heads": [2, 2], "img_size": 16}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny convs run faster single-threaded on a shared CPU."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-def _layout(model: torch.nn.Module) -> list[list]:
-    return [[k, list(v.shape), str(v.dtype).removeprefix("torch.")] for k, v in model.state_dict().items()]
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _lr(shape: tuple[int, ...], seed: int = 0) -> torch.Tensor:
@@ -29,14 +19,9 @@ def _lr(shape: tuple[int, ...], seed: int = 0) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("scale", [2, 4, 8])
-def test_layout_matches_reference(scale: int) -> None:
-    ref = reference_layout("swinir", scale)
-    with torch.device("meta"):
-        model = build_model("swinir", scale)
-    assert _layout(model) == [row[:3] for row in ref["state_dict"]]
-    assert sum(p.numel() for p in model.parameters()) == ref["param_count"]
-    persistent = set(model.state_dict())
-    assert [n for n, _ in model.named_buffers() if n not in persistent] == []  # JSON: none
+def test_layout_matches_reference(scale: int, check_reference_layout) -> None:
+    _, ref = check_reference_layout("swinir", scale)  # every state_dict row, counts, frozen, buffers
+    assert ref["non_persistent_buffers"] == []
 
 
 def test_registry_metadata() -> None:
@@ -45,15 +30,8 @@ def test_registry_metadata() -> None:
 
 
 @pytest.mark.parametrize("scale", [2, 4, 8])
-def test_tiny_forward_backward(scale: int) -> None:
-    torch.manual_seed(0)
-    model = build_model("swinir", scale, **TINY).train()
-    x = _lr((1, 1, 12, 12))
-    y = model(x)
-    assert y.shape == (1, 1, 12 * scale, 12 * scale) and y.dtype == torch.float32
-    y.square().mean().backward()
-    for name, p in model.named_parameters():
-        assert p.grad is not None and torch.isfinite(p.grad).all(), name
+def test_tiny_forward_backward(scale: int, check_tiny_forward_backward) -> None:
+    check_tiny_forward_backward("swinir", scale, TINY, (1, 1, 12, 12))
 
 
 def test_eval_is_deterministic_and_any_size() -> None:
@@ -112,17 +90,8 @@ def test_stored_mask_used_only_at_img_size() -> None:
         torch.testing.assert_close(model(x24), ref24, rtol=0, atol=0)  # other sizes recompute it
 
 
-def test_state_dict_roundtrip_full_size() -> None:
-    torch.manual_seed(0)
-    a = build_model("swinir", 2).eval()
-    sd = a.state_dict()
-    torch.manual_seed(1)
-    b = build_model("swinir", 2)
-    b.load_state_dict(sd, strict=True)
-    b.eval()
-    x = _lr((1, 1, 8, 8), seed=5)
-    with torch.no_grad():
-        torch.testing.assert_close(a(x), b(x), rtol=0, atol=0)
+def test_state_dict_roundtrip_full_size(check_round_trip) -> None:
+    check_round_trip("swinir", 2, _lr((1, 1, 8, 8), seed=5))
 
 
 def test_bad_overrides() -> None:

@@ -1,4 +1,4 @@
-"""Shared EDSR-style building blocks (conv, ResBlock, Upsampler, MeanShift) and override checking.
+"""Shared EDSR-style building blocks (conv, ResBlock, Upsampler, MeanShift).
 
 Used by NLSN, ENLCN, EDSR-LIIF and ACT, whose original implementations all descend from the EDSR
 code base (Lim et al., CVPRW 2017). The module layouts (``Sequential`` indices) are chosen so that
@@ -14,8 +14,7 @@ state_dict keys match the benchmark's checkpoints exactly:
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -27,7 +26,7 @@ __all__ = [
     "MeanShift",
     "ResBlock",
     "Upsampler",
-    "resolve_hparams",
+    "attention_edsr_parts",
 ]
 
 _RGB_MEAN = (0.4488, 0.4371, 0.4040)
@@ -129,39 +128,31 @@ class Upsampler(nn.Sequential):
         super().__init__(*m)
 
 
-def resolve_hparams(
-    model: str, defaults: Mapping[str, Any], overrides: Mapping[str, Any], *, fixed: Iterable[str] = ()
-) -> dict[str, Any]:
-    """Merge `overrides` into a copy of `defaults`, refusing unknown or fixed names.
+def attention_edsr_parts(
+    *,
+    upscale: int,
+    in_chans: int,
+    n_resblocks: int,
+    n_feats: int,
+    res_scale: float,
+    img_range: float,
+    attention: Callable[[], nn.Module],
+) -> tuple[MeanShift, nn.Sequential, list[nn.Module], nn.Sequential]:
+    """``sub_mean, head, body, tail`` of NLSN / ENLCN, built in the original's order.
 
-    Parameters
-    ----------
-    model : str
-        Registry name, for the error message.
-    defaults : mapping
-        The benchmark's hyperparameters (every overridable name).
-    overrides : mapping
-        Caller's values (``None`` values are ignored).
-    fixed : iterable of str
-        Names that must come from the builder arguments instead (``upscale``, ``in_chans``).
-
-    Raises
-    ------
-    ValueError
-        An override name that is not allowed; the message lists the allowed names.
+    ``head`` = conv(in_chans, n_feats, 3); ``body`` = ``attention()``, then ``n_resblocks``
+    ResBlocks (``res_scale``) with one more ``attention()`` after every 8th, then conv(n_feats,
+    n_feats, 3); ``tail`` = `Upsampler` + conv(n_feats, in_chans, 3). Construction order (and so
+    the global RNG draws at init) is sub_mean, head, body, tail: the caller builds ``add_mean``
+    after this and registers the parts in the original's state_dict order.
     """
-    fixed = set(fixed)
-    allowed = sorted(k for k in defaults if k not in fixed)
-    hp = dict(defaults)
-    for key, value in overrides.items():
-        if value is None:
-            continue
-        if key in fixed:
-            raise ValueError(
-                f"{model}: override {key!r} is set by the builder arguments (scale / in_channels), "
-                f"not by overrides; allowed overrides: {', '.join(allowed)}"
-            )
-        if key not in defaults:
-            raise ValueError(f"{model}: unknown override {key!r}; allowed overrides: {', '.join(allowed)}")
-        hp[key] = value
-    return hp
+    sub_mean = MeanShift(img_range, sign=-1)
+    head = nn.Sequential(default_conv(in_chans, n_feats, 3))
+    body: list[nn.Module] = [attention()]
+    for i in range(n_resblocks):
+        body.append(ResBlock(n_feats, 3, res_scale=res_scale))
+        if (i + 1) % 8 == 0:
+            body.append(attention())
+    body.append(default_conv(n_feats, n_feats, 3))
+    tail = nn.Sequential(Upsampler(int(upscale), n_feats), default_conv(n_feats, in_chans, 3))
+    return sub_mean, head, body, tail

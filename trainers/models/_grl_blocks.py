@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trainers.models.swinir import DropPath, window_partition, window_reverse
+from trainers.models.swinir import DropPath, Mlp, window_partition, window_reverse
 
 __all__ = ["table_index_mask", "MixAttnBlock", "BUFFER_NAMES"]
 
@@ -377,17 +377,6 @@ class _CAB(nn.Module):
         return y.flatten(2).transpose(1, 2)
 
 
-class _Mlp(nn.Module):
-    def __init__(self, dim: int, hidden: int) -> None:
-        super().__init__()
-        self.fc1 = nn.Linear(dim, hidden)
-        self.act = nn.GELU()
-        self.fc2 = nn.Linear(hidden, dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.act(self.fc1(x)))
-
-
 class MixAttnBlock(nn.Module):
     """GRL transformer block (post-norm): x + norm1(attn(x)) + CAB(x); then x + norm2(mlp(x)).
 
@@ -420,7 +409,7 @@ class MixAttnBlock(nn.Module):
         self.norm1 = nn.LayerNorm(dim)
         self.conv = _CAB(dim) if local_connection else None
         self.drop_path = DropPath(drop_path) if drop_path > 0.0 else nn.Identity()
-        self.mlp = _Mlp(dim, int(dim * mlp_ratio))
+        self.mlp = Mlp(dim, int(dim * mlp_ratio))
         self.norm2 = nn.LayerNorm(dim)
 
     def forward(

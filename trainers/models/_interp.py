@@ -1,4 +1,4 @@
-"""Interpolations the benchmark networks use around their layers, and override checking for builders.
+"""Interpolations the benchmark networks use around their layers.
 
 Three bicubic rules appear in SR-CACO-2 (SPEC §3.3, §4.5, §6.2):
 
@@ -18,17 +18,15 @@ All functions take ``x : (B, C, h, w)`` float in [0, 1] (LR pixels) and return
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 __all__ = [
     "torch_bicubic",
     "opencv_bicubic_uint8",
     "antialiased_bicubic",
-    "resolve_overrides",
+    "BicubicResidualNet",
 ]
 
 
@@ -103,35 +101,28 @@ def antialiased_bicubic(x: torch.Tensor, scale: int) -> torch.Tensor:
     return up.clamp(0.0, 1.0)
 
 
-def resolve_overrides(
-    model: str, defaults: Mapping[str, Any], overrides: Mapping[str, Any]
-) -> dict[str, Any]:
-    """Merge architecture overrides into a builder's defaults, refusing unknown names.
+class BicubicResidualNet(nn.Module):
+    """Base of VDSR, DRRN and MemNet: ``forward(lr) = residual(up) + up``, ``up = torch_bicubic(lr, s)``.
+
+    Subclasses call ``super().__init__(scale)`` first, build their layers, and implement
+    `residual`. No module or parameter is added here, so the subclasses' state_dict keys are
+    exactly their own.
 
     Parameters
     ----------
-    model : str
-        Registry name (for the error message).
-    defaults : mapping
-        Every hyperparameter the builder accepts, with the benchmark's value.
-    overrides : mapping
-        Values to change (``None`` values are ignored).
-
-    Returns
-    -------
-    dict
-        ``defaults`` updated with ``overrides``.
-
-    Raises
-    ------
-    ValueError
-        An override name the builder does not know (the message lists the allowed names).
+    scale : int
+        Upscaling factor of the internal bicubic pre-upsampling.
     """
-    unknown = sorted(set(overrides) - set(defaults))
-    if unknown:
-        raise ValueError(
-            f"unknown override(s) {unknown} for model {model!r}; allowed: {sorted(defaults)}"
-        )
-    out = dict(defaults)
-    out.update({k: v for k, v in overrides.items() if v is not None})
-    return out
+
+    def __init__(self, scale: int) -> None:
+        super().__init__()
+        self.scale = int(scale)
+
+    def residual(self, x_interp: torch.Tensor) -> torch.Tensor:
+        """The network body on the upsampled image ``(B, C, s*h, s*w)`` (same shape out)."""
+        raise NotImplementedError
+
+    def forward(self, lr: torch.Tensor) -> torch.Tensor:
+        """``lr : (B, C, h, w)`` float in [0, 1] -> ``(B, C, s*h, s*w)`` (not clamped)."""
+        x_interp = torch_bicubic(lr, self.scale)
+        return self.residual(x_interp) + x_interp

@@ -41,7 +41,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trainers.models._edsr_common import MeanShift, ResBlock, Upsampler, default_conv, resolve_hparams
+from trainers.models._edsr_common import MeanShift, ResBlock, Upsampler, default_conv
+from trainers.models._hparams import resolve_hparams
 from trainers.models.registry import register_model
 
 __all__ = ["ACT", "build", "DEFAULT_HPARAMS"]
@@ -371,37 +372,16 @@ class ACT(nn.Module):
         return self.tail(x)
 
 
-@register_model(
-    "act",
-    family="post-upsampling",
-    paper="ACT, Yoo et al., WACV 2023",
-    multi_output=False,
-    pre_upsampling=None,
-)
+@register_model("act", family="post-upsampling", paper="ACT, Yoo et al., WACV 2023")
 def build(scale: int, in_channels: int = 1, **overrides: object) -> nn.Module:
-    """Build the benchmark's ACT (exact ``reference/act_x<scale>.json`` layout without overrides).
+    """Build the benchmark's ACT: ``reference/act_x<scale>.json``'s exact layout without overrides.
 
-    Parameters
-    ----------
-    scale : int
-        2, 4 or 8 (``log2(scale)`` pixel-shuffle stages).
-    in_channels : int
-        Image channels (1 in the benchmark).
-    **overrides
-        ``n_feats``, ``n_resgroups``, ``n_resblocks``, ``reduction``, ``n_heads``, ``n_layers``,
-        ``dropout_rate``, ``n_fusionblocks``, ``token_size``, ``expansion_ratio``, ``img_range``.
-
-    Returns
-    -------
-    ACT
-        Maps ``(B, C, h, w)`` float32 in [0, 1] (``h, w >= 6``) to ``(B, C, s*h, s*w)``.
-
-    Raises
-    ------
-    ValueError
-        Unknown override (the message lists the allowed names) or inconsistent sizes.
+    ``scale`` 2, 4 or 8 sets ``log2(scale)`` pixel-shuffle stages; ``in_channels`` is 1 in the
+    benchmark. Overrides: ``n_feats``, ``n_resgroups``, ``n_resblocks``, ``reduction``, ``n_heads``,
+    ``n_layers``, ``dropout_rate``, ``n_fusionblocks``, ``token_size``, ``expansion_ratio``,
+    ``img_range``; another name or inconsistent sizes raise ValueError. The `ACT` maps
+    ``(B, C, h, w)`` float32 in [0, 1] (``h, w >= 6``) to ``(B, C, s*h, s*w)``.
     """
-    hp = resolve_hparams("act", DEFAULT_HPARAMS, overrides, fixed=("upscale", "in_chans"))
-    hp["upscale"] = int(scale)
-    hp["in_chans"] = int(in_channels)
+    fixed = {"upscale": int(scale), "in_chans": int(in_channels)}
+    hp = resolve_hparams("act", DEFAULT_HPARAMS, overrides, fixed=fixed)
     return ACT(**hp)  # type: ignore[arg-type]

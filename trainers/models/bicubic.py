@@ -14,7 +14,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from trainers.models._interp import antialiased_bicubic, resolve_overrides
+from trainers.models._hparams import resolve_hparams
+from trainers.models._interp import antialiased_bicubic
 from trainers.models.registry import register_model
 
 __all__ = ["Bicubic", "build"]
@@ -48,5 +49,5 @@ class Bicubic(nn.Module):
                 pre_upsampling=None)
 def build(scale: int, in_channels: int = 1, **overrides) -> nn.Module:
     """Build the bicubic baseline (no overrides accepted)."""
-    resolve_overrides("bicubic", {}, overrides)
+    resolve_hparams("bicubic", {}, overrides)
     return Bicubic(scale, in_channels)

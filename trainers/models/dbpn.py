@@ -27,7 +27,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from trainers.models._interp import resolve_overrides
+from trainers.models._hparams import resolve_hparams
 from trainers.models.registry import register_model
 
 __all__ = ["DBPN", "build"]
@@ -157,5 +157,5 @@ class DBPN(nn.Module):
                 pre_upsampling=None)
 def build(scale: int, in_channels: int = 1, **overrides) -> nn.Module:
     """Build the benchmark DBPN (overrides: ``base_filter``, ``feat``, ``num_stages``)."""
-    hp = resolve_overrides("dbpn", _DEFAULTS, overrides)
+    hp = resolve_hparams("dbpn", _DEFAULTS, overrides)
     return DBPN(scale, in_channels, **hp)

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from kernels.pixel_shuffle import PixelShuffle
-from trainers.models._interp import resolve_overrides
+from trainers.models._hparams import resolve_hparams
 from trainers.models.registry import register_model
 
 __all__ = ["DFCAN", "fft_power_spectrum", "build"]
@@ -126,5 +126,5 @@ class DFCAN(nn.Module):
 def build(scale: int, in_channels: int = 1, **overrides) -> nn.Module:
     """Build the benchmark DFCAN (overrides: ``num_features``, ``num_groups``, ``num_blocks``,
     ``reduction_features``, ``gamma``)."""
-    hp = resolve_overrides("dfcan", _DEFAULTS, overrides)
+    hp = resolve_hparams("dfcan", _DEFAULTS, overrides)
     return DFCAN(scale, in_channels, **hp)

@@ -24,7 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trainers.models._interp import resolve_overrides, torch_bicubic
+from trainers.models._hparams import resolve_hparams
+from trainers.models._interp import BicubicResidualNet
 from trainers.models.registry import register_model
 
 __all__ = ["DRRN", "build"]
@@ -52,15 +53,13 @@ class _RecursiveBlock(nn.Module):
         return out
 
 
-class DRRN(nn.Module):
-    """DRRN B1U25 with internal bicubic pre-upsampling.
+class DRRN(BicubicResidualNet):
+    """DRRN B1U25 on the internal bicubic image (`BicubicResidualNet`).
 
     Parameters
     ----------
-    scale : int
-        Upscaling factor.
-    in_channels : int
-        Image channels.
+    scale, in_channels : int
+        Upscaling factor; image channels.
     num_residual_units : int
         Recursions of the shared residual unit.
     num_features : int
@@ -69,8 +68,7 @@ class DRRN(nn.Module):
 
     def __init__(self, scale: int, in_channels: int = 1, num_residual_units: int = 25,
                  num_features: int = 128) -> None:
-        super().__init__()
-        self.scale = int(scale)
+        super().__init__(scale)
         self.conv1 = nn.Sequential(*_relu_conv(in_channels, num_features))
         self.trunk = _RecursiveBlock(num_features, num_residual_units)
         self.conv2 = nn.Sequential(*_relu_conv(num_features, in_channels))
@@ -78,15 +76,13 @@ class DRRN(nn.Module):
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
 
-    def forward(self, lr: torch.Tensor) -> torch.Tensor:
-        """``lr : (B, C, h, w)`` float in [0, 1] -> ``(B, C, s*h, s*w)`` (not clamped)."""
-        x_interp = torch_bicubic(lr, self.scale)
-        return self.conv2(self.trunk(self.conv1(x_interp))) + x_interp
+    def residual(self, x_interp: torch.Tensor) -> torch.Tensor:
+        return self.conv2(self.trunk(self.conv1(x_interp)))
 
 
 @register_model("drrn", family="pre-upsampling", paper="DRRN, Tai et al., CVPR 2017",
                 pre_upsampling="torch_bicubic")
 def build(scale: int, in_channels: int = 1, **overrides) -> nn.Module:
     """Build the benchmark DRRN (overrides: ``num_residual_units``, ``num_features``)."""
-    hp = resolve_overrides("drrn", _DEFAULTS, overrides)
+    hp = resolve_hparams("drrn", _DEFAULTS, overrides)
     return DRRN(scale, in_channels, **hp)

@@ -33,7 +33,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trainers.models._edsr_common import MeanShift, ResBlock, default_conv, resolve_hparams
+from trainers.models._edsr_common import MeanShift, ResBlock, default_conv
+from trainers.models._hparams import resolve_hparams
 from trainers.models.registry import register_model
 
 __all__ = ["EDSREncoder", "MLP", "EDSR_LIIF", "make_coord", "build", "DEFAULT_HPARAMS"]
@@ -248,36 +249,17 @@ class EDSR_LIIF(nn.Module):  # noqa: N801  (benchmark class name)
 
 
 @register_model(
-    "edsr_liif",
-    family="post-upsampling",
-    paper="LIIF (EDSR-baseline encoder), Chen et al., CVPR 2021",
-    multi_output=False,
-    pre_upsampling=None,
+    "edsr_liif", family="post-upsampling", paper="LIIF (EDSR-baseline encoder), Chen et al., CVPR 2021"
 )
 def build(scale: int, in_channels: int = 1, **overrides: object) -> nn.Module:
-    """Build the benchmark's EDSR-LIIF (exact ``reference/edsr_liif_x<scale>.json`` layout).
+    """Build the benchmark's EDSR-LIIF: ``reference/edsr_liif_x<scale>.json``'s exact layout.
 
-    Parameters
-    ----------
-    scale : int
-        2, 4 or 8: the output size used by ``forward`` (the weights do not depend on it).
-    in_channels : int
-        Image channels (1 in the benchmark).
-    **overrides
-        ``n_resblocks``, ``n_feats``, ``rgb_range``, ``local_ensemble``, ``feat_unfold``,
-        ``cell_decode``, ``res_scale``, ``hidden_list``.
-
-    Returns
-    -------
-    EDSR_LIIF
-        Maps ``(B, C, h, w)`` float32 in [0, 1] to ``(B, C, s*h, s*w)`` (every HR pixel queried).
-
-    Raises
-    ------
-    ValueError
-        Unknown override (the message lists the allowed names).
+    ``scale`` (2, 4 or 8) is only the output size used by ``forward`` (the weights do not depend on
+    it); ``in_channels`` is 1 in the benchmark. Overrides: ``n_resblocks``, ``n_feats``,
+    ``rgb_range``, ``local_ensemble``, ``feat_unfold``, ``cell_decode``, ``res_scale``,
+    ``hidden_list`` (any other name raises ValueError listing these). The `EDSR_LIIF` maps
+    ``(B, C, h, w)`` float32 in [0, 1] to ``(B, C, s*h, s*w)``, querying every HR pixel.
     """
-    hp = resolve_hparams("edsr_liif", DEFAULT_HPARAMS, overrides, fixed=("scale", "in_chans"))
-    hp["scale"] = int(scale)
-    hp["in_chans"] = int(in_channels)
+    fixed = {"scale": int(scale), "in_chans": int(in_channels)}
+    hp = resolve_hparams("edsr_liif", DEFAULT_HPARAMS, overrides, fixed=fixed)
     return EDSR_LIIF(**hp)  # type: ignore[arg-type]

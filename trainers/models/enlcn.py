@@ -35,7 +35,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trainers.models._edsr_common import MeanShift, ResBlock, Upsampler, default_conv, resolve_hparams
+from trainers.models._edsr_common import MeanShift, attention_edsr_parts, default_conv
+from trainers.models._hparams import resolve_hparams
 from trainers.models.registry import register_model
 
 __all__ = ["ENLA", "ENLCA", "ENLCN", "build", "DEFAULT_HPARAMS", "gaussian_orthogonal_random_matrix"]
@@ -155,10 +156,8 @@ class ENLCN(nn.Module):
 
     Parameters
     ----------
-    upscale : int
-        Scale factor (2, 4, 8).
-    in_chans : int
-        Image channels.
+    upscale, in_chans : int
+        Scale factor (2, 4, 8); image channels.
     n_resblock, n_feats, res_scale, img_range
         See the module docstring.
     """
@@ -175,17 +174,12 @@ class ENLCN(nn.Module):
     ) -> None:
         super().__init__()
         self.upscale = int(upscale)
-        # Built in the original's order (same RNG consumption at init), registered in its
-        # state_dict order: sub_mean, add_mean, head, body, tail.
-        sub_mean = MeanShift(img_range, sign=-1)
-        head = nn.Sequential(default_conv(in_chans, n_feats, 3))
-        body: list[nn.Module] = [ENLCA(n_feats, reduction=4, res_scale=res_scale)]
-        for i in range(n_resblock):
-            body.append(ResBlock(n_feats, 3, res_scale=res_scale))
-            if (i + 1) % 8 == 0:
-                body.append(ENLCA(n_feats, reduction=4, res_scale=res_scale))
-        body.append(default_conv(n_feats, n_feats, 3))
-        tail = nn.Sequential(Upsampler(self.upscale, n_feats), default_conv(n_feats, in_chans, 3))
+        sub_mean, head, body, tail = attention_edsr_parts(
+            upscale=self.upscale, in_chans=in_chans, n_resblocks=n_resblock, n_feats=n_feats,
+            res_scale=res_scale, img_range=img_range,
+            attention=lambda: ENLCA(n_feats, reduction=4, res_scale=res_scale),
+        )
+        # registered in the original's state_dict order: sub_mean, add_mean, head, body, tail
         self.sub_mean = sub_mean
         self.add_mean = MeanShift(img_range, sign=1)
         self.head = head
@@ -202,36 +196,15 @@ class ENLCN(nn.Module):
         return self.tail(res)
 
 
-@register_model(
-    "enlcn",
-    family="post-upsampling",
-    paper="ENLCN, Xia et al., AAAI 2022",
-    multi_output=False,
-    pre_upsampling=None,
-)
+@register_model("enlcn", family="post-upsampling", paper="ENLCN, Xia et al., AAAI 2022")
 def build(scale: int, in_channels: int = 1, **overrides: object) -> nn.Module:
-    """Build the benchmark's ENLCN (exact ``reference/enlcn_x<scale>.json`` layout without overrides).
+    """Build the benchmark's ENLCN: ``reference/enlcn_x<scale>.json``'s exact layout without overrides.
 
-    Parameters
-    ----------
-    scale : int
-        2, 4 or 8 (``log2(scale)`` pixel-shuffle stages).
-    in_channels : int
-        Image channels (1 in the benchmark).
-    **overrides
-        ``n_resblock``, ``n_feats``, ``res_scale``, ``img_range``.
-
-    Returns
-    -------
-    ENLCN
-        Maps ``(B, C, h, w)`` float32 in [0, 1] to ``(B, C, s*h, s*w)``, in train and eval mode.
-
-    Raises
-    ------
-    ValueError
-        Unknown override (the message lists the allowed names).
+    ``scale`` 2, 4 or 8 sets ``log2(scale)`` pixel-shuffle stages; ``in_channels`` is 1 in the
+    benchmark. Overrides: ``n_resblock``, ``n_feats``, ``res_scale``, ``img_range`` (any other name
+    raises ValueError listing these). The `ENLCN` maps ``(B, C, h, w)`` float32 in [0, 1] to
+    ``(B, C, s*h, s*w)``, in train and eval mode.
     """
-    hp = resolve_hparams("enlcn", DEFAULT_HPARAMS, overrides, fixed=("upscale", "in_chans"))
-    hp["upscale"] = int(scale)
-    hp["in_chans"] = int(in_channels)
+    fixed = {"upscale": int(scale), "in_chans": int(in_channels)}
+    hp = resolve_hparams("enlcn", DEFAULT_HPARAMS, overrides, fixed=fixed)
     return ENLCN(**hp)  # type: ignore[arg-type]

@@ -50,46 +50,20 @@ from torch import nn
 
 from kernels.pixel_shuffle import PixelShuffle
 from trainers.models._grl_blocks import BUFFER_NAMES, MixAttnBlock, table_index_mask
+from trainers.models._hparams import constructor_kwargs, resolve_hparams
 from trainers.models.registry import register_model
-from trainers.models.swinir import check_overrides
+from trainers.models.swinir import init_transformer_weights
 
 __all__ = ["GRL", "build"]
 
 
 class _Stage(nn.Module):
-    def __init__(
-        self,
-        dim: int,
-        depth: int,
-        heads_w: int,
-        heads_s: int,
-        window: int,
-        stripe: tuple[int, int],
-        mlp_ratio: float,
-        qkv_bias: bool,
-        anchor_mode: str,
-        df: int,
-        local_connection: bool,
-        drop_path: list[float],
-    ) -> None:
+    """``depth`` `MixAttnBlock` s (block ``i`` gets ``drop_path[i]``; ``block_args`` are the block's
+    arguments from ``heads_w`` to ``local_connection``), a 3x3 conv, plus the stage input."""
+
+    def __init__(self, dim: int, depth: int, drop_path: list[float], *block_args: Any) -> None:
         super().__init__()
-        self.blocks = nn.ModuleList(
-            MixAttnBlock(
-                i,
-                dim,
-                heads_w,
-                heads_s,
-                window,
-                stripe,
-                mlp_ratio,
-                qkv_bias,
-                anchor_mode,
-                df,
-                local_connection,
-                drop_path[i],
-            )
-            for i in range(depth)
-        )
+        self.blocks = nn.ModuleList(MixAttnBlock(i, dim, *block_args, drop_path[i]) for i in range(depth))
         self.conv = nn.Conv2d(dim, dim, 3, 1, 1)
 
     def forward(self, x: torch.Tensor, size: tuple[int, int], tim: dict[str, Any]) -> torch.Tensor:
@@ -171,6 +145,7 @@ class GRL(nn.Module):
             _Stage(
                 embed_dim,
                 depths[i],
+                dpr[sum(depths[:i]) : sum(depths[: i + 1])],
                 num_heads_window[i],
                 num_heads_stripe[i],
                 self.window_size,
@@ -180,7 +155,6 @@ class GRL(nn.Module):
                 anchor_proj_type,
                 df,
                 local_connection,
-                dpr[sum(depths[:i]) : sum(depths[: i + 1])],
             )
             for i in range(len(depths))
         )
@@ -195,17 +169,7 @@ class GRL(nn.Module):
         self.upsample = _Upsample(up)
         self.conv_last = nn.Conv2d(64, in_chans, 3, 1, 1)
         self._cache: dict[tuple[int, int, str], dict[str, torch.Tensor]] = {}
-        self.apply(self._init_weights)
-
-    @staticmethod
-    def _init_weights(m: nn.Module) -> None:
-        if isinstance(m, nn.Linear):
-            nn.init.trunc_normal_(m.weight, std=0.02)
-            if m.bias is not None:
-                nn.init.constant_(m.bias, 0)
-        elif isinstance(m, nn.LayerNorm):
-            nn.init.constant_(m.bias, 0)
-            nn.init.constant_(m.weight, 1.0)
+        self.apply(init_transformer_weights)
 
     def _tables(self, size: tuple[int, int], device: torch.device | None) -> dict[str, torch.Tensor]:
         d = table_index_mask(size, self.window_size, self.stripe, self.df, device=device)
@@ -279,13 +243,7 @@ _ONLY = {
 }
 
 
-@register_model(
-    "grl",
-    family="post-upsampling",
-    paper="GRL, Li et al., CVPR 2023",
-    multi_output=False,
-    pre_upsampling=None,
-)
+@register_model("grl", family="post-upsampling", paper="GRL, Li et al., CVPR 2023")
 def build(scale: int, in_channels: int = 1, **overrides: Any) -> nn.Module:
     """Build the benchmark's GRL ("Big") for ``scale`` (img_size = 128 // scale unless overridden).
 
@@ -295,7 +253,7 @@ def build(scale: int, in_channels: int = 1, **overrides: Any) -> nn.Module:
         Unknown override, or a choice other than the benchmark's for a fixed option (``upsampler``,
         ``qkv_proj_type``, ``out_proj_type``, ``conv_type``), or an ``anchor_proj_type`` that is not a pool.
     """
-    cfg = check_overrides("grl", overrides, _DEFAULTS)
+    cfg = resolve_hparams("grl", _DEFAULTS, overrides)
     for k, v in _ONLY.items():
         if cfg[k] != v:
             raise ValueError(f"grl: only {k}={v!r} (the benchmark's) is implemented, got {cfg[k]!r}")
@@ -306,21 +264,5 @@ def build(scale: int, in_channels: int = 1, **overrides: Any) -> nn.Module:
     if scale & (scale - 1) or scale < 2:
         raise ValueError(f"grl: scale must be a power of 2 (pixelshuffle upsampler), got {scale}")
     img_size = cfg["img_size"] if cfg["img_size"] is not None else 128 // int(scale)
-    return GRL(
-        int(scale),
-        in_chans=in_channels,
-        img_size=img_size,
-        window_size=cfg["window_size"],
-        img_range=cfg["img_range"],
-        depths=list(cfg["depths"]),
-        embed_dim=cfg["embed_dim"],
-        num_heads_window=list(cfg["num_heads_window"]),
-        num_heads_stripe=list(cfg["num_heads_stripe"]),
-        mlp_ratio=cfg["mlp_ratio"],
-        anchor_proj_type=cfg["anchor_proj_type"],
-        anchor_window_down_factor=cfg["anchor_window_down_factor"],
-        local_connection=cfg["local_connection"],
-        stripe_size=list(cfg["stripe_size"]),
-        qkv_bias=cfg["qkv_bias"],
-        drop_path_rate=cfg["drop_path_rate"],
-    )
+    kwargs = constructor_kwargs(cfg, drop=("img_size", *_ONLY))
+    return GRL(int(scale), in_chans=in_channels, img_size=img_size, **kwargs)

@@ -25,7 +25,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from trainers.models._interp import resolve_overrides, torch_bicubic
+from trainers.models._hparams import resolve_hparams
+from trainers.models._interp import BicubicResidualNet
 from trainers.models.registry import register_model
 
 __all__ = ["MemNet", "build"]
@@ -65,23 +66,20 @@ class _MemoryBlock(nn.Module):
         return out
 
 
-class MemNet(nn.Module):
-    """MemNet with internal bicubic pre-upsampling.
+class MemNet(BicubicResidualNet):
+    """MemNet on the internal bicubic image (`BicubicResidualNet`).
 
     Parameters
     ----------
-    scale : int
-        Upscaling factor.
-    in_channels : int
-        Image channels.
+    scale, in_channels : int
+        Upscaling factor; image channels.
     num_memory_blocks, num_residual_blocks, num_features : int
         See the module docstring.
     """
 
     def __init__(self, scale: int, in_channels: int = 1, num_memory_blocks: int = 6,
                  num_residual_blocks: int = 6, num_features: int = 64) -> None:
-        super().__init__()
-        self.scale = int(scale)
+        super().__init__(scale)
         self.feature_extractor = nn.Sequential(*_bn_relu_conv(in_channels, num_features, 3))
         self.dense_memory_blocks = nn.ModuleList(
             [_MemoryBlock(num_features, num_residual_blocks, i + 1) for i in range(num_memory_blocks)]
@@ -94,14 +92,12 @@ class MemNet(nn.Module):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
 
-    def forward(self, lr: torch.Tensor) -> torch.Tensor:
-        """``lr : (B, C, h, w)`` float in [0, 1] -> ``(B, C, s*h, s*w)`` (not clamped)."""
-        x_interp = torch_bicubic(lr, self.scale)
+    def residual(self, x_interp: torch.Tensor) -> torch.Tensor:
         out = self.feature_extractor(x_interp)
         long_outputs = [out]
         for block in self.dense_memory_blocks:
             out = block(out, long_outputs)
-        return self.reconstructor(out) + x_interp
+        return self.reconstructor(out)
 
 
 @register_model("memnet", family="pre-upsampling", paper="MemNet, Tai et al., ICCV 2017",
@@ -109,5 +105,5 @@ class MemNet(nn.Module):
 def build(scale: int, in_channels: int = 1, **overrides) -> nn.Module:
     """Build the benchmark MemNet (overrides: ``num_memory_blocks``, ``num_residual_blocks``,
     ``num_features``)."""
-    hp = resolve_overrides("memnet", _DEFAULTS, overrides)
+    hp = resolve_hparams("memnet", _DEFAULTS, overrides)
     return MemNet(scale, in_channels, **hp)

@@ -30,7 +30,7 @@ import math
 import torch
 from torch import nn
 
-from trainers.models._interp import resolve_overrides
+from trainers.models._hparams import resolve_hparams
 from trainers.models.registry import register_model
 
 __all__ = ["MSLapSRN", "build"]
@@ -95,5 +95,5 @@ class MSLapSRN(nn.Module):
                 multi_output=True, pre_upsampling=None)
 def build(scale: int, in_channels: int = 1, **overrides) -> nn.Module:
     """Build the benchmark MS-LapSRN (overrides: ``num_features``, ``num_convs``)."""
-    hp = resolve_overrides("mslapsrn", _DEFAULTS, overrides)
+    hp = resolve_hparams("mslapsrn", _DEFAULTS, overrides)
     return MSLapSRN(scale, in_channels, **hp)

@@ -42,7 +42,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trainers.models._edsr_common import MeanShift, ResBlock, Upsampler, default_conv, resolve_hparams
+from trainers.models._edsr_common import MeanShift, attention_edsr_parts, default_conv
+from trainers.models._hparams import resolve_hparams
 from trainers.models.registry import register_model
 
 __all__ = ["NonLocalSparseAttention", "NLSN", "build", "DEFAULT_HPARAMS"]
@@ -186,10 +187,8 @@ class NLSN(nn.Module):
 
     Parameters
     ----------
-    upscale : int
-        Scale factor (2, 4, 8).
-    in_chans : int
-        Image channels.
+    upscale, in_chans : int
+        Scale factor (2, 4, 8); image channels.
     n_resblocks, n_feats, n_hashes, chunk_size, res_scale, img_range
         See the module docstring.
     """
@@ -214,17 +213,11 @@ class NLSN(nn.Module):
                 n_feats, n_hashes=n_hashes, chunk_size=chunk_size, reduction=4, res_scale=res_scale
             )
 
-        # Built in the original's order (same RNG consumption at init), registered in its
-        # state_dict order: sub_mean, add_mean, head, body, tail.
-        sub_mean = MeanShift(img_range, sign=-1)
-        head = nn.Sequential(default_conv(in_chans, n_feats, 3))
-        body: list[nn.Module] = [nlsa()]
-        for i in range(n_resblocks):
-            body.append(ResBlock(n_feats, 3, res_scale=res_scale))
-            if (i + 1) % 8 == 0:
-                body.append(nlsa())
-        body.append(default_conv(n_feats, n_feats, 3))
-        tail = nn.Sequential(Upsampler(self.upscale, n_feats), default_conv(n_feats, in_chans, 3))
+        sub_mean, head, body, tail = attention_edsr_parts(
+            upscale=self.upscale, in_chans=in_chans, n_resblocks=n_resblocks, n_feats=n_feats,
+            res_scale=res_scale, img_range=img_range, attention=nlsa,
+        )
+        # registered in the original's state_dict order: sub_mean, add_mean, head, body, tail
         self.sub_mean = sub_mean
         self.add_mean = MeanShift(img_range, sign=1)
         self.head = head
@@ -256,37 +249,16 @@ class NLSN(nn.Module):
         return self.tail(res)
 
 
-@register_model(
-    "nlsn",
-    family="post-upsampling",
-    paper="NLSN, Mei et al., CVPR 2021",
-    multi_output=False,
-    pre_upsampling=None,
-)
+@register_model("nlsn", family="post-upsampling", paper="NLSN, Mei et al., CVPR 2021")
 def build(scale: int, in_channels: int = 1, **overrides: object) -> nn.Module:
-    """Build the benchmark's NLSN (exact ``reference/nlsn_x<scale>.json`` layout without overrides).
+    """Build the benchmark's NLSN: ``reference/nlsn_x<scale>.json``'s exact layout without overrides.
 
-    Parameters
-    ----------
-    scale : int
-        2, 4 or 8 (``log2(scale)`` pixel-shuffle stages).
-    in_channels : int
-        Image channels (1 in the benchmark).
-    **overrides
-        ``n_resblocks``, ``n_feats``, ``n_hashes``, ``chunk_size``, ``res_scale``, ``img_range``.
-
-    Returns
-    -------
-    NLSN
-        Maps ``(B, C, h, w)`` float32 in [0, 1] to ``(B, C, s*h, s*w)``; random LSH rotations in
-        forward (set ``model.generator`` for reproducible outputs).
-
-    Raises
-    ------
-    ValueError
-        Unknown override (the message lists the allowed names).
+    ``scale`` 2, 4 or 8 sets ``log2(scale)`` pixel-shuffle stages; ``in_channels`` is 1 in the
+    benchmark. Overrides: ``n_resblocks``, ``n_feats``, ``n_hashes``, ``chunk_size``, ``res_scale``,
+    ``img_range`` (any other name raises ValueError listing these). The `NLSN` maps ``(B, C, h, w)``
+    float32 in [0, 1] to ``(B, C, s*h, s*w)`` and draws random LSH rotations in forward (set
+    ``model.generator`` for reproducible outputs).
     """
-    hp = resolve_hparams("nlsn", DEFAULT_HPARAMS, overrides, fixed=("upscale", "in_chans"))
-    hp["upscale"] = int(scale)
-    hp["in_chans"] = int(in_channels)
+    fixed = {"upscale": int(scale), "in_chans": int(in_channels)}
+    hp = resolve_hparams("nlsn", DEFAULT_HPARAMS, overrides, fixed=fixed)
     return NLSN(**hp)  # type: ignore[arg-type]

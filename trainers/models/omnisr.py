@@ -47,8 +47,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from kernels.pixel_shuffle import PixelShuffle
+from trainers.models._hparams import resolve_hparams
 from trainers.models.registry import register_model
-from trainers.models.swinir import check_overrides
 
 __all__ = ["OmniSR", "build"]
 
@@ -230,21 +230,17 @@ class _ChannelAttention(nn.Module):
 class _OSABlock(nn.Module):
     def __init__(self, dim: int, ws: int, with_pe: bool) -> None:
         super().__init__()
-        self.layer = nn.Sequential(
-            _MBConv(dim),
-            _Partition(ws, grid=False, inverse=False),
-            _Residual(dim, _Attention(dim, dim // 4, ws, with_pe), conv=False),
-            _Partition(ws, grid=False, inverse=True),
-            _Residual(dim, _GatedFFN(dim), conv=True),
-            _Residual(dim, _ChannelAttention(dim, 4, ws, grid=False), conv=True),
-            _Residual(dim, _GatedFFN(dim), conv=True),
-            _Partition(ws, grid=True, inverse=False),
-            _Residual(dim, _Attention(dim, dim // 4, ws, with_pe), conv=False),
-            _Partition(ws, grid=True, inverse=True),
-            _Residual(dim, _GatedFFN(dim), conv=True),
-            _Residual(dim, _ChannelAttention(dim, 4, ws, grid=True), conv=True),
-            _Residual(dim, _GatedFFN(dim), conv=True),
-        )
+        layers: list[nn.Module] = [_MBConv(dim)]
+        for grid in (False, True):  # indices 1-6: window branch; 7-12: the same on the strided grid
+            layers += [
+                _Partition(ws, grid=grid, inverse=False),
+                _Residual(dim, _Attention(dim, dim // 4, ws, with_pe), conv=False),
+                _Partition(ws, grid=grid, inverse=True),
+                _Residual(dim, _GatedFFN(dim), conv=True),
+                _Residual(dim, _ChannelAttention(dim, 4, ws, grid=grid), conv=True),
+                _Residual(dim, _GatedFFN(dim), conv=True),
+            ]
+        self.layer = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.layer(x)
@@ -337,13 +333,7 @@ _DEFAULTS: dict[str, Any] = {
 }
 
 
-@register_model(
-    "omnisr",
-    family="post-upsampling",
-    paper="Omni-SR, Wang et al., CVPR 2023",
-    multi_output=False,
-    pre_upsampling=None,
-)
+@register_model("omnisr", family="post-upsampling", paper="Omni-SR, Wang et al., CVPR 2023")
 def build(scale: int, in_channels: int = 1, **overrides: Any) -> nn.Module:
     """Build the benchmark's OmniSR for ``scale``; overrides as named in the module docstring.
 
@@ -352,5 +342,5 @@ def build(scale: int, in_channels: int = 1, **overrides: Any) -> nn.Module:
     ValueError
         Unknown override name or ``num_feat`` not divisible by 4.
     """
-    cfg = check_overrides("omnisr", overrides, _DEFAULTS)
+    cfg = resolve_hparams("omnisr", _DEFAULTS, overrides)
     return OmniSR(int(scale), in_chans=in_channels, **cfg)

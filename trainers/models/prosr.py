@@ -39,7 +39,8 @@ import torch
 from torch import nn
 
 from kernels.pixel_shuffle import PixelShuffle
-from trainers.models._interp import resolve_overrides, torch_bicubic
+from trainers.models._hparams import resolve_hparams
+from trainers.models._interp import torch_bicubic
 from trainers.models.registry import register_model
 
 __all__ = ["ProSR", "build"]
@@ -181,5 +182,5 @@ def build(scale: int, in_channels: int = 1, **overrides) -> nn.Module:
     """Build the benchmark ProSR (overrides: the original's constructor argument names)."""
     if scale not in _LEVELS:
         raise ValueError(f"ProSR supports scales {sorted(_LEVELS)}, got scale={scale}")
-    hp = resolve_overrides("prosr", _defaults(scale), overrides)
+    hp = resolve_hparams("prosr", _defaults(scale), overrides)
     return ProSR(scale, in_channels, **hp)

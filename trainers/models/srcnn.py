@@ -26,7 +26,8 @@ import math
 import torch
 from torch import nn
 
-from trainers.models._interp import opencv_bicubic_uint8, resolve_overrides, torch_bicubic
+from trainers.models._hparams import resolve_hparams
+from trainers.models._interp import opencv_bicubic_uint8, torch_bicubic
 from trainers.models.registry import register_model
 
 __all__ = ["SRCNN", "build"]
@@ -78,5 +79,5 @@ class SRCNN(nn.Module):
                 pre_upsampling="opencv_bicubic_uint8")
 def build(scale: int, in_channels: int = 1, **overrides) -> nn.Module:
     """Build the benchmark SRCNN (overrides: ``num_features``, ``num_map_features``)."""
-    hp = resolve_overrides("srcnn", _DEFAULTS, overrides)
+    hp = resolve_hparams("srcnn", _DEFAULTS, overrides)
     return SRCNN(scale, in_channels, **hp)

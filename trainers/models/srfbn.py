@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trainers.models._interp import resolve_overrides
+from trainers.models._hparams import resolve_hparams
 from trainers.models.registry import register_model
 
 __all__ = ["SRFBN", "build"]
@@ -134,5 +134,5 @@ class SRFBN(nn.Module):
                 multi_output=True, pre_upsampling=None)
 def build(scale: int, in_channels: int = 1, **overrides) -> nn.Module:
     """Build the benchmark SRFBN (overrides: ``num_features``, ``num_steps``, ``num_groups``)."""
-    hp = resolve_overrides("srfbn", _DEFAULTS, overrides)
+    hp = resolve_hparams("srfbn", _DEFAULTS, overrides)
     return SRFBN(scale, in_channels, **hp)

@@ -50,21 +50,18 @@ import torch.nn.functional as F
 from torch import nn
 
 from kernels.pixel_shuffle import PixelShuffle
+from trainers.models._hparams import constructor_kwargs, resolve_hparams
 from trainers.models.registry import register_model
 
-__all__ = ["SwinIR", "build", "DropPath", "window_partition", "window_reverse", "check_overrides"]
-
-
-def check_overrides(name: str, overrides: dict[str, Any], allowed: dict[str, Any]) -> dict[str, Any]:
-    """Merge ``overrides`` into the defaults ``allowed``; unknown names raise ValueError."""
-    unknown = sorted(set(overrides) - set(allowed))
-    if unknown:
-        raise ValueError(
-            f"{name}: unknown override(s) {unknown}; allowed names: {', '.join(sorted(allowed))}"
-        )
-    merged = dict(allowed)
-    merged.update(overrides)
-    return merged
+__all__ = [
+    "SwinIR",
+    "build",
+    "DropPath",
+    "Mlp",
+    "init_transformer_weights",
+    "window_partition",
+    "window_reverse",
+]
 
 
 class DropPath(nn.Module):
@@ -126,7 +123,20 @@ def _shift_mask(h: int, w: int, ws: int, shift: int, device: torch.device | None
     return mask.masked_fill(mask != 0, -100.0).masked_fill(mask == 0, 0.0)
 
 
-class _Mlp(nn.Module):
+def init_transformer_weights(m: nn.Module) -> None:
+    """SwinIR/GRL init (``model.apply``): Linear weights trunc-normal(std 0.02), biases 0; LayerNorm 1, 0."""
+    if isinstance(m, nn.Linear):
+        nn.init.trunc_normal_(m.weight, std=0.02)
+        if m.bias is not None:
+            nn.init.constant_(m.bias, 0)
+    elif isinstance(m, nn.LayerNorm):
+        nn.init.constant_(m.bias, 0)
+        nn.init.constant_(m.weight, 1.0)
+
+
+class Mlp(nn.Module):
+    """Transformer MLP: Linear(dim, hidden), GELU, Linear(hidden, dim) (keys ``fc1``, ``fc2``)."""
+
     def __init__(self, dim: int, hidden: int) -> None:
         super().__init__()
         self.fc1 = nn.Linear(dim, hidden)
@@ -190,7 +200,7 @@ class _SwinLayer(nn.Module):
         self.attn = _WindowAttention(dim, ws, heads, qkv_bias, qk_scale)
         self.drop_path = DropPath(drop_path) if drop_path > 0.0 else nn.Identity()
         self.norm2 = nn.LayerNorm(dim)
-        self.mlp = _Mlp(dim, int(dim * mlp_ratio))
+        self.mlp = Mlp(dim, int(dim * mlp_ratio))
         self._masks: dict[tuple[int, int, str], torch.Tensor] = {}
 
     def _mask_for(self, size: tuple[int, int], device: torch.device) -> torch.Tensor | None:
@@ -255,24 +265,11 @@ class _BasicLayer(nn.Module):
 
 
 class _RSTB(nn.Module):
-    """Residual Swin transformer block: STL x depth -> 3x3 conv, plus the block input."""
+    """Residual Swin transformer block: `_BasicLayer` (same arguments) -> 3x3 conv, plus the block input."""
 
-    def __init__(
-        self,
-        dim: int,
-        resolution: tuple[int, int],
-        depth: int,
-        heads: int,
-        ws: int,
-        mlp_ratio: float,
-        qkv_bias: bool,
-        qk_scale: float | None,
-        drop_path: list[float],
-    ) -> None:
+    def __init__(self, dim: int, *layer_args: Any) -> None:
         super().__init__()
-        self.residual_group = _BasicLayer(
-            dim, resolution, depth, heads, ws, mlp_ratio, qkv_bias, qk_scale, drop_path
-        )
+        self.residual_group = _BasicLayer(dim, *layer_args)
         self.conv = nn.Conv2d(dim, dim, 3, 1, 1)
 
     def forward(self, x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -372,17 +369,7 @@ class SwinIR(nn.Module):
         self.upsample = nn.Sequential(
             nn.Conv2d(embed_dim, upscale**2 * in_chans, 3, 1, 1), PixelShuffle(upscale)
         )
-        self.apply(self._init_weights)
-
-    @staticmethod
-    def _init_weights(m: nn.Module) -> None:
-        if isinstance(m, nn.Linear):
-            nn.init.trunc_normal_(m.weight, std=0.02)
-            if m.bias is not None:
-                nn.init.constant_(m.bias, 0)
-        elif isinstance(m, nn.LayerNorm):
-            nn.init.constant_(m.bias, 0)
-            nn.init.constant_(m.weight, 1.0)
+        self.apply(init_transformer_weights)
 
     def _features(self, x: torch.Tensor) -> torch.Tensor:
         size = (x.shape[2], x.shape[3])
@@ -453,13 +440,7 @@ _DEFAULTS: dict[str, Any] = {
 }
 
 
-@register_model(
-    "swinir",
-    family="post-upsampling",
-    paper="SwinIR, Liang et al., ICCVW 2021",
-    multi_output=False,
-    pre_upsampling=None,
-)
+@register_model("swinir", family="post-upsampling", paper="SwinIR, Liang et al., ICCVW 2021")
 def build(scale: int, in_channels: int = 1, **overrides: Any) -> nn.Module:
     """Build the benchmark's SwinIR for ``scale`` (img_size = 128 // scale unless overridden).
 
@@ -468,7 +449,7 @@ def build(scale: int, in_channels: int = 1, **overrides: Any) -> nn.Module:
     ValueError
         Unknown override name, or an ``upsampler`` / ``resi_connection`` other than the benchmark's.
     """
-    cfg = check_overrides("swinir", overrides, _DEFAULTS)
+    cfg = resolve_hparams("swinir", _DEFAULTS, overrides)
     if cfg["upsampler"] != "pixelshuffledirect" or cfg["resi_connection"] != "1conv":
         raise ValueError(
             "swinir: only upsampler='pixelshuffledirect' and resi_connection='1conv' (the benchmark's "
@@ -477,18 +458,5 @@ def build(scale: int, in_channels: int = 1, **overrides: Any) -> nn.Module:
     img_size = cfg["img_size"] if cfg["img_size"] is not None else 128 // int(scale)
     if int(math.log2(scale)) != math.log2(scale):
         raise ValueError(f"swinir: scale must be a power of 2, got {scale}")
-    return SwinIR(
-        int(scale),
-        in_chans=in_channels,
-        img_size=img_size,
-        window_size=cfg["window_size"],
-        img_range=cfg["img_range"],
-        depths=list(cfg["depths"]),
-        embed_dim=cfg["embed_dim"],
-        num_heads=list(cfg["num_heads"]),
-        mlp_ratio=cfg["mlp_ratio"],
-        qkv_bias=cfg["qkv_bias"],
-        qk_scale=cfg["qk_scale"],
-        drop_path_rate=cfg["drop_path_rate"],
-        patch_norm=cfg["patch_norm"],
-    )
+    kwargs = constructor_kwargs(cfg, drop=("img_size", "upsampler", "resi_connection"))
+    return SwinIR(int(scale), in_chans=in_channels, img_size=img_size, **kwargs)

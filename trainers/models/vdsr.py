@@ -20,7 +20,8 @@ import math
 import torch
 from torch import nn
 
-from trainers.models._interp import resolve_overrides, torch_bicubic
+from trainers.models._hparams import resolve_hparams
+from trainers.models._interp import BicubicResidualNet
 from trainers.models.registry import register_model
 
 __all__ = ["VDSR", "build"]
@@ -38,15 +39,13 @@ class _ConvReLU(nn.Module):
         return self.relu(self.conv(x))
 
 
-class VDSR(nn.Module):
-    """VDSR with internal bicubic pre-upsampling.
+class VDSR(BicubicResidualNet):
+    """VDSR on the internal bicubic image (`BicubicResidualNet`).
 
     Parameters
     ----------
-    scale : int
-        Upscaling factor.
-    in_channels : int
-        Image channels.
+    scale, in_channels : int
+        Upscaling factor; image channels.
     num_features : int
         Width of the hidden layers.
     num_trunk_layers : int
@@ -55,8 +54,7 @@ class VDSR(nn.Module):
 
     def __init__(self, scale: int, in_channels: int = 1, num_features: int = 64,
                  num_trunk_layers: int = 18) -> None:
-        super().__init__()
-        self.scale = int(scale)
+        super().__init__(scale)
         self.conv1 = nn.Sequential(nn.Conv2d(in_channels, num_features, 3, padding=1, bias=False),
                                    nn.ReLU(inplace=True))
         self.trunk = nn.Sequential(*[_ConvReLU(num_features) for _ in range(num_trunk_layers)])
@@ -66,15 +64,13 @@ class VDSR(nn.Module):
                 n = m.kernel_size[0] * m.kernel_size[1] * m.out_channels
                 nn.init.normal_(m.weight, 0.0, math.sqrt(2.0 / n))
 
-    def forward(self, lr: torch.Tensor) -> torch.Tensor:
-        """``lr : (B, C, h, w)`` float in [0, 1] -> ``(B, C, s*h, s*w)`` (not clamped)."""
-        x_interp = torch_bicubic(lr, self.scale)
-        return self.conv2(self.trunk(self.conv1(x_interp))) + x_interp
+    def residual(self, x_interp: torch.Tensor) -> torch.Tensor:
+        return self.conv2(self.trunk(self.conv1(x_interp)))
 
 
 @register_model("vdsr", family="pre-upsampling", paper="VDSR, Kim et al., CVPR 2016",
                 pre_upsampling="torch_bicubic")
 def build(scale: int, in_channels: int = 1, **overrides) -> nn.Module:
     """Build the benchmark VDSR (overrides: ``num_features``, ``num_trunk_layers``)."""
-    hp = resolve_overrides("vdsr", _DEFAULTS, overrides)
+    hp = resolve_hparams("vdsr", _DEFAULTS, overrides)
     return VDSR(scale, in_channels, **hp)
