@@ -71,7 +71,8 @@ def fit(store, method, scale, marker, config_path, overrides, out_dir, resume, f
         else:
             cfg = build_config(store, method, scale, marker, config_path, overrides)
     except ConfigError as exc:
-        raise click.BadParameter(str(exc), param_hint="--set/--config") from exc
+        raise click.UsageError(f"invalid run configuration (from --method/--scale/--marker, --config or "
+                               f"--set): {exc}") from exc  # fmt: skip
 
     bar = None
 
