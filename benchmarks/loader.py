@@ -47,67 +47,40 @@ RESULTS = os.path.join(os.path.dirname(__file__), "results", "loader.json")
 
 def build_store(path: str, *, n_tiles: int = 3, tile_size: int = 2048, seed: int = 0) -> None:
     """Synthetic store: cells as bright squares on a dark background, LR = area means, shifts 0."""
-    from srdata import writer
-    from srdata.schema import FORMAT_VERSION, MARKERS, SCALES, STRIDE, WINDOW_SIZE, StoreAttrs
+    from srdata.array_store import write_store_from_arrays
+    from srdata.schema import SCALES, STRIDE, WINDOW_SIZE
 
     rng = np.random.default_rng(seed)
-    chunk = 512
-    attrs = StoreAttrs(
-        FORMAT_VERSION,
-        list(MARKERS),
-        list(SCALES),
-        {"hr": 0.1, "x2": 0.2, "x4": 0.4, "x8": 0.8},
-        {"hr": chunk, **{f"x{s}": chunk // s for s in SCALES}},
-        list(range(1, n_tiles + 1)),
-        [],
-        {"threshold": 4},
-        {"kind": "benchmark"},
-    )
-    root = writer.create_store(path, attrs)
-    cols: dict[str, list] = {
-        k: []
-        for k in (
-            "tile",
-            "y0",
-            "x0",
-            "size",
-            "roi_fraction",
-            "accepted",
-            "split",
-            "official_patch_id",
-            "shift",
-        )
-    }
+    images: dict[int, dict[int, np.ndarray]] = {}
+    cols: dict[str, list] = {"tile": [], "y0": [], "x0": [], "official_patch_id": []}
     for t in range(1, n_tiles + 1):
         hr = rng.integers(0, 4, (3, tile_size, tile_size), dtype=np.uint8)
         for _ in range(tile_size**2 // 4000):
             y, x = rng.integers(0, tile_size - 64, 2)
             hr[:, y : y + 48, x : x + 48] = rng.integers(30, 256, (3, 48, 48), dtype=np.uint8)
-        writer.write_image(root, t, 1, hr, chunk=chunk, pixel_size_um=0.1, n_levels=1)
+        images[t] = {1: hr}
         for s in SCALES:
             lr = hr.reshape(3, tile_size // s, s, tile_size // s, s).mean(axis=(2, 4))
-            writer.write_image(
-                root, t, s, np.rint(lr).astype(np.uint8), chunk=chunk // s, pixel_size_um=0.1 * s, n_levels=1
-            )
-        writer.write_roi(root, t, (hr[2] >= 4).astype(np.uint8), chunk=chunk, pixel_size_um=0.1, n_levels=1)
-        writer.mark_tile_finished(root, t)
+            images[t][s] = np.rint(lr).astype(np.uint8)
         pid = 0
         for y0 in range(0, tile_size - WINDOW_SIZE, STRIDE):
             for x0 in range(0, tile_size - WINDOW_SIZE, STRIDE):
-                for k, v in (
-                    ("tile", t),
-                    ("y0", y0),
-                    ("x0", x0),
-                    ("size", WINDOW_SIZE),
-                    ("roi_fraction", 0.5),
-                    ("accepted", True),
-                    ("split", 0),
-                    ("official_patch_id", pid),
-                    ("shift", np.zeros((3, 3, 2))),
-                ):
+                for k, v in (("tile", t), ("y0", y0), ("x0", x0), ("official_patch_id", pid)):
                     cols[k].append(v)
                 pid += 1
-    writer.write_index(root, {k: np.asarray(v) for k, v in cols.items()})
+    windows = {k: np.asarray(v) for k, v in cols.items()}
+    windows["roi_fraction"] = np.full(len(cols["tile"]), 0.5)  # size 640, accepted, shifts 0 by default
+    windows["split"] = np.zeros(len(cols["tile"]))  # all train
+    write_store_from_arrays(
+        path,
+        images,
+        chunk=512,
+        windows=windows,
+        pixel_size_um=0.1,
+        roi={"threshold": 4},
+        source={"kind": "benchmark"},
+        n_levels=1,
+    )
 
 
 def write_tiffs(store: str, out: str, scale: int, marker: str) -> list[tuple[str, str]]:

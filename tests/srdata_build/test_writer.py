@@ -8,8 +8,16 @@ import numpy as np
 import pytest
 import zarr
 
+from srdata.array_store import write_store_from_arrays
 from srdata.schema import FORMAT_VERSION, INDEX_COLUMNS, StoreAttrs, StoreFormatError, read_attrs, read_index
-from srdata.writer import create_store, mark_tile_finished, update_attrs, write_image, write_index, write_roi
+from srdata.writer import (
+    create_store,
+    mark_tile_finished,
+    update_attrs,
+    write_image,
+    write_index,
+    write_roi,
+)
 
 
 def _attrs(**kw) -> StoreAttrs:
@@ -142,3 +150,67 @@ def test_numpy_and_dask_inputs_write_the_same_levels(tmp_path, shape):
             ref = blocks.max(axis=(-3, -1)) if acq == "roi" else np.round(blocks.mean(axis=(-3, -1)))
             np.testing.assert_array_equal(a, ref.astype(np.uint8))
         prev = a
+
+
+def _tile(rng: np.random.Generator, size: int, scales=(2, 4, 8)) -> dict[int, np.ndarray]:
+    hr = rng.integers(0, 256, (3, size, size), dtype=np.uint8)
+    return {1: hr} | {s: rng.integers(0, 256, (3, size // s, size // s), dtype=np.uint8) for s in scales}
+
+
+def test_write_store_from_arrays(tmp_path):
+    from srdata.roi import window_roi_fraction
+    from srdata.schema import image_path, roi_path
+
+    rng = np.random.default_rng(5)
+    tiles = {7: _tile(rng, 1024), 3: _tile(rng, 768)}
+    # default windows: each tile's full stride-256 grid (4 + 1 windows), contract defaults
+    p = str(tmp_path / "a.zarr")
+    root = write_store_from_arrays(p, tiles, chunk=128, n_levels={"hr": 2, "x2": 1}, source={"kind": "test"})
+    attrs = read_attrs(root)
+    assert attrs.tiles == [7, 3] and sorted(attrs.finished_tiles) == [3, 7] and attrs.index_complete
+    assert attrs.chunks == {"hr": 128, "x2": 64, "x4": 32, "x8": 16}
+    assert attrs.pixel_size_um == pytest.approx({"hr": 0.1, "x2": 0.2, "x4": 0.4, "x8": 0.8})
+    assert attrs.roi["threshold"] == 4 and attrs.source == {"kind": "test"}
+    for t, imgs in tiles.items():
+        for s, img in imgs.items():
+            np.testing.assert_array_equal(root[image_path(t, s)][...], img)
+        mask = (imgs[1][2] >= 4).astype(np.uint8)
+        np.testing.assert_array_equal(root[roi_path(t)][...], mask)
+    assert "1" in root["tiles/7/hr"] and "1" not in root["tiles/7/x2"]  # per-name n_levels
+    idx = read_index(root)
+    np.testing.assert_array_equal(idx["tile"], [7, 7, 7, 7, 3])
+    np.testing.assert_array_equal(idx["y0"], [0, 0, 256, 256, 0])
+    np.testing.assert_array_equal(idx["x0"], [0, 256, 0, 256, 0])
+    assert (idx["size"] == 640).all() and idx["accepted"].all()
+    assert (idx["split"] == -1).all() and (idx["official_patch_id"] == -1).all() and not idx["shift"].any()
+    ref = window_roi_fraction((tiles[7][1][2] >= 4).astype(np.uint8), idx["y0"][:4], idx["x0"][:4])
+    np.testing.assert_allclose(idx["roi_fraction"][:4], ref.astype(np.float32))
+    assert 0 < idx["roi_fraction"][0] < 1
+
+    # given columns are kept as given (order, values); a higher threshold makes a smaller ROI
+    shift = rng.integers(-9, 10, (2, 3, 3, 2))
+    windows = {"tile": [3, 7], "y0": [0, 256], "x0": [0, 0], "split": [2, 0], "shift": shift}
+    q = str(tmp_path / "b.zarr")
+    root = write_store_from_arrays(q, tiles, chunk=128, windows=windows, roi_threshold=200, n_levels=1)
+    idx = read_index(root)
+    np.testing.assert_array_equal(idx["tile"], [3, 7])
+    np.testing.assert_array_equal(idx["split"], [2, 0])
+    np.testing.assert_array_equal(idx["shift"], shift)
+    assert idx["accepted"].all() and (idx["size"] == 640).all()
+    np.testing.assert_array_equal(root[roi_path(3)][...], (tiles[3][1][2] >= 200).astype(np.uint8))
+    assert read_attrs(root).roi["threshold"] == 200
+
+    with pytest.raises(StoreFormatError, match="already exists"):
+        write_store_from_arrays(q, tiles, chunk=128)
+    with pytest.raises(ValueError, match="not in tiles"):
+        write_store_from_arrays(
+            str(tmp_path / "c.zarr"), tiles, chunk=128, windows={"tile": [9], "y0": [0], "x0": [0]}
+        )
+    with pytest.raises(KeyError, match="x0"):
+        write_store_from_arrays(str(tmp_path / "d.zarr"), tiles, chunk=128, windows={"tile": [3], "y0": [0]})
+    with pytest.raises(ValueError, match="same LR scales"):
+        write_store_from_arrays(
+            str(tmp_path / "e.zarr"), {1: _tile(rng, 768), 2: _tile(rng, 768, (2,))}, chunk=128
+        )
+    with pytest.raises(ValueError, match="roi_threshold"):
+        write_store_from_arrays(str(tmp_path / "f.zarr"), tiles, chunk=128, roi={"threshold": 5})

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from srdata.schema import FORMAT_VERSION, MARKERS, SCALES, STRIDE, WINDOW_SIZE, StoreAttrs
+from srdata.schema import SCALES, STRIDE, WINDOW_SIZE
 
 HR_SIZE = 1280
 CHUNK = 512
@@ -21,36 +21,17 @@ PIXEL_SIZE_UM = {"hr": 0.1, "x2": 0.2, "x4": 0.4, "x8": 0.8}
 def make_store(path: str, *, seed: int = 0, tiles: tuple[int, ...] = TILES, max_shift: int = 9) -> str:
     """Write a complete store: random uint8 tiles (sparse CELL2 so the ROI is partial), a window
     grid at stride 256 with some rejected windows, splits, official ids and non-zero shifts."""
-    from srdata import writer
+    from srdata.array_store import write_store_from_arrays
 
     rng = np.random.default_rng(seed)
-    chunks = {"hr": CHUNK} | {f"x{s}": CHUNK // s for s in SCALES}
-    attrs = StoreAttrs(
-        format_version=FORMAT_VERSION,
-        markers=list(MARKERS),
-        scales=list(SCALES),
-        pixel_size_um=dict(PIXEL_SIZE_UM),
-        chunks=chunks,
-        tiles=list(tiles),
-        finished_tiles=[],
-        roi={"threshold": 4, "min_fraction": 0.2, "method": "threshold", "marker": "CELL2"},
-        source={"kind": "synth", "seed": seed},
-    )
-    root = writer.create_store(path, attrs)
+    images: dict[int, dict[int, np.ndarray]] = {}
     cols: dict[str, list] = {k: [] for k in ("tile", "y0", "x0", "accepted", "split", "official_patch_id")}
     for k, t in enumerate(tiles):
         hr = rng.integers(0, 256, size=(3, HR_SIZE, HR_SIZE), dtype=np.uint8)
         hr[2] = np.where(rng.random((HR_SIZE, HR_SIZE)) < 0.4, hr[2], 0)
-        writer.write_image(root, t, 1, hr, chunk=CHUNK, pixel_size_um=PIXEL_SIZE_UM["hr"], n_levels=2)
+        images[t] = {1: hr}
         for s in SCALES:
-            lr = rng.integers(1, 256, size=(3, HR_SIZE // s, HR_SIZE // s), dtype=np.uint8)
-            levels = 2 if s == 4 else 1
-            writer.write_image(
-                root, t, s, lr, chunk=CHUNK // s, pixel_size_um=PIXEL_SIZE_UM[f"x{s}"], n_levels=levels
-            )
-        roi = (hr[2] >= 4).astype(np.uint8)
-        writer.write_roi(root, t, roi, chunk=CHUNK, pixel_size_um=PIXEL_SIZE_UM["hr"], n_levels=2)
-        writer.mark_tile_finished(root, t)
+            images[t][s] = rng.integers(1, 256, size=(3, HR_SIZE // s, HR_SIZE // s), dtype=np.uint8)
         starts = range(0, HR_SIZE - WINDOW_SIZE, STRIDE)
         for n, (y0, x0) in enumerate((y, x) for y in starts for x in starts):
             cols["tile"].append(t)
@@ -64,8 +45,17 @@ def make_store(path: str, *, seed: int = 0, tiles: tuple[int, ...] = TILES, max_
     columns["size"] = np.full(n, WINDOW_SIZE)
     columns["roi_fraction"] = rng.random(n).astype(np.float32)
     columns["shift"] = rng.integers(-max_shift, max_shift + 1, size=(n, 3, 3, 2))
-    # reversed row order: readers must not rely on the index being sorted
-    writer.write_index(root, {k: v[::-1] for k, v in columns.items()})
+    write_store_from_arrays(
+        path,
+        images,
+        chunk=CHUNK,
+        # reversed row order: readers must not rely on the index being sorted
+        windows={k: v[::-1] for k, v in columns.items()},
+        pixel_size_um=PIXEL_SIZE_UM,
+        roi={"threshold": 4, "min_fraction": 0.2, "method": "threshold", "marker": "CELL2"},
+        source={"kind": "synth", "seed": seed},
+        n_levels={"hr": 2, "x2": 1, "x4": 2, "x8": 1, "roi": 2},
+    )
     return path
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from srdata.schema import FORMAT_VERSION, MARKERS, SCALES, STRIDE, WINDOW_SIZE, StoreAttrs
+from srdata.schema import SCALES, STRIDE, WINDOW_SIZE
 
 TILE_SIZE = 1024
 TILES = {1: 0, 2: 0, 3: 1}  # tile -> split code
@@ -36,48 +36,15 @@ def make_tile(rng: np.random.Generator) -> np.ndarray:
 
 
 def write_store(path: str, *, seed: int = 0) -> dict:
-    from srdata import writer
+    from srdata.array_store import write_store_from_arrays
 
     rng = np.random.default_rng(seed)
-    attrs = StoreAttrs(
-        format_version=FORMAT_VERSION,
-        markers=list(MARKERS),
-        scales=list(SCALES),
-        pixel_size_um={"hr": 0.1, "x2": 0.2, "x4": 0.4, "x8": 0.8},
-        chunks={"hr": CHUNK_HR, **{f"x{s}": CHUNK_HR // s for s in SCALES}},
-        tiles=sorted(TILES),
-        finished_tiles=[],
-        roi={"threshold": 4, "min_fraction": 0.2, "method": "fixed"},
-        source={"kind": "synth", "tool": "tests/srdata_loader"},
-    )
-    root = writer.create_store(path, attrs)
     cols: dict[str, list] = {
-        k: []
-        for k in (
-            "tile",
-            "y0",
-            "x0",
-            "size",
-            "roi_fraction",
-            "accepted",
-            "split",
-            "official_patch_id",
-            "shift",
-        )
+        k: [] for k in ("tile", "y0", "x0", "accepted", "split", "official_patch_id", "shift")
     }
     hrs = {}
     for t, split in TILES.items():
-        hr = make_tile(rng)
-        hrs[t] = hr
-        writer.write_image(root, t, 1, hr, chunk=CHUNK_HR, pixel_size_um=0.1, n_levels=1)
-        for s in SCALES:
-            writer.write_image(
-                root, t, s, area_mean(hr, s), chunk=CHUNK_HR // s, pixel_size_um=0.1 * s, n_levels=1
-            )
-        writer.write_roi(
-            root, t, (hr[2] >= 4).astype(np.uint8), chunk=CHUNK_HR, pixel_size_um=0.1, n_levels=1
-        )
-        writer.mark_tile_finished(root, t)
+        hrs[t] = make_tile(rng)
         pid = 0
         for y0 in range(0, TILE_SIZE - WINDOW_SIZE, STRIDE):
             for x0 in range(0, TILE_SIZE - WINDOW_SIZE, STRIDE):
@@ -88,14 +55,23 @@ def write_store(path: str, *, seed: int = 0) -> dict:
                 cols["tile"].append(t)
                 cols["y0"].append(y0)
                 cols["x0"].append(x0)
-                cols["size"].append(WINDOW_SIZE)
-                cols["roi_fraction"].append(0.5)
                 cols["accepted"].append(accepted)
                 cols["split"].append(split if accepted else -1)
                 cols["official_patch_id"].append(pid)
                 cols["shift"].append(shift)
                 pid += 1
-    writer.write_index(root, {k: np.asarray(v) for k, v in cols.items()})
+    windows = {k: np.asarray(v) for k, v in cols.items()}
+    windows["roi_fraction"] = np.full(len(cols["tile"]), 0.5)
+    write_store_from_arrays(
+        path,
+        {t: {1: hr} | {s: area_mean(hr, s) for s in SCALES} for t, hr in hrs.items()},
+        chunk=CHUNK_HR,
+        windows=windows,
+        pixel_size_um=0.1,
+        roi={"threshold": 4, "min_fraction": 0.2, "method": "fixed"},
+        source={"kind": "synth", "tool": "tests/srdata_loader"},
+        n_levels=1,
+    )
     return hrs
 
 

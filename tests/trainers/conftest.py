@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from srdata.schema import FORMAT_VERSION, MARKERS, SCALES, STRIDE, WINDOW_SIZE, StoreAttrs
+from srdata.schema import MARKERS, SCALES, STRIDE, WINDOW_SIZE
 
 HR_SIZE = 1024
 CHUNK = 256
@@ -29,47 +29,36 @@ def _blobs(rng: np.random.Generator, n: int) -> np.ndarray:
 
 def make_trainer_store(path: str, *, seed: int = 0) -> str:
     """Write the store described in the module docstring at `path`."""
-    from srdata import writer
+    from srdata.array_store import write_store_from_arrays
 
     rng = np.random.default_rng(seed)
-    tiles = (1, 2)
-    attrs = StoreAttrs(
-        format_version=FORMAT_VERSION,
-        markers=list(MARKERS),
-        scales=list(SCALES),
-        pixel_size_um=dict(PIXEL_SIZE_UM),
-        chunks={"hr": CHUNK} | {f"x{s}": CHUNK // s for s in SCALES},
-        tiles=list(tiles),
-        finished_tiles=[],
-        roi={"threshold": 4, "min_fraction": 0.2, "method": "threshold", "marker": "CELL2"},
-        source={"kind": "test", "seed": seed},
-    )
-    root = writer.create_store(path, attrs)
-    cols: dict[str, list] = {k: [] for k in ("tile", "y0", "x0", "accepted", "split", "official_patch_id")}
-    for k, t in enumerate(tiles):
+    images: dict[int, dict[int, np.ndarray]] = {}
+    cols: dict[str, list] = {k: [] for k in ("tile", "y0", "x0", "split", "official_patch_id")}
+    for k, t in enumerate((1, 2)):
         hr = np.stack([np.round(_blobs(rng, 260)) for _ in MARKERS]).astype(np.uint8)
-        writer.write_image(root, t, 1, hr, chunk=CHUNK, pixel_size_um=PIXEL_SIZE_UM["hr"], n_levels=1)
+        images[t] = {1: hr}
         for s in SCALES:
             lr = hr.reshape(3, HR_SIZE // s, s, HR_SIZE // s, s).astype(np.float64).mean(axis=(2, 4))
-            lr = np.round(lr).astype(np.uint8)
-            px = PIXEL_SIZE_UM[f"x{s}"]
-            writer.write_image(root, t, s, lr, chunk=CHUNK // s, pixel_size_um=px, n_levels=1)
-        writer.write_roi(root, t, (hr[2] >= 4).astype(np.uint8), chunk=CHUNK, pixel_size_um=0.1, n_levels=1)
-        writer.mark_tile_finished(root, t)
+            images[t][s] = np.round(lr).astype(np.uint8)
         starts = range(0, HR_SIZE - WINDOW_SIZE, STRIDE)
         for n, (y0, x0) in enumerate((y, x) for y in starts for x in starts):
             cols["tile"].append(t)
             cols["y0"].append(y0)
             cols["x0"].append(x0)
-            cols["accepted"].append(True)
             cols["split"].append(0 if k == 0 else (1 if n < 2 else 2))
             cols["official_patch_id"].append(n)
-    n = len(cols["tile"])
-    columns = {k: np.asarray(v) for k, v in cols.items()}
-    columns["size"] = np.full(n, WINDOW_SIZE)
-    columns["roi_fraction"] = np.full(n, 0.5, np.float32)
-    columns["shift"] = np.zeros((n, 3, 3, 2), np.int16)
-    writer.write_index(root, columns)
+    windows = {k: np.asarray(v) for k, v in cols.items()}
+    windows["roi_fraction"] = np.full(len(cols["tile"]), 0.5, np.float32)  # accepted True, shifts 0
+    write_store_from_arrays(
+        path,
+        images,
+        chunk=CHUNK,
+        windows=windows,
+        pixel_size_um=PIXEL_SIZE_UM,
+        roi={"threshold": 4, "min_fraction": 0.2, "method": "threshold", "marker": "CELL2"},
+        source={"kind": "test", "seed": seed},
+        n_levels=1,
+    )
     return path
 
 
