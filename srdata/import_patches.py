@@ -349,9 +349,7 @@ def _mosaic(
 
 def _write_coverage(root: Any, tile: int, mask: np.ndarray, *, chunk: int, pixel_size_um: float) -> None:
     """``tiles/<tile>/coverage/0``: uint8 (y, x) HR px, 1 = covered by a released HR patch."""
-    from zarr.codecs import BloscCodec
-
-    from srdata.writer import COMPRESSION, ome_multiscales
+    from srdata.writer import compressors, ome_multiscales
 
     grp = root.create_group(f"tiles/{int(tile)}/coverage", overwrite=True)
     arr = grp.create_array(
@@ -359,7 +357,7 @@ def _write_coverage(root: Any, tile: int, mask: np.ndarray, *, chunk: int, pixel
         shape=mask.shape,
         dtype="uint8",
         chunks=(chunk, chunk),
-        compressors=(BloscCodec(**COMPRESSION),),
+        compressors=compressors(),
         fill_value=0,
         dimension_names=("y", "x"),
     )

@@ -35,6 +35,7 @@ from srdata.schema import (
 
 __all__ = [
     "COMPRESSION",
+    "compressors",
     "create_store",
     "default_n_levels",
     "ome_multiscales",
@@ -60,7 +61,8 @@ _BLOCK_PX = 2048  # edge of one Dask write task, px (rounded down to a multiple 
 _RESUME_FIELDS = ("format_version", "markers", "scales", "pixel_size_um", "chunks", "tiles", "roi")
 
 
-def _compressors() -> Any:
+def compressors() -> tuple[Any, ...]:
+    """The codec tuple every array of a store is written with (blosc, `COMPRESSION`)."""
     from zarr.codecs import BloscCodec
 
     return (BloscCodec(**COMPRESSION),)
@@ -382,7 +384,7 @@ def _write_multiscale(
                 shape=level.shape,
                 dtype="uint8",
                 chunks=chunks,
-                compressors=_compressors(),
+                compressors=compressors(),
                 fill_value=0,
                 dimension_names=axes,
                 overwrite=True,
@@ -504,7 +506,7 @@ def write_index(root: Any, columns: dict[str, np.ndarray]) -> None:
             shape=col.shape,
             dtype=col.dtype,
             chunks=(n, *col.shape[1:]),
-            compressors=_compressors(),
+            compressors=compressors(),
             overwrite=True,
         )[...] = col
     update_attrs(root, index_complete=True)

@@ -261,6 +261,6 @@ def bicubic_upsample(lr: Any, scale: int) -> Any:
     -------
     (B, C, s·h, s·w) float tensor in [0, 1]
     """
-    import torch.nn.functional as F
+    from trainers.models._interp import antialiased_bicubic
 
-    return F.interpolate(lr, scale_factor=int(scale), mode="bicubic", antialias=True).clamp(0.0, 1.0)
+    return antialiased_bicubic(lr, int(scale))

@@ -286,7 +286,7 @@ def predict_to_store(
     import dask.array as da
 
     from srdata.schema import MARKERS, image_path, open_root, read_attrs
-    from srdata.writer import COMPRESSION, default_n_levels, ome_multiscales, pyramid_levels
+    from srdata.writer import compressors, default_n_levels, ome_multiscales, pyramid_levels
 
     src = open_root(store, mode="r")
     attrs = read_attrs(src, where=store)
@@ -309,7 +309,7 @@ def predict_to_store(
         shape=(c, s * h, s * w),
         dtype="uint8",
         chunks=(1, chunk, chunk),
-        compressors=_blosc(COMPRESSION),
+        compressors=compressors(),
         fill_value=0,
         dimension_names=("c", "y", "x"),
     )
@@ -329,7 +329,7 @@ def predict_to_store(
             shape=arr.shape,
             dtype="uint8",
             chunks=(1, chunk, chunk),
-            compressors=_blosc(COMPRESSION),
+            compressors=compressors(),
             fill_value=0,
             dimension_names=("c", "y", "x"),
         )  # fmt: skip
@@ -344,8 +344,3 @@ def predict_to_store(
     grp.attrs["ome"] = meta
     return group_path
 
-
-def _blosc(settings: dict[str, Any]) -> tuple[Any, ...]:
-    from zarr.codecs import BloscCodec
-
-    return (BloscCodec(**settings),)
