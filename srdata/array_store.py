@@ -25,6 +25,7 @@ _INDEX_DEFAULTS: dict[str, Any] = {
     "accepted": True,
     "split": -1,
     "official_patch_id": -1,
+    "fold_line": -1,
 }
 
 

@@ -44,7 +44,13 @@ from srdata.schema import (
     read_attrs,
     split_code,
 )
-from srdata.split import is_official_set, official_patch_ids, official_patches, tile_split
+from srdata.split import (
+    is_official_set,
+    official_fold_lines,
+    official_patch_ids,
+    official_patches,
+    tile_split,
+)
 from srdata.writer import (
     create_store,
     mark_tile_finished,
@@ -359,9 +365,11 @@ def _assemble_index(root: Any, raw: RawTiles, cfg: BuildConfig) -> dict[str, np.
     cols["split"] = np.where(cols["accepted"], split, -1).astype(np.int8)
     cols["size"] = np.full(len(cols["tile"]), WINDOW_SIZE, np.int32)
     oid = np.full(len(cols["tile"]), -1, np.int32)
+    fold = np.full(len(cols["tile"]), -1, np.int32)
     if official or cfg.split == "official":
         acc = cols["accepted"]
         oid[acc] = official_patch_ids(cols["tile"][acc], cols["y0"][acc], cols["x0"][acc])
+        fold[acc] = official_fold_lines(cols["tile"][acc], cols["y0"][acc], cols["x0"][acc])
         n_off = len(official_patches()["tile"])
         if (oid[acc] < 0).any() or int(acc.sum()) != n_off:
             log.warning(
@@ -369,6 +377,7 @@ def _assemble_index(root: Any, raw: RawTiles, cfg: BuildConfig) -> dict[str, np.
                 int(acc.sum()), n_off, int((oid[acc] < 0).sum()),
             )  # fmt: skip
     cols["official_patch_id"] = oid
+    cols["fold_line"] = fold
     return {k: cols[k] for k in INDEX_COLUMNS}
 
 

@@ -14,9 +14,11 @@ sliding window numbered them). The LR patch applies the window's stored registra
 that marker and scale (`srdata.schema.read_lr_patch`).
 
 Line order of the fold lists (deterministic, identical for all markers and scales of a split):
-sorted by (tile, y0, x0). (The original shuffled with a seeded RNG; that order is not in the
-store, so a sorted order is used.) Every file is written to a temporary name in its folder and
-renamed into place, so an interrupted export never leaves a truncated patch under its final name.
+the official fold-list order where the index has it (``fold_line``: a store built from the real
+tiles with the official split, or imported from the released patches), then (tile, y0, x0) for
+windows without a fold line (`srdata.split.fold_order`). Every file is written to a temporary
+name in its folder and renamed into place, so an interrupted export never leaves a truncated patch
+under its final name.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import numpy as np
 
 from srdata.patches import fold_dir_name, patch_relpath
 from srdata.schema import MARKERS, SCALES, SPLITS, read_hr_patch, read_index, read_lr_patch, split_code
+from srdata.split import fold_order
 
 __all__ = ["export_patches", "window_pids", "atomic_write_bytes"]
 
@@ -185,7 +188,7 @@ def export_patches(
                 progress(1)
     fold_lists = []
     for sp in [split] if split is not None else list(SPLITS):
-        srows = rows[index["split"][rows] == split_code(sp)]
+        srows, _official = fold_order(index, rows[index["split"][rows] == split_code(sp)])
         if len(srows) == 0:
             continue
         for s in scales:

@@ -19,6 +19,7 @@ Patches are mosaicked back into sparse tile arrays at the coordinates their name
   not part of a built store, it tells real zeros from pixels the release does not hold.
 - Index: one row per window (sorted by tile, y0, x0), ``official_patch_id`` = the name's pid,
   ``accepted`` True, ``split`` from the fold lists (-1 for a window in no fold list),
+  ``fold_line`` = the window's line in its split's fold list (-1 if none; validation order),
   ``roi_fraction`` over the central 128² of the window (the acceptance region, SPEC §2.3).
 """
 
@@ -38,7 +39,7 @@ from srdata.patches import (
     PatchesInputError,
     PatchName,
     find_fold_root,
-    read_fold_lists,
+    read_fold_order,
     scan_patches,
     window_key,
 )
@@ -149,7 +150,7 @@ def import_patches(
     Raises
     ------
     PatchesInputError, PatchNameError
-        Bad patches folder (see `scan_patches`, `read_fold_lists`).
+        Bad patches folder (see `scan_patches`, `read_fold_order`).
     StoreFormatError
         `store` exists (without `overwrite`).
     """
@@ -166,9 +167,11 @@ def import_patches(
         )
     if fold_root is None:
         log.warning("%s: no fold lists found; every window gets split -1 (pass --folds DIR)", base)
-        splits: dict[window_key, int] = {}
+        order: dict[window_key, tuple[int, int]] = {}
     else:
-        splits = read_fold_lists(fold_root, windows, markers, scales)
+        order = read_fold_order(fold_root, windows, markers, scales)
+    splits = {k: code for k, (code, _line) in order.items()}
+    fold_lines = {k: line for k, (_code, line) in order.items()}
     if overwrite:
         writer.remove_store(store)
     tiles = sorted({k[0] for k in windows})
@@ -257,6 +260,7 @@ def import_patches(
                         "roi_fraction": frac,
                         "pid": windows[(t, y0, x0)],
                         "split": splits.get((t, y0, x0), -1),
+                        "fold_line": fold_lines.get((t, y0, x0), -1),
                         "shift": shift[w],
                     }
                 )
@@ -273,6 +277,7 @@ def import_patches(
                 "accepted": np.ones(n, bool),
                 "split": np.array([r["split"] for r in rows]),
                 "official_patch_id": np.array([r["pid"] for r in rows]),
+                "fold_line": np.array([r["fold_line"] for r in rows]),
                 "shift": np.stack([r["shift"] for r in rows]).reshape(n, len(MARKERS), len(SCALES), 2),
             },
         )

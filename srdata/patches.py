@@ -38,6 +38,7 @@ __all__ = [
     "window_key",
     "scan_patches",
     "read_fold_lists",
+    "read_fold_order",
 ]
 
 HR_PATTERN = "tile_HighRes1024-{tile}_{pid}_{i}_{ii}_{j}_{jj}_{CELLk}.tif"
@@ -309,13 +310,27 @@ def read_fold_lists(
 ) -> dict[window_key, int]:
     """Split code of every window listed in the ``caco2_*/h_l.txt`` fold lists under `fold_root`.
 
+    See `read_fold_order` for the line of each window as well; same checks, same errors.
+    """
+    return {k: code for k, (code, _line) in read_fold_order(fold_root, windows, markers, scales).items()}
+
+
+def read_fold_order(
+    fold_root: str | os.PathLike, windows: dict[window_key, int], markers: list[str], scales: list[int]
+) -> dict[window_key, tuple[int, int]]:
+    """``(split code, fold line)`` of every window listed in the ``caco2_*`` fold lists.
+
+    The fold line is the window's 0-based position among the non-empty lines of the first fold list
+    of its split that names it (folders in sorted order; the official lists order every marker and
+    scale of a split identically). Training validates on the first lines of the val list.
+
     Raises
     ------
     PatchesInputError
         A fold line that does not parse, pairs different windows, names a patch that is not in the
         patches folder, or a window listed in two splits.
     """
-    splits: dict[window_key, int] = {}
+    splits: dict[window_key, tuple[int, int]] = {}
     root = Path(fold_root)
     for d in sorted(p for p in root.iterdir() if p.is_dir()):
         parsed = parse_fold_dir_name(d.name)
@@ -326,9 +341,11 @@ def read_fold_lists(
         path, hr_first = (hl, True) if hl.exists() else (lh, False)
         if not path.exists():
             raise PatchesInputError(f"{d}: has neither h_l.txt nor l_h.txt")
+        position = -1
         for ln, line in enumerate(path.read_text().splitlines(), 1):
             if not line.strip():
                 continue
+            position += 1
             parts = [x.strip() for x in line.split(",")]
             where = f"{path}:{ln}"
             if len(parts) != 2:
@@ -352,7 +369,7 @@ def read_fold_lists(
             if windows.get(key) != hr.pid or m not in markers or s not in scales:
                 raise PatchesInputError(f"{where}: names {a} / {b}, which are not in the patches folder")
             code = split_code(split)
-            if splits.setdefault(key, code) != code:
+            if splits.setdefault(key, (code, position))[0] != code:
                 raise PatchesInputError(
                     f"{where}: window {a} is also listed in another split; fix the fold lists"
                 )

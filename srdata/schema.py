@@ -49,6 +49,7 @@ __all__ = [
     "WINDOW_SIZE",
     "STRIDE",
     "INDEX_COLUMNS",
+    "OPTIONAL_INDEX_COLUMNS",
     "StoreFormatError",
     "StoreAttrs",
     "acquisition_name",
@@ -101,9 +102,13 @@ INDEX_COLUMNS: dict[str, tuple[str, tuple[int, ...]]] = {
     "accepted": ("bool", ()),  # passes the acceptance rule (SPEC §2.3 or the configured one)
     "split": ("int8", ()),  # 0 train, 1 val, 2 test, -1 none
     "official_patch_id": ("int32", ()),  # patch id of the released data set, -1 if none
+    "fold_line": ("int32", ()),  # line in the official fold lists of its split (0-based), -1 if none
     "shift": ("int16", (len(MARKERS), len(SCALES), 2)),  # (dy, dx) HR px per marker, scale
 }
 """Columns of ``index/``: one 1-D (or (N, 3, 3, 2) for ``shift``) Zarr array each."""
+
+OPTIONAL_INDEX_COLUMNS: dict[str, int] = {"fold_line": -1}
+"""Columns added after format version 1's first stores: read as this fill value when absent."""
 
 
 class StoreFormatError(ValueError):
@@ -343,6 +348,10 @@ def read_index(root: Any, *, where: str | None = None) -> dict[str, np.ndarray]:
     out: dict[str, np.ndarray] = {}
     for name, (dtype, trailing) in INDEX_COLUMNS.items():
         if name not in root["index"]:
+            if name in OPTIONAL_INDEX_COLUMNS and out:
+                n_rows = len(next(iter(out.values())))
+                out[name] = np.full((n_rows, *trailing), OPTIONAL_INDEX_COLUMNS[name], np.dtype(dtype))
+                continue
             raise StoreFormatError(f"{where}: index column index/{name} is missing; rebuild the store")
         col = np.asarray(root[index_path(name)][...])
         if col.dtype != np.dtype(dtype) or col.shape[1:] != trailing:

@@ -24,6 +24,8 @@ __all__ = [
     "official_patches",
     "tile_split",
     "official_patch_ids",
+    "official_fold_lines",
+    "fold_order",
 ]
 
 OFFICIAL_SPLIT: dict[str, tuple[int, ...]] = {
@@ -46,7 +48,12 @@ def is_official_set(extent: dict[int, tuple[int, int]]) -> bool:
 
 @functools.lru_cache(maxsize=1)
 def official_patches() -> dict[str, np.ndarray]:
-    """The 9,937 official windows: columns split (str), tile, patch, row0, row1, col0, col1 (int)."""
+    """The 9,937 official windows: columns split (str), tile, patch, row0, row1, col0, col1, fold_line (int).
+
+    ``fold_line`` is the 0-based line of the window in its split's official fold lists (the same line
+    for all 9 marker × scale lists of a split): the order in which the benchmark validated (its first
+    128 val lines) and listed patches.
+    """
     from importlib import resources
 
     text = resources.files("srdata").joinpath("data/official_patches.csv").read_text()
@@ -115,6 +122,18 @@ def tile_split(
     return out
 
 
+def _official_column(column: str, tile: np.ndarray, y0: np.ndarray, x0: np.ndarray) -> np.ndarray:
+    ref = official_patches()
+    lookup = {
+        (int(t), int(r), int(c)): int(v)
+        for t, r, c, v in zip(ref["tile"], ref["row0"], ref["col0"], ref[column], strict=True)
+    }
+    return np.array(
+        [lookup.get((int(t), int(y), int(x)), -1) for t, y, x in zip(tile, y0, x0, strict=True)],
+        dtype=np.int32,
+    )
+
+
 def official_patch_ids(tile: np.ndarray, y0: np.ndarray, x0: np.ndarray) -> np.ndarray:
     """Official patch id for each window (match by tile, row0 = y0, col0 = x0), -1 if none.
 
@@ -127,12 +146,48 @@ def official_patch_ids(tile: np.ndarray, y0: np.ndarray, x0: np.ndarray) -> np.n
     -------
     (N,) int32
     """
-    ref = official_patches()
-    lookup = {
-        (int(t), int(r), int(c)): int(p)
-        for t, r, c, p in zip(ref["tile"], ref["row0"], ref["col0"], ref["patch"], strict=True)
-    }
-    return np.array(
-        [lookup.get((int(t), int(y), int(x)), -1) for t, y, x in zip(tile, y0, x0, strict=True)],
-        dtype=np.int32,
-    )
+    return _official_column("patch", tile, y0, x0)
+
+
+def official_fold_lines(tile: np.ndarray, y0: np.ndarray, x0: np.ndarray) -> np.ndarray:
+    """Line of each window in the official fold lists of its split (0-based), -1 if not official.
+
+    Parameters
+    ----------
+    tile, y0, x0 : (N,) int
+        Window tiles and HR corners.
+
+    Returns
+    -------
+    (N,) int32
+    """
+    return _official_column("fold_line", tile, y0, x0)
+
+
+def fold_order(index: dict[str, np.ndarray], rows: np.ndarray) -> tuple[np.ndarray, bool]:
+    """`rows` of the window table in the official fold-list order.
+
+    Windows with a ``fold_line`` (>= 0) come first, by fold line; the others follow in
+    (tile, y0, x0) order. Stores without fold lines (non-official data, or built before the
+    column existed) get plain (tile, y0, x0) order.
+
+    Parameters
+    ----------
+    index : dict of str to ndarray
+        The window table (`srdata.schema.read_index`); ``fold_line`` may be absent.
+    rows : (N,) int
+        Row numbers to order.
+
+    Returns
+    -------
+    ordered : (N,) int64
+        The same rows, reordered.
+    official : bool
+        True when every row has a fold line (the order is exactly the official one).
+    """
+    rows = np.asarray(rows, dtype=np.int64)
+    line = np.asarray(index.get("fold_line", np.full(len(index["tile"]), -1)))[rows].astype(np.int64)
+    missing = line < 0
+    keys = (index["x0"][rows], index["y0"][rows], index["tile"][rows], np.where(missing, 0, line), missing)
+    ordered = rows[np.lexsort(keys)]
+    return ordered, bool(len(rows)) and not bool(missing.any())

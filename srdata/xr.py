@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from srdata.schema import INDEX_COLUMNS, MARKERS, SCALES, SPLITS, StoreFormatError
+from srdata.schema import INDEX_COLUMNS, MARKERS, OPTIONAL_INDEX_COLUMNS, SCALES, SPLITS, StoreFormatError
 
 if TYPE_CHECKING:  # pragma: no cover
     import xarray as xr
@@ -52,6 +52,8 @@ def _index_node(index: Any) -> xr.Dataset:
     variables = {}
     for name, (_dtype, trailing) in INDEX_COLUMNS.items():
         if name not in index:
+            if name in OPTIONAL_INDEX_COLUMNS:
+                continue
             raise StoreFormatError(f"index/{name} is missing; rebuild the store")
         arr = da.from_zarr(index[name])
         dims = ("window", "marker", "scale", "yx") if trailing else ("window",)
