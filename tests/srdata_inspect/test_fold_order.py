@@ -79,7 +79,7 @@ def test_import_keeps_fold_order_validation_and_export_follow_it(shared_store, t
     assert sorted(index["fold_line"][val].tolist()) == list(range(n_val))
     assert (index["fold_line"][index["split"] < 0] == -1).all()
     # the listed line of each window is its fold_line
-    first_line = Path(release / "folds" / fold_dir_name("val", 2, "CELL0") / "h_l.txt").read_text().splitlines()
+    first_line = (release / "folds" / fold_dir_name("val", 2, "CELL0") / "h_l.txt").read_text().splitlines()
     by_line = {int(index["fold_line"][r]): r for r in val}
     for k, line in enumerate(first_line):
         r = by_line[k]
