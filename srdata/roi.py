@@ -30,15 +30,16 @@ def roi_threshold(
         The CELL2 plane of a tile (only read for ``method="otsu"``).
     method : {"fixed", "otsu"}
         ``fixed`` returns `threshold` (SR-CACO-2: 4). ``otsu`` uses
-        ``skimage.filters.threshold_otsu`` on the plane; its foreground ``cell2 > otsu`` equals
-        ``cell2 >= floor(otsu) + 1`` for integer images.
+        ``skimage.filters.threshold_otsu`` on the plane and keeps ``cell2 >= otsu``, as the
+        benchmark's automatic threshold does; for integer images that is ``cell2 >= ceil(otsu)``
+        (an integral Otsu value, the usual case for uint8, is itself in the ROI).
     """
     if method == "fixed":
         return int(threshold)
     if method == "otsu":
         from skimage.filters import threshold_otsu
 
-        return int(np.floor(threshold_otsu(np.asarray(cell2)))) + 1
+        return int(np.ceil(threshold_otsu(np.asarray(cell2))))
     raise ValueError(f"roi method must be 'fixed' or 'otsu', got {method!r}")
 
 

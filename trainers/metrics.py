@@ -2,7 +2,9 @@
 
 One documented convention, applied per image (per 512² test patch):
 
-1. Quantise: ``E = round(clamp(sr, 0, 1) · 255)``, ``H = round(clamp(hr, 0, 1) · 255)`` (float64).
+1. Quantise: ``E = round(clamp(sr, 0, 1) · 255)``, ``H = round(clamp(hr, 0, 1) · 255)``, computed in
+   float32 as the benchmark does on its float32 tensors (float64 differs on rounding ties: up to
+   0.02 dB on tie-heavy inputs), then held as float64 for every metric.
 2. Border crop = scale: ``s`` pixels off every side of E, H and the ROI masks (508² / 504² / 496²).
 3. Full image: ``MSE = mean((E − H)²)``; ``PSNR = 20·log10(255 / √max(MSE, 1e−45))`` (≈ 498.13 dB
    cap); ``NRMSE = √MSE / (max H − min H)`` (a zero denominator becomes 1); ``SSIM`` on ``E/255``,
@@ -70,7 +72,11 @@ def _as_2d_float(a: Any, name: str) -> np.ndarray:
 
 
 def quantize_8bit(img: Any) -> np.ndarray:
-    """``round(clamp(img, 0, 1) · 255)`` as float64 — the benchmark's 8-bit quantisation.
+    """``round(clamp(img, 0, 1) · 255)`` — the benchmark's 8-bit quantisation, in float32.
+
+    The product and the rounding are done in float32, as the benchmark does on its float32 output
+    tensors (``tensor2uint82float``): a value such as ``0.5/255`` lands on the other side of a rounding
+    tie in float64. bf16/fp16 inputs are widened to float32 first.
 
     Parameters
     ----------
@@ -80,7 +86,10 @@ def quantize_8bit(img: Any) -> np.ndarray:
     -------
     (H, W) float64 with integer values in [0, 255] (round half to even, as torch.round).
     """
-    return np.round(np.clip(_as_2d_float(img, "img"), 0.0, 1.0) * 255.0)
+    if hasattr(img, "detach"):  # torch tensor
+        img = img.detach().to("cpu").float().numpy()
+    arr = _as_2d_float(np.asarray(img, dtype=np.float32), "img").astype(np.float32)
+    return np.round(np.clip(arr, np.float32(0.0), np.float32(1.0)) * np.float32(255.0)).astype(np.float64)
 
 
 def gaussian_window_1d(window: int = SSIM_WINDOW, sigma: float = SSIM_SIGMA) -> np.ndarray:

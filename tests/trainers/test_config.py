@@ -101,3 +101,50 @@ def test_field_and_cross_field_checks():
         paper_config("vdsr", 4, "CELL7")
     with pytest.raises(ConfigError, match="ssim_window=12 must be odd"):
         apply_overrides(RunConfig(), ["loss.ssim_window=12"])
+
+
+def test_recipes_differ_exactly_in_the_listed_fields(tmp_path):
+    from trainers.config import RECIPE_DIFFERENCES, recipe_config
+
+    default = recipe_config("swinir", 8, "CELL2")
+    paper = recipe_config("swinir", 8, "CELL2", recipe="paper")
+    assert default == paper_config("swinir", scale=8, marker="CELL2")
+    assert (default.recipe, paper.recipe) == ("default", "paper")
+    # the benchmark's quirks: per-iteration lr steps, crops off the LR grid, fp32
+    assert (paper.optim.schedule, paper.data.aligned, paper.train.amp) == ("original", False, "off")
+    flat_default, flat_paper = config_to_dict(default), config_to_dict(paper)
+
+    def flat(d, prefix=""):
+        out = {}
+        for k, v in d.items():
+            out.update(flat(v, f"{prefix}{k}.") if isinstance(v, dict) and v else {f"{prefix}{k}": v})
+        return out
+
+    fd, fp = flat(flat_default), flat(flat_paper)
+    differing = {k for k in fd if fd[k] != fp[k]} - {"recipe"}
+    assert differing == {d.key for d in RECIPE_DIFFERENCES}
+    # each listed value is what --set would give
+    for d in RECIPE_DIFFERENCES:
+        assert apply_overrides(default, [f"{d.key}={d.paper}"]) != default
+        assert apply_overrides(paper, [f"{d.key}={d.default}"]) != paper
+    back = load_config(save_config(paper, tmp_path / "config.yaml"))
+    assert back == paper and "recipe: paper" in (tmp_path / "config.yaml").read_text()
+    with pytest.raises(ConfigError, match="recipe='papr' is not one of default, paper .did you mean 'paper'"):
+        recipe_config("vdsr", 4, "CELL2", recipe="papr")
+
+
+def test_fit_cli_recipe_option(tmp_path):
+    import click
+    from click.testing import CliRunner
+
+    from cli.srtrain_fit import build_config, fit
+    from trainers.config import RECIPE_DIFFERENCES
+
+    cfg = build_config("s.zarr", "vdsr", "4", "CELL2", None, ["train.epochs=3"], "paper")
+    assert cfg.recipe == "paper" and cfg.optim.schedule == "original" and cfg.train.epochs == 3
+    saved = save_config(cfg, tmp_path / "c.yaml")
+    with pytest.raises(click.UsageError, match="--recipe paper and --config"):
+        build_config("s.zarr", None, None, None, str(saved), [], "paper")
+    help_text = CliRunner().invoke(fit, ["--help"]).output
+    for d in RECIPE_DIFFERENCES:
+        assert f"{d.key}: paper {d.paper}, default {d.default}" in help_text

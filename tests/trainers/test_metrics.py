@@ -122,8 +122,23 @@ def test_torch_inputs_and_shapes() -> None:
 
 
 def test_quantize_rounds_half_to_even_like_torch() -> None:
-    x = np.array([[0.5 / 255, 1.5 / 255, 2.5 / 255, 1.2, -0.2]])
+    x = np.array([[0.5 / 255, 1.5 / 255, 2.5 / 255, 1.2, -0.2]], dtype=np.float32)
     assert quantize_8bit(x).tolist() == [torch.round(torch.tensor(x).clamp(0, 1) * 255).tolist()[0]]
+
+
+def test_quantize_in_float32_as_the_benchmark() -> None:
+    # model outputs are float32 tensors; the benchmark quantises them in float32 (clamp * 255, round)
+    ties = (np.arange(255, dtype=np.float64) + 0.5) / 255
+    x = torch.tensor(np.stack([ties, np.nextafter(ties, 1), np.nextafter(ties, 0)]), dtype=torch.float32)
+    want = torch.round(x.clamp(0, 1) * 255).double().numpy()
+    np.testing.assert_array_equal(quantize_8bit(x), want)
+    np.testing.assert_array_equal(quantize_8bit(x.numpy()), want)
+    np.testing.assert_array_equal(
+        quantize_8bit(x.to(torch.bfloat16)),
+        torch.round(x.to(torch.bfloat16).float().clamp(0, 1) * 255).double().numpy(),
+    )
+    as_float64 = np.round(np.clip(x.double().numpy(), 0, 1) * 255.0)
+    assert (as_float64 != want).any()  # the float64 path differs on some ties: the fix matters
 
 
 def test_mean_metrics() -> None:
