@@ -207,6 +207,11 @@ class DecodedWindows:
             yield to_float(raw)
 
     @property
+    def batch_sizes(self) -> list[int]:
+        """Windows in each batch, in order."""
+        return [int(b["hr"].shape[0]) for b in self._batches]
+
+    @property
     def nbytes(self) -> int:
         """Bytes held (pixels and columns)."""
         return sum(int(getattr(v, "nbytes", 0)) for b in self._batches for v in b.values())
