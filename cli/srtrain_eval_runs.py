@@ -172,8 +172,8 @@ def _print_summary(report, seconds: float) -> None:
     for path, reason in report.failed:
         click.echo(f"  FAILED {path}: {reason}", err=True)
     if "delta_paper.md" in report.tables:
-        head = report.tables["delta_paper.md"].read_text().splitlines()[2]
-        click.echo(f"  vs the paper: {head}")
+        head = report.tables["delta_paper.md"].read_text().splitlines()[2].split(";")[0]
+        click.echo(f"  vs the paper: {head} (delta_paper.md)")
     if report.tables:
         click.echo(f"  tables: {report.out_dir / 'tables'} ({', '.join(sorted(report.tables))})")
     click.echo(

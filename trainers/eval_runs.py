@@ -573,7 +573,8 @@ def _report_payload(report: EvalRunsReport, root: Any, store: str, split: str) -
         runs.append({
             "name": j.entry.name, "kind": j.entry.kind, "method": j.entry.method, "scale": j.entry.scale,
             "marker": j.entry.marker, "path": None if j.entry.path is None else str(j.entry.path),
-            "out": str(j.out), "status": "failed" if o is None or o.status == "failed" else "done",
+            "out": j.out.relative_to(report.out_dir).as_posix(),
+            "status": "failed" if o is None or o.status == "failed" else "done",
             "reason": None if o is None else o.reason,
         })  # fmt: skip
     return {
