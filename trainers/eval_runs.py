@@ -245,7 +245,10 @@ def discover_runs(
     broken: list[Skipped] = []
     first: dict[tuple[str, int, str], Path] = {}
 
-    def consider(path: Path, kind: str, ident: dict[str, Any]) -> None:
+    def consider(path: Path, kind: str, ident: dict[str, Any] | None, why: str | None) -> None:
+        if ident is None:
+            broken.append(Skipped(path, str(why)))
+            return
         entry = RunEntry(path, kind, str(ident["method"]).lower(), int(ident["scale"]), str(ident["marker"]))
         outside = [
             f"--{flag} {val}"
@@ -272,7 +275,7 @@ def discover_runs(
         dirs_to_walk: list[Path] = []
         if root.name == OUR_WEIGHTS:
             ident, why = _our_identity(root)
-            (broken.append(Skipped(root, str(why))) if ident is None else consider(root, "ours", ident))
+            consider(root, "ours", ident, why)
         else:
             skipped.append(Skipped(root, "a file: give the directory holding the runs"))
     else:
@@ -294,12 +297,12 @@ def discover_runs(
                 skipped.append(Skipped(d, f"{ORIGINAL_WEIGHTS} but no {ORIGINAL_YML} (an incomplete copy?)"))
             else:
                 ident, why = _original_identity(d)
-                (broken.append(Skipped(d, str(why))) if ident is None else consider(d, "original", ident))
+                consider(d, "original", ident, why)
             continue
         if OUR_WEIGHTS in names and (d / OUR_WEIGHTS).is_file():
             ident, why = _our_identity(d / OUR_WEIGHTS)
             p = d / OUR_WEIGHTS
-            (broken.append(Skipped(p, str(why))) if ident is None else consider(p, "ours", ident))
+            consider(p, "ours", ident, why)
             continue
         if "last.pt" in names and "config.yaml" in names:
             skipped.append(
