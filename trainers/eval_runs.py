@@ -401,7 +401,10 @@ def plan_jobs(
 
 
 # --------------------------------------------------------------------------------------- evaluation
-def _run_one(job: Job, windows: Any, *, device: Any, pixel_size_um: float | None, observer: EvalRunsObserver):
+def _run_one(
+    job: Job, windows: Any, *, device: Any, pixel_size_um: float | None, observer: EvalRunsObserver
+) -> dict[str, Any]:
+    """Evaluate one job on decoded windows and write its results; returns the split's means."""
     from trainers.evaluate import evaluate_decoded, load_eval_model, write_eval
 
     e = job.entry
