@@ -444,6 +444,18 @@ def _write_json(path: Path, payload: Any) -> None:
         raise
 
 
+_OUR_FILES = ("windows.csv", "summary.json", "eval_runs.json", "table4_roi", "table5_full", "table_frc",
+              "delta_paper")  # fmt: skip
+
+
+def _remove_stale_temporaries(out: Path) -> None:
+    """Delete the temporary files a killed earlier call left (``.NAME.XXXX.tmp`` of our own files)."""
+    for d in [out, out / "tables", *sorted((out / "runs").glob("*/"))]:
+        for p in d.glob(".*.tmp") if d.is_dir() else ():
+            if p.is_file() and p.name[1:].startswith(_OUR_FILES):
+                p.unlink(missing_ok=True)
+
+
 def _collect_summaries(runs_dir: Path, store: str, split: str) -> list[dict[str, Any]]:
     """Every complete result under ``OUT/runs`` of this store and split (earlier calls included)."""
     from trainers.evaluate import read_eval
@@ -515,6 +527,7 @@ def eval_runs(
     discovery = discover_runs(root, methods=methods, markers=markers, scales=scales)
     jobs, counts = plan_jobs(discovery, store, out, split=split, bicubic=bicubic, max_windows=max_windows)
     obs.on_plan(discovery, jobs, counts)
+    _remove_stale_temporaries(out)
     pixel_size_um = hr_pixel_size_um(store)
     outcomes: list[Outcome] = []
     for pair in counts:

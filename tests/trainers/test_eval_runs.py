@@ -179,6 +179,9 @@ def test_sigkill_mid_way_then_rerun_gives_the_same_outputs(evaluated, tree, trai
     assert done >= 3 and not (work / "eval_runs.json").exists()
     from cli.srtrain import main
 
+    # what a kill inside a write leaves: a temporary file beside the final name
+    (work / "runs" / "nlsn_x4_CELL2").mkdir(parents=True, exist_ok=True)
+    (work / "runs" / "nlsn_x4_CELL2" / ".summary.json.k1ll3d.tmp").write_text('{"half": ')
     args = ["eval-runs", str(tree), "--store", trainer_store, "--out", str(work), "--device", "cpu"]
     res = CliRunner().invoke(main, args)
     assert res.exit_code == 0, res.output
