@@ -8,6 +8,7 @@ SRFBN (multi-output) and NLSN (random draws in forward), and one run of ours (VD
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import shutil
@@ -23,6 +24,7 @@ from click.testing import CliRunner
 
 from benchmarks.eval_runs import original_run_dir, write_original_run, write_our_run
 from trainers.eval_runs import discover_runs, eval_runs
+from trainers.tables import DELTA_TOLERANCES, load_paper_tables
 
 REPO = Path(__file__).resolve().parents[2]
 ORIGINALS = ("dbpn", "swinir", "srfbn", "nlsn")
@@ -105,8 +107,16 @@ def test_outputs_layout_tables_and_report(evaluated, tree):
     order = [md.index(name) for name in ("Bicubic", "VDSR", "NLSN", "SwinIR", "DBPN", "SRFBN")]
     assert order == sorted(order)  # grouped by family as in the paper
     assert "Iterative up-and-down" in md and "Post-upsampling" in md
-    delta = (out / "tables" / "delta_paper.csv").read_text().splitlines()
-    assert len(delta) == 1 + 2 * 3 * 7  # roi + full, 3 metrics, 7 (method, marker) cells; no Means
+    delta = list(csv.DictReader((out / "tables" / "delta_paper.csv").open()))
+    assert len(delta) == 2 * 3 * 7  # roi + full, 3 metrics, 7 (method, marker) cells; no Means
+    paper = load_paper_tables()
+    for row in delta:
+        mine = json.loads((out / "runs" / f"{row['method']}_x4_{row['column']}" / "summary.json").read_text())
+        key = ("roi_" if row["table"] == "roi" else "") + row["metric"]
+        ref = paper[row["table"]][(row["method"], 4)][(row["metric"], row["column"])]
+        assert float(row["ours"]) == mine["metrics"][key] and float(row["paper"]) == ref
+        assert float(row["delta"]) == pytest.approx(mine["metrics"][key] - ref, abs=1e-12)
+        assert row["beyond"] == str(int(abs(mine["metrics"][key] - ref) > DELTA_TOLERANCES[row["metric"]]))
     status = json.loads((out / "eval_runs.json").read_text())
     assert {r["status"] for r in status["runs"]} == {"done"} and len(status["runs"]) == 7
     assert status["runs"][0]["out"] == "runs/bicubic_x4_CELL1"
