@@ -1,4 +1,4 @@
-"""`srtrain`: fit, eval, predict, table, methods, demo."""
+"""`srtrain`: fit, eval, eval-runs, predict, table, methods, demo."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from cli._commands import LazyGroup, configure_logging, verbose_option
 _COMMANDS = {
     "fit": "cli.srtrain_fit:fit",
     "eval": "cli.srtrain_eval:eval_cmd",
+    "eval-runs": "cli.srtrain_eval_runs:eval_runs_cmd",
     "table": "cli.srtrain_eval:table",
     "predict": "cli.srtrain_predict:predict",
     "methods": "cli.srtrain_methods:methods",

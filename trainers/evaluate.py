@@ -5,6 +5,19 @@ by `trainers.metrics.patch_metrics` (8-bit rounding, border crop = scale, valid 
 thresholds 4..10) and written as one CSV row; the split's score is the mean of the per-window
 values (SPEC.md §4.4). An evaluation directory holds ``windows.csv`` and ``summary.json``;
 `trainers.tables` turns many of them into the paper's Tables 4 and 5.
+
+The split's windows are decoded once (`decode_windows`, held as uint8) and scored by
+`evaluate_model`; `evaluate` (``srtrain eval``) and `trainers.eval_runs` (``srtrain eval-runs``,
+many runs sharing one decode) both go through these two functions, so their numbers are the same
+bit for bit. The decoded split is held in memory as uint8 (≈ 0.3 MB per window: the 1,471 test
+windows of one marker × scale take ≈ 0.4-0.5 GB).
+
+Beyond the paper's protocol, each row also holds the Fourier ring correlation resolution of the
+prediction against the ground truth (`FRC_THRESHOLD`: the fixed 1/7 threshold of
+`trainers.metrics.frc_resolution`, on the same 8-bit, border-cropped images as the other metrics):
+``frc_px`` in HR pixels and ``frc_um`` in micrometres (× the store's HR pixel size; empty when the
+store does not give a positive one). Lower is finer; 2 px (Nyquist) when the correlation never
+falls below the threshold.
 """
 
 from __future__ import annotations
@@ -12,9 +25,13 @@ from __future__ import annotations
 import csv
 import dataclasses
 import difflib
+import io
 import json
 import logging
-from collections.abc import Callable
+import math
+import os
+import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,9 +41,17 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = [
     "EvalResult",
     "ROW_FIELDS",
+    "FRC_THRESHOLD",
+    "DecodedWindows",
+    "NonFiniteOutputError",
+    "decode_windows",
+    "load_eval_model",
+    "hr_pixel_size_um",
+    "summarize",
     "predict_batch",
     "evaluate_model",
     "evaluate",
+    "evaluate_decoded",
     "write_eval",
     "read_eval",
     "check_store_args",
@@ -37,8 +62,17 @@ log = logging.getLogger(__name__)
 
 ROW_FIELDS: tuple[str, ...] = (
     "tile", "window", "y0", "x0", "psnr", "nrmse", "ssim", "roi_psnr", "roi_nrmse", "roi_ssim",
+    "frc_px", "frc_um",
 )  # fmt: skip
-"""Columns of ``windows.csv`` (y0, x0: top-left of the window, HR pixels)."""
+"""Columns of ``windows.csv`` (y0, x0: top-left of the window, HR pixels; frc_px / frc_um: FRC
+resolution in HR pixels / micrometres, beyond the paper's protocol)."""
+
+FRC_THRESHOLD: float = 1.0 / 7.0
+"""The FRC threshold of `trainers.metrics.frc_resolution` (fixed 1/7, not the ½-bit curve)."""
+
+
+class NonFiniteOutputError(ValueError):
+    """A network produced NaN or infinite pixels (the original evaluation aborts on such metrics)."""
 
 
 @dataclasses.dataclass
@@ -133,6 +167,155 @@ def predict_batch(
     return out.float().clamp(0.0, 1.0)
 
 
+class DecodedWindows:
+    """The eval batches of one (store, split, marker, scale), decoded once and replayable.
+
+    Held compactly (``lr``/``hr`` as uint8, the provenance columns as int64 tensors; the ROI mask
+    is not kept: the metrics derive it from the ground truth) and turned back into the loader's
+    float32 batches (``uint8 / 255``, `srdata.transforms.to_float`) on every iteration, so each
+    pass yields exactly the batches the loader yielded. Iterate it as many times as needed
+    (one pass per evaluated model).
+
+    Attributes
+    ----------
+    store, split, marker, scale, batch_size : what was decoded
+    n_windows : int
+        Windows over all batches.
+    """
+
+    def __init__(
+        self,
+        batches: list[dict[str, Any]],
+        *,
+        store: str,
+        split: str,
+        marker: str,
+        scale: int,
+        batch_size: int,
+    ) -> None:
+        self._batches = batches
+        self.store, self.split, self.marker = store, split, marker
+        self.scale, self.batch_size = int(scale), int(batch_size)
+        self.n_windows = sum(int(b["hr"].shape[0]) for b in batches)
+
+    def __len__(self) -> int:
+        return len(self._batches)
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        from srdata.transforms import to_float
+
+        for raw in self._batches:
+            yield to_float(raw)
+
+    @property
+    def batch_sizes(self) -> list[int]:
+        """Windows in each batch, in order."""
+        return [int(b["hr"].shape[0]) for b in self._batches]
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held (pixels and columns)."""
+        return sum(int(getattr(v, "nbytes", 0)) for b in self._batches for v in b.values())
+
+    def __repr__(self) -> str:
+        return (
+            f"DecodedWindows({self.store!r}, split={self.split!r}, marker={self.marker!r}, "
+            f"scale={self.scale}, windows={self.n_windows}, batches={len(self)})"
+        )
+
+
+def decode_windows(
+    store: str | Path,
+    *,
+    split: str,
+    marker: str,
+    scale: int,
+    batch_size: int = 1,
+    max_windows: int | None = None,
+) -> DecodedWindows:
+    """Decode every eval window of a split once (whole 512² patches, index order).
+
+    Parameters
+    ----------
+    store : path of a store built by ``srdata build``
+    split, marker, scale : the windows (``scale`` 2, 4 or 8)
+    batch_size : int
+        Windows per batch; the batch composition matters for networks that draw random numbers
+        in forward (NLSN: torch is seeded once per batch), so `srtrain eval` and `eval-runs` use
+        the same default (1).
+    max_windows : int, optional
+        Only the first N windows of the split.
+
+    Returns
+    -------
+    DecodedWindows
+        Batches ``lr`` (B, 1, 512/s, 512/s), ``hr`` (B, 1, 512, 512) float32 in [0, 1] and
+        ``tile``, ``window``, ``y0``, ``x0`` (B,) int64 when iterated.
+
+    Raises
+    ------
+    ValueError
+        The split has no windows for this marker and scale, or the store's pixels are not 8-bit
+        levels (the loader's ``uint8 / 255``).
+    """
+    import numpy as np
+
+    from srdata.loader import make_loader
+
+    loader = make_loader(
+        str(store), split=split, scale=int(scale), marker=marker, batch_size=batch_size, h_size=512,
+        mode="eval", max_windows=max_windows,
+    )  # fmt: skip
+    batches: list[dict[str, Any]] = []
+    try:
+        for batch in loader:
+            raw: dict[str, Any] = {}
+            for k in ("lr", "hr"):
+                x = batch[k].numpy()
+                u = np.round(x * np.float32(255)).astype(np.uint8)
+                if not np.array_equal(np.divide(u, np.float32(255), dtype=np.float32), x):
+                    raise ValueError(
+                        f"{store}: {k} pixels of split {split!r} ({marker}, x{scale}) are not 8-bit levels "
+                        "(uint8 / 255); this store cannot be evaluated with decoded-once windows"
+                    )
+                raw[k] = u
+            for k in ("tile", "window", "y0", "x0"):
+                raw[k] = batch[k].clone()
+            batches.append(raw)
+    finally:
+        loader.close()
+    if not batches:
+        raise ValueError(
+            f"split {split!r} of store {store} has no windows for marker {marker}, scale {scale}"
+        )
+    return DecodedWindows(
+        batches, store=str(store), split=split, marker=marker, scale=int(scale), batch_size=batch_size
+    )
+
+
+def hr_pixel_size_um(store: str | Path) -> float | None:
+    """The store's HR pixel size in µm, or None when it does not give a finite positive one."""
+    from srdata.schema import open_root, read_attrs
+
+    attrs = read_attrs(open_root(str(store), mode="r"), where=str(store))
+    px = (attrs.pixel_size_um or {}).get("hr")
+    try:
+        px = float(px)
+    except (TypeError, ValueError):
+        return None
+    return px if math.isfinite(px) and px > 0 else None
+
+
+def _frc_cells(sr: Any, hr: Any, scale: int, pixel_size_um: float | None) -> dict[str, float | None]:
+    """FRC resolution of one window on the metrics' images (8-bit levels, border crop = scale)."""
+    from trainers.metrics import frc_resolution, quantize_8bit
+
+    b = int(scale)
+    e, h = quantize_8bit(sr)[b:-b, b:-b], quantize_8bit(hr)[b:-b, b:-b]
+    px = frc_resolution(e, h, threshold=FRC_THRESHOLD)
+    return {"frc_px": px, "frc_um": None if pixel_size_um is None else px * pixel_size_um}
+
+
 def evaluate_model(
     model: Any,
     loader: Any,
@@ -142,14 +325,35 @@ def evaluate_model(
     amp: bool = False,
     progress: Callable[[int, int], None] | None = None,
     seed: int | None = 0,
+    frc: bool = False,
+    pixel_size_um: float | None = None,
+    check_finite: bool = False,
 ) -> list[dict[str, Any]]:
-    """Score every window an eval-mode loader yields; one row per window (`ROW_FIELDS`).
+    """Score every window an eval-mode loader (or a `DecodedWindows`) yields; one row per window.
 
     `progress(done, total)` is called after each batch. Like the original evaluation, torch is
     seeded with `seed` before every batch, so networks that draw random numbers in forward (NLSN's
     LSH rotations) give the benchmark's outputs for the same batch composition and device; the
     caller's RNG state is restored afterwards (`torch.random.fork_rng`), so validation inside a
     training run does not perturb the training stream. ``seed=None`` leaves the RNG alone.
+
+    Parameters
+    ----------
+    model : torch.nn.Module or ``"bicubic"``
+    loader : iterable of batches with ``lr`` (B, 1, h, w), ``hr`` (B, 1, H, W) float32 in [0, 1] and
+        ``tile``, ``window``, ``y0``, ``x0`` (B,) ints; ``len(loader)`` = number of batches
+    scale : int
+    frc : bool
+        Add ``frc_px`` / ``frc_um`` (FRC resolution, `FRC_THRESHOLD`) to each row.
+    pixel_size_um : float, optional
+        HR pixel size for ``frc_um`` (None: ``frc_um`` is None).
+    check_finite : bool
+        Raise `NonFiniteOutputError` when a prediction holds NaN or ±inf.
+
+    Returns
+    -------
+    list of dict
+        `ROW_FIELDS` keys (the FRC ones only with ``frc=True``).
     """
     import torch
 
@@ -168,11 +372,20 @@ def evaluate_model(
                     torch.manual_seed(seed)  # seeds the CUDA generators too
                 lr = batch["lr"].to(device, non_blocking=True)
                 sr = predict_batch(model, lr, scale=scale, amp=amp).cpu()
+                if check_finite and not bool(torch.isfinite(sr).all()):
+                    bad = int((~torch.isfinite(sr)).flatten(1).any(1).nonzero()[0, 0])
+                    raise NonFiniteOutputError(
+                        f"the network output holds NaN or infinite values (tile {int(batch['tile'][bad])}, "
+                        f"window {int(batch['window'][bad])}); the weights are broken or do not belong "
+                        "to this network"
+                    )
                 hr = batch["hr"]
                 for b in range(sr.shape[0]):
                     m = patch_metrics(sr[b, 0].numpy(), hr[b, 0].numpy(), scale)
                     row = {k: int(batch[k][b]) for k in ("tile", "window", "y0", "x0")}
                     row.update(m)
+                    if frc:
+                        row.update(_frc_cells(sr[b, 0].numpy(), hr[b, 0].numpy(), scale, pixel_size_um))
                     rows.append(row)
                 if progress is not None:
                     progress(i + 1, total)
@@ -182,11 +395,48 @@ def evaluate_model(
     return rows
 
 
-def _summary(rows: list[dict[str, Any]]) -> dict[str, float]:
+def summarize(rows: list[dict[str, Any]]) -> dict[str, float | None]:
+    """The split's means: the six paper metrics (`METRIC_NAMES`), plus ``frc_px`` / ``frc_um`` when
+    the rows hold them (``frc_um`` None when any window lacks it)."""
     from trainers.metrics import METRIC_NAMES, mean_metrics
 
     means = mean_metrics(rows)
-    return {k: means[k] for k in METRIC_NAMES}
+    out: dict[str, float | None] = {k: means[k] for k in METRIC_NAMES}
+    if rows and "frc_px" in rows[0]:
+        out["frc_px"] = means["frc_px"]
+        um = [r.get("frc_um") for r in rows]
+        out["frc_um"] = None if any(v is None for v in um) else float(sum(um) / len(um))
+    return out
+
+
+
+def load_eval_model(
+    checkpoint: str | Path,
+    *,
+    method: str | None,
+    scale: int,
+    marker: str,
+    device: Any,
+) -> tuple[Any, str]:
+    """Load a checkpoint for evaluation: (model in eval mode on `device`, method name).
+
+    Raises
+    ------
+    FileNotFoundError
+        No such checkpoint.
+    ValueError
+        (`trainers.checkpoints.CheckpointError`) unreadable weights, a layout that does not fit,
+        or a method / scale / marker other than asked.
+    """
+    from trainers.checkpoints import load_pretrained
+
+    if not Path(checkpoint).exists():
+        raise FileNotFoundError(f"checkpoint {checkpoint} does not exist")
+    model, info = load_pretrained(checkpoint, method=method, scale=int(scale), marker=marker)
+    name = (info or {}).get("method") or method
+    if name is None:
+        raise ValueError(f"cannot tell which method checkpoint {checkpoint} holds; pass --method")
+    return model.to(device).eval(), str(name).lower()
 
 
 def evaluate(
@@ -227,11 +477,8 @@ def evaluate(
         The store or the checkpoint does not exist.
     ValueError
         Bad split / marker / scale, neither or both of checkpoint and bicubic, or a checkpoint of
-        another method / scale / marker.
+        another method / scale / marker; `NonFiniteOutputError` when the network outputs NaN / inf.
     """
-
-    from srdata.loader import make_loader
-
     check_store_args(store, split, marker, scale)
     if checkpoint is None:
         method = check_weight_free_method(method)
@@ -240,49 +487,92 @@ def evaluate(
     from trainers._ddp import resolve_device
 
     dev = resolve_device(device)
-    meta: dict[str, Any] = {"store": str(store), "split": split, "marker": marker, "scale": int(scale)}
     if checkpoint is None:
         model: Any = "bicubic"
-        meta.update(method="bicubic", checkpoint=None)
+        name = "bicubic"
     else:
-        from trainers.checkpoints import load_pretrained
-
-        if not Path(checkpoint).exists():
-            raise FileNotFoundError(f"checkpoint {checkpoint} does not exist")
-        model, info = load_pretrained(checkpoint, method=method, scale=int(scale), marker=marker)
-        name = (info or {}).get("method") or method
-        if name is None:
-            raise ValueError(f"cannot tell which method checkpoint {checkpoint} holds; pass --method")
-        model = model.to(dev).eval()
-        meta.update(method=str(name).lower(), checkpoint=str(checkpoint))
-    loader = make_loader(
-        str(store), split=split, scale=int(scale), marker=marker, batch_size=batch_size, h_size=512,
-        mode="eval", max_windows=max_windows,
+        model, name = load_eval_model(checkpoint, method=method, scale=int(scale), marker=marker, device=dev)
+    windows = decode_windows(
+        store, split=split, marker=marker, scale=int(scale), batch_size=batch_size, max_windows=max_windows
+    )
+    result = evaluate_decoded(
+        model, windows, method=name, checkpoint=checkpoint, device=dev,
+        pixel_size_um=hr_pixel_size_um(store), progress=progress,
     )  # fmt: skip
-    if len(loader) == 0:
-        raise ValueError(
-            f"split {split!r} of store {store} has no windows for marker {marker}, scale {scale}"
-        )
-    amp = dev.type == "cuda"
-    rows = evaluate_model(model, loader, int(scale), device=dev, amp=amp, progress=progress)
-    meta["n_windows"] = len(rows)
-    result = EvalResult(rows=rows, summary=_summary(rows), meta=meta)
     if out_dir is not None:
         write_eval(out_dir, result)
     return result
 
 
+def evaluate_decoded(
+    model: Any,
+    windows: DecodedWindows,
+    *,
+    method: str,
+    checkpoint: str | Path | None,
+    device: Any,
+    pixel_size_um: float | None,
+    progress: Callable[[int, int], None] | None = None,
+) -> EvalResult:
+    """Evaluate a loaded model (or ``"bicubic"``) on decoded windows as `srtrain eval` does.
+
+    The one scoring path of `evaluate` and `trainers.eval_runs`: bf16 autocast on CUDA, torch
+    seeded per batch, FRC columns, NaN / inf outputs refused (`NonFiniteOutputError`).
+
+    Returns
+    -------
+    EvalResult
+        ``meta``: store, split, marker, scale, method, checkpoint (str or None), n_windows.
+    """
+    import torch
+
+    dev = torch.device(device)
+    rows = evaluate_model(
+        model, windows, windows.scale, device=dev, amp=dev.type == "cuda", progress=progress,
+        frc=True, pixel_size_um=pixel_size_um, check_finite=True,
+    )  # fmt: skip
+    meta: dict[str, Any] = {
+        "store": windows.store, "split": windows.split, "marker": windows.marker, "scale": windows.scale,
+        "method": method, "checkpoint": None if checkpoint is None else str(checkpoint),
+        "n_windows": len(rows),
+    }  # fmt: skip
+    return EvalResult(rows=rows, summary=summarize(rows), meta=meta)
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    """Write `text` to `path` via a temporary file in the same directory and ``os.replace``."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", newline="") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _csv_value(v: Any) -> Any:
+    return "" if v is None else v
+
+
 def write_eval(out_dir: str | Path, result: EvalResult) -> Path:
-    """Write ``windows.csv`` (one row per window) and ``summary.json`` (meta + means) to `out_dir`."""
+    """Write ``windows.csv`` (one row per window) and ``summary.json`` (meta + means) to `out_dir`.
+
+    Each file is written atomically, ``summary.json`` last: a directory whose ``summary.json``
+    exists holds a complete evaluation (an interrupted write leaves the previous files or none).
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    with (out / "windows.csv").open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(ROW_FIELDS), extrasaction="ignore")
-        w.writeheader()
-        w.writerows(result.rows)
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(ROW_FIELDS), extrasaction="ignore")
+    w.writeheader()
+    w.writerows({k: _csv_value(v) for k, v in r.items()} for r in result.rows)
+    _atomic_write(out / "windows.csv", buf.getvalue())
     payload = dict(result.meta)
     payload["metrics"] = result.summary
-    (out / "summary.json").write_text(json.dumps(payload, indent=2))
+    _atomic_write(out / "summary.json", json.dumps(payload, indent=2))
     return out
 
 

@@ -4,6 +4,11 @@ Rows: methods grouped by family (Bicubic | Pre-upsampling | Post-upsampling | It
 | Progressive), one row per scale; columns PSNR↑, NRMSE↓, SSIM↑, each for CELL0, CELL1, CELL2 and
 their plain mean (over the markers present). The best value of each column within a scale is
 bold. Written as Markdown, CSV and LaTeX.
+
+Also: an FRC table (``kind="frc"``, the FRC resolution columns of `trainers.evaluate`, beyond the
+paper's protocol), the paper's published Tables 4 and 5 (`load_paper_tables`, shipped as
+``trainers/data/paper_tables.csv``) and the difference ours − paper (`compare_paper`,
+`write_delta`).
 """
 
 from __future__ import annotations
@@ -17,13 +22,21 @@ from typing import Any
 __all__ = [
     "FAMILIES",
     "DISPLAY_NAMES",
+    "PAPER_TABLES_PATH",
+    "DELTA_TOLERANCES",
     "TableData",
+    "DeltaTable",
+    "method_facts",
     "build_table",
     "render_markdown",
     "render_latex",
     "write_tables",
+    "load_paper_tables",
+    "compare_paper",
+    "compare_paper_summaries",
+    "render_delta_markdown",
+    "write_delta",
 ]
-
 FAMILIES: tuple[str, ...] = (
     "bicubic",
     "pre-upsampling",
@@ -67,29 +80,65 @@ DISPLAY_NAMES: dict[str, str] = {
 """Method names as the paper prints them."""
 
 _METRICS = (("psnr", "PSNR", max, 2), ("nrmse", "NRMSE", min, 4), ("ssim", "SSIM", max, 4))
+_FRC_METRICS = (("frc_px", "FRC px", min, 2), ("frc_um", "FRC µm", min, 3))
+_KIND_METRICS = {"roi": _METRICS, "full": _METRICS, "frc": _FRC_METRICS}
+_KIND_PREFIX = {"roi": "roi_", "full": "", "frc": ""}
+_TITLES = {
+    "roi": "Table 4 — ROI only (thresholds 4..10)",
+    "full": "Table 5 — full image (border-cropped)",
+    "frc": "FRC resolution (1/7 threshold; lower is finer; beyond the paper's protocol)",
+}
 _COLS = ("CELL0", "CELL1", "CELL2", "Mean")
+
+PAPER_TABLES_PATH = Path(__file__).parent / "data" / "paper_tables.csv"
+"""The paper's Tables 4 (``table=roi``) and 5 (``table=full``), every row and cell (SPEC.md §7.2).
+
+Columns: ``table``, ``method`` (registry name), ``scale``, then ``{psnr,nrmse,ssim}_{CELL0,CELL1,
+CELL2,Mean}`` as printed (PSNR 2 decimals, NRMSE / SSIM 4)."""
+
+DELTA_TOLERANCES: dict[str, float] = {"psnr": 0.01, "nrmse": 1e-4, "ssim": 1e-4}
+"""|ours − paper| beyond these (dB, NRMSE, SSIM) is marked in the delta table."""
+
+
+def method_facts(method: str) -> tuple[str, str]:
+    """(family, display name) of a method, as the paper's tables group and print it.
+
+    The one place the tables ask for these facts (unknown methods: family ``"other"``, the name
+    as given).
+    """
+    key = str(method).lower()
+    return _FAMILY_OF.get(key, "other"), DISPLAY_NAMES.get(key, str(method))
 
 
 class TableData:
     """Values of one table.
 
     ``rows`` = [(family, method, scale)]; ``values[(method, scale)][(metric, column)]``;
-    ``best[(scale, metric, column)]`` = the best value of that column within the scale.
+    ``best[(scale, metric, column)]`` = the best value of that column within the scale;
+    ``metrics`` = ((key, label, best-picker, digits), ...) of the table's kind.
     """
 
-    def __init__(self, kind: str, rows: list[tuple[str, str, int]], values: dict, best: dict) -> None:
+    def __init__(
+        self,
+        kind: str,
+        rows: list[tuple[str, str, int]],
+        values: dict,
+        best: dict,
+        metrics: tuple = _METRICS,
+    ) -> None:
         self.kind = kind
         self.rows = rows
         self.values = values
         self.best = best
+        self.metrics = metrics
 
     def columns(self) -> list[tuple[str, str]]:
         """(metric, column) pairs in display order."""
-        return [(m, c) for m, *_ in _METRICS for c in _COLS]
+        return [(m, c) for m, *_ in self.metrics for c in _COLS]
 
 
 def _order_key(method: str) -> tuple[int, int, str]:
-    fam = _FAMILY_OF.get(method, "other")
+    fam, _ = method_facts(method)
     names = list(_FAMILY_OF)
     return (
         FAMILIES.index(fam) if fam in FAMILIES else len(FAMILIES),
@@ -103,17 +152,20 @@ def build_table(summaries: Iterable[Mapping[str, Any]], *, kind: str) -> TableDa
 
     Parameters
     ----------
-    summaries : dicts with ``method``, ``scale``, ``marker``, ``split`` and ``metrics`` (the six means)
-    kind : ``"roi"`` (Table 4) or ``"full"`` (Table 5)
+    summaries : dicts with ``method``, ``scale``, ``marker``, ``split`` and ``metrics`` (the six means,
+        plus ``frc_px`` / ``frc_um`` for the FRC table)
+    kind : ``"roi"`` (Table 4), ``"full"`` (Table 5) or ``"frc"`` (FRC resolution; summaries
+        without it leave their cells empty)
 
     Raises
     ------
     ValueError
         Two summaries for the same (method, scale, marker), or summaries of different splits.
     """
-    if kind not in ("roi", "full"):
-        raise ValueError(f"kind must be 'roi' or 'full', got {kind!r}")
-    prefix = "roi_" if kind == "roi" else ""
+    if kind not in _KIND_METRICS:
+        raise ValueError(f"kind must be 'roi', 'full' or 'frc', got {kind!r}")
+    metrics = _KIND_METRICS[kind]
+    prefix = _KIND_PREFIX[kind]
     cells: dict[tuple[str, int], dict[str, dict[str, float]]] = {}
     seen: dict[tuple[str, int, str], str] = {}
     splits = set()
@@ -127,8 +179,11 @@ def build_table(summaries: Iterable[Mapping[str, Any]], *, kind: str) -> TableDa
                 f"two evaluations of {method} x{scale} {marker}: {seen[key]} and {where}; keep one"
             )
         seen[key] = where
-        for m, *_ in _METRICS:
-            cells.setdefault((method, scale), {}).setdefault(m, {})[marker] = float(s["metrics"][prefix + m])
+        row_cells = cells.setdefault((method, scale), {})
+        for m, *_ in metrics:
+            v = s["metrics"].get(prefix + m) if kind == "frc" else s["metrics"][prefix + m]
+            if v is not None:
+                row_cells.setdefault(m, {})[marker] = float(v)
     if len(splits) > 1:
         raise ValueError(
             f"evaluations of different splits cannot share a table: {sorted(map(str, splits))}; "
@@ -142,13 +197,14 @@ def build_table(summaries: Iterable[Mapping[str, Any]], *, kind: str) -> TableDa
                 if c in vals:
                     row[(m, c)] = vals[c]
             present = [vals[c] for c in _COLS[:3] if c in vals]
-            row[(m, "Mean")] = sum(present) / len(present)
+            if present:
+                row[(m, "Mean")] = sum(present) / len(present)
         values[key] = row
     rows = sorted(
-        ((_FAMILY_OF.get(m, "other"), m, s) for m, s in values), key=lambda r: (_order_key(r[1]), r[2])
+        ((method_facts(m)[0], m, s) for m, s in values), key=lambda r: (_order_key(r[1]), r[2])
     )
     best: dict[tuple[int, str, str], float] = {}
-    for m, _, pick, _ in _METRICS:
+    for m, _, pick, _ in metrics:
         for c in _COLS:
             for scale in {s for _, _, s in rows}:
                 col = [
@@ -159,7 +215,7 @@ def build_table(summaries: Iterable[Mapping[str, Any]], *, kind: str) -> TableDa
                 col = [v for v in col if math.isfinite(v)]
                 if col:
                     best[(scale, m, c)] = pick(col)
-    return TableData(kind, rows, values, best)
+    return TableData(kind, rows, values, best, metrics)
 
 
 def _fmt(v: float | None, digits: int) -> str:
@@ -176,36 +232,32 @@ def _cell(t: TableData, method: str, scale: int, m: str, c: str, digits: int, bo
 
 def render_markdown(t: TableData) -> str:
     """The table as GitHub Markdown (best per scale in **bold**)."""
-    title = (
-        "Table 4 — ROI only (thresholds 4..10)"
-        if t.kind == "roi"
-        else "Table 5 — full image (border-cropped)"
-    )
-    head = ["Family", "Method", "Scale"] + [f"{label} {c}" for _, label, _, _ in _METRICS for c in _COLS]
+    head = ["Family", "Method", "Scale"] + [f"{label} {c}" for _, label, _, _ in t.metrics for c in _COLS]
     lines = [
-        f"**{title}**",
+        f"**{_TITLES[t.kind]}**",
         "",
         "| " + " | ".join(head) + " |",
-        "|" + "|".join(["---"] * 3 + ["---:"] * 12) + "|",
+        "|" + "|".join(["---"] * 3 + ["---:"] * (len(t.metrics) * len(_COLS))) + "|",
     ]
     last_family = None
     for fam, method, scale in t.rows:
         fam_txt = _FAMILY_TITLES.get(fam, fam) if fam != last_family else ""
         last_family = fam
-        cells = [_cell(t, method, scale, m, c, d, ("**", "**")) for m, _, _, d in _METRICS for c in _COLS]
-        lines.append(
-            "| " + " | ".join([fam_txt, DISPLAY_NAMES.get(method, method), f"×{scale}"] + cells) + " |"
-        )
+        cells = [_cell(t, method, scale, m, c, d, ("**", "**")) for m, _, _, d in t.metrics for c in _COLS]
+        lines.append("| " + " | ".join([fam_txt, method_facts(method)[1], f"×{scale}"] + cells) + " |")
     return "\n".join(lines) + "\n"
 
 
 def render_latex(t: TableData) -> str:
     """The table as a LaTeX ``tabular`` (booktabs; best per scale in \\textbf)."""
+    ncols = len(t.metrics) * len(_COLS)
     out = [
-        r"\begin{tabular}{ll" + "r" * 12 + "}",
+        r"\begin{tabular}{ll" + "r" * ncols + "}",
         r"\toprule",
-        " & & " + " & ".join(rf"\multicolumn{{4}}{{c}}{{{label}}}" for _, label, _, _ in _METRICS) + r" \\",
-        "Method & Scale & " + " & ".join(c for _ in _METRICS for c in _COLS) + r" \\",
+        " & & "
+        + " & ".join(rf"\multicolumn{{4}}{{c}}{{{label}}}" for _, label, _, _ in t.metrics)
+        + r" \\",
+        "Method & Scale & " + " & ".join(c for _ in t.metrics for c in _COLS) + r" \\",
         r"\midrule",
     ]
     last_family = None
@@ -214,45 +266,268 @@ def render_latex(t: TableData) -> str:
             out.append(r"\midrule")
         last_family = fam
         cells = [
-            _cell(t, method, scale, m, c, d, (r"\textbf{", "}")) for m, _, _, d in _METRICS for c in _COLS
+            _cell(t, method, scale, m, c, d, (r"\textbf{", "}")) for m, _, _, d in t.metrics for c in _COLS
         ]
         out.append(
-            " & ".join([DISPLAY_NAMES.get(method, method).replace("_", r"\_"), rf"$\times{scale}$"] + cells)
-            + r" \\"
+            " & ".join([method_facts(method)[1].replace("_", r"\_"), rf"$\times{scale}$"] + cells) + r" \\"
         )
     out += [r"\bottomrule", r"\end{tabular}"]
-    return "\n".join(out) + "\n"
+    return "\n".join(out).replace("µm", r"\textmu m") + "\n"
 
 
-def _write_csv(t: TableData, path: Path) -> None:
-    with path.open("w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["family", "method", "scale"] + [f"{m}_{c}" for m, c in t.columns()])
-        for fam, method, scale in t.rows:
-            vals = t.values[(method, scale)]
-            w.writerow(
-                [fam, method, scale]
-                + ["" if (m, c) not in vals else repr(vals[(m, c)]) for m, c in t.columns()]
-            )
+def _csv_text(t: TableData) -> str:
+    import io
+
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["family", "method", "scale"] + [f"{m}_{c}" for m, c in t.columns()])
+    for fam, method, scale in t.rows:
+        vals = t.values[(method, scale)]
+        w.writerow(
+            [fam, method, scale] + ["" if (m, c) not in vals else repr(vals[(m, c)]) for m, c in t.columns()]
+        )
+    return buf.getvalue()
 
 
-def write_tables(summaries: Iterable[Mapping[str, Any]], out_dir: str | Path) -> dict[str, Path]:
-    """Write ``table4_roi.{md,csv,tex}`` and ``table5_full.{md,csv,tex}``; returns name → path."""
+def _write_text(path: Path, text: str) -> Path:
+    """Write atomically (temporary file + ``os.replace``): a reader never sees half a table."""
+    import os
+    import tempfile
+
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", newline="") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_tables(
+    summaries: Iterable[Mapping[str, Any]],
+    out_dir: str | Path,
+    *,
+    frc: bool = False,
+    compare_paper: bool = False,
+) -> dict[str, Path]:
+    """Write ``table4_roi.{md,csv,tex}`` and ``table5_full.{md,csv,tex}``; returns name → path.
+
+    ``frc=True`` adds ``table_frc.{md,csv,tex}``; ``compare_paper=True`` adds
+    ``delta_paper.{md,csv}`` (`write_delta`; test-split summaries only).
+
+    Raises
+    ------
+    ValueError
+        No summaries, duplicates, mixed splits, or ``compare_paper`` for a split other than test.
+    """
     out = Path(out_dir)
     summaries = list(summaries)
     if not summaries:
         raise ValueError("no evaluation summaries given: pass `srtrain eval` output directories")
-    tables = {
-        stem: build_table(summaries, kind=kind)
-        for kind, stem in (("roi", "table4_roi"), ("full", "table5_full"))
-    }
+    kinds = (("roi", "table4_roi"), ("full", "table5_full")) + ((("frc", "table_frc"),) if frc else ())
+    tables = {stem: build_table(summaries, kind=kind) for kind, stem in kinds}
+    delta = compare_paper_summaries(summaries) if compare_paper else None
     out.mkdir(parents=True, exist_ok=True)  # only once every input was accepted: no empty OUT on errors
     paths: dict[str, Path] = {}
     for stem, t in tables.items():
-        for ext, text in (("md", render_markdown(t)), ("tex", render_latex(t))):
-            p = out / f"{stem}.{ext}"
-            p.write_text(text)
-            paths[f"{stem}.{ext}"] = p
-        _write_csv(t, out / f"{stem}.csv")
-        paths[f"{stem}.csv"] = out / f"{stem}.csv"
+        for ext, text in (("md", render_markdown(t)), ("tex", render_latex(t)), ("csv", _csv_text(t))):
+            paths[f"{stem}.{ext}"] = _write_text(out / f"{stem}.{ext}", text)
+    if delta is not None:
+        paths.update(write_delta(delta, out))
     return paths
+
+
+# ------------------------------------------------------------------------------- the paper's tables
+PaperTables = dict[str, dict[tuple[str, int], dict[tuple[str, str], float]]]
+"""``{"roi" | "full": {(method, scale): {(metric, column): value}}}``."""
+
+
+def load_paper_tables(path: str | Path | None = None) -> PaperTables:
+    """The paper's published Tables 4 and 5 (SPEC.md §7.2).
+
+    Parameters
+    ----------
+    path : path, optional
+        A CSV in the layout of `PAPER_TABLES_PATH` (default: that file, shipped with the package).
+
+    Returns
+    -------
+    dict
+        ``{"roi": ..., "full": ...}``, each ``{(method, scale): {(metric, column): value}}`` with
+        metric in psnr / nrmse / ssim and column in CELL0, CELL1, CELL2, Mean.
+
+    Raises
+    ------
+    ValueError
+        A malformed file (missing column, unknown table, a cell that is not a number, a row twice).
+    """
+    p = Path(path) if path is not None else PAPER_TABLES_PATH
+    want = [f"{m}_{c}" for m, *_ in _METRICS for c in _COLS]
+    out: PaperTables = {"roi": {}, "full": {}}
+    with p.open(newline="") as fh:
+        reader = csv.DictReader(fh)
+        missing = [c for c in ["table", "method", "scale", *want] if c not in (reader.fieldnames or [])]
+        if missing:
+            raise ValueError(f"{p}: columns {missing} missing; not a paper-tables CSV")
+        for n, row in enumerate(reader, start=2):
+            table = row["table"]
+            if table not in out:
+                raise ValueError(f"{p}:{n}: table {table!r} is neither 'roi' nor 'full'")
+            try:
+                key = (row["method"].lower(), int(row["scale"]))
+                cells = {(m, c): float(row[f"{m}_{c}"]) for m, *_ in _METRICS for c in _COLS}
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"{p}:{n}: {exc}") from None
+            if key in out[table]:
+                raise ValueError(f"{p}:{n}: {table} {key[0]} x{key[1]} appears twice")
+            out[table][key] = cells
+    return out
+
+
+class DeltaTable:
+    """Ours − paper per (table, method, scale, metric, column).
+
+    ``cells`` = list of dicts with ``table`` (roi / full), ``method``, ``scale``, ``metric``,
+    ``column``, ``ours``, ``paper``, ``delta``, ``tolerance``, ``beyond`` (|delta| > tolerance);
+    ``not_in_paper`` = (method, scale) pairs evaluated here that the paper does not list.
+    """
+
+    def __init__(self, cells: list[dict[str, Any]], not_in_paper: list[tuple[str, int]]) -> None:
+        self.cells = cells
+        self.not_in_paper = not_in_paper
+
+    @property
+    def n_beyond(self) -> int:
+        """Cells whose difference exceeds the tolerance."""
+        return sum(1 for c in self.cells if c["beyond"])
+
+
+def compare_paper(
+    tables: Mapping[str, TableData],
+    paper: PaperTables | None = None,
+) -> DeltaTable:
+    """Ours − paper for every cell both have.
+
+    Parameters
+    ----------
+    tables : ``{"roi": build_table(..., kind="roi"), "full": build_table(..., kind="full")}``
+        (either may be absent)
+    paper : `load_paper_tables` output (default: the shipped tables)
+
+    Notes
+    -----
+    A Mean cell is compared only when ours holds all three markers (the paper's Mean is over
+    CELL0..2). The paper prints PSNR with 2 decimals and NRMSE / SSIM with 4, so an exact
+    reproduction differs by up to half a unit of the last digit, within `DELTA_TOLERANCES`.
+    """
+    paper = load_paper_tables() if paper is None else paper
+    cells: list[dict[str, Any]] = []
+    missing: set[tuple[str, int]] = set()
+    for kind in ("roi", "full"):
+        t = tables.get(kind)
+        if t is None:
+            continue
+        for _, method, scale in t.rows:
+            ref = paper.get(kind, {}).get((method, scale))
+            if ref is None:
+                missing.add((method, scale))
+                continue
+            ours = t.values[(method, scale)]
+            for m, *_ in _METRICS:
+                complete = all((m, c) in ours for c in _COLS[:3])
+                for c in _COLS:
+                    if (m, c) not in ours or (m, c) not in ref or (c == "Mean" and not complete):
+                        continue
+                    d = ours[(m, c)] - ref[(m, c)]
+                    tol = DELTA_TOLERANCES[m]
+                    cells.append({
+                        "table": kind, "method": method, "scale": scale, "metric": m, "column": c,
+                        "ours": ours[(m, c)], "paper": ref[(m, c)], "delta": d, "tolerance": tol,
+                        "beyond": not (abs(d) <= tol + 1e-12),
+                    })  # fmt: skip
+    return DeltaTable(cells, sorted(missing, key=lambda r: (_order_key(r[0]), r[1])))
+
+
+def compare_paper_summaries(
+    summaries: Iterable[Mapping[str, Any]], paper: PaperTables | None = None
+) -> DeltaTable:
+    """`compare_paper` from eval summaries (``read_eval`` dicts) of the test split.
+
+    Raises
+    ------
+    ValueError
+        Summaries of another split (the paper's tables are test-set numbers).
+    """
+    summaries = list(summaries)
+    splits = {s.get("split") for s in summaries} - {None}
+    if splits and splits != {"test"}:
+        raise ValueError(
+            f"the paper's Tables 4 and 5 are test-set numbers; these evaluations are of split(s) "
+            f"{sorted(map(str, splits))}: evaluate with --split test to compare"
+        )
+    tables = {kind: build_table(summaries, kind=kind) for kind in ("roi", "full")}
+    return compare_paper(tables, paper)
+
+
+_DELTA_DIGITS = {"psnr": 3, "nrmse": 5, "ssim": 5}
+
+
+def render_delta_markdown(delta: DeltaTable) -> str:
+    """Ours − paper as Markdown, one table per paper table; cells beyond tolerance in **bold**."""
+    tol = ", ".join(f"{m.upper()} ±{v:g}" for m, v in DELTA_TOLERANCES.items())
+    lines = [
+        "**Ours − paper (Tables 4 and 5 of the paper, test set)**",
+        "",
+        f"{len(delta.cells) - delta.n_beyond} of {len(delta.cells)} cells within tolerance ({tol}); "
+        "cells beyond it are **bold**; — = not compared (not evaluated here, or Mean without all "
+        "three markers).",
+    ]
+    if delta.not_in_paper:
+        named = ", ".join(f"{method_facts(m)[1]} ×{s}" for m, s in delta.not_in_paper)
+        lines.append(f"Not in the paper: {named}.")
+    by_key = {(c["table"], c["method"], c["scale"], c["metric"], c["column"]): c for c in delta.cells}
+    for kind in ("roi", "full"):
+        keys = sorted({(c["method"], c["scale"]) for c in delta.cells if c["table"] == kind},
+                      key=lambda r: (_order_key(r[0]), r[1]))  # fmt: skip
+        if not keys:
+            continue
+        lines += ["", f"*{_TITLES[kind]}: ours − paper*", ""]
+        head = ["Method", "Scale"] + [f"Δ{label} {c}" for _, label, _, _ in _METRICS for c in _COLS]
+        lines += ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * 2 + ["---:"] * 12) + "|"]
+        for method, scale in keys:
+            cells = []
+            for m, *_ in _METRICS:
+                for c in _COLS:
+                    cell = by_key.get((kind, method, scale, m, c))
+                    if cell is None:
+                        cells.append("—")
+                        continue
+                    text = f"{cell['delta']:+.{_DELTA_DIGITS[m]}f}"
+                    cells.append(f"**{text}**" if cell["beyond"] else text)
+            lines.append("| " + " | ".join([method_facts(method)[1], f"×{scale}"] + cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _delta_csv(delta: DeltaTable) -> str:
+    import io
+
+    fields = ["table", "method", "scale", "metric", "column", "ours", "paper", "delta", "tolerance", "beyond"]
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
+    w.writeheader()
+    for c in delta.cells:
+        w.writerow({**c, **{k: repr(c[k]) for k in ("ours", "paper", "delta", "tolerance")},
+                    "beyond": int(c["beyond"])})  # fmt: skip
+    return buf.getvalue()
+
+
+def write_delta(delta: DeltaTable, out_dir: str | Path) -> dict[str, Path]:
+    """Write ``delta_paper.md`` and ``delta_paper.csv`` (one row per compared cell) to `out_dir`."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    return {
+        "delta_paper.md": _write_text(out / "delta_paper.md", render_delta_markdown(delta)),
+        "delta_paper.csv": _write_text(out / "delta_paper.csv", _delta_csv(delta)),
+    }

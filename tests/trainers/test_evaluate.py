@@ -110,3 +110,47 @@ def test_evaluation_seeds_each_batch_and_restores_the_rng(trainer_store):
     torch.manual_seed(99)
     unseeded = evaluate_model(_Noisy(), loader, 4, seed=None)
     assert unseeded != a  # without per-batch seeding the draws differ (and the stream moved)
+
+
+def test_frc_columns_beside_the_paper_metrics(trainer_store, tmp_path):
+    """FRC resolution per window (1/7 threshold) on the metrics' 8-bit, border-cropped images, in HR
+    px and µm (the store's HR pixel size, 0.1 µm here); the paper's six metrics are unchanged."""
+    from trainers.evaluate import FRC_THRESHOLD
+    from trainers.metrics import frc_resolution, quantize_8bit
+
+    res = evaluate(
+        trainer_store, split="test", marker="CELL1", scale=2, method="bicubic", out_dir=tmp_path / "e"
+    )
+    loader = make_loader(trainer_store, "test", 2, "CELL1", 1, 512, mode="eval")
+    for row, batch in zip(res.rows, loader, strict=True):
+        sr = bicubic_upsample(batch["lr"], 2)[0, 0].numpy()
+        e, h = quantize_8bit(sr)[2:-2, 2:-2], quantize_8bit(batch["hr"][0, 0].numpy())[2:-2, 2:-2]
+        assert e.shape == (508, 508)
+        px = frc_resolution(e, h, threshold=1 / 7)
+        assert row["frc_px"] == px and 2.0 <= px < 512
+        assert row["frc_um"] == pytest.approx(px * 0.1)
+        ref = patch_metrics(sr, batch["hr"][0, 0].numpy(), 2)
+        assert {k: row[k] for k in ref} == ref  # the paper's metrics, bit for bit
+    assert FRC_THRESHOLD == pytest.approx(1 / 7)
+    assert res.summary["frc_px"] == pytest.approx(np.mean([r["frc_px"] for r in res.rows]))
+    rows = list(csv.DictReader((tmp_path / "e" / "windows.csv").open()))
+    assert float(rows[0]["frc_um"]) == pytest.approx(res.rows[0]["frc_um"])
+    assert read_eval(tmp_path / "e")["metrics"]["frc_um"] == pytest.approx(res.summary["frc_um"])
+
+
+def test_nan_output_is_an_error(trainer_store, tmp_path):
+    import torch
+
+    from trainers.checkpoints import save_checkpoint
+    from trainers.evaluate import NonFiniteOutputError
+    from trainers.models import build_model
+
+    ov = {"num_features": 4, "num_trunk_layers": 1}
+    model = build_model("vdsr", 4, **ov)
+    state = {k: torch.full_like(v, float("nan")) for k, v in model.state_dict().items()}
+    meta = {"method": "vdsr", "scale": 4, "marker": "CELL2", "overrides": ov}
+    save_checkpoint(tmp_path / "nan.pt", model_state=state, config={}, meta=meta)
+    with pytest.raises(NonFiniteOutputError, match="NaN or infinite"):
+        evaluate(trainer_store, split="test", marker="CELL2", scale=4, checkpoint=tmp_path / "nan.pt",
+                 out_dir=tmp_path / "out")  # fmt: skip
+    assert not (tmp_path / "out").exists()

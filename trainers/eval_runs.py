@@ -1,0 +1,607 @@
+"""Evaluate every trained run under a directory in one process: ``srtrain eval-runs``.
+
+The benchmark's published archive holds 144 original run directories (SPEC.md §7.1:
+``config_model.yml`` + ``best-models/G-model.pth``); runs of this toolkit hold ``best.pt``.
+`discover_runs` finds both at any depth and says what it skips and why; `eval_runs` evaluates
+each exactly as ``srtrain eval`` does (`trainers.evaluate.evaluate_decoded`, the same code path,
+hence the same numbers bit for bit) plus the bicubic baseline once per marker × scale, with every
+(marker, scale)'s windows decoded once (`trainers.evaluate.decode_windows`) and reused by all the
+runs of that pair.
+
+Output directory ``OUT``::
+
+    OUT/runs/{method}_x{scale}_{marker}/windows.csv, summary.json   (as `srtrain eval` writes them)
+    OUT/tables/table4_roi.{md,csv,tex}, table5_full.{md,csv,tex}, table_frc.{md,csv,tex}
+    OUT/tables/delta_paper.{md,csv}                                  (test split: ours − paper)
+    OUT/eval_runs.json                                               (what was found, skipped, failed)
+
+Resumable: a run whose ``summary.json`` is present (written last, atomically) and describes the
+same store, split, checkpoint and window count is not evaluated again, so a run killed mid-way
+and started again ends with the same files as an uninterrupted one. A broken run (unreadable
+weights, a layout that fits no network, NaN output) is recorded with its path and reason and the
+others go on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "RunEntry",
+    "Skipped",
+    "Discovery",
+    "Job",
+    "Outcome",
+    "EvalRunsReport",
+    "EvalRunsObserver",
+    "discover_runs",
+    "plan_jobs",
+    "eval_runs",
+]
+
+log = logging.getLogger(__name__)
+
+ORIGINAL_YML = "config_model.yml"
+ORIGINAL_WEIGHTS = "best-models/G-model.pth"
+OUR_WEIGHTS = "best.pt"
+
+
+@dataclasses.dataclass(frozen=True)
+class RunEntry:
+    """One run to evaluate.
+
+    Attributes
+    ----------
+    path : Path
+        What ``srtrain eval --checkpoint`` is given: the run directory (original) or ``best.pt``
+        (ours); None for bicubic.
+    kind : ``"original"``, ``"ours"`` or ``"bicubic"``
+    method, scale, marker : what it holds (registry method name, 2/4/8, CELL0..CELL2)
+    """
+
+    path: Path | None
+    kind: str
+    method: str
+    scale: int
+    marker: str
+
+    @property
+    def name(self) -> str:
+        """Output directory name under ``OUT/runs``: ``{method}_x{scale}_{marker}``."""
+        return f"{self.method}_x{self.scale}_{self.marker}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Skipped:
+    """Something under ROOT that is not evaluated, and why."""
+
+    path: Path
+    reason: str
+
+
+@dataclasses.dataclass
+class Discovery:
+    """`discover_runs` result: runs to evaluate, things skipped, runs found but unusable."""
+
+    runs: list[RunEntry]
+    skipped: list[Skipped]
+    broken: list[Skipped]
+
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+    """A run (or bicubic) with its output directory and whether a complete result is there."""
+
+    entry: RunEntry
+    out: Path
+    done: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    """What happened to a job: ``status`` ``"evaluated"``, ``"resumed"`` (complete result kept) or
+    ``"failed"`` (``reason``); ``summary`` the split's means when there is a result."""
+
+    job: Job
+    status: str
+    reason: str | None = None
+    summary: dict[str, Any] | None = None
+
+
+@dataclasses.dataclass
+class EvalRunsReport:
+    """Everything `eval_runs` did; ``failed`` counts failed jobs and broken runs."""
+
+    discovery: Discovery
+    jobs: list[Job]
+    outcomes: list[Outcome]
+    tables: dict[str, Path]
+    out_dir: Path
+
+    @property
+    def failed(self) -> list[tuple[Path | None, str]]:
+        """(path, reason) of every run that could not be evaluated."""
+        out = [(b.path, b.reason) for b in self.discovery.broken]
+        out += [(o.job.entry.path, str(o.reason)) for o in self.outcomes if o.status == "failed"]
+        return out
+
+
+class EvalRunsObserver:
+    """Callbacks of `eval_runs` (all optional; the CLI draws its plan and progress bar with them)."""
+
+    def on_plan(
+        self, discovery: Discovery, jobs: Sequence[Job], n_windows: dict[tuple[str, int], int]
+    ) -> None:
+        """Before any work: what was found, skipped, and the jobs (``done`` ones are kept)."""
+
+    def on_decode(self, marker: str, scale: int, n_windows: int) -> None:
+        """A (marker, scale)'s windows are about to be decoded."""
+
+    def on_run_start(self, job: Job) -> None:
+        """A job starts (after its windows are decoded)."""
+
+    def on_windows(self, n: int) -> None:
+        """`n` more windows were scored."""
+
+    def on_run_end(self, outcome: Outcome) -> None:
+        """A job ended (evaluated, kept from a previous run, or failed)."""
+
+
+# -------------------------------------------------------------------------------------- discovery
+def _original_identity(run_dir: Path) -> tuple[dict[str, Any] | None, str | None]:
+    from trainers._pretrained import infer_original
+
+    weights = run_dir / ORIGINAL_WEIGHTS
+    try:
+        found = infer_original(weights, run_dir)
+    except Exception as exc:  # noqa: BLE001 - a damaged yml must not stop the discovery of the others
+        return None, f"cannot read {ORIGINAL_YML} ({type(exc).__name__}: {exc})"
+    missing = [k for k in ("method", "scale", "marker") if not found.get(k)]
+    if missing:
+        return None, (
+            f"cannot tell the {', '.join(missing)} of this run from {ORIGINAL_YML} or the directory names "
+            "(net_type / scale / cell_CELLk)"
+        )
+    return found, None
+
+
+def _our_identity(path: Path) -> tuple[dict[str, Any] | None, str | None]:
+    from trainers.checkpoints import load_checkpoint
+
+    try:
+        meta = load_checkpoint(path)["meta"]
+    except (OSError, ValueError) as exc:
+        return None, str(exc)
+    missing = [k for k in ("method", "scale", "marker") if not meta.get(k)]
+    if missing:
+        return None, f"{path} records no {', '.join(missing)} in its meta; evaluate it with `srtrain eval`"
+    return {
+        "method": str(meta["method"]).lower(),
+        "scale": int(meta["scale"]),
+        "marker": meta["marker"],
+    }, None
+
+
+def _check_filter(values: Iterable[Any] | None, known: Sequence[Any], what: str) -> set | None:
+    if values is None:
+        return None
+    chosen = set(values)
+    unknown = sorted(map(str, chosen - set(known)))
+    if unknown:
+        raise ValueError(f"unknown {what} {', '.join(unknown)}; known: {', '.join(map(str, known))}")
+    return chosen
+
+
+def discover_runs(
+    root: str | Path,
+    *,
+    methods: Iterable[str] | None = None,
+    markers: Iterable[str] | None = None,
+    scales: Iterable[int] | None = None,
+) -> Discovery:
+    """Find the runs under `root` (any depth) without loading any network.
+
+    An original run directory holds ``config_model.yml`` and ``best-models/G-model.pth``; a run of
+    ours holds ``best.pt``. Directories below a run are not searched; hidden ones (``.name``)
+    neither.
+
+    Parameters
+    ----------
+    root : directory (or one run directory)
+    methods, markers, scales : optional filters (registry names, CELL0..2, 2/4/8)
+
+    Returns
+    -------
+    Discovery
+        ``runs`` in path order (one per method × scale × marker: later duplicates are skipped),
+        ``skipped`` (incomplete run directories, runs outside the filters, duplicates, ``last.pt``
+        without ``best.pt``) and ``broken`` (runs whose method / scale / marker cannot be read).
+
+    Raises
+    ------
+    FileNotFoundError
+        `root` does not exist.
+    ValueError
+        An unknown method, marker or scale in the filters.
+    """
+    from trainers.models.registry import MODEL_NAMES
+
+    root = Path(root)
+    if not root.exists():
+        raise FileNotFoundError(f"{root} does not exist: give the directory holding the runs")
+    want_methods = _check_filter(
+        None if methods is None else [str(m).lower() for m in methods], MODEL_NAMES, "method(s)"
+    )
+    want_markers = _check_filter(markers, ("CELL0", "CELL1", "CELL2"), "marker(s)")
+    want_scales = _check_filter(None if scales is None else [int(s) for s in scales], (2, 4, 8), "scale(s)")
+    runs: list[RunEntry] = []
+    skipped: list[Skipped] = []
+    broken: list[Skipped] = []
+    first: dict[tuple[str, int, str], Path] = {}
+
+    def consider(path: Path, kind: str, ident: dict[str, Any] | None, why: str | None) -> None:
+        if ident is None:
+            broken.append(Skipped(path, str(why)))
+            return
+        entry = RunEntry(path, kind, str(ident["method"]).lower(), int(ident["scale"]), str(ident["marker"]))
+        outside = [
+            f"--{flag} {val}"
+            for flag, val, want in (
+                ("methods", entry.method, want_methods),
+                ("markers", entry.marker, want_markers),
+                ("scales", entry.scale, want_scales),
+            )
+            if want is not None and val not in want
+        ]
+        if outside:
+            skipped.append(Skipped(path, f"{entry.name}: not selected ({', '.join(outside)} not asked)"))
+            return
+        key = (entry.method, entry.scale, entry.marker)
+        if key in first:
+            skipped.append(
+                Skipped(path, f"{entry.name} again (already {first[key]}): one run per cell is evaluated")
+            )
+            return
+        first[key] = path
+        runs.append(entry)
+
+    if root.is_file():
+        dirs_to_walk: list[Path] = []
+        if root.name == OUR_WEIGHTS:
+            ident, why = _our_identity(root)
+            consider(root, "ours", ident, why)
+        else:
+            skipped.append(Skipped(root, "a file: give the directory holding the runs"))
+    else:
+        dirs_to_walk = [root]
+    while dirs_to_walk:
+        d = dirs_to_walk.pop(0)
+        try:
+            children = sorted(p for p in d.iterdir())
+        except OSError as exc:
+            skipped.append(Skipped(d, f"cannot list it ({exc.strerror or exc})"))
+            continue
+        names = {p.name for p in children}
+        has_yml = (d / ORIGINAL_YML).is_file()
+        has_g = (d / ORIGINAL_WEIGHTS).is_file()
+        if has_yml or has_g:
+            if not has_g:
+                skipped.append(Skipped(d, f"{ORIGINAL_YML} but no {ORIGINAL_WEIGHTS} (an incomplete copy?)"))
+            elif not has_yml:
+                skipped.append(Skipped(d, f"{ORIGINAL_WEIGHTS} but no {ORIGINAL_YML} (an incomplete copy?)"))
+            else:
+                ident, why = _original_identity(d)
+                consider(d, "original", ident, why)
+            continue
+        if OUR_WEIGHTS in names and (d / OUR_WEIGHTS).is_file():
+            ident, why = _our_identity(d / OUR_WEIGHTS)
+            p = d / OUR_WEIGHTS
+            consider(p, "ours", ident, why)
+            continue
+        if "last.pt" in names and "config.yaml" in names:
+            skipped.append(
+                Skipped(d, "last.pt but no best.pt (no validation yet): nothing selected to evaluate")
+            )
+            continue
+        dirs_to_walk[:0] = [p for p in children if p.is_dir() and not p.name.startswith(".")]
+    return Discovery(runs, skipped, broken)
+
+
+# ----------------------------------------------------------------------------------------- planning
+def _complete(out: Path, entry: RunEntry, store: str, split: str, n_windows: int) -> bool:
+    """True when `out` holds a finished evaluation of `entry` on the same data."""
+    from trainers.evaluate import read_eval
+
+    if not (out / "windows.csv").is_file():
+        return False
+    try:
+        s = read_eval(out)
+    except (OSError, ValueError):
+        return False
+
+    def same_path(a: Any, b: Path | None) -> bool:
+        if a is None or b is None:
+            return a is None and b is None
+        return Path(str(a)).resolve() == b.resolve()
+
+    return (
+        s.get("split") == split
+        and str(s.get("method")) == entry.method
+        and int(s.get("scale", -1)) == entry.scale
+        and s.get("marker") == entry.marker
+        and s.get("n_windows") == n_windows
+        and same_path(s.get("store"), Path(store))
+        and same_path(s.get("checkpoint"), entry.path)
+    )
+
+
+def _count_windows(store: str, split: str, marker: str, scale: int, max_windows: int | None) -> int:
+    from srdata.datasets import WindowDataset
+
+    ds = WindowDataset(store, split, scale, marker, max_windows=max_windows)
+    try:
+        return len(ds)
+    finally:
+        ds.close()
+
+
+def plan_jobs(
+    discovery: Discovery,
+    store: str | Path,
+    out_dir: str | Path,
+    *,
+    split: str = "test",
+    bicubic: bool = True,
+    max_windows: int | None = None,
+) -> tuple[list[Job], dict[tuple[str, int], int]]:
+    """The jobs (bicubic first within each marker × scale) and the window count per pair.
+
+    Runs whose marker or scale the store does not hold move to ``discovery.skipped``.
+
+    Raises
+    ------
+    StoreFormatError, ValueError
+        Not a store, or an unknown split.
+    """
+    from srdata.schema import SPLITS, open_root, read_attrs
+
+    store = str(store)
+    attrs = read_attrs(open_root(store, mode="r"), where=store)
+    if split not in SPLITS:
+        raise ValueError(f"split={split!r} is not one of {', '.join(SPLITS)}")
+    kept: list[RunEntry] = []
+    for r in discovery.runs:
+        if r.marker not in attrs.markers or r.scale not in attrs.scales:
+            discovery.skipped.append(
+                Skipped(
+                    r.path or Path(store),
+                    f"{r.name}: the store holds markers {attrs.markers} and scales {list(attrs.scales)}",
+                )  # fmt: skip
+            )
+        else:
+            kept.append(r)
+    discovery.runs = kept
+    pairs = sorted({(r.marker, r.scale) for r in kept}, key=lambda p: (p[1], p[0]))
+    counts = {p: _count_windows(store, split, p[0], p[1], max_windows) for p in pairs}
+    runs_dir = Path(out_dir) / "runs"
+    jobs: list[Job] = []
+    for marker, scale in pairs:
+        entries = [RunEntry(None, "bicubic", "bicubic", scale, marker)] if bicubic else []
+        entries += [r for r in kept if (r.marker, r.scale) == (marker, scale)]
+        for e in entries:
+            out = runs_dir / e.name
+            jobs.append(Job(e, out, _complete(out, e, store, split, counts[(marker, scale)])))
+    return jobs, counts
+
+
+# --------------------------------------------------------------------------------------- evaluation
+def _run_one(
+    job: Job, windows: Any, *, device: Any, pixel_size_um: float | None, observer: EvalRunsObserver
+) -> dict[str, Any]:
+    """Evaluate one job on decoded windows and write its results; returns the split's means."""
+    from trainers.evaluate import evaluate_decoded, load_eval_model, write_eval
+
+    e = job.entry
+    if e.kind == "bicubic":
+        model: Any = "bicubic"
+        name = "bicubic"
+    else:
+        model, name = load_eval_model(e.path, method=e.method, scale=e.scale, marker=e.marker, device=device)
+    sizes = windows.batch_sizes
+    done = 0
+
+    def progress(i: int, total: int) -> None:
+        nonlocal done
+        n = sum(sizes[done:i])
+        done = i
+        observer.on_windows(n)
+
+    result = evaluate_decoded(
+        model, windows, method=name, checkpoint=e.path, device=device, pixel_size_um=pixel_size_um,
+        progress=progress,
+    )  # fmt: skip
+    write_eval(job.out, result)
+    return result.summary
+
+
+def _write_json(path: Path, payload: Any) -> None:
+    import tempfile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(json.dumps(payload, indent=2) + "\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+_OUR_FILES = ("windows.csv", "summary.json", "eval_runs.json", "table4_roi", "table5_full", "table_frc",
+              "delta_paper")  # fmt: skip
+
+
+def _remove_stale_temporaries(out: Path) -> None:
+    """Delete the temporary files a killed earlier call left (``.NAME.XXXX.tmp`` of our own files)."""
+    for d in [out, out / "tables", *sorted((out / "runs").glob("*/"))]:
+        for p in d.glob(".*.tmp") if d.is_dir() else ():
+            if p.is_file() and p.name[1:].startswith(_OUR_FILES):
+                p.unlink(missing_ok=True)
+
+
+def _collect_summaries(runs_dir: Path, store: str, split: str) -> list[dict[str, Any]]:
+    """Every complete result under ``OUT/runs`` of this store and split (earlier calls included)."""
+    from trainers.evaluate import read_eval
+
+    out = []
+    if not runs_dir.is_dir():
+        return out
+    for d in sorted(p for p in runs_dir.iterdir() if p.is_dir()):
+        try:
+            s = read_eval(d)
+        except (OSError, ValueError):
+            continue
+        if s.get("split") != split or Path(str(s.get("store"))).resolve() != Path(store).resolve():
+            log.warning("%s: an evaluation of another store or split; left out of the tables", d)
+            continue
+        s["_path"] = str(d)
+        out.append(s)
+    return out
+
+
+def eval_runs(
+    root: str | Path,
+    store: str | Path,
+    out_dir: str | Path,
+    *,
+    split: str = "test",
+    device: str | None = None,
+    methods: Iterable[str] | None = None,
+    markers: Iterable[str] | None = None,
+    scales: Iterable[int] | None = None,
+    batch_size: int = 1,
+    max_windows: int | None = None,
+    bicubic: bool = True,
+    compare_paper: bool = True,
+    observer: EvalRunsObserver | None = None,
+) -> EvalRunsReport:
+    """Evaluate every run under `root` on a split of `store`, write per-run results and the tables.
+
+    Parameters
+    ----------
+    root : directory holding original run directories and / or runs of ours, at any depth
+    store : store built by ``srdata build`` / ``srdata import-patches``
+    out_dir : output directory (layout in the module docstring); reused to resume
+    split : ``test`` (the paper's tables), ``val`` or ``train``
+    device : ``cpu``, ``cuda``... (default: CUDA when available), as ``srtrain eval``
+    methods, markers, scales : optional filters
+    batch_size, max_windows : as ``srtrain eval`` (keep batch_size 1 for the benchmark's NLSN draws)
+    bicubic : also evaluate the bicubic baseline once per marker × scale
+    compare_paper : write ``tables/delta_paper.{md,csv}`` (test split only)
+    observer : progress callbacks
+
+    Returns
+    -------
+    EvalRunsReport
+
+    Raises
+    ------
+    FileNotFoundError, ValueError, StoreFormatError
+        Bad `root`, filters, store or split (before any evaluation).
+    """
+    from trainers._ddp import resolve_device
+    from trainers.evaluate import decode_windows, hr_pixel_size_um
+    from trainers.tables import write_tables
+
+    obs = observer or EvalRunsObserver()
+    store = str(store)
+    out = Path(out_dir)
+    dev = resolve_device(device)
+    discovery = discover_runs(root, methods=methods, markers=markers, scales=scales)
+    jobs, counts = plan_jobs(discovery, store, out, split=split, bicubic=bicubic, max_windows=max_windows)
+    obs.on_plan(discovery, jobs, counts)
+    _remove_stale_temporaries(out)
+    pixel_size_um = hr_pixel_size_um(store)
+    outcomes: list[Outcome] = []
+    for pair in counts:
+        group = [j for j in jobs if (j.entry.marker, j.entry.scale) == pair]
+        for j in group:
+            if j.done:
+                outcome = Outcome(j, "resumed", summary=_read_metrics(j.out))
+                outcomes.append(outcome)
+                obs.on_run_end(outcome)
+        pending = [j for j in group if not j.done]
+        if not pending:
+            continue
+        obs.on_decode(pair[0], pair[1], counts[pair])
+        try:
+            windows = decode_windows(
+                store, split=split, marker=pair[0], scale=pair[1], batch_size=batch_size,
+                max_windows=max_windows,
+            )  # fmt: skip
+        except Exception as exc:  # noqa: BLE001 - a damaged part of the store fails its runs only
+            for j in pending:
+                outcome = Outcome(j, "failed", f"decoding the {pair[0]} x{pair[1]} windows failed: {exc}")
+                outcomes.append(outcome)
+                obs.on_run_end(outcome)
+            continue
+        for j in pending:
+            obs.on_run_start(j)
+            try:
+                summary = _run_one(j, windows, device=dev, pixel_size_um=pixel_size_um, observer=obs)
+                outcome = Outcome(j, "evaluated", summary=summary)
+            except Exception as exc:  # noqa: BLE001 - one broken run must not stop the others
+                log.debug("run %s failed", j.entry.path, exc_info=True)
+                outcome = Outcome(j, "failed", f"{type(exc).__name__}: {exc}")
+            outcomes.append(outcome)
+            obs.on_run_end(outcome)
+        del windows
+    summaries = _collect_summaries(out / "runs", store, split)
+    tables: dict[str, Path] = {}
+    if summaries:
+        tables = write_tables(
+            summaries, out / "tables", frc=True, compare_paper=compare_paper and split == "test"
+        )
+    report = EvalRunsReport(discovery, jobs, outcomes, tables, out)
+    _write_json(out / "eval_runs.json", _report_payload(report, root, store, split))
+    return report
+
+
+def _read_metrics(out: Path) -> dict[str, Any] | None:
+    from trainers.evaluate import read_eval
+
+    try:
+        return read_eval(out)["metrics"]
+    except (OSError, ValueError):
+        return None
+
+
+def _report_payload(report: EvalRunsReport, root: Any, store: str, split: str) -> dict[str, Any]:
+    """``eval_runs.json``: the same after a resumed run as after an uninterrupted one."""
+    status = {id(o.job): o for o in report.outcomes}
+    runs = []
+    for j in report.jobs:
+        o = status.get(id(j))
+        runs.append({
+            "name": j.entry.name, "kind": j.entry.kind, "method": j.entry.method, "scale": j.entry.scale,
+            "marker": j.entry.marker, "path": None if j.entry.path is None else str(j.entry.path),
+            "out": j.out.relative_to(report.out_dir).as_posix(),
+            "status": "failed" if o is None or o.status == "failed" else "done",
+            "reason": None if o is None else o.reason,
+        })  # fmt: skip
+    return {
+        "root": str(root),
+        "store": store,
+        "split": split,
+        "runs": runs,
+        "broken": [{"path": str(b.path), "reason": b.reason} for b in report.discovery.broken],
+        "skipped": [{"path": str(s.path), "reason": s.reason} for s in report.discovery.skipped],
+        "tables": sorted(report.tables),
+    }
