@@ -34,6 +34,10 @@ __all__ = [
     "save_checkpoint",
     "load_checkpoint",
     "load_pretrained",
+    "previous_path",
+    "nonfinite_keys",
+    "load_resume_checkpoint",
+    "load_init_weights",
 ]
 
 log = logging.getLogger(__name__)
@@ -83,6 +87,7 @@ def save_checkpoint(
     config: Mapping[str, Any],
     meta: Mapping[str, Any],
     training_state: Mapping[str, Any] | None = None,
+    keep_previous: bool = False,
 ) -> Path:
     """Write a checkpoint atomically in this toolkit's format.
 
@@ -99,6 +104,11 @@ def save_checkpoint(
         ``overrides`` ({}), ``step`` (0) and ``epoch`` (0) are filled in when absent.
     training_state : mapping, optional
         Optimizer / scheduler / RNG / loader state for resuming.
+    keep_previous : bool
+        Keep the file being replaced as `previous_path` (``last.pt`` -> ``last.prev.pt``), a
+        fallback for a newest file damaged after the write (`load_resume_checkpoint`). The old
+        file is hard-linked there before the new one takes its name (renamed where links are not
+        supported), so `path` exists at every moment once it has been written.
 
     Returns
     -------
@@ -137,6 +147,8 @@ def save_checkpoint(
             torch.save(payload, fh)
             fh.flush()
             os.fsync(fh.fileno())
+        if keep_previous and path.exists():
+            _keep_as_previous(path)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -150,6 +162,50 @@ def save_checkpoint(
     except OSError:
         pass
     return path
+
+
+def previous_path(path: str | os.PathLike) -> Path:
+    """Where `save_checkpoint(keep_previous=True)` keeps the replaced file: last.pt -> last.prev.pt."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}.prev{path.suffix}")
+
+
+def _keep_as_previous(path: Path) -> None:
+    prev = previous_path(path)
+    staging = prev.with_name(f".{prev.name}.link")
+    staging.unlink(missing_ok=True)
+    try:
+        os.link(path, staging)
+        os.replace(staging, prev)
+    except OSError:  # no hard links here: a rename (path is briefly absent; resume then uses prev)
+        staging.unlink(missing_ok=True)
+        os.replace(path, prev)
+
+
+def nonfinite_keys(state: Mapping[str, Any]) -> list[str]:
+    """Names of the floating-point tensors of `state` that hold a NaN or an infinity.
+
+    Parameters
+    ----------
+    state : mapping str -> tensor
+        A ``state_dict`` (any device; one host read for the whole mapping, a second one only
+        when something is non-finite, to name the keys).
+
+    Returns
+    -------
+    list of str
+        Empty when every floating-point tensor is finite.
+    """
+    import torch
+
+    keys = [k for k, v in state.items() if isinstance(v, torch.Tensor) and v.is_floating_point()]
+    if not keys:
+        return []
+    dev = state[keys[0]].device
+    flags = torch.stack([torch.isfinite(state[k]).all().to(dev) for k in keys])
+    if bool(flags.all()):
+        return []
+    return [k for k, ok in zip(keys, flags.tolist(), strict=True) if not ok]
 
 
 # ------------------------------------------------------------------------------------------ loading
@@ -356,3 +412,106 @@ def load_pretrained(
     model.eval()
     info.update(method=method, scale=scale, marker=marker, overrides=overrides)
     return model, info
+
+
+# ------------------------------------------------------------------------------ resume / fine-tune
+def load_resume_checkpoint(
+    run_dir: str | os.PathLike, *, map_location: Any = "cpu"
+) -> tuple[dict[str, Any], Path, list[str]]:
+    """The checkpoint a resumed run continues from: ``last.pt``, else its kept predecessor.
+
+    ``last.pt`` is used when it reads back, holds a training state and only finite weights;
+    otherwise ``last.prev.pt`` (kept by `save_checkpoint(keep_previous=True)`) under the same rules.
+
+    Parameters
+    ----------
+    run_dir : path
+        A run directory of ``srtrain fit``.
+    map_location : str or torch.device
+
+    Returns
+    -------
+    checkpoint : dict
+        As `load_checkpoint`.
+    path : Path
+        The file used.
+    problems : list of str
+        Why each file tried before it was refused (empty when ``last.pt`` was used).
+
+    Raises
+    ------
+    CheckpointError
+        Neither file is usable (the message lists why for each).
+    """
+    run = Path(run_dir)
+    problems: list[str] = []
+    for name in ("last.pt", previous_path("last.pt").name):
+        path = run / name
+        if not path.exists():
+            problems.append(f"{name} does not exist")
+            continue
+        try:
+            ckpt = load_checkpoint(path, map_location=map_location)
+        except (CheckpointError, FileNotFoundError) as exc:
+            problems.append(str(exc))
+            continue
+        if not isinstance(ckpt.get("training_state"), Mapping):
+            problems.append(f"{path} holds no training state (weights only); it cannot be resumed")
+            continue
+        bad = nonfinite_keys(ckpt["model"])
+        if bad:
+            problems.append(
+                f"{path} holds non-finite weights ({len(bad)} tensor(s), e.g. {', '.join(bad[:3])})"
+            )
+            continue
+        return ckpt, path, problems
+    raise CheckpointError(
+        f"cannot resume {run}: " + "; ".join(problems) + ". Start a new run there with --force (or "
+        "choose another --out); best.pt, if present, still holds the best weights"
+    )
+
+
+def load_init_weights(model: Any, path: str | os.PathLike, *, method: str, scale: int) -> dict[str, Any]:
+    """Load the weights of `path` into `model` strictly (fine-tuning's starting point).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The freshly built network (its keys and shapes are the reference).
+    path : path-like
+        A checkpoint of ours (``best.pt``/``last.pt``) or its run directory, an original run
+        directory, or a bare ``G-model.pth`` (read by `load_pretrained`).
+    method, scale : the network `model` is; the file must hold the same (marker may differ).
+
+    Returns
+    -------
+    dict
+        `load_pretrained`'s info (``source``, ``format``, ``method``, ``scale``, ``marker``,
+        ``overrides``).
+
+    Raises
+    ------
+    FileNotFoundError
+        No such file, or a directory without weights.
+    CheckpointError
+        Unreadable file, another method or scale, or keys / shapes that do not fit `model` (the
+        message names the path and the overrides the weights were made with).
+    """
+    from trainers._pretrained import explain_mismatch
+
+    loaded, info = load_pretrained(path, method=method, scale=scale)
+    state = loaded.state_dict()
+    problem = explain_mismatch(model.state_dict(), state, method, scale, Path(info["source"]), strict=True)
+    if problem is not None:
+        hint = ""
+        if info.get("overrides"):
+            sets = " ".join(f"--set model.overrides.{k}={v}" for k, v in info["overrides"].items())
+            hint = f"; the file's network was built with {info['overrides']} ({sets})"
+        raise CheckpointError(f"init weights {path}: {problem}{hint}")
+    bad = nonfinite_keys(state)
+    if bad:
+        raise CheckpointError(
+            f"init weights {path} hold non-finite values ({len(bad)} tensor(s), e.g. {', '.join(bad[:3])})"
+        )
+    model.load_state_dict(state, strict=True)
+    return info
