@@ -34,6 +34,7 @@ __all__ = [
     "save_checkpoint",
     "load_checkpoint",
     "load_pretrained",
+    "read_weights",
     "previous_path",
     "nonfinite_keys",
     "load_resume_checkpoint",
@@ -342,14 +343,62 @@ def load_pretrained(
         conflict with the file; keys or shapes that do not fit the network (one message listing
         missing, unexpected and reshaped keys, and which registered network they do fit).
     """
-    from trainers._pretrained import (
-        explain_mismatch,
-        infer_original,
-        method_from,
-        resolve_weights_path,
-        unwrap_state_dict,
-    )
+    from trainers._pretrained import explain_mismatch
     from trainers.models import build_model
+
+    state, info = read_weights(path, method=method, scale=scale, marker=marker, map_location=map_location)
+    method, scale, marker = info["method"], info["scale"], info["marker"]
+    overrides, yml_overrides = info.pop("overrides"), info.pop("yml_overrides")
+    in_channels, weights_path = info.pop("in_channels"), Path(info["source"])
+    attempts = [{**overrides, **yml_overrides}, overrides] if yml_overrides else [overrides]
+    model, problem = None, None
+    for attempt in attempts:
+        candidate = build_model(method, scale, in_channels=in_channels, **attempt)
+        problem = explain_mismatch(candidate.state_dict(), state, method, scale, weights_path, strict=strict)
+        if problem is None:
+            model, overrides = candidate, attempt
+            break
+        if len(attempts) > 1 and attempt is attempts[0]:
+            log.warning("%s: hyperparameters %s read from the yml do not fit the weights; trying the "
+                        "benchmark defaults", weights_path, yml_overrides)
+    if model is None:
+        raise CheckpointError(problem)
+    result = model.load_state_dict(state, strict=strict)
+    if not strict:
+        info.update(missing_keys=list(result.missing_keys), unexpected_keys=list(result.unexpected_keys))
+    model.eval()
+    info.update(overrides=overrides)
+    return model, info
+
+
+def read_weights(
+    path: str | os.PathLike,
+    *,
+    method: str | None = None,
+    scale: int | None = None,
+    marker: str | None = None,
+    map_location: Any = "cpu",
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The state_dict of a checkpoint (ours or the original's) and what the file says about it.
+
+    Parameters are those of `load_pretrained`; nothing is built.
+
+    Returns
+    -------
+    state : dict str -> tensor
+        The network's weights (an original's ``module.`` prefix removed).
+    info : dict
+        ``source`` (the weights file), ``format`` (``"srcaco2"`` / ``"original"``), ``method``,
+        ``scale``, ``marker``, ``in_channels``, ``overrides`` (ours: the run's architecture
+        overrides), ``yml_overrides`` (original: hyperparameters of its yml that differ from the
+        benchmark's), and ``meta`` / ``config`` (ours) or ``original``.
+
+    Raises
+    ------
+    FileNotFoundError, CheckpointError
+        As `load_pretrained` (except the fit to a network, which this does not check).
+    """
+    from trainers._pretrained import infer_original, method_from, resolve_weights_path, unwrap_state_dict
     from trainers.models.registry import MODEL_NAMES
 
     weights_path, run_dir = resolve_weights_path(Path(path))
@@ -360,6 +409,7 @@ def load_pretrained(
     obj = _torch_load(weights_path, map_location)
     info: dict[str, Any] = {"source": str(weights_path)}
     overrides: dict[str, Any] = {}
+    yml_overrides: dict[str, Any] = {}
     in_channels = 1
     if isinstance(obj, dict) and obj.get("format") == CHECKPOINT_FORMAT:
         ckpt = _validated(obj, weights_path)
@@ -372,7 +422,6 @@ def load_pretrained(
         in_channels = int(meta.get("in_channels") or 1)
         state = ckpt["model"]
         info.update(format="srcaco2", meta=meta, config=ckpt["config"])
-        yml_overrides: dict[str, Any] = {}
     else:
         state = unwrap_state_dict(obj, weights_path)
         found = infer_original(weights_path, run_dir)
@@ -392,26 +441,11 @@ def load_pretrained(
     scale = int(scale)
     if marker is not None and not re.fullmatch(r"CELL[0-2]", str(marker)):
         raise CheckpointError(f"marker must be CELL0, CELL1 or CELL2, got {marker!r} for {weights_path}")
-
-    attempts = [{**overrides, **yml_overrides}, overrides] if yml_overrides else [overrides]
-    model, problem = None, None
-    for attempt in attempts:
-        candidate = build_model(method, scale, in_channels=in_channels, **attempt)
-        problem = explain_mismatch(candidate.state_dict(), state, method, scale, weights_path, strict=strict)
-        if problem is None:
-            model, overrides = candidate, attempt
-            break
-        if len(attempts) > 1 and attempt is attempts[0]:
-            log.warning("%s: hyperparameters %s read from the yml do not fit the weights; trying the "
-                        "benchmark defaults", weights_path, yml_overrides)
-    if model is None:
-        raise CheckpointError(problem)
-    result = model.load_state_dict(state, strict=strict)
-    if not strict:
-        info.update(missing_keys=list(result.missing_keys), unexpected_keys=list(result.unexpected_keys))
-    model.eval()
-    info.update(method=method, scale=scale, marker=marker, overrides=overrides)
-    return model, info
+    info.update(
+        method=method, scale=scale, marker=marker, in_channels=in_channels, overrides=overrides,
+        yml_overrides=yml_overrides,
+    )  # fmt: skip
+    return state, info
 
 
 # ------------------------------------------------------------------------------ resume / fine-tune
@@ -499,14 +533,14 @@ def load_init_weights(model: Any, path: str | os.PathLike, *, method: str, scale
     """
     from trainers._pretrained import explain_mismatch
 
-    loaded, info = load_pretrained(path, method=method, scale=scale)
-    state = loaded.state_dict()
+    state, info = read_weights(path, method=method, scale=scale)
     problem = explain_mismatch(model.state_dict(), state, method, scale, Path(info["source"]), strict=True)
     if problem is not None:
+        made_with = {**info["overrides"], **info["yml_overrides"]}
         hint = ""
-        if info.get("overrides"):
-            sets = " ".join(f"--set model.overrides.{k}={v}" for k, v in info["overrides"].items())
-            hint = f"; the file's network was built with {info['overrides']} ({sets})"
+        if made_with:
+            sets = " ".join(f"--set model.overrides.{k}={v}" for k, v in made_with.items())
+            hint = f"; the file's network was built with {made_with} ({sets})"
         raise CheckpointError(f"init weights {path}: {problem}{hint}")
     bad = nonfinite_keys(state)
     if bad:
