@@ -218,6 +218,13 @@ def _torch_load(path: Path, map_location: Any) -> Any:
         raise FileNotFoundError(f"checkpoint {path} does not exist")
     if path.is_dir():
         raise CheckpointError(f"{path} is a directory, not a checkpoint file")
+    with path.open("rb") as fh:
+        head = fh.read(4)
+    if not (head.startswith(b"PK") or head[:1] == b"\x80"):  # torch.save: a zip, or (legacy) a pickle
+        raise CheckpointError(
+            f"{path} is not a checkpoint: not a PyTorch file (it starts with {head!r}, neither a zip "
+            "archive nor a pickle); an empty, overwritten or foreign file"
+        )
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
