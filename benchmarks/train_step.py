@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import sys
@@ -129,7 +130,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
         name = torch.cuda.get_device_name()
     meta = {"device": name, "torch": torch.__version__, "reduced": reduced, "scale": args.scale,
             "batch": batch, "h_size": h_size, "steps": steps, "compile": args.compile,
-            "step_fn": "trainers.engine.step.train_step", "command": "python -m benchmarks.train_step "
+            "step_fn": "trainers.engine.step.train_step", "cpu_count": os.cpu_count(),
+            "load_avg_1min_at_end": os.getloadavg()[0], "command": "python -m benchmarks.train_step "
             + " ".join(argv if argv is not None else sys.argv[1:])}  # fmt: skip
     path.write_text(json.dumps({"meta": meta, "results": rows}, indent=2))
     print(f"-> {path}")
