@@ -80,6 +80,16 @@ class LoaderSettings:
         Random paired dihedral transforms (train).
     use_interpolated_low : bool
         Synthesise LR from HR (off in the benchmark).
+
+    Examples
+    --------
+    >>> s = LoaderSettings(num_workers=4, preload="auto")
+    >>> s.num_workers, s.roi_threshold, s.pin_memory
+    (4, 4, True)
+    >>> LoaderSettings(num_workers=-1)
+    Traceback (most recent call last):
+    ...
+    ValueError: num_workers=-1 must be >= 0 (0 = load in the main process)
     """
 
     num_workers: int = 0

@@ -293,6 +293,7 @@ def _fit(
             tb.close()
         if validator is not None:
             validator.close()
+        loader.close()  # stop the persistent workers now, not whenever the loader is collected
     notify("end", {"step": loop.step, "best": loop.best, "best_step": loop.best_step})
     return FitResult(
         run_dir=out,
