@@ -1,6 +1,7 @@
 """Training-step time and peak memory per method: the original's way vs this toolkit's fast path.
 
-Two variants of one optimiser step (forward, loss ``MSE − 5·SSIM(19, same)``, backward, SGD step):
+It times `srtrain fit`'s own step, `trainers.engine.step.train_step` (forward, loss
+``MSE − 5·SSIM(19, same)``, backward, SGD Nesterov step; no host read inside), in two variants:
 
 * ``baseline``: fp32, eager, NCHW, the SSIM as 5 dense depthwise convolutions
   (`kernels.ssim.ssim_5conv`, the original's formulation);
@@ -11,6 +12,10 @@ On a CUDA machine the default is the benchmark's batch (8 crops of 128²) and fu
 CPU it runs a REDUCED version (batch 2 of 64² crops, a few methods, fewer steps) and says so in the
 table and the JSON: CPU numbers only show that the script works, not what a GPU gains.
 
+``step_ms`` is the median of single steps, each followed by a device synchronisation (batch copy
+from pinned memory included); ``pipelined_step_ms`` the mean over `steps` steps run back to back
+with one read at the end, as `fit` runs between its reads (``train.sync_every``).
+
 Run: ``python -m benchmarks.train_step [--methods vdsr,swinir] [--scale 4] [--steps 10] [--compile]``;
 JSON goes to ``benchmarks/results/train_step_<device>.json``.
 """
@@ -19,31 +24,20 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
+import sys
 import time
 from pathlib import Path
 
 import torch
 
+from trainers.engine.step import StepContext, batch_to_device, train_step
+
 CUDA_METHODS = ("srcnn", "vdsr", "drrn", "memnet", "dfcan", "swinir", "omnisr", "dbpn", "srfbn", "prosr",
                 "mslapsrn", "edsr_liif", "nlsn", "enlcn", "grl", "act")  # fmt: skip
 CPU_METHODS = ("srcnn", "vdsr", "dfcan", "mslapsrn")
-
-
-def _step_fn(model, criterion, opt, device, amp, channels_last):
-    def step(lr, hr):
-        if channels_last:
-            lr = lr.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            out = model(lr)
-        loss, _ = criterion(out, hr)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        return loss
-
-    return step
 
 
 def bench_one(method: str, variant: str, *, scale: int, batch: int, h_size: int, steps: int, warmup: int,
@@ -64,23 +58,34 @@ def bench_one(method: str, variant: str, *, scale: int, batch: int, h_size: int,
         model = torch.compile(model)
     criterion = SRLoss(LossConfig(), ssim_fn=ssim if fast else ssim_5conv)
     opt = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9, nesterov=True)
-    step = _step_fn(model, criterion, opt, device, fast and device.type == "cuda", channels_last)
+    ctx = StepContext(net=model, model=model, criterion=criterion, optimizer=opt, device=device,
+                      amp=fast and device.type == "cuda", channels_last=channels_last)  # fmt: skip
     g = torch.Generator(device="cpu").manual_seed(1)
-    hr = torch.rand(batch, 1, h_size, h_size, generator=g).to(device)
-    lr = torch.nn.functional.avg_pool2d(hr, scale)
+    hr = torch.rand(batch, 1, h_size, h_size, generator=g)
+    cpu_batch = {"hr": hr, "lr": torch.nn.functional.avg_pool2d(hr, scale)}
+    if device.type == "cuda":  # as the loader delivers them: page-locked, copied without blocking
+        cpu_batch = {k: v.pin_memory() for k, v in cpu_batch.items()}
     times = []
     if device.type == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
     for i in range(warmup + steps):
         t0 = time.perf_counter()
-        step(lr, hr)
+        lr, hr_dev = batch_to_device(cpu_batch, device, channels_last=channels_last)
+        train_step(ctx, lr, hr_dev)
         if device.type == "cuda":
             torch.cuda.synchronize()
         if i >= warmup:
             times.append(1e3 * (time.perf_counter() - t0))
+    t0 = time.perf_counter()  # as fit runs: no wait between steps, one read at the end
+    for _ in range(steps):
+        lr, hr_dev = batch_to_device(cpu_batch, device, channels_last=channels_last)
+        out = train_step(ctx, lr, hr_dev)
+    out.loss.item()
+    pipelined = 1e3 * (time.perf_counter() - t0) / steps
     peak = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else None
-    return {"method": method, "variant": variant, "step_ms": statistics.median(times), "peak_mib": peak,
+    return {"method": method, "variant": variant, "step_ms": statistics.median(times),
+            "pipelined_step_ms": pipelined, "peak_mib": peak,
             "params": sum(p.numel() for p in model.parameters())}  # fmt: skip
 
 
@@ -115,7 +120,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
             rows.append(r)
             peak = "-" if r.get("peak_mib") is None else f"{r['peak_mib']:.0f}"
             ms = f"{r['step_ms']:.1f}" if "step_ms" in r else r["error"][:60]
-            print(f"{m:10s} {variant:9s} step {ms:>10} ms  peak {peak:>6} MiB")
+            pipe = f"{r['pipelined_step_ms']:.1f}" if "pipelined_step_ms" in r else "-"
+            print(f"{m:10s} {variant:9s} step {ms:>10} ms  pipelined {pipe:>8} ms  peak {peak:>6} MiB")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"train_step_{device.type}.json"
@@ -123,7 +129,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
     if device.type == "cuda":
         name = torch.cuda.get_device_name()
     meta = {"device": name, "torch": torch.__version__, "reduced": reduced, "scale": args.scale,
-            "batch": batch, "h_size": h_size, "steps": steps, "compile": args.compile}  # fmt: skip
+            "batch": batch, "h_size": h_size, "steps": steps, "compile": args.compile,
+            "step_fn": "trainers.engine.step.train_step", "cpu_count": os.cpu_count(),
+            "load_avg_1min_at_end": os.getloadavg()[0], "command": "python -m benchmarks.train_step "
+            + " ".join(argv if argv is not None else sys.argv[1:])}  # fmt: skip
     path.write_text(json.dumps({"meta": meta, "results": rows}, indent=2))
     print(f"-> {path}")
     return rows

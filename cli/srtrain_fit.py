@@ -20,8 +20,10 @@ def _help() -> str:
     )
     return (
         "Train a super-resolution model with the SR-CACO-2 recipe and keep the best by ROI PSNR.\n\n"
-        "Writes OUT/config.yaml, last.pt, best.pt, metrics.csv, val.csv (and tb/ with TensorBoard). "
-        "Under `torchrun --nproc_per_node N srtrain fit ...` it trains data parallel.\n\n"
+        "Writes OUT/config.yaml, last.pt (and last.prev.pt, the one before), best.pt, metrics.csv, "
+        "val.csv (and tb/ with TensorBoard). A run folder whose run stopped before its first checkpoint "
+        "is reused without --force. Under `torchrun --nproc_per_node N srtrain fit ...` it trains data "
+        "parallel (rank 0 reports).\n\n"
         "Both recipes share the benchmark's hyper-parameters (SGD Nesterov lr 0.01, MyStepLR 30/0.5 "
         "floor 1e-4, batch 8 of 128² crops, 100 epochs, MSE − 5·SSIM19, ROI-biased crops, validation on "
         "the first 128 val windows of the official fold order, selection by ROI PSNR). "
@@ -77,17 +79,35 @@ def build_config(store, method, scale, marker, config_path, overrides, recipe=No
     help="Dotted override, e.g. --set train.epochs=5 --set model.overrides.num_features=16.",
 )  # fmt: skip
 @click.option("--out", "out_dir", required=True, type=click.Path(), help="Run directory.")
-@click.option("--resume", is_flag=True, help="Continue the run in --out from its last.pt.")
+@click.option(
+    "--init-from", "init_from", type=click.Path(exists=True),
+    help="Fine-tune: start from these weights (a run of ours: its directory, best.pt or last.pt; an "
+         "original run directory; a bare G-model.pth) with a fresh optimiser. Recorded as "
+         "model.init_from in config.yaml.",
+)  # fmt: skip
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its last.pt (or last.prev.pt).")
 @click.option("--force", is_flag=True, help="Overwrite a previous run in --out.")
 @click.option("--device", help="cpu or cuda (default: cuda when available).")
-def fit(store, method, scale, marker, config_path, recipe, overrides, out_dir, resume, force, device):
-    """Train a super-resolution model with the SR-CACO-2 recipe and keep the best by ROI PSNR."""
+def fit(
+    store, method, scale, marker, config_path, recipe, overrides, out_dir, init_from, resume, force, device
+):
+    import os
+    from pathlib import Path
+
     from tqdm import tqdm
 
     from trainers.config import ConfigError
     from trainers.fit import RunDirError, TrainingDivergedError
     from trainers.fit import fit as run_fit
 
+    rank = int(os.environ.get("RANK", "0"))
+    if init_from:
+        if resume:
+            raise click.UsageError(
+                "--init-from starts a new run from given weights; --resume continues the run in --out "
+                "(its weights come from its last.pt): use one of them"
+            )
+        overrides = (*overrides, f"model.init_from={Path(init_from).resolve()}")
     try:
         if resume and not (store or method or scale or marker or config_path or overrides):
             cfg = None
@@ -107,6 +127,12 @@ def fit(store, method, scale, marker, config_path, recipe, overrides, out_dir, r
     def callback(event, info):
         nonlocal bar
         if event == "start":
+            if info.get("resume_problems"):
+                click.echo(
+                    f"resuming from {info['resumed_from']} ({'; '.join(info['resume_problems'])})", err=True
+                )
+            if info.get("init_from"):
+                click.echo(f"initial weights: {info['init_from']}", err=True)
             bar = tqdm(
                 total=info["total_steps"], initial=info["step"], unit="step", desc="fit", dynamic_ncols=True
             )
@@ -124,9 +150,12 @@ def fit(store, method, scale, marker, config_path, recipe, overrides, out_dir, r
     try:
         res = run_fit(cfg, out_dir, resume=resume, force=force, device=device, callback=callback)
     except (RunDirError, FileNotFoundError, TrainingDivergedError, ConfigError, ValueError, OSError) as exc:
-        raise click.ClickException(str(exc)) from exc
+        # CheckpointError (a damaged run, --init-from weights that do not fit) is a ValueError
+        raise click.ClickException(str(exc) if rank == 0 else f"[rank {rank}] {exc}") from exc
     finally:
         if bar is not None:
             bar.close()
+    if res.rank != 0:  # under torchrun only rank 0 validates and reports
+        return
     best = "n/a" if res.best_metric is None else f"{res.best_metric:.3f} at step {res.best_step}"
     click.echo(f"trained {res.step} steps; best validation score {best}; run in {res.run_dir}")

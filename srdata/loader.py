@@ -21,6 +21,7 @@ Example
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -34,9 +35,98 @@ from srdata.datasets import CropDataset, WindowDataset
 from srdata.schema import PATCH_SIZE, SCALES, image_path
 from srdata.transforms import to_float
 
-__all__ = ["WindowDataset", "CropDataset", "PatchLoader", "make_loader"]
+__all__ = ["WindowDataset", "CropDataset", "PatchLoader", "LoaderSettings", "make_loader"]
 
 log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class LoaderSettings:
+    """How `make_loader` reads and samples a split: everything but the data's identity and the run's seed.
+
+    One object, embedded as is in ``trainers.config.DataConfig.loader`` (so ``srtrain fit --set
+    data.loader.num_workers=4`` reaches the loader without a re-declared copy); `make_loader`
+    also takes each field as a keyword.
+
+    Attributes
+    ----------
+    num_workers : int
+        DataLoader worker processes (0 = in the main process); workers are persistent.
+    pin_memory : bool
+        Page-locked batches when CUDA is available, so that ``.to(cuda, non_blocking=True)`` copies
+        overlap with compute (ignored without CUDA).
+    prefetch_factor : int or None
+        Batches loaded in advance by each worker (torch's default 2 when None).
+    cache_bytes : int
+        Decoded-chunk cache budget per worker process, bytes.
+    preload : bool or ``"auto"``
+        Each worker decodes the whole split into its cache (one chunk-aligned read per tile and
+        array) before its first batch, instead of window by window during the first epoch;
+        ``"auto"`` when the split fits half of `cache_bytes` (`WindowDataset.split_bytes`). Batches
+        are identical either way.
+    worker_transfer : ``"uint8"`` | ``"float32"``
+        What a batch is while it crosses from a worker to the main process: numpy uint8 pixels
+        converted to float32 in the main process (4× fewer bytes), or float32 tensors made in the
+        worker (the previous transport, kept for comparison). The batches are identical.
+    samples_per_epoch : int or None
+        Train crops per epoch over all ranks; None = one per training window (the original's epoch).
+    roi_bias : bool
+        ROI-biased crop sampling (weights from the bicubic-upsampled LR >= `roi_threshold`).
+    roi_threshold : int
+        Intensity threshold (uint8 LR levels) of the sampling ROI (4 in the paper).
+    aligned : bool
+        Pixel-aligned LR/HR crops (True); False reproduces the original's ``x0 mod s`` offset.
+    augment : bool
+        Random paired dihedral transforms (train).
+    use_interpolated_low : bool
+        Synthesise LR from HR (off in the benchmark).
+
+    Examples
+    --------
+    >>> s = LoaderSettings(num_workers=4, preload="auto")
+    >>> s.num_workers, s.roi_threshold, s.pin_memory
+    (4, 4, True)
+    >>> LoaderSettings(num_workers=-1)
+    Traceback (most recent call last):
+    ...
+    ValueError: num_workers=-1 must be >= 0 (0 = load in the main process)
+    """
+
+    num_workers: int = 0
+    pin_memory: bool = True
+    prefetch_factor: int | None = None
+    cache_bytes: int = DEFAULT_CACHE_BYTES
+    preload: bool | Literal["auto"] = False
+    worker_transfer: Literal["uint8", "float32"] = "uint8"
+    samples_per_epoch: int | None = None
+    roi_bias: bool = True
+    roi_threshold: int = 4
+    aligned: bool = True
+    augment: bool = True
+    use_interpolated_low: bool = False
+
+    def __post_init__(self) -> None:
+        if self.num_workers < 0:
+            raise ValueError(f"num_workers={self.num_workers} must be >= 0 (0 = load in the main process)")
+        if self.prefetch_factor is not None and self.prefetch_factor < 1:
+            raise ValueError(f"prefetch_factor={self.prefetch_factor} must be >= 1 or None (torch's default)")
+        if self.cache_bytes < 0:
+            raise ValueError(f"cache_bytes={self.cache_bytes} must be >= 0")
+        if self.preload not in (True, False, "auto"):
+            raise ValueError(f"preload must be True, False or 'auto', got {self.preload!r}")
+        if self.worker_transfer not in ("uint8", "float32"):
+            raise ValueError(f"worker_transfer must be 'uint8' or 'float32', got {self.worker_transfer!r}")
+        if self.samples_per_epoch is not None and self.samples_per_epoch < 1:
+            raise ValueError(f"samples_per_epoch must be >= 1, got {self.samples_per_epoch}")
+        if int(self.roi_threshold) < 0:
+            raise ValueError(
+                f"roi_threshold={self.roi_threshold} must be >= 0 (8-bit LR levels; benchmark: 4)"
+            )
+
+    @classmethod
+    def field_names(cls) -> tuple[str, ...]:
+        """The settings' names (also `make_loader`'s keywords for them)."""
+        return tuple(f.name for f in dataclasses.fields(cls))
 
 
 def _roi_window_counts(ds: CropDataset, thresholds: range = range(1, 11)) -> dict[int, int]:
@@ -132,7 +222,7 @@ class PatchLoader:
         if self.num_workers and prefetch_factor is not None:
             self._dl_kwargs["prefetch_factor"] = int(prefetch_factor)
         if worker_transfer == "float32":  # the previous transport: float tensors from the worker
-            self._dl_kwargs["pin_memory"] = self.pin_memory
+            self._dl_kwargs["pin_memory"] = self.pin_memory and _can_pin()
         else:
             self._dl_kwargs["collate_fn"] = _identity
         self._dl: Any = None
@@ -224,25 +314,15 @@ def make_loader(
     h_size: int = 128,
     *,
     mode: Literal["train", "eval"] = "train",
-    num_workers: int = 0,
+    settings: LoaderSettings | None = None,
     seed: int = 0,
     rank: int = 0,
     world_size: int = 1,
-    samples_per_epoch: int | None = None,
-    roi_bias: bool = True,
-    aligned: bool = True,
-    augment: bool = True,
-    use_interpolated_low: bool = False,
     max_windows: int | None = None,
     markers: list[str] | None = None,
     multiprocessing_context: Any = None,
-    pin_memory: bool = False,
     drop_last: bool | None = None,
-    roi_threshold: int = 4,
-    cache_bytes: int = DEFAULT_CACHE_BYTES,
-    prefetch_factor: int | None = None,
-    worker_transfer: Literal["uint8", "float32"] = "uint8",
-    preload: bool | Literal["auto"] = False,
+    **options: Any,
 ) -> PatchLoader:
     """Loader of LR/HR/ROI batches from a store's split.
 
@@ -256,31 +336,21 @@ def make_loader(
         HR crop side (train), multiple of `scale`, < 512. Ignored in eval (whole 512² patches).
     mode : ``"train"`` random ROI-biased crops (`CropDataset`) | ``"eval"`` the split's windows in
         index order (`WindowDataset`), no augmentation.
-    num_workers, multiprocessing_context, pin_memory : as torch's DataLoader (persistent workers).
+    settings : LoaderSettings, optional
+        Workers, pinning, cache, prefetch, preload, transport and the crop sampling (defaults:
+        ``LoaderSettings()``); see its attributes. The sampling settings only matter in train mode.
     seed, rank, world_size : every sample depends on (seed, epoch, global position) only. Train:
         ``T = ceil(samples_per_epoch / world_size)·world_size`` positions (≤ world_size − 1 extra,
         fresh samples), rank r takes ``r, r + W, ...``: equal shards, disjoint, together all T.
         Eval: rank r takes windows ``r, r + W, ...`` (no padding, no duplicates; shards differ by ≤ 1).
-    samples_per_epoch : int, optional
-        Train positions per epoch over all ranks; default the number of windows of the split.
-    roi_bias, aligned, augment, use_interpolated_low, roi_threshold : see `CropDataset`.
     max_windows : int, optional
         Keep the first N windows of the split.
+    multiprocessing_context : as torch's DataLoader (e.g. ``"spawn"``).
     drop_last : bool, optional
         Default ``mode == "train"``.
-    cache_bytes : int
-        Decoded-chunk cache budget per worker process.
-    prefetch_factor : int, optional
-        Batches loaded in advance by each worker (torch's default 2 when None).
-    worker_transfer : ``"uint8"`` (default) | ``"float32"``
-        What a batch is while it crosses from a worker to the main process: numpy uint8 pixels
-        converted to float32 in the main process (4× fewer bytes), or float32 tensors made in the
-        worker (the previous transport, kept for comparison). The batches are identical.
-    preload : bool or ``"auto"``
-        Each worker decodes the whole split into its cache (one chunk-aligned read per tile and
-        array) before its first batch, instead of window by window during the first epoch; "auto"
-        when the split fits half of `cache_bytes` (`WindowDataset.split_bytes`). Batches are
-        identical either way.
+    **options
+        Any `LoaderSettings` field as a keyword (``num_workers=4, roi_bias=False``), applied over
+        `settings`.
 
     Returns
     -------
@@ -293,19 +363,27 @@ def make_loader(
     ------
     StoreFormatError
         No store, no complete index, other format version, a damaged chunk (raised by the worker).
+    TypeError
+        A keyword that is neither a parameter nor a `LoaderSettings` field.
     ValueError
-        Unknown split/scale/marker, bad h_size, a `roi_threshold` under which no window of the split
-        has an ROI crop centre (the message lists how many windows thresholds 1..10 would keep).
+        Unknown split/scale/marker, bad h_size, a setting out of range, a `roi_threshold` under
+        which no window of the split has an ROI crop centre (the message lists how many windows
+        thresholds 1..10 would keep).
     """
+    unknown = sorted(set(options) - set(LoaderSettings.field_names()))
+    if unknown:
+        raise TypeError(
+            f"make_loader() got unexpected keyword argument(s) {unknown}; loader settings are "
+            f"{', '.join(LoaderSettings.field_names())}"
+        )
+    opt = dataclasses.replace(settings or LoaderSettings(), **options)  # validates every setting
     if mode not in ("train", "eval"):
         raise ValueError(f"mode must be 'train' or 'eval', got {mode!r}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    if preload not in (True, False, "auto"):
-        raise ValueError(f"preload must be True, False or 'auto', got {preload!r}")
     if int(scale) not in SCALES:
         raise ValueError(f"scale must be one of {list(SCALES)}, got {scale!r}")
-    common = dict(markers=markers, max_windows=max_windows, cache_bytes=cache_bytes)
+    common = dict(markers=markers, max_windows=max_windows, cache_bytes=opt.cache_bytes)
     if mode == "eval":
         ds: WindowDataset | CropDataset = WindowDataset(store, split, scale, marker, **common)
         positions = samplers.shard_positions(len(ds), rank, world_size, pad=False)
@@ -317,34 +395,32 @@ def make_loader(
             marker,
             h_size=h_size,
             seed=seed,
-            aligned=aligned,
-            roi_bias=roi_bias,
-            augment=augment,
-            use_interpolated_low=use_interpolated_low,
-            roi_threshold=roi_threshold,
+            aligned=opt.aligned,
+            roi_bias=opt.roi_bias,
+            augment=opt.augment,
+            use_interpolated_low=opt.use_interpolated_low,
+            roi_threshold=opt.roi_threshold,
             **common,
         )
-        n = len(ds) if samples_per_epoch is None else int(samples_per_epoch)
-        if n < 1:
-            raise ValueError(f"samples_per_epoch must be >= 1, got {samples_per_epoch}")
+        n = len(ds) if opt.samples_per_epoch is None else int(opt.samples_per_epoch)
         positions = samplers.shard_positions(n, rank, world_size, pad=True)
         ds.n_total = len(positions) * world_size
-        if int(roi_threshold) < 0:
-            raise ValueError(f"roi_threshold={roi_threshold} must be >= 0 (8-bit LR levels; benchmark: 4)")
-        if roi_bias and not use_interpolated_low:
+        if opt.roi_bias and not opt.use_interpolated_low:
             counts = _roi_window_counts(ds)
-            keep = counts.get(roi_threshold)
+            keep = counts.get(opt.roi_threshold)
             if keep is None:
-                keep = _roi_window_counts(ds, range(roi_threshold, roi_threshold + 1))[roi_threshold]
+                t = opt.roi_threshold
+                keep = _roi_window_counts(ds, range(t, t + 1))[t]
             if keep == 0:
                 raise ValueError(
-                    f"{ds.path}: roi_threshold={roi_threshold} leaves no window of split={split!r} "
+                    f"{ds.path}: roi_threshold={opt.roi_threshold} leaves no window of split={split!r} "
                     f"(scale={scale}, markers={ds.markers}, h_size={h_size}) with an ROI crop centre "
                     f"(bicubic-upsampled LR >= threshold); windows kept per threshold: {counts}. "
-                    "Lower roi_threshold or pass roi_bias=False (srtrain fit: --set data.roi_bias=false)"
+                    "Lower roi_threshold or pass roi_bias=False "
+                    "(srtrain fit: --set data.loader.roi_bias=false)"
                 )
         ds.close()  # nothing opened in this process travels to the workers
-    ds.preload = preload  # after the checks above: the workers (or the first batch) preload
+    ds.preload = opt.preload  # after the checks above: the workers (or the first batch) preload
     if drop_last is None:
         drop_last = mode == "train"
     loader = PatchLoader(
@@ -355,11 +431,11 @@ def make_loader(
         seed=seed,
         rank=rank,
         world_size=world_size,
-        num_workers=num_workers,
+        num_workers=opt.num_workers,
         multiprocessing_context=multiprocessing_context,
-        pin_memory=pin_memory,
-        prefetch_factor=prefetch_factor,
-        worker_transfer=worker_transfer,
+        pin_memory=opt.pin_memory,
+        prefetch_factor=opt.prefetch_factor,
+        worker_transfer=opt.worker_transfer,
     )
     if len(loader) == 0:
         raise ValueError(

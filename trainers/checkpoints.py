@@ -34,6 +34,11 @@ __all__ = [
     "save_checkpoint",
     "load_checkpoint",
     "load_pretrained",
+    "read_weights",
+    "previous_path",
+    "nonfinite_keys",
+    "load_resume_checkpoint",
+    "load_init_weights",
 ]
 
 log = logging.getLogger(__name__)
@@ -83,6 +88,7 @@ def save_checkpoint(
     config: Mapping[str, Any],
     meta: Mapping[str, Any],
     training_state: Mapping[str, Any] | None = None,
+    keep_previous: bool = False,
 ) -> Path:
     """Write a checkpoint atomically in this toolkit's format.
 
@@ -99,6 +105,11 @@ def save_checkpoint(
         ``overrides`` ({}), ``step`` (0) and ``epoch`` (0) are filled in when absent.
     training_state : mapping, optional
         Optimizer / scheduler / RNG / loader state for resuming.
+    keep_previous : bool
+        Keep the file being replaced as `previous_path` (``last.pt`` -> ``last.prev.pt``), a
+        fallback for a newest file damaged after the write (`load_resume_checkpoint`). The old
+        file is hard-linked there before the new one takes its name (renamed where links are not
+        supported), so `path` exists at every moment once it has been written.
 
     Returns
     -------
@@ -137,6 +148,8 @@ def save_checkpoint(
             torch.save(payload, fh)
             fh.flush()
             os.fsync(fh.fileno())
+        if keep_previous and path.exists():
+            _keep_as_previous(path)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -152,6 +165,50 @@ def save_checkpoint(
     return path
 
 
+def previous_path(path: str | os.PathLike) -> Path:
+    """Where `save_checkpoint(keep_previous=True)` keeps the replaced file: last.pt -> last.prev.pt."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}.prev{path.suffix}")
+
+
+def _keep_as_previous(path: Path) -> None:
+    prev = previous_path(path)
+    staging = prev.with_name(f".{prev.name}.link")
+    staging.unlink(missing_ok=True)
+    try:
+        os.link(path, staging)
+        os.replace(staging, prev)
+    except OSError:  # no hard links here: a rename (path is briefly absent; resume then uses prev)
+        staging.unlink(missing_ok=True)
+        os.replace(path, prev)
+
+
+def nonfinite_keys(state: Mapping[str, Any]) -> list[str]:
+    """Names of the floating-point tensors of `state` that hold a NaN or an infinity.
+
+    Parameters
+    ----------
+    state : mapping str -> tensor
+        A ``state_dict`` (any device; one host read for the whole mapping, a second one only
+        when something is non-finite, to name the keys).
+
+    Returns
+    -------
+    list of str
+        Empty when every floating-point tensor is finite.
+    """
+    import torch
+
+    keys = [k for k, v in state.items() if isinstance(v, torch.Tensor) and v.is_floating_point()]
+    if not keys:
+        return []
+    dev = state[keys[0]].device
+    flags = torch.stack([torch.isfinite(state[k]).all().to(dev) for k in keys])
+    if bool(flags.all()):
+        return []
+    return [k for k, ok in zip(keys, flags.tolist(), strict=True) if not ok]
+
+
 # ------------------------------------------------------------------------------------------ loading
 def _torch_load(path: Path, map_location: Any) -> Any:
     """``torch.load(weights_only=True)`` with errors turned into one clear `CheckpointError`."""
@@ -161,6 +218,13 @@ def _torch_load(path: Path, map_location: Any) -> Any:
         raise FileNotFoundError(f"checkpoint {path} does not exist")
     if path.is_dir():
         raise CheckpointError(f"{path} is a directory, not a checkpoint file")
+    with path.open("rb") as fh:
+        head = fh.read(4)
+    if not (head.startswith(b"PK") or head[:1] == b"\x80"):  # torch.save: a zip, or (legacy) a pickle
+        raise CheckpointError(
+            f"{path} is not a checkpoint: not a PyTorch file (it starts with {head!r}, neither a zip "
+            "archive nor a pickle); an empty, overwritten or foreign file"
+        )
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -286,14 +350,62 @@ def load_pretrained(
         conflict with the file; keys or shapes that do not fit the network (one message listing
         missing, unexpected and reshaped keys, and which registered network they do fit).
     """
-    from trainers._pretrained import (
-        explain_mismatch,
-        infer_original,
-        method_from,
-        resolve_weights_path,
-        unwrap_state_dict,
-    )
+    from trainers._pretrained import explain_mismatch
     from trainers.models import build_model
+
+    state, info = read_weights(path, method=method, scale=scale, marker=marker, map_location=map_location)
+    method, scale, marker = info["method"], info["scale"], info["marker"]
+    overrides, yml_overrides = info.pop("overrides"), info.pop("yml_overrides")
+    in_channels, weights_path = info.pop("in_channels"), Path(info["source"])
+    attempts = [{**overrides, **yml_overrides}, overrides] if yml_overrides else [overrides]
+    model, problem = None, None
+    for attempt in attempts:
+        candidate = build_model(method, scale, in_channels=in_channels, **attempt)
+        problem = explain_mismatch(candidate.state_dict(), state, method, scale, weights_path, strict=strict)
+        if problem is None:
+            model, overrides = candidate, attempt
+            break
+        if len(attempts) > 1 and attempt is attempts[0]:
+            log.warning("%s: hyperparameters %s read from the yml do not fit the weights; trying the "
+                        "benchmark defaults", weights_path, yml_overrides)
+    if model is None:
+        raise CheckpointError(problem)
+    result = model.load_state_dict(state, strict=strict)
+    if not strict:
+        info.update(missing_keys=list(result.missing_keys), unexpected_keys=list(result.unexpected_keys))
+    model.eval()
+    info.update(overrides=overrides)
+    return model, info
+
+
+def read_weights(
+    path: str | os.PathLike,
+    *,
+    method: str | None = None,
+    scale: int | None = None,
+    marker: str | None = None,
+    map_location: Any = "cpu",
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The state_dict of a checkpoint (ours or the original's) and what the file says about it.
+
+    Parameters are those of `load_pretrained`; nothing is built.
+
+    Returns
+    -------
+    state : dict str -> tensor
+        The network's weights (an original's ``module.`` prefix removed).
+    info : dict
+        ``source`` (the weights file), ``format`` (``"srcaco2"`` / ``"original"``), ``method``,
+        ``scale``, ``marker``, ``in_channels``, ``overrides`` (ours: the run's architecture
+        overrides), ``yml_overrides`` (original: hyperparameters of its yml that differ from the
+        benchmark's), and ``meta`` / ``config`` (ours) or ``original``.
+
+    Raises
+    ------
+    FileNotFoundError, CheckpointError
+        As `load_pretrained` (except the fit to a network, which this does not check).
+    """
+    from trainers._pretrained import infer_original, method_from, resolve_weights_path, unwrap_state_dict
     from trainers.models.registry import MODEL_NAMES
 
     weights_path, run_dir = resolve_weights_path(Path(path))
@@ -304,6 +416,7 @@ def load_pretrained(
     obj = _torch_load(weights_path, map_location)
     info: dict[str, Any] = {"source": str(weights_path)}
     overrides: dict[str, Any] = {}
+    yml_overrides: dict[str, Any] = {}
     in_channels = 1
     if isinstance(obj, dict) and obj.get("format") == CHECKPOINT_FORMAT:
         ckpt = _validated(obj, weights_path)
@@ -316,7 +429,6 @@ def load_pretrained(
         in_channels = int(meta.get("in_channels") or 1)
         state = ckpt["model"]
         info.update(format="srcaco2", meta=meta, config=ckpt["config"])
-        yml_overrides: dict[str, Any] = {}
     else:
         state = unwrap_state_dict(obj, weights_path)
         found = infer_original(weights_path, run_dir)
@@ -336,23 +448,111 @@ def load_pretrained(
     scale = int(scale)
     if marker is not None and not re.fullmatch(r"CELL[0-2]", str(marker)):
         raise CheckpointError(f"marker must be CELL0, CELL1 or CELL2, got {marker!r} for {weights_path}")
+    info.update(
+        method=method, scale=scale, marker=marker, in_channels=in_channels, overrides=overrides,
+        yml_overrides=yml_overrides,
+    )  # fmt: skip
+    return state, info
 
-    attempts = [{**overrides, **yml_overrides}, overrides] if yml_overrides else [overrides]
-    model, problem = None, None
-    for attempt in attempts:
-        candidate = build_model(method, scale, in_channels=in_channels, **attempt)
-        problem = explain_mismatch(candidate.state_dict(), state, method, scale, weights_path, strict=strict)
-        if problem is None:
-            model, overrides = candidate, attempt
-            break
-        if len(attempts) > 1 and attempt is attempts[0]:
-            log.warning("%s: hyperparameters %s read from the yml do not fit the weights; trying the "
-                        "benchmark defaults", weights_path, yml_overrides)
-    if model is None:
-        raise CheckpointError(problem)
-    result = model.load_state_dict(state, strict=strict)
-    if not strict:
-        info.update(missing_keys=list(result.missing_keys), unexpected_keys=list(result.unexpected_keys))
-    model.eval()
-    info.update(method=method, scale=scale, marker=marker, overrides=overrides)
-    return model, info
+
+# ------------------------------------------------------------------------------ resume / fine-tune
+def load_resume_checkpoint(
+    run_dir: str | os.PathLike, *, map_location: Any = "cpu"
+) -> tuple[dict[str, Any], Path, list[str]]:
+    """The checkpoint a resumed run continues from: ``last.pt``, else its kept predecessor.
+
+    ``last.pt`` is used when it reads back, holds a training state and only finite weights;
+    otherwise ``last.prev.pt`` (kept by `save_checkpoint(keep_previous=True)`) under the same rules.
+
+    Parameters
+    ----------
+    run_dir : path
+        A run directory of ``srtrain fit``.
+    map_location : str or torch.device
+
+    Returns
+    -------
+    checkpoint : dict
+        As `load_checkpoint`.
+    path : Path
+        The file used.
+    problems : list of str
+        Why each file tried before it was refused (empty when ``last.pt`` was used).
+
+    Raises
+    ------
+    CheckpointError
+        Neither file is usable (the message lists why for each).
+    """
+    run = Path(run_dir)
+    problems: list[str] = []
+    for name in ("last.pt", previous_path("last.pt").name):
+        path = run / name
+        if not path.exists():
+            problems.append(f"{name} does not exist")
+            continue
+        try:
+            ckpt = load_checkpoint(path, map_location=map_location)
+        except (CheckpointError, FileNotFoundError) as exc:
+            problems.append(str(exc))
+            continue
+        if not isinstance(ckpt.get("training_state"), Mapping):
+            problems.append(f"{path} holds no training state (weights only); it cannot be resumed")
+            continue
+        bad = nonfinite_keys(ckpt["model"])
+        if bad:
+            problems.append(
+                f"{path} holds non-finite weights ({len(bad)} tensor(s), e.g. {', '.join(bad[:3])})"
+            )
+            continue
+        return ckpt, path, problems
+    raise CheckpointError(
+        f"cannot resume {run}: " + "; ".join(problems) + ". Start a new run there with --force (or "
+        "choose another --out); best.pt, if present, still holds the best weights"
+    )
+
+
+def load_init_weights(model: Any, path: str | os.PathLike, *, method: str, scale: int) -> dict[str, Any]:
+    """Load the weights of `path` into `model` strictly (fine-tuning's starting point).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The freshly built network (its keys and shapes are the reference).
+    path : path-like
+        A checkpoint of ours (``best.pt``/``last.pt``) or its run directory, an original run
+        directory, or a bare ``G-model.pth`` (read by `load_pretrained`).
+    method, scale : the network `model` is; the file must hold the same (marker may differ).
+
+    Returns
+    -------
+    dict
+        `load_pretrained`'s info (``source``, ``format``, ``method``, ``scale``, ``marker``,
+        ``overrides``).
+
+    Raises
+    ------
+    FileNotFoundError
+        No such file, or a directory without weights.
+    CheckpointError
+        Unreadable file, another method or scale, or keys / shapes that do not fit `model` (the
+        message names the path and the overrides the weights were made with).
+    """
+    from trainers._pretrained import explain_mismatch
+
+    state, info = read_weights(path, method=method, scale=scale)
+    problem = explain_mismatch(model.state_dict(), state, method, scale, Path(info["source"]), strict=True)
+    if problem is not None:
+        made_with = {**info["overrides"], **info["yml_overrides"]}
+        hint = ""
+        if made_with:
+            sets = " ".join(f"--set model.overrides.{k}={v}" for k, v in made_with.items())
+            hint = f"; the file's network was built with {made_with} ({sets})"
+        raise CheckpointError(f"init weights {path}: {problem}{hint}")
+    bad = nonfinite_keys(state)
+    if bad:
+        raise CheckpointError(
+            f"init weights {path} hold non-finite values ({len(bad)} tensor(s), e.g. {', '.join(bad[:3])})"
+        )
+    model.load_state_dict(state, strict=True)
+    return info

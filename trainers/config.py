@@ -22,12 +22,15 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import logging
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 __all__ = [
     "ConfigError",
+    "LoaderSettings",
+    "LEGACY_DATA_KEYS",
     "DataConfig",
     "ModelConfig",
     "LossConfig",
@@ -47,7 +50,10 @@ __all__ = [
     "save_config",
 ]
 
+from srdata.loader import LoaderSettings
 from trainers._config_io import ConfigError, all_keys, coerce, from_dict, hints, unknown_key
+
+log = logging.getLogger(__name__)
 
 _MARKERS = ("CELL0", "CELL1", "CELL2")
 _SCALES = (2, 4, 8)
@@ -55,7 +61,7 @@ _SCALES = (2, 4, 8)
 
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
-    """What the model sees: store, marker, scale and the training crops (SPEC.md §3.3).
+    """What the model sees: store, marker, scale, the training crops, and how they are loaded (SPEC.md §3.3).
 
     Attributes
     ----------
@@ -69,20 +75,12 @@ class DataConfig:
         HR crop side in HR pixels (multiple of `scale`); the LR crop is ``h_size / scale``.
     batch_size : int
         Crops per optimiser step (per process under DDP).
-    num_workers : int
-        DataLoader worker processes (0 = in the main process).
-    samples_per_epoch : int or None
-        Crops per epoch; None = one crop per training window (the original's epoch).
-    roi_bias : bool
-        ROI-biased crop sampling (weights from the upsampled LR >= `roi_threshold`).
-    roi_threshold : int
-        Intensity threshold (uint8 scale) of the sampling ROI (4 in the paper).
-    aligned : bool
-        Pixel-aligned LR/HR crops (True); False reproduces the original's ``x0 mod s`` offset.
-    augment : bool
-        Random paired dihedral transforms.
-    use_interpolated_low : bool
-        Synthesise LR from HR (off in the benchmark).
+    loader : srdata.loader.LoaderSettings
+        The loader's own settings object, passed as is to `srdata.loader.make_loader`: workers,
+        pinned memory, chunk cache, prefetch, preload, crops per epoch (``samples_per_epoch``) and
+        the crop sampling (``roi_bias``, ``roi_threshold`` 4, ``aligned``, ``augment``,
+        ``use_interpolated_low``). Keys ``data.loader.<name>``; the flat keys of configs written
+        before it existed (``data.roi_bias``, ``data.num_workers``, ...) are read as these.
     """
 
     store: str = ""
@@ -90,13 +88,7 @@ class DataConfig:
     scale: int = 4
     h_size: int = 128
     batch_size: int = 8
-    num_workers: int = 0
-    samples_per_epoch: int | None = None
-    roi_bias: bool = True
-    roi_threshold: int = 4
-    aligned: bool = True
-    augment: bool = True
-    use_interpolated_low: bool = False
+    loader: LoaderSettings = dataclasses.field(default_factory=LoaderSettings)
 
     def __post_init__(self) -> None:
         if self.marker not in _MARKERS:
@@ -112,8 +104,21 @@ class DataConfig:
             raise ConfigError(f"data.h_size={self.h_size} exceeds the 512 px patch side")
         if self.batch_size < 1:
             raise ConfigError(f"data.batch_size={self.batch_size} must be >= 1")
-        if self.num_workers < 0:
-            raise ConfigError(f"data.num_workers={self.num_workers} must be >= 0")
+        if not isinstance(self.loader, LoaderSettings):
+            raise ConfigError(f"data.loader must be a LoaderSettings, got {type(self.loader).__name__}")
+
+    def __getattr__(self, name: str) -> Any:
+        # read access under the older flat names (cfg.data.roi_bias -> cfg.data.loader.roi_bias)
+        if name in LEGACY_DATA_KEYS and "loader" in self.__dict__:
+            return getattr(self.__dict__["loader"], name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+
+LEGACY_DATA_KEYS: tuple[str, ...] = (
+    "num_workers", "samples_per_epoch", "roi_bias", "roi_threshold", "aligned", "augment",
+    "use_interpolated_low",
+)  # fmt: skip
+"""Flat ``data.<name>`` keys of configs written before `DataConfig.loader`; read as ``data.loader.<name>``."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,10 +132,17 @@ class ModelConfig:
     overrides : dict
         Keyword arguments for the builder (e.g. ``{"n_feats": 16}`` for a small test network);
         empty = the benchmark's architecture.
+    init_from : str
+        Start from these weights instead of a random initialisation (fine-tuning; ``srtrain fit
+        --init-from``): a run of ours (its directory, ``best.pt`` or ``last.pt``), an original run
+        directory or a bare ``G-model.pth``. Loaded strictly (every key and shape must fit the
+        network built from `method`, the scale and `overrides`); the optimiser starts fresh.
+        Empty = random initialisation.
     """
 
     method: str = "swinir"
     overrides: dict[str, Any] = dataclasses.field(default_factory=dict)
+    init_from: str = ""
 
     def __post_init__(self) -> None:
         from trainers.models.registry import MODEL_NAMES
@@ -243,6 +255,12 @@ class TrainConfig:
         Steps between rows of ``metrics.csv``.
     tensorboard : bool
         Also log to TensorBoard when it is installed.
+    sync_every : int
+        Steps between the host's reads of the device: the per-step losses (for ``metrics.csv``,
+        the progress callback and ``FitResult.losses``) and the finite-loss check are kept on the
+        device and read in one transfer every this many steps, and before every validation,
+        checkpoint and the end. 1 = every step (the GPU then idles while the host prepares each
+        step); a non-finite loss is still reported with its own step and batch.
     """
 
     epochs: int = 100
@@ -253,8 +271,11 @@ class TrainConfig:
     checkpoint_every: int = 0
     log_every: int = 1
     tensorboard: bool = True
+    sync_every: int = 20
 
     def __post_init__(self) -> None:
+        if self.sync_every < 1:
+            raise ConfigError(f"train.sync_every={self.sync_every} must be >= 1 (1 = read every step)")
         if self.epochs < 1:
             raise ConfigError(f"train.epochs={self.epochs} must be >= 1")
         if self.max_steps is not None and self.max_steps < 1:
@@ -355,7 +376,7 @@ RECIPE_DIFFERENCES: tuple[RecipeDifference, ...] = (
         "per epoch (0.01 halved every 30 epochs), which is what the recipe's numbers describe",
     ),
     RecipeDifference(
-        "data.aligned", "false", "true",
+        "data.loader.aligned", "false", "true",
         "the benchmark cuts the LR crop at floor(x0/s) for any HR corner x0, so LR and HR crops are "
         "misaligned by (x0 mod s, y0 mod s) HR px (up to s-1); the default draws corners on the LR grid",
     ),
@@ -432,7 +453,35 @@ def config_from_dict(data: Mapping[str, Any]) -> RunConfig:
     ConfigError
         Unknown key (with the closest suggestion) or a value of the wrong type.
     """
-    return from_dict(RunConfig, data, "")
+    return from_dict(RunConfig, _migrate(data), "")
+
+
+def _migrate(data: Mapping[str, Any]) -> Mapping[str, Any]:
+    """Move the flat `LEGACY_DATA_KEYS` of an older config into ``data.loader`` (a copy; refuses both)."""
+    if not isinstance(data, Mapping) or not isinstance(data.get("data"), Mapping):
+        return data
+    old = {k: v for k, v in data["data"].items() if k in LEGACY_DATA_KEYS}
+    if not old:
+        return data
+    new_data = {k: v for k, v in data["data"].items() if k not in LEGACY_DATA_KEYS}
+    loader = new_data.get("loader") or {}
+    if not isinstance(loader, Mapping):
+        return data  # from_dict reports the bad type
+    both = sorted(set(old) & set(loader))
+    if both:
+        raise ConfigError(
+            f"data.{both[0]} and data.loader.{both[0]} are both set; keep only data.loader.{both[0]} "
+            "(the flat data.* form is the older spelling)"
+        )
+    log.debug("config: read the older flat keys %s as data.loader.*", sorted(old))
+    new_data["loader"] = {**loader, **old}
+    return {**data, "data": new_data}
+
+
+def _canonical_key(key: str) -> str:
+    """``data.<name>`` of a `LEGACY_DATA_KEYS` name -> ``data.loader.<name>``; other keys unchanged."""
+    head, _, name = key.partition(".")
+    return f"data.loader.{name}" if head == "data" and name in LEGACY_DATA_KEYS else key
 
 
 def apply_overrides(config: RunConfig, overrides: Iterable[str]) -> RunConfig:
@@ -440,7 +489,9 @@ def apply_overrides(config: RunConfig, overrides: Iterable[str]) -> RunConfig:
 
     Values are converted by the field's type (``int``, ``float``, ``bool`` as true/false,
     ``null`` for optional fields, YAML for dicts); ``model.overrides.NAME=VALUE`` sets one
-    architecture override (the value parsed as YAML).
+    architecture override (the value parsed as YAML). The older flat loader keys
+    (``data.roi_bias``, ``data.num_workers``, ...; `LEGACY_DATA_KEYS`) still work and set
+    ``data.loader.<name>``.
     """
     data = config_to_dict(config)
     keys = all_keys(RunConfig)
@@ -448,6 +499,7 @@ def apply_overrides(config: RunConfig, overrides: Iterable[str]) -> RunConfig:
         if "=" not in item:
             raise ConfigError(f"override {item!r} must look like key=value (e.g. train.epochs=5)")
         key, text = (s.strip() for s in item.split("=", 1))
+        key = _canonical_key(key)
         if key.startswith("model.overrides."):
             import yaml
 

@@ -1,42 +1,47 @@
 """Training loop (`srtrain fit`): one (method, marker, scale) model on a store, resumable exactly.
 
-`fit` builds the network, the loader and the optimiser from a `RunConfig`, trains with bf16
-autocast on CUDA (fp32 on CPU; the loss and SSIM always in fp32), validates on the first N val
-windows with the paper's metrics and keeps the best model by ROI PSNR (``best.pt``), and writes
-``last.pt`` atomically (every ``train.checkpoint_every`` steps, at validation and at the end).
-A checkpoint's ``training_state`` holds optimiser, scheduler, EMA, step, epoch, the loader's
+`fit` builds the network, the loader and the optimiser from a `RunConfig` and hands them to the
+engine (`trainers.engine`: `train_step`, `TrainLoop`, `Validator`). It trains with bf16 autocast
+on CUDA (fp32 on CPU; the loss and SSIM always in fp32), validates on the first N val windows with
+the paper's metrics and keeps the best model by ROI PSNR (``best.pt``), and writes ``last.pt``
+atomically (every ``train.checkpoint_every`` steps, at validation and at the end), keeping the one
+before as ``last.prev.pt``. No checkpoint ever holds a non-finite weight and a NaN score is never
+best. A checkpoint's ``training_state`` holds optimiser, scheduler, EMA, step, epoch, the loader's
 mid-epoch state and the python/numpy/torch RNG states, so ``resume=True`` continues on the same
-trajectory as an uninterrupted run. Under ``torchrun`` it runs data parallel (NCCL on GPUs, gloo
-on CPU); rank 0 validates, logs and writes checkpoints.
+trajectory as an uninterrupted run (from ``last.prev.pt``, with a warning, when ``last.pt`` is
+damaged). ``model.init_from`` starts from given weights (fine-tuning) with a fresh optimiser.
+Under ``torchrun`` it runs data parallel (NCCL on GPUs, gloo on CPU); rank 0 validates, logs and
+writes checkpoints.
+
+The step never waits for the device: per-step losses are read every ``train.sync_every`` steps
+and before each validation / checkpoint (`trainers.engine.monitor`), so progress events arrive in
+bursts of that many steps.
 
 The library reports through ``callback(event, info)``: ``"start"`` (total_steps,
-iters_per_epoch, step), ``"step"`` (step, epoch, loss, mse, ssim, lr, step_time_s, data_time_s),
-``"val"`` (step, metrics, best, is_best) and ``"end"``.
+iters_per_epoch, step, resumed_from, resume_problems, init_from), ``"step"`` (step, epoch, loss,
+mse, ssim, lr, step_time_s, data_time_s), ``"val"`` (step, metrics, best, is_best) and ``"end"``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-import math
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from trainers._rundir import CsvLog, RunDirError, prepare_run_dir
-from trainers.config import RunConfig, config_from_dict, config_to_dict, save_config
+from trainers.config import RunConfig, config_from_dict, save_config
+from trainers.engine.loop import TRAIN_FIELDS, VAL_FIELDS, cpu_state, val_interval
+from trainers.engine.monitor import TrainingDivergedError
+from trainers.engine.validation import better as _better
 
 __all__ = ["FitResult", "TrainingDivergedError", "RunDirError", "fit", "val_interval", "TRAIN_FIELDS"]
 
 log = logging.getLogger(__name__)
 
-TRAIN_FIELDS = ["step", "epoch", "loss", "mse", "ssim", "lr", "step_time_s", "data_time_s"]
-VAL_FIELDS = ["step", "epoch", "psnr", "nrmse", "ssim", "roi_psnr", "roi_nrmse", "roi_ssim", "is_best"]
-
-
-class TrainingDivergedError(FloatingPointError):
-    """The loss became NaN or infinite; the message names the step, the batch and the last checkpoint."""
+_cpu_state = cpu_state  # the older private name
+_ = (_better, VAL_FIELDS)  # re-exported for callers of the older module layout
 
 
 @dataclasses.dataclass
@@ -51,40 +56,20 @@ class FitResult:
     losses: list[float]
     model: Any = dataclasses.field(default=None, repr=False)
     """The trained network (unwrapped from DDP; the raw weights, not the EMA)."""
+    resumed_from: Path | None = None
+    """The checkpoint a resumed run continued from (``last.pt``, or ``last.prev.pt`` as fallback)."""
+    rank: int = 0
+    """This process's rank (0 without torchrun); only rank 0 validates and holds `best_metric`."""
 
 
-def val_interval(every: float, iters_per_epoch: int) -> int:
-    """Steps between validations: ``max(1, floor(every · iters_per_epoch))`` if every <= 1, else every."""
-    if every <= 1:
-        return max(1, math.floor(every * iters_per_epoch))
-    return int(every)
-
-
-def _better(metric: str, new: float, best: float | None) -> bool:
-    if best is None:
-        return True
-    return new <= best if "nrmse" in metric else new >= best  # ">=": a tie is a new best (SPEC §4.6)
-
-
-def _make_train_loader(cfg: RunConfig, rank: int, world: int) -> Any:
+def _make_train_loader(cfg: RunConfig, rank: int, world: int, *, pin_memory: bool) -> Any:
     from srdata.loader import make_loader
 
     d = cfg.data
+    settings = dataclasses.replace(d.loader, pin_memory=d.loader.pin_memory and pin_memory)
     return make_loader(
         d.store, split="train", scale=d.scale, marker=d.marker, batch_size=d.batch_size, h_size=d.h_size,
-        mode="train", num_workers=d.num_workers, seed=cfg.train.seed, rank=rank, world_size=world,
-        samples_per_epoch=d.samples_per_epoch, roi_bias=d.roi_bias, aligned=d.aligned, augment=d.augment,
-        use_interpolated_low=d.use_interpolated_low, roi_threshold=d.roi_threshold, drop_last=True,
-    )  # fmt: skip
-
-
-def _make_val_loader(cfg: RunConfig) -> Any:
-    from srdata.loader import make_loader
-
-    d = cfg.data
-    return make_loader(
-        d.store, split="val", scale=d.scale, marker=d.marker, batch_size=cfg.eval.batch_size, h_size=d.h_size,
-        mode="eval", max_windows=cfg.eval.val_windows,
+        mode="train", settings=settings, seed=cfg.train.seed, rank=rank, world_size=world, drop_last=True,
     )  # fmt: skip
 
 
@@ -125,22 +110,56 @@ def fit(
     OSError
         A checkpoint could not be written (e.g. disk full); the previous one stays valid.
     """
+    from trainers import _ddp
+
+    dist = _ddp.init_distributed(device)
+    out = Path(out_dir)
+    created = not out.exists()
+    try:
+        return _fit(config, out, dist, resume=resume, force=force, callback=callback)
+    except BaseException:
+        if created and dist.is_main:
+            _remove_if_empty(out)
+        raise
+    finally:
+        _ddp.cleanup(dist)
+
+
+def _remove_if_empty(path: Path) -> None:
+    """Remove the run directory `fit` created when it failed before writing anything into it."""
+    try:
+        if path.is_dir() and not any(path.iterdir()):
+            path.rmdir()
+    except OSError:
+        pass
+
+
+def _fit(
+    config: RunConfig | None,
+    out: Path,
+    dist: Any,
+    *,
+    resume: bool,
+    force: bool,
+    callback: Callable[[str, dict[str, Any]], None] | None,
+) -> FitResult:
     import torch
 
     from trainers import _ddp
-    from trainers._state import WeightEMA, build_optimizer, build_scheduler, rng_state, set_rng_state
-    from trainers.checkpoints import load_checkpoint
+    from trainers._state import WeightEMA, build_optimizer, build_scheduler, set_rng_state
+    from trainers.checkpoints import load_init_weights, load_resume_checkpoint
+    from trainers.engine.loop import TrainLoop
+    from trainers.engine.step import StepContext
+    from trainers.engine.validation import Validator
     from trainers.losses import SRLoss
     from trainers.models import build_model
 
-    dist = _ddp.init_distributed(device)
     if dist.is_main:  # only rank 0 checks / clears the run directory; the others wait for it
-        out = prepare_run_dir(out_dir, resume=resume, force=force)
+        prepare_run_dir(out, resume=resume, force=force)
     _ddp.barrier(dist)
-    out = Path(out_dir)
-    ckpt = None
+    ckpt, resumed_from, problems = None, None, []
     if resume:
-        ckpt = load_checkpoint(out / "last.pt", map_location="cpu")
+        ckpt, resumed_from, problems = load_resume_checkpoint(out, map_location="cpu")
         saved = config_from_dict(ckpt["config"])
         if config is not None:
             same = dataclasses.replace(
@@ -163,27 +182,34 @@ def fit(
     amp = cfg.train.amp == "bf16" or (cfg.train.amp == "auto" and dev.type == "cuda")
     notify = callback if (callback is not None and dist.is_main) else (lambda e, i: None)
 
-    torch.manual_seed(cfg.train.seed)
-    model = build_model(cfg.model.method, cfg.data.scale, in_channels=1, **cfg.model.overrides).to(dev)
-    if cfg.train.channels_last and dev.type == "cuda":
+    torch.manual_seed(cfg.train.seed)  # once: the state is saved in and restored from last.pt
+    model = build_model(cfg.model.method, cfg.data.scale, in_channels=1, **cfg.model.overrides)
+    init_info = None
+    if ckpt is None and cfg.model.init_from:
+        init_info = load_init_weights(
+            model, cfg.model.init_from, method=cfg.model.method, scale=cfg.data.scale
+        )
+        log.info("initialised %s x%d from %s", cfg.model.method, cfg.data.scale, init_info["source"])
+    model = model.to(dev)
+    channels_last = cfg.train.channels_last and dev.type == "cuda"
+    if channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(model.parameters(), cfg.optim)
     scheduler = build_scheduler(optimizer, cfg.optim)
     ema = WeightEMA(model, cfg.optim.ema_decay) if cfg.optim.ema_decay > 0 else None
-    criterion = SRLoss(cfg.loss)
-    loader = _make_train_loader(cfg, dist.rank, dist.world_size)
+    loader = _make_train_loader(cfg, dist.rank, dist.world_size, pin_memory=dev.type == "cuda")
     ipe = len(loader)
     if ipe == 0:
         raise ValueError(
             f"the train split of {cfg.data.store} gives no full batch of {cfg.data.batch_size}; "
-            "lower data.batch_size or raise data.samples_per_epoch"
+            "lower data.batch_size or raise data.loader.samples_per_epoch"
         )
     total = (
         cfg.train.epochs * ipe
         if cfg.train.max_steps is None
         else min(cfg.train.max_steps, cfg.train.epochs * ipe)
     )
-    v_every = val_interval(cfg.eval.every, ipe)
+    validator = Validator(cfg, model, ema, dev, amp) if dist.is_main else None
 
     step, best, best_step, loader_state = 0, None, None, None
     if ckpt is not None:
@@ -200,7 +226,10 @@ def fit(
             ts.get("loader"),
         )
         set_rng_state(ts["rng"])
-        log.info("resuming %s at step %d (epoch %d)", out, step, step // ipe)
+        _ddp.barrier(dist)  # every rank has read its checkpoint before rank 0 sets a bad one aside
+        if dist.is_main and resumed_from.name != "last.pt":
+            _set_aside_bad_last(out, problems, resumed_from)
+        log.info("resuming %s at step %d (epoch %d) from %s", out, step, step // ipe, resumed_from.name)
     train_log = CsvLog(out / "metrics.csv", TRAIN_FIELDS)
     val_log = CsvLog(out / "val.csv", VAL_FIELDS)
     if dist.is_main:
@@ -212,177 +241,84 @@ def fit(
         from torch.nn.parallel import DistributedDataParallel
 
         net = DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
+    ctx = StepContext(
+        net=net,
+        model=model,
+        criterion=SRLoss(cfg.loss),
+        optimizer=optimizer,
+        device=dev,
+        amp=amp,
+        channels_last=channels_last,
+        grad_clip=cfg.optim.grad_clip,
+        ema=ema,
+        dist=dist if dist.distributed else None,
+    )
     tb = _tensorboard(out, cfg) if dist.is_main else None
-    last_good = out / "last.pt" if (out / "last.pt").exists() else None
-
-    def meta(epoch: int) -> dict[str, Any]:
-        return {
-            "method": cfg.model.method,
-            "scale": cfg.data.scale,
-            "marker": cfg.data.marker,
-            "in_channels": 1,
-            "overrides": dict(cfg.model.overrides),
+    loop = TrainLoop(
+        cfg=cfg,
+        out=out,
+        dist=dist,
+        ctx=ctx,
+        scheduler=scheduler,
+        loader=loader,
+        validator=validator,
+        total=total,
+        ipe=ipe,
+        v_every=val_interval(cfg.eval.every, ipe),
+        step=step,
+        best=best,
+        best_step=best_step,
+        loader_state=loader_state,
+        last_good=resumed_from,
+        notify=notify,
+        train_log=train_log,
+        val_log=val_log,
+        tb=tb,
+    )
+    notify(
+        "start",
+        {
+            "total_steps": total,
+            "iters_per_epoch": ipe,
             "step": step,
-            "epoch": epoch,
-            "select_metric": cfg.eval.select_metric,
-            "best": best,
-            "best_step": best_step,
-        }
-
-    def save(name: str, epoch: int, model_state: dict, training: bool) -> Path:
-        from trainers.checkpoints import save_checkpoint
-
-        state = None
-        if training:
-            state = {
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "ema": ema.state_dict() if ema is not None else None,
-                "step": step,
-                "epoch": epoch,
-                "loader": loader.state_dict(),
-                "rng": rng_state(),
-                "best": best,
-                "best_step": best_step,
-            }
-        try:
-            return save_checkpoint(
-                out / name,
-                model_state=model_state,
-                config=config_to_dict(cfg),
-                meta=meta(epoch),
-                training_state=state,
-            )
-        except OSError as exc:
-            raise OSError(
-                f"could not write checkpoint {out / name} at step {step} ({exc}); the previous "
-                f"checkpoint {last_good or '(none yet)'} is intact: free disk space and rerun with "
-                "--resume"
-            ) from exc
-
-    def validate(epoch: int) -> None:
-        nonlocal best, best_step
-        from trainers.evaluate import evaluate_model
-        from trainers.metrics import METRIC_NAMES, mean_metrics
-
-        eval_model = model
-        if ema is not None:
-            eval_model = build_model(
-                cfg.model.method, cfg.data.scale, in_channels=1, **cfg.model.overrides
-            ).to(dev)
-            ema.copy_to(eval_model)
-        rows = evaluate_model(eval_model, _make_val_loader(cfg), cfg.data.scale, device=dev, amp=amp)
-        means = mean_metrics(rows)
-        value = means[cfg.eval.select_metric]
-        is_best = _better(cfg.eval.select_metric, value, best)
-        if is_best:
-            best, best_step = value, step
-            save("best.pt", epoch, _cpu_state(eval_model), training=False)
-        val_log.write(
-            {"step": step, "epoch": epoch, **{k: means[k] for k in METRIC_NAMES}, "is_best": int(is_best)}
-        )
-        if tb is not None:
-            for k in METRIC_NAMES:
-                tb.add_scalar(f"val/{k}", means[k], step)
-        notify("val", {"step": step, "metrics": means, "best": best, "is_best": is_best})
-
-    notify("start", {"total_steps": total, "iters_per_epoch": ipe, "step": step})
-    losses: list[float] = []
-    model.train()
+            "resumed_from": None if resumed_from is None else str(resumed_from),
+            "resume_problems": list(problems),
+            "init_from": None if init_info is None else init_info["source"],
+        },
+    )
     try:
-        while step < total:
-            epoch = step // ipe
-            loader.set_epoch(epoch)
-            if loader_state is not None and step % ipe:
-                loader.load_state_dict(loader_state)
-            loader_state = None
-            t_data = time.perf_counter()
-            for batch in loader:
-                data_time = time.perf_counter() - t_data
-                t_step = time.perf_counter()
-                torch.manual_seed(cfg.train.seed + step)  # per-step seeding, as the original (resume-safe)
-                lr_img = batch["lr"].to(dev, non_blocking=True)
-                hr = batch["hr"].to(dev, non_blocking=True)
-                if cfg.train.channels_last and dev.type == "cuda":
-                    lr_img = lr_img.contiguous(memory_format=torch.channels_last)
-                with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
-                    outputs = net(lr_img)
-                loss, parts = criterion(outputs, hr)
-                loss_all = _ddp.all_mean(loss.detach(), dist)
-                if not torch.isfinite(loss_all):
-                    where = ", ".join(
-                        f"({int(t)}, {int(y)}, {int(x)})"
-                        for t, y, x in zip(batch["tile"], batch["y0"], batch["x0"], strict=False)
-                    )
-                    raise TrainingDivergedError(
-                        f"loss is {float(loss_all)} at step {step + 1} (epoch {epoch}); batch windows "
-                        f"(tile, y0, x0): {where}; last good checkpoint: {last_good or '(none yet)'}. "
-                        "Lower optim.lr, set optim.grad_clip, or resume from the checkpoint"
-                    )
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if cfg.optim.grad_clip > 0:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
-                lr_now = optimizer.param_groups[0]["lr"]
-                optimizer.step()
-                if ema is not None:
-                    ema.update(model)
-                step += 1
-                if cfg.optim.schedule == "original" or step % ipe == 0:
-                    scheduler.step()
-                value = float(loss_all)
-                losses.append(value)
-                info = {
-                    "step": step,
-                    "epoch": epoch,
-                    "loss": value,
-                    "mse": float(parts["mse"]),
-                    "ssim": float(parts["ssim"]),
-                    "lr": lr_now,
-                    "step_time_s": time.perf_counter() - t_step,
-                    "data_time_s": data_time,
-                }
-                if dist.is_main and (step % cfg.train.log_every == 0 or step == total):
-                    train_log.write(info)
-                    if tb is not None:
-                        tb.add_scalar("train/loss", value, step)
-                        tb.add_scalar("train/lr", lr_now, step)
-                notify("step", info)
-                done = step >= total
-                ep_now = step // ipe
-                if step % v_every == 0 or done:
-                    if dist.is_main:
-                        validate(ep_now)
-                    _ddp.barrier(dist)
-                if (
-                    (cfg.train.checkpoint_every and step % cfg.train.checkpoint_every == 0)
-                    or step % v_every == 0
-                    or done
-                ):
-                    if dist.is_main:
-                        last_good = save("last.pt", ep_now, _cpu_state(model), training=True)
-                    _ddp.barrier(dist)
-                if done:
-                    break
-                t_data = time.perf_counter()
+        loop.run()
     finally:
         if tb is not None:
             tb.close()
-        _ddp.cleanup(dist)
-    notify("end", {"step": step, "best": best, "best_step": best_step})
+        if validator is not None:
+            validator.close()
+        loader.close()  # stop the persistent workers now, not whenever the loader is collected
+    notify("end", {"step": loop.step, "best": loop.best, "best_step": loop.best_step})
     return FitResult(
         run_dir=out,
-        step=step,
-        epoch=step // ipe,
-        best_metric=best,
-        best_step=best_step,
-        losses=losses,
+        step=loop.step,
+        epoch=loop.step // ipe,
+        best_metric=loop.best,
+        best_step=loop.best_step,
+        losses=loop.losses,
         model=model,
+        resumed_from=resumed_from,
+        rank=dist.rank,
     )
 
 
-def _cpu_state(model: Any) -> dict[str, Any]:
-    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+def _set_aside_bad_last(out: Path, problems: list[str], used: Path) -> None:
+    """Rename a damaged last.pt to last.bad.pt (the next save must not keep it as last.prev.pt)."""
+    bad = out / "last.pt"
+    if bad.exists():
+        bad.replace(out / "last.bad.pt")
+    log.warning(
+        "resuming from %s: %s%s",
+        used,
+        "; ".join(problems),
+        " (set aside as last.bad.pt)" if (out / "last.bad.pt").exists() else "",
+    )
 
 
 def _tensorboard(out: Path, cfg: RunConfig) -> Any:

@@ -29,7 +29,8 @@ def test_paper_recipe_values():
     assert (cfg.data.batch_size, cfg.data.h_size, cfg.train.epochs) == (8, 128, 100)
     assert (cfg.loss.l2_weight, cfg.loss.ssim_weight, cfg.loss.ssim_window, cfg.loss.ssim_padding) == (
         1.0, 5.0, 19, "same")  # fmt: skip
-    assert cfg.data.roi_bias and cfg.data.roi_threshold == 4
+    assert cfg.data.loader.roi_bias and cfg.data.loader.roi_threshold == 4
+    assert cfg.data.loader.samples_per_epoch is None and cfg.model.init_from == ""
     assert (cfg.eval.val_windows, cfg.eval.every, cfg.eval.select_metric) == (128, 0.9, "roi_psnr")
     assert cfg.version == 1 and cfg.data.scale == 8 and cfg.model.method == "swinir"
 
@@ -60,7 +61,7 @@ def test_overrides_are_typed():
         ],
     )
     assert cfg.train.epochs == 5 and isinstance(cfg.train.epochs, int)
-    assert cfg.optim.lr == 1e-3 and cfg.data.roi_bias is False and cfg.eval.val_windows is None
+    assert cfg.optim.lr == 1e-3 and cfg.data.loader.roi_bias is False and cfg.eval.val_windows is None
     assert cfg.data.marker == "CELL0"
 
 
@@ -74,8 +75,8 @@ def test_unknown_key_suggests_closest():
 def test_wrong_types_are_refused(tmp_path):
     with pytest.raises(ConfigError, match=r"train.epochs='ten'.*expected int"):
         apply_overrides(RunConfig(), ["train.epochs=ten"])
-    with pytest.raises(ConfigError, match=r"data.roi_bias.*expected bool"):
-        apply_overrides(RunConfig(), ["data.roi_bias=maybe"])
+    with pytest.raises(ConfigError, match=r"data.loader.roi_bias='maybe'.*expected bool"):
+        apply_overrides(RunConfig(), ["data.loader.roi_bias=maybe"])
     with pytest.raises(ConfigError, match="optim.schedule='weekly' is not allowed"):
         apply_overrides(RunConfig(), ["optim.schedule=weekly"])
     with pytest.raises(ConfigError, match="must look like key=value"):
@@ -148,3 +149,55 @@ def test_fit_cli_recipe_option(tmp_path):
     help_text = CliRunner().invoke(fit, ["--help"]).output
     for d in RECIPE_DIFFERENCES:
         assert f"{d.key}: paper {d.paper}, default {d.default}" in help_text
+
+
+def test_data_config_embeds_the_loader_settings(tmp_path):
+    from srdata.loader import LoaderSettings
+
+    cfg = apply_overrides(
+        RunConfig(),
+        ["data.loader.num_workers=2", "data.loader.preload=auto", "data.loader.prefetch_factor=4",
+         "data.loader.cache_bytes=1000000", "data.loader.pin_memory=false", "data.loader.aligned=false"],
+    )  # fmt: skip
+    assert cfg.data.loader == LoaderSettings(
+        num_workers=2, preload="auto", prefetch_factor=4, cache_bytes=1_000_000, pin_memory=False,
+        aligned=False,
+    )
+    back = load_config(save_config(cfg, tmp_path / "c.yaml"))
+    assert back == cfg and isinstance(back.data.loader, LoaderSettings)
+    assert yaml.safe_load((tmp_path / "c.yaml").read_text())["data"]["loader"]["preload"] == "auto"
+    # every make_loader setting is a config key, and none is declared twice
+    keys = set(config_to_dict(cfg)["data"])
+    assert keys == {"store", "marker", "scale", "h_size", "batch_size", "loader"}
+    with pytest.raises(ConfigError, match=r"data.loader: num_workers=-1 must be >= 0"):
+        apply_overrides(RunConfig(), ["data.loader.num_workers=-1"])
+    with pytest.raises(ConfigError, match="Did you mean 'data.loader.num_workers'"):
+        apply_overrides(RunConfig(), ["data.loader.num_worker=1"])
+
+
+def test_older_flat_loader_keys_still_load(tmp_path):
+    old = config_to_dict(RunConfig())
+    loader = old["data"].pop("loader")
+    old["data"].update(num_workers=3, roi_bias=False, samples_per_epoch=16)  # a config.yaml of before
+    (tmp_path / "old.yaml").write_text(yaml.safe_dump(old))
+    cfg = load_config(tmp_path / "old.yaml")
+    assert (cfg.data.loader.num_workers, cfg.data.loader.roi_bias, cfg.data.loader.samples_per_epoch) == (
+        3, False, 16)  # fmt: skip
+    assert cfg.data.loader.cache_bytes == loader["cache_bytes"]
+    assert cfg.data.roi_bias is False  # read access under the older name
+    with pytest.raises(AttributeError):
+        cfg.data.no_such_thing  # noqa: B018
+    # --set with an older key sets the new one
+    assert apply_overrides(cfg, ["data.augment=false"]).data.loader.augment is False
+    both = config_to_dict(RunConfig())
+    both["data"]["roi_bias"] = False
+    (tmp_path / "both.yaml").write_text(yaml.safe_dump(both))
+    with pytest.raises(ConfigError, match="data.roi_bias and data.loader.roi_bias are both set"):
+        load_config(tmp_path / "both.yaml")
+
+
+def test_train_sync_every_and_init_from():
+    cfg = apply_overrides(RunConfig(), ["train.sync_every=5", "model.init_from=/runs/a/best.pt"])
+    assert cfg.train.sync_every == 5 and cfg.model.init_from == "/runs/a/best.pt"
+    with pytest.raises(ConfigError, match="train.sync_every=0 must be >= 1"):
+        apply_overrides(RunConfig(), ["train.sync_every=0"])

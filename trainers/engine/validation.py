@@ -1,0 +1,101 @@
+"""Validation during training: the loader and the evaluation copy are built once per run.
+
+`Validator.run` scores the model (or its EMA weights, copied into one evaluation network made
+at the start) on the first ``eval.val_windows`` windows of the val split with the paper's metrics
+(`trainers.evaluate.evaluate_model`, which keeps the caller's RNG stream untouched). The val
+loader is made once, in the main process (no worker processes idle between validations), and
+keeps its decoded-chunk cache, so later validations read no chunk again when the windows fit
+``data.loader.cache_bytes``.
+
+`better` decides model selection: higher is better except for NRMSE, a tie is a new best (SPEC
+§4.6), and a NaN / infinite score is never best.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    from trainers._state import WeightEMA
+    from trainers.config import RunConfig
+
+__all__ = ["Validator", "better", "make_val_loader"]
+
+
+def better(metric: str, new: float, best: float | None) -> bool:
+    """Whether score `new` of `metric` replaces `best` (None or non-finite: anything finite does).
+
+    Parameters
+    ----------
+    metric : a metric name (``roi_psnr``, ``nrmse``, ...); lower is better when it contains "nrmse"
+    new : the validation score
+    best : the best score so far, or None
+
+    Returns
+    -------
+    bool
+        False whenever `new` is NaN or infinite.
+    """
+    if new is None or not math.isfinite(new):
+        return False
+    if best is None or not math.isfinite(best):
+        return True
+    return new <= best if "nrmse" in metric else new >= best  # ">=": a tie is a new best (SPEC §4.6)
+
+
+def make_val_loader(cfg: RunConfig, *, pin_memory: bool) -> Any:
+    """The val split's first ``eval.val_windows`` windows, read in the main process (eval mode)."""
+    from srdata.loader import make_loader
+
+    d = cfg.data
+    settings = dataclasses.replace(d.loader, num_workers=0, pin_memory=pin_memory)
+    return make_loader(
+        d.store, split="val", scale=d.scale, marker=d.marker, batch_size=cfg.eval.batch_size,
+        h_size=d.h_size, mode="eval", max_windows=cfg.eval.val_windows, settings=settings,
+    )  # fmt: skip
+
+
+class Validator:
+    """Scores the current (or EMA) weights; see the module docstring.
+
+    Parameters
+    ----------
+    cfg : RunConfig
+    model : torch.nn.Module
+        The trained network (unwrapped).
+    ema : WeightEMA, optional
+        When given, validation (and ``best.pt``) use its weights.
+    device : torch.device
+    amp : bool
+        bf16 autocast (CUDA).
+    """
+
+    def __init__(self, cfg: RunConfig, model: Any, ema: WeightEMA | None, device: Any, amp: bool) -> None:
+        self.cfg, self.model, self.ema, self.device, self.amp = cfg, model, ema, device, amp
+        self.loader = make_val_loader(cfg, pin_memory=device.type == "cuda")
+        self._eval_copy: Any = None
+
+    def eval_model(self) -> Any:
+        """The network to score: `model`, or one evaluation copy holding the EMA weights."""
+        if self.ema is None:
+            return self.model
+        if self._eval_copy is None:
+            self._eval_copy = copy.deepcopy(self.model)  # no RNG draw, unlike building a new network
+        self.ema.copy_to(self._eval_copy)
+        return self._eval_copy
+
+    def run(self) -> tuple[Any, dict[str, float]]:
+        """Score the eval model; returns it and the split means (`trainers.metrics.METRIC_NAMES`)."""
+        from trainers.evaluate import evaluate_model
+        from trainers.metrics import mean_metrics
+
+        model = self.eval_model()
+        rows = evaluate_model(model, self.loader, self.cfg.data.scale, device=self.device, amp=self.amp)
+        return model, mean_metrics(rows)
+
+    def close(self) -> None:
+        """Drop the loader's cache."""
+        self.loader.close()
