@@ -349,7 +349,7 @@ def _mosaic(
 
 def _write_coverage(root: Any, tile: int, mask: np.ndarray, *, chunk: int, pixel_size_um: float) -> None:
     """``tiles/<tile>/coverage/0``: uint8 (y, x) HR px, 1 = covered by a released HR patch."""
-    from srdata.writer import compressors, ome_multiscales
+    from srdata.writer import ARRAY_CONFIG, compressors, ome_multiscales
 
     grp = root.create_group(f"tiles/{int(tile)}/coverage", overwrite=True)
     arr = grp.create_array(
@@ -360,6 +360,7 @@ def _write_coverage(root: Any, tile: int, mask: np.ndarray, *, chunk: int, pixel
         compressors=compressors(),
         fill_value=0,
         dimension_names=("y", "x"),
+        config=ARRAY_CONFIG,
     )
     arr[...] = mask
     grp.attrs["ome"] = ome_multiscales(f"{tile}/coverage", ("y", "x"), 1, pixel_size_um, kind="max")

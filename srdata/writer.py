@@ -9,7 +9,8 @@ Images are OME-NGFF 0.5 multiscales (Zarr v3): ``attrs["ome"] = {"version": "0.5
 "multiscales": [...]}`` on the image group, levels ``"0"`` (the data) .. ``"L-1"`` (2x windowed-mean
 display downsamples; in-memory input is reduced with NumPy and written by zarr, Dask input in one
 Dask compute), chunks ``(1, chunk, chunk)``,
-blosc/zstd compression.
+blosc/zstd compression followed by a crc32c checksum of every chunk (`compressors`); every chunk is
+written, empty ones too (`ARRAY_CONFIG`), so that a missing chunk file is a detectable fault.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from srdata.schema import (
 )
 
 __all__ = [
+    "ARRAY_CONFIG",
     "COMPRESSION",
     "compressors",
     "create_store",
@@ -61,11 +63,20 @@ _BLOCK_PX = 2048  # edge of one Dask write task, px (rounded down to a multiple 
 _RESUME_FIELDS = ("format_version", "markers", "scales", "pixel_size_um", "chunks", "tiles", "roi")
 
 
-def compressors() -> tuple[Any, ...]:
-    """The codec tuple every array of a store is written with (blosc, `COMPRESSION`)."""
-    from zarr.codecs import BloscCodec
+ARRAY_CONFIG: dict[str, Any] = {"write_empty_chunks": True}
+"""Runtime config of every array a writer creates: all chunks are stored, even those equal to the fill
+value, so that `srdata verify` and the readers can tell a deleted chunk file from an empty chunk."""
 
-    return (BloscCodec(**COMPRESSION),)
+
+def compressors() -> tuple[Any, ...]:
+    """The codec tuple every array of a store is written with: blosc (`COMPRESSION`), then crc32c.
+
+    The crc32c codec appends a 4-byte checksum to each compressed chunk and zarr checks it on every
+    read, so a flipped bit is an error (format version 2, `srdata.schema.FORMAT_VERSION`).
+    """
+    from zarr.codecs import BloscCodec, Crc32cCodec
+
+    return (BloscCodec(**COMPRESSION), Crc32cCodec())
 
 
 def _fs_and_path(path: str) -> tuple[Any, str]:
@@ -388,6 +399,7 @@ def _write_multiscale(
                 fill_value=0,
                 dimension_names=axes,
                 overwrite=True,
+                config=ARRAY_CONFIG,
             )
         )
     if lazy:
@@ -508,5 +520,6 @@ def write_index(root: Any, columns: dict[str, np.ndarray]) -> None:
             chunks=(n, *col.shape[1:]),
             compressors=compressors(),
             overwrite=True,
+            config=ARRAY_CONFIG,
         )[...] = col
     update_attrs(root, index_complete=True)
