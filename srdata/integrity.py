@@ -39,6 +39,9 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
+_MISSING = "is missing (its file was deleted or never written)"
+
+
 class ChunkError(StoreFormatError):
     """A chunk of a store array is missing or damaged (the message names array, chunk and the fix)."""
 
@@ -138,7 +141,7 @@ def find_bad_chunk(
     stored = stored_chunk_keys(arr) if check_missing else set()
     for idx in chunks_in_box(arr, box):
         if check_missing and chunk_key(arr, idx) not in stored:
-            return idx, "is missing (its file was deleted or never written)"
+            return idx, _MISSING
         try:
             arr[_chunk_slices(arr, idx)]
         except Exception as exc:  # noqa: BLE001 - every decode failure is the finding
@@ -205,9 +208,7 @@ class CheckedReader:
         if gone:
             for idx in chunks_in_box(arr, box):
                 if idx in gone:
-                    raise chunk_error(
-                        self.where, arr, idx, "is missing (its file was deleted or never written)"
-                    )
+                    raise chunk_error(self.where, arr, idx, _MISSING)
 
     def read(self, arr: Any, selection: tuple[Any, ...]) -> np.ndarray:
         """``arr[selection]`` (ints and unit-step slices) as numpy, or `ChunkError`."""
