@@ -49,6 +49,7 @@ def build(
 
     from srdata.build import BuildConfig, BuildError, build_store
     from srdata.layout import RawInputError
+    from srdata.lease import LeaseLostError
     from srdata.schema import StoreFormatError
 
     def _list(text: str | None) -> list[str] | None:
@@ -82,7 +83,7 @@ def build(
 
     try:
         summary = build_store(raw, store, cfg, scheduler=scheduler, workers=workers, progress=on_event)
-    except (RawInputError, StoreFormatError, BuildError, ValueError) as exc:
+    except (RawInputError, StoreFormatError, BuildError, LeaseLostError, ValueError) as exc:
         bar.close()
         raise click.ClickException(str(exc)) from None
     bar.close()

@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from srdata.lease import leased
 from srdata.patches import (
     PatchesInputError,
     PatchName,
@@ -109,6 +110,7 @@ def _read_tif(path: Path, shape: tuple[int, int]) -> np.ndarray:
     return arr
 
 
+@leased("srdata import-patches")  # one writer per store
 def import_patches(
     patches: str | os.PathLike,
     store: str,
@@ -151,7 +153,8 @@ def import_patches(
     PatchesInputError, PatchNameError
         Bad patches folder (see `scan_patches`, `read_fold_lists`).
     StoreFormatError
-        `store` exists (without `overwrite`).
+        `store` exists (without `overwrite`); `srdata.lease.StoreLockedError` (a subclass): another
+        process writes `store`.
     """
     from srdata import writer
 

@@ -200,8 +200,61 @@ def update_attrs(root: Any, **changes: Any) -> StoreAttrs:
     return new
 
 
+def _check_tile_written(root: Any, tile: int) -> None:
+    """Re-check that every image group of `tile` is complete: OME metadata, every listed level, and
+    (checksummed arrays) every chunk stored. Raises `StoreFormatError` naming what is absent."""
+    from srdata.integrity import has_checksums, missing_chunks
+
+    key = f"tiles/{int(tile)}"
+    where = str(getattr(root, "store", "<store>"))
+    if key not in root:
+        raise StoreFormatError(
+            f"{where}: {key} vanished after writing; is another process writing this store? Rerun the build"
+        )
+    tg = root[key]
+    names = sorted(tg.group_keys())
+    if not names:
+        raise StoreFormatError(f"{where}: {key} holds no image after writing; rerun the build")
+    for name in names:
+        ome = tg[name].attrs.get("ome")
+        ms = ome.get("multiscales") if isinstance(ome, dict) else None
+        if not ms:
+            raise StoreFormatError(
+                f"{where}: {key}/{name} has no OME metadata after writing (incomplete); rerun the build"
+            )
+        for ds in ms[0]["datasets"]:
+            path = str(ds["path"])
+            if path not in tg[name]:
+                raise StoreFormatError(
+                    f"{where}: {key}/{name}/{path} is missing after writing; is another process writing "
+                    "this store? Rerun the build"
+                )
+            arr = tg[name][path]
+            gone = missing_chunks(arr) if has_checksums(arr) else []
+            if gone:
+                raise StoreFormatError(
+                    f"{where}: {key}/{name}/{path}: {len(gone)} chunk(s) missing after writing (first "
+                    f"{'/'.join(map(str, gone[0]))}); is another process writing this store? Rerun the build"
+                )
+
+
 def mark_tile_finished(root: Any, tile: int) -> None:
-    """Record `tile` in ``finished_tiles``; call only after all its arrays are written."""
+    """Record `tile` in ``finished_tiles``; call only after all its arrays are written.
+
+    Before recording, re-checks that the tile's arrays are all present (`_check_tile_written`) and
+    that this process still holds the store's lease if it took one (`srdata.lease.check_held`).
+
+    Raises
+    ------
+    StoreFormatError
+        An array, level or chunk of the tile is absent.
+    srdata.lease.LeaseLostError
+        Another writer took the store over.
+    """
+    from srdata.lease import check_held
+
+    check_held()
+    _check_tile_written(root, tile)
     attrs = read_attrs(root)
     done = sorted(set(int(t) for t in attrs.finished_tiles) | {int(tile)})
     update_attrs(root, finished_tiles=done)

@@ -1,0 +1,524 @@
+"""One writer per store: a lease file beside the store, held while a build/import/predict writes.
+
+Why: two builds on one store delete each other's half-written tiles (``create_group(...,
+overwrite=True)``) and one of them may then mark a damaged tile finished. So every writer takes
+the store's lease first, and a second writer is refused with one line naming the holder.
+
+The lease is a small JSON record at ``<store>.lease`` (a sibling of the store, so that
+``--overwrite`` can delete the store without deleting the lease, and the store itself holds nothing
+but the contract)::
+
+    {"token": "9f1c...", "host": "node7", "pid": 4242, "pid_start": 123456, "operation": "srdata build",
+     "store": "out.zarr", "started": 1764400000.0, "heartbeat": 1764400042.5}
+
+- **Acquire**: an exclusive create (``O_CREAT | O_EXCL`` on a local path, fsspec mode ``"xb"`` on a
+  URL; where a filesystem has no exclusive create, write then read back after a pause and keep the
+  lease only if the record read is ours).
+- **Heartbeat**: a daemon thread rewrites ``heartbeat`` every `heartbeat_s` while the writer runs,
+  after checking that the record is still ours; if it is not (the writer was paused so long that
+  another process judged the lease stale and took it), `Lease.check` raises `LeaseLostError` at the
+  writer's next check point instead of letting two writers continue.
+- **Stale lease**: held by a process that no longer exists on this host (pid gone, or reused by
+  another process: its start time differs), or whose heartbeat is older than `timeout_s` (any
+  host). A stale lease is taken over under a second exclusive file ``<store>.lease.takeover``, and
+  deleted only if it still holds the very record judged stale, so two processes that find the same
+  stale lease cannot both win.
+- **Release**: on leaving the ``with`` block (normally or by an exception) the lease is deleted if it
+  is still ours. A process killed with ``kill -9`` leaves its lease; the next writer on the same host
+  takes it over at once (dead pid), one on another host after `timeout_s`.
+
+Example
+-------
+>>> with store_lease("out.zarr", operation="srdata build") as lease:   # doctest: +SKIP
+...     for tile in tiles:
+...         lease.check()          # raises LeaseLostError if another writer took the store over
+...         build(tile)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+from srdata.schema import StoreFormatError
+
+__all__ = [
+    "LEASE_SUFFIX",
+    "Lease",
+    "check_held",
+    "leased",
+    "LeaseLostError",
+    "StoreLockedError",
+    "StoreNotWritableError",
+    "ensure_writable",
+    "lease_path",
+    "read_lease",
+    "store_lease",
+]
+
+log = logging.getLogger(__name__)
+
+LEASE_SUFFIX = ".lease"
+"""The lease of store ``S`` is the file ``S + LEASE_SUFFIX``."""
+
+DEFAULT_TIMEOUT_S = 120.0
+"""A lease whose heartbeat is older than this (seconds) is stale, whatever host holds it."""
+
+DEFAULT_HEARTBEAT_S = 10.0
+"""Seconds between two heartbeats of a held lease."""
+
+_HELD: list[Lease] = []  # leases this process holds now (checked by `check_held`)
+_HELD_LOCK = threading.Lock()
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+class StoreLockedError(StoreFormatError):
+    """Another live writer holds the store's lease (the message names it and says what to do)."""
+
+
+class LeaseLostError(RuntimeError):
+    """This writer's lease was taken over by another process; stop writing."""
+
+
+class StoreNotWritableError(StoreFormatError):
+    """The store (or the folder that would hold it) cannot be written; the message says why."""
+
+
+def _is_url(path: str) -> bool:
+    return "://" in path
+
+
+def lease_path(store: str | os.PathLike) -> str:
+    """Path or URL of the lease of `store`: ``<store>.lease`` (trailing ``/`` dropped)."""
+    s = os.fspath(store)
+    return s.rstrip("/") + LEASE_SUFFIX
+
+
+# ----------------------------------------------------------------------------------- file access
+
+
+class _Files:
+    """The few file operations a lease needs, on a local path (os) or an fsspec URL."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.local = not _is_url(url)
+        if self.local:
+            self.fs, self.path = None, url
+        else:
+            import fsspec
+
+            fs, _, paths = fsspec.get_fs_token_paths(url)
+            self.fs, self.path = fs, paths[0]
+
+    def create_exclusive(self, path: str, data: bytes) -> bool:
+        """Create `path` holding `data` if nothing is there; False if something is.
+
+        Falls back to write-then-read-back where the filesystem has no exclusive create.
+        """
+        if self.fs is None:
+            parent = os.path.dirname(os.path.abspath(path))
+            os.makedirs(parent, exist_ok=True)
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            except FileExistsError:
+                return False
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            return True
+        self.fs.makedirs(self.fs._parent(path), exist_ok=True)
+        try:
+            with self.fs.open(path, "xb") as f:
+                f.write(data)
+            return True
+        except FileExistsError:
+            return False
+        except (ValueError, NotImplementedError, TypeError):  # no exclusive mode on this filesystem
+            pass
+        if self.fs.exists(path):
+            return False
+        with self.fs.open(path, "wb") as f:
+            f.write(data)
+        time.sleep(0.5)  # let a concurrent writer's record land, then see whose record stands
+        return self.read(path) == data
+
+    def read(self, path: str) -> bytes | None:
+        """Content of `path`, or None if it does not exist."""
+        try:
+            if self.fs is None:
+                with open(path, "rb") as f:
+                    return f.read()
+            return bytes(self.fs.cat_file(path))
+        except FileNotFoundError:
+            return None
+
+    def replace(self, path: str, data: bytes) -> None:
+        """Overwrite `path` with `data` (atomically on a local path: temp file + rename)."""
+        if self.fs is None:
+            tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"
+            with open(tmp, "wb") as f:
+                f.write(data)
+            os.replace(tmp, path)
+            return
+        with self.fs.open(path, "wb") as f:
+            f.write(data)
+
+    def remove(self, path: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            if self.fs is None:
+                os.remove(path)
+            else:
+                self.fs.rm_file(path)
+
+
+# --------------------------------------------------------------------------------------- records
+
+
+def _pid_start(pid: int) -> int | None:
+    """Start time of process `pid` in clock ticks since boot (Linux), None where unknown."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read().decode(errors="replace")
+        return int(stat[stat.rindex(")") + 2 :].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _pid_alive(pid: int, start: int | None) -> bool:
+    """Whether process `pid` runs on this host (and, where known, is the one started at `start`)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # exists, owned by someone else
+    now = _pid_start(pid)
+    return start is None or now is None or now == start
+
+
+def read_lease(store: str | os.PathLike) -> dict[str, Any] | None:
+    """The lease record of `store`, or None when nobody holds it (or it cannot be parsed)."""
+    files = _Files(lease_path(store))
+    raw = files.read(files.path)
+    if raw is None:
+        return None
+    try:
+        rec = json.loads(raw.decode())
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return rec if isinstance(rec, dict) else None
+
+
+def _stale_reason(rec: dict[str, Any] | None, timeout_s: float) -> str | None:
+    """Why a lease record no longer protects anything (None: it is live)."""
+    if rec is None:
+        return "unreadable lease record"
+    age = time.time() - float(rec.get("heartbeat", 0))
+    if age > timeout_s:
+        return f"no heartbeat for {age:.0f} s"
+    if rec.get("host") == socket.gethostname():
+        pid = int(rec.get("pid", -1))
+        if pid <= 0 or not _pid_alive(pid, rec.get("pid_start")):
+            return f"process {pid} on this host is gone"
+    return None
+
+
+def _describe(rec: dict[str, Any], store: str, timeout_s: float) -> str:
+    started = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(float(rec.get("started", 0))))
+    beat = time.time() - float(rec.get("heartbeat", 0))
+    return (
+        f"{store}: another writer holds this store ({rec.get('operation', '?')}, pid {rec.get('pid')} on "
+        f"host {rec.get('host')}, started {started}, last heartbeat {beat:.0f} s ago); wait for it to "
+        f"finish or stop it, then rerun (a lease left by a killed process is taken over automatically: "
+        f"at once on the same host, after {timeout_s:.0f} s without heartbeat elsewhere)"
+    )
+
+
+# ------------------------------------------------------------------------------------------ lease
+
+
+class Lease:
+    """A held store lease (see the module docstring); made by `store_lease`.
+
+    Attributes
+    ----------
+    store : str
+        The store written.
+    path : str
+        The lease file (``<store>.lease``).
+    record : dict
+        The record written (token, host, pid, operation, started, heartbeat).
+    """
+
+    def __init__(self, store: str, operation: str, timeout_s: float, heartbeat_s: float) -> None:
+        if timeout_s <= 0 or heartbeat_s <= 0 or heartbeat_s >= timeout_s:
+            raise ValueError(
+                f"need 0 < heartbeat_s < timeout_s, got heartbeat_s={heartbeat_s}, timeout_s={timeout_s}"
+            )
+        self.store, self.operation = store, operation
+        self.timeout_s, self.heartbeat_s = float(timeout_s), float(heartbeat_s)
+        self.path = lease_path(store)
+        self._files = _Files(self.path)
+        self._fpath = self._files.path
+        now = time.time()
+        self.record: dict[str, Any] = {
+            "token": uuid.uuid4().hex,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "pid_start": _pid_start(os.getpid()),
+            "operation": operation,
+            "store": store,
+            "started": now,
+            "heartbeat": now,
+        }
+        self._lost: str | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def _data(self) -> bytes:
+        return json.dumps(self.record, sort_keys=True).encode()
+
+    def _mine(self) -> bool:
+        raw = self._files.read(self._fpath)
+        if raw is None:
+            return False
+        try:
+            return json.loads(raw.decode()).get("token") == self.record["token"]
+        except (UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+            return False
+
+    def acquire(self) -> None:
+        """Take the lease (or a stale one over); raise `StoreLockedError` if a live writer holds it."""
+        claim = self._fpath + ".takeover"
+        deadline = time.monotonic() + max(10.0, self.timeout_s)
+        while True:
+            self.record["heartbeat"] = time.time()
+            try:
+                created = self._files.create_exclusive(self._fpath, self._data())
+            except OSError as exc:
+                raise StoreNotWritableError(
+                    f"{self.store}: cannot create its lease {self.path} ({type(exc).__name__}: "
+                    f"{exc.strerror or exc}); the folder that holds STORE must be writable"
+                ) from None
+            if created:
+                log.debug("took lease %s", self.path)
+                return
+            raw = self._files.read(self._fpath)
+            rec = None
+            if raw is not None:
+                with contextlib.suppress(UnicodeDecodeError, json.JSONDecodeError):
+                    rec = json.loads(raw.decode())
+            if raw is None:
+                continue  # released meanwhile: try again
+            reason = _stale_reason(rec if isinstance(rec, dict) else None, self.timeout_s)
+            if reason is None:
+                raise StoreLockedError(_describe(rec, self.store, self.timeout_s))  # type: ignore[arg-type]
+            if time.monotonic() > deadline:
+                raise StoreLockedError(
+                    f"{self.store}: its lease {self.path} is stale ({reason}) but could not be taken over "
+                    f"within {max(10.0, self.timeout_s):.0f} s; delete {self.path} and rerun"
+                )
+            # Take over under a second exclusive file: only one process deletes the stale record,
+            # and only if the lease still holds exactly that record.
+            if self._files.create_exclusive(claim, self._data()):
+                try:
+                    if self._files.read(self._fpath) == raw:
+                        log.warning("%s: taking over a stale lease (%s)", self.store, reason)
+                        self._files.remove(self._fpath)
+                finally:
+                    self._files.remove(claim)
+            else:
+                claim_rec = self._files.read(claim)
+                with contextlib.suppress(Exception):
+                    if claim_rec is not None and _stale_reason(json.loads(claim_rec.decode()), 30.0):
+                        self._files.remove(claim)  # a taker died mid-takeover
+                time.sleep(0.05)
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.heartbeat_s):
+            with self._lock:
+                try:
+                    if not self._mine():
+                        self._lost = "the lease file no longer holds this writer's record"
+                        log.error("%s: lease lost (%s)", self.store, self._lost)
+                        return
+                    self.record["heartbeat"] = time.time()
+                    self._files.replace(self._fpath, self._data())
+                except OSError as exc:  # transient: the next beat retries; staleness is judged by age
+                    log.warning("%s: lease heartbeat failed (%s)", self.store, exc)
+
+    def start_heartbeat(self) -> None:
+        """Refresh the lease every `heartbeat_s` from a daemon thread until `release`."""
+        self._thread = threading.Thread(target=self._beat, name="srdata-lease-heartbeat", daemon=True)
+        self._thread.start()
+
+    def check(self) -> None:
+        """Raise `LeaseLostError` if another process took this lease over (call between units of work)."""
+        if self._lost is not None:
+            raise LeaseLostError(
+                f"{self.store}: this writer lost its lease ({self._lost}): another process took the store "
+                "over while this one was stalled; stop it or this one, then rerun one writer"
+            )
+
+    def release(self) -> None:
+        """Stop the heartbeat and delete the lease if it is still this writer's."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        with self._lock:
+            try:
+                if self._mine():
+                    self._files.remove(self._fpath)
+            except OSError as exc:
+                log.warning("%s: could not remove lease %s (%s)", self.store, self.path, exc)
+
+    def __repr__(self) -> str:
+        return (
+            f"Lease({self.store!r}, operation={self.operation!r}, pid={self.record['pid']}, "
+            f"host={self.record['host']!r}, lost={self._lost is not None})"
+        )
+
+
+@contextlib.contextmanager
+def store_lease(
+    store: str | os.PathLike,
+    *,
+    operation: str,
+    timeout_s: float | None = None,
+    heartbeat_s: float | None = None,
+) -> Iterator[Lease]:
+    """Hold the single-writer lease of `store` for the duration of the block.
+
+    Parameters
+    ----------
+    store : str or path-like
+        Local path or fsspec URL of the store (it need not exist yet).
+    operation : str
+        What writes (``"srdata build"``), shown to a refused second writer.
+    timeout_s : float, optional
+        Heartbeat age after which the lease is stale (default `DEFAULT_TIMEOUT_S`, or the
+        environment variable ``SRCACO2_LEASE_TIMEOUT_S``).
+    heartbeat_s : float, optional
+        Refresh period (default `DEFAULT_HEARTBEAT_S`, at most a third of `timeout_s`).
+
+    Yields
+    ------
+    Lease
+        Call ``lease.check()`` between units of work.
+
+    Raises
+    ------
+    StoreLockedError
+        A live writer holds the store (one line naming it: operation, pid, host, start, heartbeat).
+    StoreNotWritableError
+        The lease cannot be created (the store's folder is not writable).
+    """
+    if timeout_s is None:
+        timeout_s = float(os.environ.get("SRCACO2_LEASE_TIMEOUT_S", DEFAULT_TIMEOUT_S))
+    if heartbeat_s is None:
+        heartbeat_s = min(DEFAULT_HEARTBEAT_S, timeout_s / 3)
+    lease = Lease(os.fspath(store), operation, timeout_s, heartbeat_s)
+    lease.acquire()
+    with _HELD_LOCK:
+        _HELD.append(lease)
+    try:
+        lease.start_heartbeat()
+        yield lease
+        lease.check()
+    finally:
+        with _HELD_LOCK:
+            _HELD.remove(lease)
+        lease.release()
+
+
+def check_held() -> None:
+    """Raise `LeaseLostError` if a lease this process holds was taken over (a no-op without leases).
+
+    Writers call it right before recording progress (`srdata.writer.mark_tile_finished`), so a
+    writer that lost its store never marks a tile finished.
+    """
+    with _HELD_LOCK:
+        held = list(_HELD)
+    for lease in held:
+        lease.check()
+
+
+def leased(operation: str, *, arg: str = "store") -> Callable[[_F], _F]:
+    """Decorator: run the function while holding the lease of its argument `arg` (a store path/URL).
+
+    Example
+    -------
+    >>> @leased("srdata build")                                   # doctest: +SKIP
+    ... def build_store(raw, store, config): ...
+    """
+    import functools
+    import inspect
+
+    def wrap(fn: _F) -> _F:
+        sig = inspect.signature(fn)
+
+        @functools.wraps(fn)
+        def inner(*args: Any, **kwargs: Any) -> Any:
+            store = sig.bind(*args, **kwargs).arguments[arg]
+            with store_lease(store, operation=operation):
+                return fn(*args, **kwargs)
+
+        return inner  # type: ignore[return-value]
+
+    return wrap
+
+
+def ensure_writable(store: str | os.PathLike) -> None:
+    """Check that `store` can be written, by creating and deleting a probe file in it.
+
+    For a store that does not exist yet, the nearest existing folder above it is probed.
+
+    Raises
+    ------
+    StoreNotWritableError
+        With the cause (permission denied, read-only filesystem, ...) and the path.
+    """
+    s = os.fspath(store).rstrip("/")
+    name = f".srcaco2-write-probe-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    if _is_url(s):
+        files = _Files(s)
+        fs, base = files.fs, files.path
+        assert fs is not None
+        probe = f"{base}/{name}"
+        try:
+            with fs.open(probe, "wb") as f:
+                f.write(b"")
+            fs.rm_file(probe)
+        except OSError as exc:
+            raise StoreNotWritableError(
+                f"{s}: cannot write into the store ({type(exc).__name__}: {exc}); give a writable store "
+                "(or --out-store elsewhere)"
+            ) from None
+        return
+    folder = s
+    while folder and not os.path.isdir(folder):
+        parent = os.path.dirname(os.path.abspath(folder))
+        if parent == folder:
+            break
+        folder = parent
+    probe = os.path.join(folder or ".", name)
+    try:
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        os.close(fd)
+        os.remove(probe)
+    except OSError as exc:
+        raise StoreNotWritableError(
+            f"{s}: cannot write into {folder} ({exc.strerror or type(exc).__name__}); give a writable "
+            "store path (or --out-store elsewhere) or fix the folder's permissions"
+        ) from None
