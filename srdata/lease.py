@@ -479,17 +479,24 @@ def leased(operation: str, *, arg: str = "store") -> Callable[[_F], _F]:
     return wrap
 
 
-def ensure_writable(store: str | os.PathLike) -> None:
-    """Check that `store` can be written, by creating and deleting a probe file in it.
+def ensure_writable(path: str | os.PathLike, *, fix: str = "give a writable STORE path") -> None:
+    """Check that `path` (a store or an output folder) can be written, by creating and deleting a
+    probe file in it; for a path that does not exist yet, the nearest existing folder above it.
 
-    For a store that does not exist yet, the nearest existing folder above it is probed.
+    Parameters
+    ----------
+    path : str or path-like
+        Local path or fsspec URL.
+    fix : str
+        How to fix it, the end of the message.
 
     Raises
     ------
     StoreNotWritableError
-        With the cause (permission denied, read-only filesystem, ...) and the path.
+        One line: the path, the cause (permission denied, read-only filesystem, not a directory...),
+        and `fix`.
     """
-    s = os.fspath(store).rstrip("/")
+    s = os.fspath(path).rstrip("/")
     name = f".srcaco2-write-probe-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     if _is_url(s):
         files = _Files(s)
@@ -502,23 +509,26 @@ def ensure_writable(store: str | os.PathLike) -> None:
             fs.rm_file(probe)
         except OSError as exc:
             raise StoreNotWritableError(
-                f"{s}: cannot write into the store ({type(exc).__name__}: {exc}); give a writable store "
-                "(or --out-store elsewhere)"
+                f"{s}: cannot be written ({type(exc).__name__}: {exc.strerror or exc}); {fix}"
             ) from None
         return
-    folder = s
-    while folder and not os.path.isdir(folder):
+    folder = s or "."
+    while not os.path.exists(folder):
         parent = os.path.dirname(os.path.abspath(folder))
-        if parent == folder:
+        if parent == os.path.abspath(folder):
             break
         folder = parent
-    probe = os.path.join(folder or ".", name)
+    probe = os.path.join(folder, name)
     try:
         fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         os.close(fd)
         os.remove(probe)
     except OSError as exc:
+        where = (
+            ""
+            if os.path.abspath(folder) == os.path.abspath(s)
+            else f" (its nearest existing folder {folder})"
+        )
         raise StoreNotWritableError(
-            f"{s}: cannot write into {folder} ({exc.strerror or type(exc).__name__}); give a writable "
-            "store path (or --out-store elsewhere) or fix the folder's permissions"
+            f"{s}: cannot be written{where}: {exc.strerror or type(exc).__name__}; {fix}"
         ) from None
