@@ -43,7 +43,22 @@ _MISSING = "is missing (its file was deleted or never written)"
 
 
 class ChunkError(StoreFormatError):
-    """A chunk of a store array is missing or damaged (the message names array, chunk and the fix)."""
+    """A chunk of a store array is missing or damaged (the message names array, chunk and the fix).
+
+    Raised in a torch DataLoader worker, it is re-raised in the main process with the worker's
+    traceback as its message (``"Caught ChunkError in DataLoader worker process 0.\nOriginal
+    Traceback ..."``); the constructor keeps only the original one-line message then, so that every
+    reader stops with one line whether it reads in workers or not.
+    """
+
+    def __init__(self, message: str = "", *args: object) -> None:
+        text = str(message)
+        if "\nOriginal Traceback" in text:  # torch's ExceptionWrapper.reraise
+            marker = f"{type(self).__name__}: "
+            last = [ln for ln in text.splitlines() if marker in ln]
+            if last:
+                text = last[-1].split(marker, 1)[1].strip()
+        super().__init__(text, *args)
 
 
 def has_checksums(arr: Any) -> bool:
