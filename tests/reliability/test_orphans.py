@@ -87,7 +87,9 @@ def _kill_and_check(proc: subprocess.Popen, kids: list) -> None:
 
 @pytest.mark.slow
 def test_kill9_of_fit_with_two_loader_workers_leaves_no_descendant(store_small, tmp_path, reaper):
-    sets = ["data.h_size=32", "data.batch_size=2", "data.samples_per_epoch=100000",
+    # batches of 16 crops of 128² (> 64 KiB, a pipe's buffer): when fit dies, a worker's queue feeder
+    # blocks on the full result pipe, which its sibling workers keep open (the audit's hang)
+    sets = ["data.h_size=128", "data.batch_size=16", "data.samples_per_epoch=100000",
             "model.overrides.num_features=4", "model.overrides.num_trunk_layers=1",
             "train.tensorboard=false", "eval.val_windows=1", "eval.every=100000",
             "train.max_steps=1000000", "data.num_workers=2"]  # fmt: skip
