@@ -97,9 +97,15 @@ def _is_url(path: str) -> bool:
 
 
 def lease_path(store: str | os.PathLike) -> str:
-    """Path or URL of the lease of `store`: ``<store>.lease`` (trailing ``/`` dropped)."""
-    s = os.fspath(store)
-    return s.rstrip("/") + LEASE_SUFFIX
+    """Path or URL of the lease of `store`: ``<store>.lease`` (trailing ``/`` dropped).
+
+    A local path is made absolute with symbolic links resolved, so that ``out.zarr``,
+    ``./out.zarr`` and ``/abs/out.zarr`` share one lease.
+    """
+    s = os.fspath(store).rstrip("/") or "/"
+    if not _is_url(s):
+        s = os.path.realpath(s)
+    return s + LEASE_SUFFIX
 
 
 # ----------------------------------------------------------------------------------- file access
@@ -502,7 +508,9 @@ def ensure_writable(path: str | os.PathLike, *, fix: str = "give a writable STOR
         files = _Files(s)
         fs, base = files.fs, files.path
         assert fs is not None
-        probe = f"{base}/{name}"
+        while not fs.exists(base) and fs._parent(base) not in ("", base):
+            base = fs._parent(base)  # a store not created yet: probe the nearest existing folder
+        probe = f"{base.rstrip('/')}/{name}"
         try:
             with fs.open(probe, "wb") as f:
                 f.write(b"")
