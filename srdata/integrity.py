@@ -174,9 +174,11 @@ def _reason(exc: BaseException) -> str:
 def chunk_error(where: str, arr: Any, idx: tuple[int, ...], reason: str) -> ChunkError:
     """The one-line error of a damaged chunk: store, array, chunk index and key, cause, fix."""
     key = chunk_key(arr, idx)
+    parts = str(arr.path).split("/")
+    tile = f" (tile {parts[1]})" if len(parts) > 2 and parts[0] == "tiles" else ""
     return ChunkError(
-        f"{where}: array {arr.path}, chunk {'/'.join(map(str, idx))} ({key}) {reason}; the store is "
-        f"damaged: run `srdata verify {where}` to list every damaged chunk, then rebuild the store "
+        f"{where}: array {arr.path}{tile}, chunk {'/'.join(map(str, idx))} ({key}) {reason}; the store is "
+        f"damaged: run `srdata verify {where}` to list all damaged chunks, then rebuild the store "
         "(`srdata build` / `srdata import-patches` with --overwrite or into a new path) or restore the file"
     )
 

@@ -97,7 +97,7 @@ def test_loader_stops_with_one_line_naming_the_chunk(store_small, tmp_path, work
     loader.close()
     msg = str(err.value)
     assert "\n" not in msg and "Traceback" not in msg, msg
-    assert "x4/0, chunk 2/" in msg and "is missing" in msg and "srdata verify" in msg
+    assert "/x4/0 (tile " in msg and ", chunk 2/" in msg and "is missing" in msg and "srdata verify" in msg
     assert clean  # the intact store read fine
 
 
