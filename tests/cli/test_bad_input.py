@@ -465,3 +465,14 @@ def test_predict_negative_panels_refused(store, tmp_path):
                    "--out-store", tmp_path / "p.zarr", "--panels", "-1")  # fmt: skip
     _refused(res, "--panels", "x>=0", code=2)
     assert not (tmp_path / "p.zarr").exists()
+
+
+def test_build_into_a_read_only_folder_names_the_cause(raw, tmp_path):
+    parent = tmp_path / "ro"
+    parent.mkdir()
+    with _read_only(parent):
+        res = _srdata("build", raw, parent / "s.zarr", "--no-register")
+    _refused(res, str(parent / "s.zarr"), "must be writable", code=1)
+    line = _one_error_line(res)
+    assert "disk space" not in line and ("not permitted" in line or "Permission denied" in line), line
+    assert list(parent.iterdir()) == []
