@@ -11,9 +11,9 @@ but the contract)::
     {"token": "9f1c...", "host": "node7", "pid": 4242, "pid_start": 123456, "operation": "srdata build",
      "store": "out.zarr", "started": 1764400000.0, "heartbeat": 1764400042.5}
 
-- **Acquire**: an exclusive create (``O_CREAT | O_EXCL`` on a local path, fsspec mode ``"xb"`` on a
-  URL; where a filesystem has no exclusive create, write then read back after a pause and keep the
-  lease only if the record read is ours).
+- **Acquire**: an exclusive create (on a local path a hard link of the fully written record, or
+  ``O_CREAT | O_EXCL``; fsspec mode ``"xb"`` on a URL; where a filesystem has no exclusive create,
+  write), then on a URL a read back after a pause: the lease is ours only if the record read is.
 - **Heartbeat**: a daemon thread rewrites ``heartbeat`` every `heartbeat_s` while the writer runs,
   after checking that the record is still ours; if it is not (the writer was paused so long that
   another process judged the lease stale and took it), `Lease.check` raises `LeaseLostError` at the
@@ -75,6 +75,9 @@ DEFAULT_TIMEOUT_S = 120.0
 DEFAULT_HEARTBEAT_S = 10.0
 """Seconds between two heartbeats of a held lease."""
 
+_SETTLE_S = 0.3  # pause before the read-back check of a lease created through fsspec
+_UNREADABLE_GRACE_S = 2.0  # a record that stays unparsable this long is stale (its writer died mid-write)
+
 _HELD: list[Lease] = []  # leases this process holds now (checked by `check_held`)
 _HELD_LOCK = threading.Lock()
 _F = TypeVar("_F", bound=Callable[..., Any])
@@ -128,11 +131,28 @@ class _Files:
     def create_exclusive(self, path: str, data: bytes) -> bool:
         """Create `path` holding `data` if nothing is there; False if something is.
 
-        Falls back to write-then-read-back where the filesystem has no exclusive create.
+        Local: the record is written to a temporary file and hard-linked to `path` (atomic, and the
+        file never appears half-written), or ``O_EXCL`` where links are not supported. fsspec: mode
+        ``"xb"`` and a read-back after a pause (some filesystems check existence at open but store
+        the content at close), or write-then-read-back where there is no exclusive mode.
         """
         if self.fs is None:
             parent = os.path.dirname(os.path.abspath(path))
             os.makedirs(parent, exist_ok=True)
+            tmp = f"{path}.{os.getpid()}.{uuid.uuid4().hex[:8]}.new"
+            with open(tmp, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            try:
+                os.link(tmp, path)
+                return True
+            except FileExistsError:
+                return False
+            except OSError:  # no hard links here (some network/FUSE filesystems)
+                pass
+            finally:
+                os.remove(tmp)
             try:
                 fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
             except FileExistsError:
@@ -146,16 +166,14 @@ class _Files:
         try:
             with self.fs.open(path, "xb") as f:
                 f.write(data)
-            return True
         except FileExistsError:
             return False
         except (ValueError, NotImplementedError, TypeError):  # no exclusive mode on this filesystem
-            pass
-        if self.fs.exists(path):
-            return False
-        with self.fs.open(path, "wb") as f:
-            f.write(data)
-        time.sleep(0.5)  # let a concurrent writer's record land, then see whose record stands
+            if self.fs.exists(path):
+                return False
+            with self.fs.open(path, "wb") as f:
+                f.write(data)
+        time.sleep(_SETTLE_S)  # let a concurrent writer's record land, then see whose record stands
         return self.read(path) == data
 
     def read(self, path: str) -> bytes | None:
@@ -320,14 +338,10 @@ class Lease:
             if created:
                 log.debug("took lease %s", self.path)
                 return
-            raw = self._files.read(self._fpath)
-            rec = None
-            if raw is not None:
-                with contextlib.suppress(UnicodeDecodeError, json.JSONDecodeError):
-                    rec = json.loads(raw.decode())
+            raw, rec = self._read_record()
             if raw is None:
                 continue  # released meanwhile: try again
-            reason = _stale_reason(rec if isinstance(rec, dict) else None, self.timeout_s)
+            reason = _stale_reason(rec, self.timeout_s)
             if reason is None:
                 raise StoreLockedError(_describe(rec, self.store, self.timeout_s))  # type: ignore[arg-type]
             if time.monotonic() > deadline:
@@ -350,6 +364,22 @@ class Lease:
                     if claim_rec is not None and _stale_reason(json.loads(claim_rec.decode()), 30.0):
                         self._files.remove(claim)  # a taker died mid-takeover
                 time.sleep(0.05)
+
+    def _read_record(self) -> tuple[bytes | None, dict[str, Any] | None]:
+        """(raw bytes, parsed record) of the lease file; an unparsable record is re-read for
+        `_UNREADABLE_GRACE_S` (it may be in the middle of being written) before it is returned."""
+        deadline = time.monotonic() + _UNREADABLE_GRACE_S
+        while True:
+            raw = self._files.read(self._fpath)
+            if raw is None:
+                return None, None
+            with contextlib.suppress(UnicodeDecodeError, json.JSONDecodeError):
+                rec = json.loads(raw.decode())
+                if isinstance(rec, dict):
+                    return raw, rec
+            if time.monotonic() > deadline:
+                return raw, None
+            time.sleep(0.1)
 
     def _beat(self) -> None:
         while not self._stop.wait(self.heartbeat_s):

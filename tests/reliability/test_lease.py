@@ -202,3 +202,21 @@ def test_two_concurrent_builds_one_refused_store_verifies(raw_tiny, tmp_path):
     assert first.returncode == 0, errs
     assert verify_store(str(store)) == []
     assert read_lease(str(store)) is None
+
+
+def test_a_record_being_written_is_not_mistaken_for_a_stale_one(tmp_path):
+    import threading
+
+    store = str(tmp_path / "s.zarr")
+    Path(lease_path(store)).write_bytes(b"")  # a writer between create and write
+    filler = threading.Timer(0.5, lambda: _write_record(store))  # ... which then completes its record
+    filler.start()
+    with pytest.raises(StoreLockedError, match="another writer holds this store"):
+        with store_lease(store, operation="x"):
+            pass
+    filler.join()
+    Path(lease_path(store)).write_bytes(b"{")  # a writer that died mid-write: stale after a grace
+    t0 = time.monotonic()
+    with store_lease(store, operation="x") as lease:
+        assert read_lease(store)["token"] == lease.record["token"]
+    assert time.monotonic() - t0 >= 1.9
