@@ -33,7 +33,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["POLL_S", "anchor_args", "child_init", "initializer", "worker_init_fn"]
+__all__ = ["POLL_S", "anchor_args", "armed", "child_init", "initializer", "worker_init_fn"]
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +73,11 @@ def anchor_args() -> tuple[int, int | None, bool]:
     """
     pid = os.getpid()
     return pid, _start_time(pid), threading.current_thread() is threading.main_thread()
+
+
+def armed() -> bool:
+    """Whether this process runs with a lifeline (`child_init` was called in it)."""
+    return _armed
 
 
 def _pdeathsig() -> bool:

@@ -197,3 +197,19 @@ def test_pdeathsig_not_armed_for_children_of_a_helper_thread(tmp_path, reaper):
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     out = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "alive", out.stderr
+
+
+def test_dask_process_scheduler_and_a_forkserver_pool_arm_the_lifeline():
+    import dask
+
+    from srdata import _lifeline
+    from srdata.build import dask_scheduler
+    from srdata.registration import _mp_context
+
+    with dask_scheduler("processes", workers=1):
+        (in_dask,) = dask.compute(dask.delayed(_lifeline.armed)())
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(1, mp_context=_mp_context(), initializer=_lifeline.initializer()) as ex:
+        in_pool = ex.submit(_lifeline.armed).result()
+    assert in_dask and in_pool and not _lifeline.armed()
