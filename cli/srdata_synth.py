@@ -41,7 +41,7 @@ def synth(out: str, n_tiles: int, hr_size: int, seed: int, no_noise: bool, no_mi
     )
     from pathlib import Path
 
-    from srdata.lease import StoreNotWritableError, ensure_writable
+    from srdata.storefs import StoreNotWritableError, ensure_writable
 
     try:
         ensure_writable(out, fix="choose a writable OUT folder")  # refuse before the first tile
@@ -54,7 +54,7 @@ def synth(out: str, n_tiles: int, hr_size: int, seed: int, no_noise: bool, no_mi
     except OSError as exc:
         raise click.ClickException(
             f"{out}: writing the synthetic tiles failed ({exc.strerror or type(exc).__name__}"
-            f"{': ' + exc.filename if getattr(exc, 'filename', None) else ''}); choose a writable OUT "
+            f"{f': {exc.filename}' if getattr(exc, 'filename', None) else ''}); choose a writable OUT "
             "folder with free space"
         ) from None
     click.echo(f"wrote {len(tiles)} synthetic tiles ({hr_size}² HR) to {out}")

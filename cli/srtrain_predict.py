@@ -81,7 +81,7 @@ def predict(
         attrs = read_attrs(src, where=store)
     except StoreFormatError as exc:  # what is wrong with STORE and how to fix it
         raise click.ClickException(str(exc)) from None
-    from srdata.lease import StoreNotWritableError, ensure_writable
+    from srdata.storefs import StoreNotWritableError, ensure_writable
 
     try:  # refuse an unwritable target before loading a model and predicting
         ensure_writable(out_store or store, fix="predict into a writable store with --out-store PATH")

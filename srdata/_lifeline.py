@@ -33,7 +33,10 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["POLL_S", "anchor_args", "armed", "child_init", "initializer", "worker_init_fn"]
+__all__ = [
+    "POLL_S", "anchor_args", "armed", "child_init", "initializer", "process_alive", "process_start_time",
+    "worker_init_fn",
+]  # fmt: skip
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +48,7 @@ _EXIT_CODE = 128 + signal.SIGKILL  # what a shell shows for a killed process
 _armed = False  # once per process (torch calls worker_init_fn once, pools once per worker)
 
 
-def _start_time(pid: int) -> int | None:
+def process_start_time(pid: int) -> int | None:
     """Start time of `pid` in clock ticks since boot (Linux); None where unknown."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
@@ -55,14 +58,15 @@ def _start_time(pid: int) -> int | None:
         return None
 
 
-def _alive(pid: int, start: int | None) -> bool:
+def process_alive(pid: int, start: int | None = None) -> bool:
+    """Whether `pid` runs on this host (and, where `start` is known, is the process started then)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    now = _start_time(pid)
+    now = process_start_time(pid)
     return start is None or now is None or now == start  # a reused pid is another process
 
 
@@ -72,7 +76,7 @@ def anchor_args() -> tuple[int, int | None, bool]:
     Call it in the parent, in the thread that starts the children.
     """
     pid = os.getpid()
-    return pid, _start_time(pid), threading.current_thread() is threading.main_thread()
+    return pid, process_start_time(pid), threading.current_thread() is threading.main_thread()
 
 
 def armed() -> bool:
@@ -125,13 +129,13 @@ def child_init(anchor_pid: int, anchor_start: int | None = None, from_main_threa
     direct = ppid == anchor_pid
     if (direct and from_main_thread) or (not direct and _parent_is_single_threaded_server(ppid)):
         _pdeathsig()
-    if not _alive(anchor_pid, anchor_start) or os.getppid() != ppid:
+    if not process_alive(anchor_pid, anchor_start) or os.getppid() != ppid:
         os._exit(_EXIT_CODE)  # the parent died before we were armed
 
     def watch() -> None:
         stop = threading.Event()
         while not stop.wait(POLL_S):
-            if os.getppid() != ppid or not _alive(anchor_pid, anchor_start):
+            if os.getppid() != ppid or not process_alive(anchor_pid, anchor_start):
                 os._exit(_EXIT_CODE)
 
     threading.Thread(target=watch, name="srcaco2-lifeline", daemon=True).start()

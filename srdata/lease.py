@@ -48,7 +48,9 @@ import uuid
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
+from srdata._lifeline import process_alive, process_start_time
 from srdata.schema import StoreFormatError
+from srdata.storefs import StoreFiles, StoreNotWritableError, is_url
 
 __all__ = [
     "LEASE_SUFFIX",
@@ -57,8 +59,6 @@ __all__ = [
     "leased",
     "LeaseLostError",
     "StoreLockedError",
-    "StoreNotWritableError",
-    "ensure_writable",
     "lease_path",
     "read_lease",
     "store_lease",
@@ -75,7 +75,6 @@ DEFAULT_TIMEOUT_S = 120.0
 DEFAULT_HEARTBEAT_S = 10.0
 """Seconds between two heartbeats of a held lease."""
 
-_SETTLE_S = 0.3  # pause before the read-back check of a lease created through fsspec
 _UNREADABLE_GRACE_S = 2.0  # a record that stays unparsable this long is stale (its writer died mid-write)
 
 _HELD: list[Lease] = []  # leases this process holds now (checked by `check_held`)
@@ -91,14 +90,6 @@ class LeaseLostError(RuntimeError):
     """This writer's lease was taken over by another process; stop writing."""
 
 
-class StoreNotWritableError(StoreFormatError):
-    """The store (or the folder that would hold it) cannot be written; the message says why."""
-
-
-def _is_url(path: str) -> bool:
-    return "://" in path
-
-
 def lease_path(store: str | os.PathLike) -> str:
     """Path or URL of the lease of `store`: ``<store>.lease`` (trailing ``/`` dropped).
 
@@ -106,133 +97,17 @@ def lease_path(store: str | os.PathLike) -> str:
     ``./out.zarr`` and ``/abs/out.zarr`` share one lease.
     """
     s = os.fspath(store).rstrip("/") or "/"
-    if not _is_url(s):
+    if not is_url(s):
         s = os.path.realpath(s)
     return s + LEASE_SUFFIX
-
-
-# ----------------------------------------------------------------------------------- file access
-
-
-class _Files:
-    """The few file operations a lease needs, on a local path (os) or an fsspec URL."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.local = not _is_url(url)
-        if self.local:
-            self.fs, self.path = None, url
-        else:
-            import fsspec
-
-            fs, _, paths = fsspec.get_fs_token_paths(url)
-            self.fs, self.path = fs, paths[0]
-
-    def create_exclusive(self, path: str, data: bytes) -> bool:
-        """Create `path` holding `data` if nothing is there; False if something is.
-
-        Local: the record is written to a temporary file and hard-linked to `path` (atomic, and the
-        file never appears half-written), or ``O_EXCL`` where links are not supported. fsspec: mode
-        ``"xb"`` and a read-back after a pause (some filesystems check existence at open but store
-        the content at close), or write-then-read-back where there is no exclusive mode.
-        """
-        if self.fs is None:
-            parent = os.path.dirname(os.path.abspath(path))
-            os.makedirs(parent, exist_ok=True)
-            tmp = f"{path}.{os.getpid()}.{uuid.uuid4().hex[:8]}.new"
-            with open(tmp, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            try:
-                os.link(tmp, path)
-                return True
-            except FileExistsError:
-                return False
-            except OSError:  # no hard links here (some network/FUSE filesystems)
-                pass
-            finally:
-                os.remove(tmp)
-            try:
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-            except FileExistsError:
-                return False
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            return True
-        self.fs.makedirs(self.fs._parent(path), exist_ok=True)
-        try:
-            with self.fs.open(path, "xb") as f:
-                f.write(data)
-        except FileExistsError:
-            return False
-        except (ValueError, NotImplementedError, TypeError):  # no exclusive mode on this filesystem
-            if self.fs.exists(path):
-                return False
-            with self.fs.open(path, "wb") as f:
-                f.write(data)
-        time.sleep(_SETTLE_S)  # let a concurrent writer's record land, then see whose record stands
-        return self.read(path) == data
-
-    def read(self, path: str) -> bytes | None:
-        """Content of `path`, or None if it does not exist."""
-        try:
-            if self.fs is None:
-                with open(path, "rb") as f:
-                    return f.read()
-            return bytes(self.fs.cat_file(path))
-        except FileNotFoundError:
-            return None
-
-    def replace(self, path: str, data: bytes) -> None:
-        """Overwrite `path` with `data` (atomically on a local path: temp file + rename)."""
-        if self.fs is None:
-            tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"
-            with open(tmp, "wb") as f:
-                f.write(data)
-            os.replace(tmp, path)
-            return
-        with self.fs.open(path, "wb") as f:
-            f.write(data)
-
-    def remove(self, path: str) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            if self.fs is None:
-                os.remove(path)
-            else:
-                self.fs.rm_file(path)
 
 
 # --------------------------------------------------------------------------------------- records
 
 
-def _pid_start(pid: int) -> int | None:
-    """Start time of process `pid` in clock ticks since boot (Linux), None where unknown."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read().decode(errors="replace")
-        return int(stat[stat.rindex(")") + 2 :].split()[19])
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def _pid_alive(pid: int, start: int | None) -> bool:
-    """Whether process `pid` runs on this host (and, where known, is the one started at `start`)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass  # exists, owned by someone else
-    now = _pid_start(pid)
-    return start is None or now is None or now == start
-
-
 def read_lease(store: str | os.PathLike) -> dict[str, Any] | None:
     """The lease record of `store`, or None when nobody holds it (or it cannot be parsed)."""
-    files = _Files(lease_path(store))
+    files = StoreFiles(lease_path(store))
     raw = files.read(files.path)
     if raw is None:
         return None
@@ -252,7 +127,7 @@ def _stale_reason(rec: dict[str, Any] | None, timeout_s: float) -> str | None:
         return f"no heartbeat for {age:.0f} s"
     if rec.get("host") == socket.gethostname():
         pid = int(rec.get("pid", -1))
-        if pid <= 0 or not _pid_alive(pid, rec.get("pid_start")):
+        if pid <= 0 or not process_alive(pid, rec.get("pid_start")):
             return f"process {pid} on this host is gone"
     return None
 
@@ -292,14 +167,14 @@ class Lease:
         self.store, self.operation = store, operation
         self.timeout_s, self.heartbeat_s = float(timeout_s), float(heartbeat_s)
         self.path = lease_path(store)
-        self._files = _Files(self.path)
+        self._files = StoreFiles(self.path)
         self._fpath = self._files.path
         now = time.time()
         self.record: dict[str, Any] = {
             "token": uuid.uuid4().hex,
             "host": socket.gethostname(),
             "pid": os.getpid(),
-            "pid_start": _pid_start(os.getpid()),
+            "pid_start": process_start_time(os.getpid()),
             "operation": operation,
             "store": store,
             "started": now,
@@ -513,60 +388,3 @@ def leased(operation: str, *, arg: str = "store") -> Callable[[_F], _F]:
         return inner  # type: ignore[return-value]
 
     return wrap
-
-
-def ensure_writable(path: str | os.PathLike, *, fix: str = "give a writable STORE path") -> None:
-    """Check that `path` (a store or an output folder) can be written, by creating and deleting a
-    probe file in it; for a path that does not exist yet, the nearest existing folder above it.
-
-    Parameters
-    ----------
-    path : str or path-like
-        Local path or fsspec URL.
-    fix : str
-        How to fix it, the end of the message.
-
-    Raises
-    ------
-    StoreNotWritableError
-        One line: the path, the cause (permission denied, read-only filesystem, not a directory...),
-        and `fix`.
-    """
-    s = os.fspath(path).rstrip("/")
-    name = f".srcaco2-write-probe-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    if _is_url(s):
-        files = _Files(s)
-        fs, base = files.fs, files.path
-        assert fs is not None
-        while not fs.exists(base) and fs._parent(base) not in ("", base):
-            base = fs._parent(base)  # a store not created yet: probe the nearest existing folder
-        probe = f"{base.rstrip('/')}/{name}"
-        try:
-            with fs.open(probe, "wb") as f:
-                f.write(b"")
-            fs.rm_file(probe)
-        except OSError as exc:
-            raise StoreNotWritableError(
-                f"{s}: cannot be written ({type(exc).__name__}: {exc.strerror or exc}); {fix}"
-            ) from None
-        return
-    folder = s or "."
-    while not os.path.exists(folder):
-        parent = os.path.dirname(os.path.abspath(folder))
-        if parent == os.path.abspath(folder):
-            break
-        folder = parent
-    probe = os.path.join(folder, name)
-    try:
-        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        os.close(fd)
-        os.remove(probe)
-    except OSError as exc:
-        where = (
-            ""
-            if os.path.abspath(folder) == os.path.abspath(s)
-            else f" (its nearest existing folder {folder})"
-        )
-        raise StoreNotWritableError(
-            f"{s}: cannot be written{where}: {exc.strerror or type(exc).__name__}; {fix}"
-        ) from None

@@ -16,11 +16,11 @@ import pytest
 from srdata.lease import (
     LeaseLostError,
     StoreLockedError,
-    StoreNotWritableError,
     lease_path,
     read_lease,
     store_lease,
 )
+from srdata.storefs import StoreNotWritableError
 
 REPO = Path(__file__).resolve().parents[2]
 
