@@ -19,7 +19,10 @@ import click
 @click.option(
     "--chunk", type=click.IntRange(min=8), default=512, show_default=True, help="HR chunk edge, px."
 )
-@click.option("--roi-threshold", type=int, default=4, show_default=True, help="ROI = HR CELL2 >= this.")
+@click.option(
+    "--roi-threshold", type=click.IntRange(0, 255), default=4, show_default=True,
+    help="ROI = HR CELL2 >= this (uint8 intensity).",
+)  # fmt: skip
 @click.option("--roi-min-fraction", type=click.FloatRange(0, 1), default=0.2, show_default=True)
 @click.option("--roi-method", type=click.Choice(["fixed", "otsu"]), default="fixed", show_default=True)
 @click.option("--split", type=click.Choice(["auto", "official"]), default="auto", show_default=True)
@@ -32,7 +35,10 @@ import click
     "--register-scales", default=None, metavar="S[,S..]",
     help="Register only these scales (comma list of 2,4,8; default all); others keep shift 0.",
 )  # fmt: skip
-@click.option("--pixel-size-um", type=float, default=1.0, show_default=True, help="HR pixel size, µm.")
+@click.option(
+    "--pixel-size-um", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
+    help="HR pixel size, µm (> 0).",
+)  # fmt: skip
 @click.option("--overwrite", is_flag=True, help="Replace an existing store at STORE.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def build(
@@ -49,6 +55,7 @@ def build(
 
     from srdata.build import BuildConfig, BuildError, build_store
     from srdata.layout import RawInputError
+    from srdata.lease import LeaseLostError
     from srdata.schema import StoreFormatError
 
     def _list(text: str | None) -> list[str] | None:
@@ -82,7 +89,7 @@ def build(
 
     try:
         summary = build_store(raw, store, cfg, scheduler=scheduler, workers=workers, progress=on_event)
-    except (RawInputError, StoreFormatError, BuildError, ValueError) as exc:
+    except (RawInputError, StoreFormatError, BuildError, LeaseLostError, ValueError) as exc:
         bar.close()
         raise click.ClickException(str(exc)) from None
     bar.close()

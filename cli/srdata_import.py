@@ -47,6 +47,7 @@ def import_patches(
     import os
 
     from srdata.import_patches import import_patches as run
+    from srdata.lease import LeaseLostError
     from srdata.schema import StoreFormatError
 
     if not os.path.isdir(patches):
@@ -64,7 +65,7 @@ def import_patches(
             overwrite=overwrite,
             workers=workers,
         )
-    except (StoreFormatError, ValueError, OSError) as exc:
+    except (StoreFormatError, LeaseLostError, ValueError, OSError) as exc:
         raise click.ClickException(str(exc)) from None
     splits = ", ".join(f"{k} {v}" for k, v in sorted(res["splits"].items()))
     click.echo(

@@ -35,6 +35,12 @@ def format_info(d: dict[str, Any]) -> str:
         "pixel     " + ", ".join(f"{k} {v:g} um" for k, v in d["pixel_size_um"].items()),
         "chunks    " + ", ".join(f"{k} {v}" for k, v in d["chunks"].items()),
         f"index     {'complete' if d['index_complete'] else 'INCOMPLETE'}",
+        "checksums "
+        + (
+            "crc32c on every chunk"
+            if d.get("checksums")
+            else "NONE (format 1: damaged or missing chunks go unnoticed; rebuild with this version)"
+        ),
     ]
     reg = d.get("registration")
     if reg:
@@ -97,8 +103,17 @@ def verify(store: str, no_chunks: bool, workers: int) -> None:
         click.echo(f"{len(problems)} problem(s) in {store}", err=True)
         raise SystemExit(1)
     _root, attrs = open_checked(store)
+    from srdata.inspect import checksummed
+
     what = "metadata and index" if no_chunks else "metadata, index and every chunk"
     click.echo(
         f"OK {store}: {len(attrs.tiles)} tiles, markers {','.join(attrs.markers)}, scales "
         f"{','.join(map(str, attrs.scales))}; {what} follow the contract (format {attrs.format_version})"
     )
+    if not checksummed(attrs):
+        click.echo(
+            f"note: {store} is a format-{attrs.format_version} store without chunk checksums: a corrupted "
+            "chunk may decode to wrong pixels and a deleted one reads as zeros, unnoticed; rebuild it "
+            "with this version's `srdata build` to get checksums",
+            err=True,
+        )

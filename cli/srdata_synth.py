@@ -19,7 +19,10 @@ import click
     show_default=True,
     help="HR tile side, px (real: ~9344).",
 )
-@click.option("--seed", type=int, default=0, show_default=True, help="Root seed (tile t uses [seed, t]).")
+@click.option(
+    "--seed", type=click.IntRange(min=0), default=0, show_default=True,
+    help="Root seed (tile t uses [seed, t]).",
+)  # fmt: skip
 @click.option("--no-noise", is_flag=True, help="No shot/read noise.")
 @click.option("--no-misregistration", is_flag=True, help="LR scans exactly aligned with HR.")
 def synth(out: str, n_tiles: int, hr_size: int, seed: int, no_noise: bool, no_misregistration: bool) -> None:
@@ -38,9 +41,22 @@ def synth(out: str, n_tiles: int, hr_size: int, seed: int, no_noise: bool, no_mi
     )
     from pathlib import Path
 
+    from srdata.storefs import StoreNotWritableError, ensure_writable
+
+    try:
+        ensure_writable(out, fix="choose a writable OUT folder")  # refuse before the first tile
+    except StoreNotWritableError as exc:
+        raise click.ClickException(str(exc)) from None
     before = {p.name for p in Path(out).glob("HighRes1024/HighRes1024-*.tif")}
-    with tqdm(total=n_tiles, unit="tile", desc="synth", file=sys.stderr) as bar:
-        tiles = write_synth(out, n_tiles=n_tiles, params=params, progress=lambda t: bar.update(1))
+    try:
+        with tqdm(total=n_tiles, unit="tile", desc="synth", file=sys.stderr) as bar:
+            tiles = write_synth(out, n_tiles=n_tiles, params=params, progress=lambda t: bar.update(1))
+    except OSError as exc:
+        raise click.ClickException(
+            f"{out}: writing the synthetic tiles failed ({exc.strerror or type(exc).__name__}"
+            f"{f': {exc.filename}' if getattr(exc, 'filename', None) else ''}); choose a writable OUT "
+            "folder with free space"
+        ) from None
     click.echo(f"wrote {len(tiles)} synthetic tiles ({hr_size}² HR) to {out}")
     stale = sorted(before - {f"HighRes1024-{t}.tif" for t in tiles})
     if stale:

@@ -39,7 +39,7 @@ import click
 @click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda | cuda:N")
 @click.option(
     "--panels",
-    type=int,
+    type=click.IntRange(0),
     default=0,
     show_default=True,
     help="Also draw PNG panels LR | bicubic | SR | HR | ROI for the first N windows of --split.",
@@ -67,10 +67,7 @@ def predict(
     panel_dir: str | None,
 ) -> None:
     """Super-resolve whole LR tiles of STORE in overlapping tiles (no seams), into predictions/."""
-    from tqdm import tqdm
-
     from srdata.schema import StoreFormatError, open_root, read_attrs
-    from trainers.predict import input_grid, predict_to_store
 
     if (checkpoint is None) == (method is None):
         raise click.UsageError("give exactly one of --checkpoint PATH or --method bicubic")
@@ -80,8 +77,15 @@ def predict(
             param_hint="--overlap",
         )
     try:
-        attrs = read_attrs(open_root(store, mode="r"), where=store)
+        src = open_root(store, mode="r")
+        attrs = read_attrs(src, where=store)
     except StoreFormatError as exc:  # what is wrong with STORE and how to fix it
+        raise click.ClickException(str(exc)) from None
+    from srdata.storefs import StoreNotWritableError, ensure_writable
+
+    try:  # refuse an unwritable target before loading a model and predicting
+        ensure_writable(out_store or store, fix="predict into a writable store with --out-store PATH")
+    except StoreNotWritableError as exc:
         raise click.ClickException(str(exc)) from None
     if checkpoint is not None:
         from trainers.checkpoints import load_pretrained
@@ -120,6 +124,40 @@ def predict(
     if s not in attrs.scales:
         raise click.ClickException(f"{store}: no x{s} acquisition; scales are {attrs.scales}")
     pname = name or f"{meth}_x{s}_{mk}"
+    from srdata.integrity import CheckedReader
+    from srdata.lease import LeaseLostError, store_lease
+    from srdata.schema import image_path
+
+    checked = CheckedReader(store)
+    lr_arrays = {t: src[image_path(t, s)] for t in todo}
+    try:  # a deleted LR chunk would be predicted from zeros: refuse before writing anything
+        for arr in lr_arrays.values():
+            checked.check_box(arr, [(0, int(n)) for n in arr.shape])
+        with store_lease(out_store or store, operation="srtrain predict"):  # one writer per store
+            _predict_tiles(todo, lr_arrays, checked, model, store, s, mk, pname, out_store, tile_size,
+                           overlap, halo, batch_size, dev, meth, checkpoint, method)  # fmt: skip
+    except (StoreFormatError, LeaseLostError) as exc:  # missing chunk, another writer, lost lease
+        raise click.ClickException(str(exc)) from None
+    if panels > 0:
+        from trainers.report import write_window_panels
+
+        try:
+            pngs = write_window_panels(model, store, panel_dir or f"panels_{pname}", split=split, scale=s,
+                                       marker=mk, n=panels, device=dev)  # fmt: skip
+        except ValueError as exc:
+            raise click.ClickException(str(exc)) from None
+        for p in pngs:
+            click.echo(str(p))
+
+
+def _predict_tiles(todo, lr_arrays, checked, model, store, s, mk, pname, out_store, tile_size, overlap,
+                   halo, batch_size, dev, meth, checkpoint, method) -> None:  # fmt: skip
+    """Predict each tile of `todo` into the target store; a damaged chunk stops with one line."""
+    from tqdm import tqdm
+
+    from srdata.integrity import ChunkError
+    from trainers.predict import input_grid, predict_to_store
+
     for t in todo:
         with tqdm(total=1, desc=f"tile {t}", unit="row", file=sys.stderr) as bar:
 
@@ -135,16 +173,9 @@ def predict(
                     align=input_grid(meth),
                     metadata={"method": meth, "source": str(checkpoint or method)},
                 )  # fmt: skip
-            except ValueError as exc:  # e.g. a network that refuses the tile size
-                raise click.ClickException(f"tile {t}: {exc}") from None
+            except ValueError as exc:  # a damaged chunk, or e.g. a network that refuses the tile size
+                arr = lr_arrays[t]
+                err = checked.explain(arr, [(0, int(n)) for n in arr.shape], exc)
+                msg = str(err) if isinstance(err, ChunkError) else f"tile {t}: {exc}"
+                raise click.ClickException(msg) from None
         click.echo(f"{out_store or store}/{path}")
-    if panels > 0:
-        from trainers.report import write_window_panels
-
-        try:
-            pngs = write_window_panels(model, store, panel_dir or f"panels_{pname}", split=split, scale=s,
-                                       marker=mk, n=panels, device=dev)  # fmt: skip
-        except ValueError as exc:
-            raise click.ClickException(str(exc)) from None
-        for p in pngs:
-            click.echo(str(p))

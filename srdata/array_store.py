@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from srdata.lease import leased
 from srdata.schema import FORMAT_VERSION, MARKERS, SCALES, STRIDE, WINDOW_SIZE, StoreAttrs, acquisition_name
 from srdata.writer import create_store, mark_tile_finished, write_image, write_index, write_roi
 
@@ -29,6 +30,7 @@ _INDEX_DEFAULTS: dict[str, Any] = {
 }
 
 
+@leased("srdata.array_store.write_store_from_arrays", arg="path")  # one writer per store
 def write_store_from_arrays(
     path: str,
     tiles: Mapping[int, Mapping[int, np.ndarray]],

@@ -29,6 +29,7 @@ from typing import Any, Literal
 import numpy as np
 
 from srdata.layout import RawInputError
+from srdata.lease import leased
 from srdata.rawtiles import RawTiles, load_tile, validate_raw
 from srdata.registration import register_windows
 from srdata.roi import CENTER, roi_threshold, window_grid, window_roi_fraction
@@ -178,6 +179,10 @@ def dask_scheduler(scheduler: str = "threads", workers: int | None = None) -> It
         cfg: dict[str, Any] = {"scheduler": "synchronous" if scheduler.startswith("sync") else scheduler}
         if workers and scheduler in ("threads", "processes"):
             cfg["num_workers"] = int(workers)
+        if scheduler == "processes":  # its pool processes exit when this process dies
+            from srdata._lifeline import initializer
+
+            cfg["multiprocessing.initializer"] = initializer()
         with dask.config.set(cfg):
             yield
         return
@@ -381,6 +386,7 @@ def _assemble_index(root: Any, raw: RawTiles, cfg: BuildConfig) -> dict[str, np.
     return {k: cols[k] for k in INDEX_COLUMNS}
 
 
+@leased("srdata build")  # one writer per store: a second build is refused, naming this one
 def build_store(
     raw: str | os.PathLike,
     store: str,
@@ -459,7 +465,7 @@ def build_store(
         raise
     except OSError as exc:
         raise BuildError(
-            f"{store}: writing failed ({type(exc).__name__}: {exc}); fix the cause (disk space, permissions) "
+            f"{store}: writing failed ({type(exc).__name__}: {exc}); fix that cause "
             "and rerun the same `srdata build` command: finished tiles are kept, the failed tile is redone"
         ) from exc
     from srdata.schema import read_index

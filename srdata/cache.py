@@ -11,6 +11,10 @@ A large budget keeps a whole split resident after the first epoch (one marker an
 SR-CACO-2 train split is ~1.9 GB HR + ~1.9 GB ROI + LR); a small one streams (more decoding).
 Nothing here opens a store: the reader receives an already opened root group from the dataset,
 which opens it lazily inside its worker process.
+
+Integrity: in a checksummed store (format 2) a damaged chunk fails zarr's crc32c check and a deleted
+one is found in the array's key listing (taken once per array and process); either stops the read
+with one `srdata.integrity.ChunkError` line naming array, chunk and the fix.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from srdata.integrity import CheckedReader, ChunkError
 from srdata.schema import StoreFormatError
 
 __all__ = ["DEFAULT_CACHE_BYTES", "ArrayLRU", "ChunkReader"]
@@ -135,6 +140,7 @@ class ChunkReader:
 
     def __init__(self, root: Any, cache: ArrayLRU, *, min_block: int = 128, where: str = "<store>") -> None:
         self.root, self.cache, self.where = root, cache, where
+        self._checked = CheckedReader(where)
         self._min_block = int(min_block)
         self._arrays: dict[str, tuple[Any, tuple[int, int], tuple[int, ...]]] = {}
 
@@ -161,6 +167,11 @@ class ChunkReader:
         self, path: str, channels: tuple[int, ...] | None, ys: int, ye: int, xs: int, xe: int
     ) -> np.ndarray:
         arr, _, chunks = self._array(path)
+        if channels is None:
+            box = [(ys, ye), (xs, xe)]
+        else:
+            box = [(min(channels), max(channels) + 1), (ys, ye), (xs, xe)]
+        self._checked.check_box(arr, box)  # a deleted chunk would read as zeros: refuse it
         try:
             if channels is None:
                 data = np.asarray(arr[ys:ye, xs:xe])[None]
@@ -171,12 +182,15 @@ class ChunkReader:
                     arr.get_orthogonal_selection((list(channels), slice(ys, ye), slice(xs, xe)))
                 )
         except Exception as exc:  # zarr/numcodecs raise many types for a damaged chunk
+            err = self._checked.explain(arr, box, exc)
+            if isinstance(err, ChunkError):
+                raise err from exc
             cy, cx = chunks[-2], chunks[-1]
             raise StoreFormatError(
                 f"{self.where}: failed to decode {path} (tile {path.split('/')[1]}), chunks "
                 f"y {ys // cy}..{(ye - 1) // cy}, x {xs // cx}..{(xe - 1) // cx} of {chunks} "
-                f"[{type(exc).__name__}: {exc}]; the store is damaged: run `srdata verify STORE` and "
-                "rebuild that tile with `srdata build`"
+                f"[{type(exc).__name__}: {' '.join(str(exc).split())}]; the store is damaged: run "
+                "`srdata verify STORE` and rebuild that tile with `srdata build`"
             ) from exc
         # decoded work = every inner chunk touched, whole (channel chunks included)
         n_chunks = math.ceil(ye / chunks[-2]) - ys // chunks[-2]

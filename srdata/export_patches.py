@@ -16,21 +16,27 @@ that marker and scale (`srdata.schema.read_lr_patch`).
 Line order of the fold lists (deterministic, identical for all markers and scales of a split):
 the official fold-list order where the index has it (``fold_line``: a store built from the real
 tiles with the official split, or imported from the released patches), then (tile, y0, x0) for
-windows without a fold line (`srdata.split.fold_order`). Every file is written to a temporary
-name in its folder and renamed into place, so an interrupted export never leaves a truncated patch
-under its final name.
+windows without a fold line (`srdata.split.fold_order`).
+
+Nothing half-written: every file is first written into a temporary folder beside OUT
+(``.<OUT name>.export-<pid>.tmp``); only when every patch has been read and encoded is that folder
+renamed to OUT (or, when OUT already exists, its files moved into OUT). A failed export (a damaged
+chunk: `srdata.integrity.ChunkError`, a full disk, Ctrl-C) removes the temporary folder and leaves
+OUT as it was.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import shutil
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 
+from srdata.integrity import CheckedReader
 from srdata.patches import fold_dir_name, patch_relpath
 from srdata.schema import MARKERS, SCALES, SPLITS, read_hr_patch, read_index, read_lr_patch, split_code
 from srdata.split import fold_order
@@ -112,7 +118,8 @@ def export_patches(
     store : str or path-like
         Store path or fsspec URL.
     out : str or path-like
-        Output folder (created; existing files of the same names are replaced).
+        Output folder (created; existing files of the same names are replaced). Written only when the
+        whole export succeeded (see the module docstring).
     split : {"train", "val", "test"}, optional
         Only windows of this split (default: every accepted window; fold lists for each split
         that has windows; accepted windows with split -1 get patch files but no fold line).
@@ -133,7 +140,11 @@ def export_patches(
     Raises
     ------
     StoreFormatError
-        `store` is not a store of this version or has no complete index.
+        `store` is not a store of this version or has no complete index;
+        `srdata.integrity.ChunkError` (a subclass): a chunk read is missing or damaged (one line
+        naming array and chunk; OUT is left untouched).
+    OSError
+        OUT's folder cannot be written (OUT is left untouched).
     ValueError
         Unknown split, or a marker / scale that the store does not hold.
     """
@@ -153,7 +164,45 @@ def export_patches(
         sel &= index["split"] == split_code(split)
     rows = np.flatnonzero(sel)
     rows = rows[np.lexsort((index["x0"][rows], index["y0"][rows], index["tile"][rows]))]
-    out = os.fspath(out)
+    final = os.fspath(out).rstrip("/") or "/"
+    parent, name = os.path.split(os.path.abspath(final))
+    os.makedirs(parent, exist_ok=True)
+    tmp = os.path.join(parent, f".{name}.export-{os.getpid()}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    try:
+        files, fold_lists = _export_into(
+            tmp, root, attrs, index, pids, rows, split, markers, scales, workers, progress, str(store)
+        )
+        _publish(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    out = final
+    log.info("exported %d windows (%d files) to %s", len(rows), files, out)
+    return {"out": out, "windows": int(len(rows)), "files": files, "fold_lists": fold_lists}
+
+
+def _key(index: dict[str, np.ndarray], pids: np.ndarray, r: int) -> tuple[int, int, int, int]:
+    return int(index["tile"][r]), int(pids[r]), int(index["y0"][r]), int(index["x0"][r])
+
+
+def _export_into(
+    out: str,
+    root: Any,
+    attrs: Any,
+    index: dict[str, np.ndarray],
+    pids: np.ndarray,
+    rows: np.ndarray,
+    split: str | None,
+    markers: list[str],
+    scales: list[int],
+    workers: int,
+    progress: Callable[[int], None] | None,
+    where: str,
+) -> tuple[int, list[str]]:
+    """Write every patch and fold list of `rows` under `out` (a fresh folder); (files, fold lists)."""
+    checked = CheckedReader(where)
     for s in (1, *scales):
         os.makedirs(os.path.join(out, f"hr_div_{s}"), exist_ok=True)
     chan = {m: attrs.markers.index(m) for m in markers}
@@ -170,22 +219,27 @@ def export_patches(
             arr = arrays[(t, s)]
             for m in markers:
                 c = chan[m]
-                block = np.asarray(arr[c, y0 // s : (y0 + size) // s, x0 // s : (x0 + size) // s])
+                box = (c, slice(y0 // s, (y0 + size) // s), slice(x0 // s, (x0 + size) // s))
+                block = checked.read(arr, box)
                 if s == 1:
                     patch = read_hr_patch(block, 0, 0)
                 else:
                     dy, dx = (int(v) for v in index["shift"][r, MARKERS.index(m), SCALES.index(s)])
                     patch = read_lr_patch(block, 0, 0, dy, dx, s)
-                atomic_write_bytes(os.path.join(out, patch_relpath(t, pid, y0, x0, m, s)), _tiff_bytes(patch))
+                with open(os.path.join(out, patch_relpath(t, pid, y0, x0, m, s)), "wb") as f:
+                    f.write(_tiff_bytes(patch))
                 n += 1
         return n
 
     files = 0
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+    pool = ThreadPoolExecutor(max_workers=max(1, workers))
+    try:
         for k in pool.map(job, rows):
             files += k
             if progress is not None:
                 progress(1)
+    finally:  # on a failure, do not read the remaining windows first
+        pool.shutdown(wait=True, cancel_futures=True)
     fold_lists = []
     for sp in [split] if split is not None else list(SPLITS):
         srows, _official = fold_order(index, rows[index["split"][rows] == split_code(sp)])
@@ -202,9 +256,19 @@ def export_patches(
                 atomic_write_bytes(os.path.join(out, d, "h_l.txt"), h_l.encode())
                 atomic_write_bytes(os.path.join(out, d, "l_h.txt"), l_h.encode())
                 fold_lists += [os.path.join(d, "h_l.txt"), os.path.join(d, "l_h.txt")]
-    log.info("exported %d windows (%d files) to %s", len(rows), files, out)
-    return {"out": out, "windows": int(len(rows)), "files": files, "fold_lists": fold_lists}
+    return files, fold_lists
 
 
-def _key(index: dict[str, np.ndarray], pids: np.ndarray, r: int) -> tuple[int, int, int, int]:
-    return int(index["tile"][r]), int(pids[r]), int(index["y0"][r]), int(index["x0"][r])
+def _publish(tmp: str, final: str) -> None:
+    """Make the finished export `tmp` visible as `final`: one rename, or a move of each file into an
+    existing `final` (replacing files of the same names), then remove `tmp`."""
+    if not os.path.exists(final):
+        os.rename(tmp, final)
+        return
+    for dirpath, _dirs, names in os.walk(tmp):
+        rel = os.path.relpath(dirpath, tmp)
+        dst = os.path.normpath(os.path.join(final, rel))
+        os.makedirs(dst, exist_ok=True)
+        for n in names:
+            os.replace(os.path.join(dirpath, n), os.path.join(dst, n))
+    shutil.rmtree(tmp, ignore_errors=True)

@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from srdata.lease import leased
 from srdata.patches import (
     PatchesInputError,
     PatchName,
@@ -110,6 +111,7 @@ def _read_tif(path: Path, shape: tuple[int, int]) -> np.ndarray:
     return arr
 
 
+@leased("srdata import-patches")  # one writer per store
 def import_patches(
     patches: str | os.PathLike,
     store: str,
@@ -152,7 +154,8 @@ def import_patches(
     PatchesInputError, PatchNameError
         Bad patches folder (see `scan_patches`, `read_fold_order`).
     StoreFormatError
-        `store` exists (without `overwrite`).
+        `store` exists (without `overwrite`); `srdata.lease.StoreLockedError` (a subclass): another
+        process writes `store`.
     """
     from srdata import writer
 
@@ -354,7 +357,7 @@ def _mosaic(
 
 def _write_coverage(root: Any, tile: int, mask: np.ndarray, *, chunk: int, pixel_size_um: float) -> None:
     """``tiles/<tile>/coverage/0``: uint8 (y, x) HR px, 1 = covered by a released HR patch."""
-    from srdata.writer import compressors, ome_multiscales
+    from srdata.writer import ARRAY_CONFIG, compressors, ome_multiscales
 
     grp = root.create_group(f"tiles/{int(tile)}/coverage", overwrite=True)
     arr = grp.create_array(
@@ -365,6 +368,7 @@ def _write_coverage(root: Any, tile: int, mask: np.ndarray, *, chunk: int, pixel
         compressors=compressors(),
         fill_value=0,
         dimension_names=("y", "x"),
+        config=ARRAY_CONFIG,
     )
     arr[...] = mask
     grp.attrs["ome"] = ome_multiscales(f"{tile}/coverage", ("y", "x"), 1, pixel_size_um, kind="max")

@@ -15,7 +15,6 @@ from typing import Any
 import numpy as np
 
 from srdata.schema import (
-    FORMAT_VERSION,
     MARGIN,
     MARKERS,
     SCALES,
@@ -29,7 +28,7 @@ from srdata.schema import (
     read_index,
 )
 
-__all__ = ["open_checked", "store_info", "verify_store", "store_bytes", "MAX_SHIFT"]
+__all__ = ["checksummed", "open_checked", "store_info", "verify_store", "store_bytes", "MAX_SHIFT"]
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +70,11 @@ def open_checked(path: str | Any) -> tuple[Any, StoreAttrs]:
             f"{p}: not a Zarr v3 store ({type(exc).__name__}: {exc}); give the path of a store ({_HOW})"
         ) from None
     return root, read_attrs(root, where=p)
+
+
+def checksummed(attrs: StoreAttrs) -> bool:
+    """Whether a store's chunks carry checksums and are all written (format version >= 2)."""
+    return int(attrs.format_version) >= 2
 
 
 def store_bytes(path: str | Any) -> int:
@@ -124,7 +128,8 @@ def store_info(path: str | Any) -> dict[str, Any]:
         ``path``, ``format_version``, ``markers``, ``scales``, ``pixel_size_um``, ``chunks`` (the
         attribute), ``source``, ``registration`` (``{"method", "markers", "scales"}`` registered;
         unlisted marker/scale pairs have shift 0; method ``"none"`` without registration),
-        ``roi`` (parameters), ``index_complete``, ``finished_tiles``;
+        ``roi`` (parameters), ``index_complete``, ``checksums`` (chunks carry crc32c checksums and
+        are all written: format 2; False for format 1), ``finished_tiles``;
         ``tiles``: list of ``{"tile", "finished", "acquisitions": {acq: {"shape", "chunks",
         "shards", "dtype", "levels"}}, "roi_fraction"}`` (fraction of ROI = 1 pixels of level 0,
         None without ROI); ``windows``: ``{split: {"accepted", "total"}}`` for each split, ``none``
@@ -179,6 +184,7 @@ def store_info(path: str | Any) -> dict[str, Any]:
         "registration": _registration(attrs),
         "roi": dict(attrs.roi),
         "index_complete": bool(attrs.index_complete),
+        "checksums": checksummed(attrs),
         "finished_tiles": list(attrs.finished_tiles),
         "tiles": tiles,
         "windows": windows,
@@ -277,8 +283,29 @@ def _blosc_problem(arr: Any, idx: tuple[int, ...]) -> str | None:
     return None
 
 
-def _read_all_chunks(arrays: list[tuple[str, Any]], workers: int) -> list[str]:
-    """Decode every chunk (shard) of every array; one problem per unreadable chunk."""
+def _read_all_chunks(arrays: list[tuple[str, Any]], workers: int, *, checksummed: bool) -> list[str]:
+    """Decode every chunk (shard) of every array; one problem per missing or unreadable chunk.
+
+    With `checksummed` (format 2: every chunk is written and carries a crc32c), an array without the
+    crc32c codec is a problem, and so is every chunk with no stored object.
+    """
+    from srdata.integrity import has_checksums, missing_chunks
+
+    problems: list[str] = []
+    gone: set[tuple[str, tuple[int, ...]]] = set()
+    if checksummed:
+        for where, arr in arrays:
+            if not has_checksums(arr):
+                problems.append(
+                    f"{where}: written without chunk checksums in a format-2 store; rebuild the tile"
+                )
+                continue
+            for idx in missing_chunks(arr):
+                gone.add((where, idx))
+                problems.append(
+                    f"{where}: chunk {'/'.join(map(str, idx))} is missing (its file was deleted or never "
+                    "written; it would read as zeros); rebuild the tile or restore the file"
+                )
 
     def read(job: tuple[str, Any, tuple[int, ...], tuple[slice, ...]]) -> str | None:
         where, arr, idx, sl = job
@@ -289,14 +316,20 @@ def _read_all_chunks(arrays: list[tuple[str, Any]], workers: int) -> list[str]:
                 return f"{name}: {problem}; rewrite the tile (rebuild) or restore the file"
             arr[sl]
         except Exception as exc:  # noqa: BLE001 - any decode failure is a finding
+            text = " ".join(str(exc).split())
+            if "checksum" in text.lower():
+                return (
+                    f"{name} fails its crc32c checksum (the stored bytes changed after writing); "
+                    "rebuild the tile or restore the file"
+                )
             return (
-                f"{name} cannot be read ({type(exc).__name__}: {exc}); rebuild the tile or restore the file"
+                f"{name} cannot be read ({type(exc).__name__}: {text}); rebuild the tile or restore the file"
             )
         return None
 
-    jobs = ((w, a, idx, sl) for w, a in arrays for idx, sl in _chunk_slices(a))
+    jobs = ((w, a, idx, sl) for w, a in arrays for idx, sl in _chunk_slices(a) if (w, idx) not in gone)
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        return [r for r in pool.map(read, jobs) if r is not None]
+        return problems + [r for r in pool.map(read, jobs) if r is not None]
 
 
 def _check_tile(root: Any, attrs: StoreAttrs, tile: int, arrays: list[tuple[str, Any]]) -> list[str]:
@@ -415,7 +448,9 @@ def verify_store(path: str | Any, *, read_chunks: bool = True, workers: int = 4)
     ``finished_tiles == tiles``, ``index_complete``); every tile has ``hr``, ``x{s}`` and ``roi``
     with OME-NGFF multiscales metadata; level-0 dtypes, channel count and extents (HR = s × LR),
     chunk (and shard) grids aligned (HR chunk = s × X`s` chunk); every chunk of every level decodes
-    (`read_chunks`); the index columns, and every window inside its tile's HR and LR extents,
+    (`read_chunks`): in a format-2 store every chunk must exist and pass its crc32c checksum (a
+    format-1 store has no checksums: a missing chunk reads as zeros and cannot be told from an
+    empty one, see `checksummed`); the index columns, and every window inside its tile's HR and LR extents,
     split codes valid, shifts within ±`MAX_SHIFT`, no duplicate window.
 
     Parameters
@@ -437,8 +472,6 @@ def verify_store(path: str | Any, *, read_chunks: bool = True, workers: int = 4)
         root, attrs = open_checked(p)
     except StoreFormatError as exc:
         return [str(exc)]
-    if attrs.format_version != FORMAT_VERSION:  # pragma: no cover - from_json refuses already
-        return [f"{p}: format_version {attrs.format_version}"]
     problems = _check_attrs(attrs)
     arrays: list[tuple[str, Any]] = []
     extents: dict[int, tuple[int, int]] = {}
@@ -465,5 +498,5 @@ def verify_store(path: str | Any, *, read_chunks: bool = True, workers: int = 4)
             problems += _check_index(index, attrs, extents)
     if read_chunks:
         log.info("decoding every chunk of %d arrays", len(arrays))
-        problems += _read_all_chunks(arrays, workers)
+        problems += _read_all_chunks(arrays, workers, checksummed=attrs.format_version >= 2)
     return problems

@@ -245,8 +245,13 @@ class PatchLoader:
         if self._dl is None:
             self.dataset._report_stats = True
             self.dataset.raw = self.worker_transfer == "uint8"
+            kwargs = dict(self._dl_kwargs)
+            if self.num_workers:  # workers exit when this process dies, however it dies
+                from srdata._lifeline import worker_init_fn
+
+                kwargs["worker_init_fn"] = worker_init_fn(kwargs.get("worker_init_fn"))
             self._dl = torch.utils.data.DataLoader(
-                self.dataset, batch_size=None, sampler=self._sampler, **self._dl_kwargs
+                self.dataset, batch_size=None, sampler=self._sampler, **kwargs
             )
         if not 0 < self.batches_done < len(self):
             self.batches_done = 0

@@ -181,7 +181,10 @@ def register_windows(
 
         nproc = max(1, min(int(workers or os.cpu_count() or 1), len(todo)))
         pending = iter(todo)
-        with ProcessPoolExecutor(nproc, mp_context=_mp_context()) as ex:
+        from srdata import _lifeline
+
+        # the lifeline: pool processes exit within seconds if this process dies (even by kill -9)
+        with ProcessPoolExecutor(nproc, mp_context=_mp_context(), initializer=_lifeline.initializer()) as ex:
             running = {}
             for k in pending:  # at most 2 windows in flight per process: bounded memory
                 running[ex.submit(register_window, *task(k))] = k

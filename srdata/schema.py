@@ -1,4 +1,4 @@
-"""The store contract (format version 1): names, paths, attributes and reading rules.
+"""The store contract (format version 2; version 1 still read): names, paths, attributes and reading rules.
 
 This module is the single source of truth for what a SR-CACO-2 store looks like on disk. The
 builder (`srdata.build`, `srdata.import_patches`) writes it, every reader (`srdata.loader`,
@@ -40,6 +40,7 @@ import numpy as np
 
 __all__ = [
     "FORMAT_VERSION",
+    "READABLE_VERSIONS",
     "MARKERS",
     "SCALES",
     "ACQUISITIONS",
@@ -66,8 +67,15 @@ __all__ = [
     "read_index",
 ]
 
-FORMAT_VERSION: int = 1
-"""Version of the store layout written by this toolkit; readers refuse any other."""
+FORMAT_VERSION: int = 2
+"""Version of the store layout written by this toolkit.
+
+2: every chunk carries a crc32c checksum (zarr's ``crc32c`` codec after blosc) and every chunk is
+written (empty ones too), so corruption is an error on read and a missing chunk file is detectable.
+1: the same layout without checksums; still read (`READABLE_VERSIONS`), never written."""
+
+READABLE_VERSIONS: tuple[int, ...] = (1, 2)
+"""Format versions readers accept; version 1 stores lack chunk checksums (`srdata info` says so)."""
 
 MARKERS: tuple[str, ...] = ("CELL0", "CELL1", "CELL2")
 """Channel order of every image (c axis): CELL0 Survivin (dimmest), CELL1, CELL2 H2B (brightest)."""
@@ -125,7 +133,7 @@ class StoreAttrs:
     Attributes
     ----------
     format_version : int
-        Always `FORMAT_VERSION` for stores this code writes.
+        `FORMAT_VERSION` for stores this code writes; 1 for older stores (no chunk checksums).
     markers : list of str
         Channel names, in c order.
     scales : list of int
@@ -169,9 +177,10 @@ class StoreAttrs:
                 "(create one with `srdata build RAW STORE` or `srdata import-patches PATCHES STORE`)"
             )
         version = data.get("format_version")
-        if version != FORMAT_VERSION:
+        if version not in READABLE_VERSIONS:
             raise StoreFormatError(
-                f"{where}: store format_version {version!r}, this toolkit reads version {FORMAT_VERSION}; "
+                f"{where}: store format_version {version!r}, this toolkit reads versions "
+                f"{', '.join(map(str, READABLE_VERSIONS))}; "
                 "rebuild the store with this version's `srdata build` into a new path"
             )
         fields = {f.name for f in dataclasses.fields(cls)}
@@ -310,10 +319,13 @@ def open_root(store: str | Any, mode: Literal["r", "r+", "a", "w", "w-"] = "r") 
     """
     import zarr
 
+    kw: dict[str, Any] = {}
+    if isinstance(store, str) and store.split("://", 1)[0] in ("file", "local") and "://" in store:
+        kw["storage_options"] = {"auto_mkdir": True}  # fsspec's local fs creates no parent folders
     if mode not in ("r", "r+"):
-        return zarr.open_group(store, mode=mode, zarr_format=3)
+        return zarr.open_group(store, mode=mode, zarr_format=3, **kw)
     try:
-        return zarr.open_group(store, mode=mode, zarr_format=3)
+        return zarr.open_group(store, mode=mode, zarr_format=3, **kw)
     except zarr.errors.NodeNotFoundError:
         raise StoreFormatError(
             f"{store}: holds no Zarr v3 group (no zarr.json), so it is not a srcaco2 store; pass the "

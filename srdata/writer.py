@@ -9,7 +9,8 @@ Images are OME-NGFF 0.5 multiscales (Zarr v3): ``attrs["ome"] = {"version": "0.5
 "multiscales": [...]}`` on the image group, levels ``"0"`` (the data) .. ``"L-1"`` (2x windowed-mean
 display downsamples; in-memory input is reduced with NumPy and written by zarr, Dask input in one
 Dask compute), chunks ``(1, chunk, chunk)``,
-blosc/zstd compression.
+blosc/zstd compression followed by a crc32c checksum of every chunk (`compressors`); every chunk is
+written, empty ones too (`ARRAY_CONFIG`), so that a missing chunk file is a detectable fault.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from srdata.schema import (
 )
 
 __all__ = [
+    "ARRAY_CONFIG",
     "COMPRESSION",
     "compressors",
     "create_store",
@@ -61,11 +63,20 @@ _BLOCK_PX = 2048  # edge of one Dask write task, px (rounded down to a multiple 
 _RESUME_FIELDS = ("format_version", "markers", "scales", "pixel_size_um", "chunks", "tiles", "roi")
 
 
-def compressors() -> tuple[Any, ...]:
-    """The codec tuple every array of a store is written with (blosc, `COMPRESSION`)."""
-    from zarr.codecs import BloscCodec
+ARRAY_CONFIG: dict[str, Any] = {"write_empty_chunks": True}
+"""Runtime config of every array a writer creates: all chunks are stored, even those equal to the fill
+value, so that `srdata verify` and the readers can tell a deleted chunk file from an empty chunk."""
 
-    return (BloscCodec(**COMPRESSION),)
+
+def compressors() -> tuple[Any, ...]:
+    """The codec tuple every array of a store is written with: blosc (`COMPRESSION`), then crc32c.
+
+    The crc32c codec appends a 4-byte checksum to each compressed chunk and zarr checks it on every
+    read, so a flipped bit is an error (format version 2, `srdata.schema.FORMAT_VERSION`).
+    """
+    from zarr.codecs import BloscCodec, Crc32cCodec
+
+    return (BloscCodec(**COMPRESSION), Crc32cCodec())
 
 
 def _fs_and_path(path: str) -> tuple[Any, str]:
@@ -189,8 +200,61 @@ def update_attrs(root: Any, **changes: Any) -> StoreAttrs:
     return new
 
 
+def _check_tile_written(root: Any, tile: int) -> None:
+    """Re-check that every image group of `tile` is complete: OME metadata, every listed level, and
+    (checksummed arrays) every chunk stored. Raises `StoreFormatError` naming what is absent."""
+    from srdata.integrity import has_checksums, missing_chunks
+
+    key = f"tiles/{int(tile)}"
+    where = str(getattr(root, "store", "<store>"))
+    if key not in root:
+        raise StoreFormatError(
+            f"{where}: {key} vanished after writing; is another process writing this store? Rerun the build"
+        )
+    tg = root[key]
+    names = sorted(tg.group_keys())
+    if not names:
+        raise StoreFormatError(f"{where}: {key} holds no image after writing; rerun the build")
+    for name in names:
+        ome = tg[name].attrs.get("ome")
+        ms = ome.get("multiscales") if isinstance(ome, dict) else None
+        if not ms:
+            raise StoreFormatError(
+                f"{where}: {key}/{name} has no OME metadata after writing (incomplete); rerun the build"
+            )
+        for ds in ms[0]["datasets"]:
+            path = str(ds["path"])
+            if path not in tg[name]:
+                raise StoreFormatError(
+                    f"{where}: {key}/{name}/{path} is missing after writing; is another process writing "
+                    "this store? Rerun the build"
+                )
+            arr = tg[name][path]
+            gone = missing_chunks(arr) if has_checksums(arr) else []
+            if gone:
+                raise StoreFormatError(
+                    f"{where}: {key}/{name}/{path}: {len(gone)} chunk(s) missing after writing (first "
+                    f"{'/'.join(map(str, gone[0]))}); is another process writing this store? Rerun the build"
+                )
+
+
 def mark_tile_finished(root: Any, tile: int) -> None:
-    """Record `tile` in ``finished_tiles``; call only after all its arrays are written."""
+    """Record `tile` in ``finished_tiles``; call only after all its arrays are written.
+
+    Before recording, re-checks that the tile's arrays are all present (`_check_tile_written`) and
+    that this process still holds the store's lease if it took one (`srdata.lease.check_held`).
+
+    Raises
+    ------
+    StoreFormatError
+        An array, level or chunk of the tile is absent.
+    srdata.lease.LeaseLostError
+        Another writer took the store over.
+    """
+    from srdata.lease import check_held
+
+    check_held()
+    _check_tile_written(root, tile)
     attrs = read_attrs(root)
     done = sorted(set(int(t) for t in attrs.finished_tiles) | {int(tile)})
     update_attrs(root, finished_tiles=done)
@@ -388,6 +452,7 @@ def _write_multiscale(
                 fill_value=0,
                 dimension_names=axes,
                 overwrite=True,
+                config=ARRAY_CONFIG,
             )
         )
     if lazy:
@@ -508,5 +573,6 @@ def write_index(root: Any, columns: dict[str, np.ndarray]) -> None:
             chunks=(n, *col.shape[1:]),
             compressors=compressors(),
             overwrite=True,
+            config=ARRAY_CONFIG,
         )[...] = col
     update_attrs(root, index_complete=True)

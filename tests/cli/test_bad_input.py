@@ -9,8 +9,11 @@ config keys) are not repeated here.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -294,3 +297,182 @@ def test_import_malformed_patch_name_says_how_to_fix(patches, tmp_path):
     res = _srdata("import-patches", src, dst, "--chunk", "128")
     _refused(res, "tile_HighRes1024-3_zz_0_640_CELL2.tif", "not a released patch name", "rename the file")
     assert not dst.exists()
+
+
+# --- damaged stores, unwritable targets, option ranges (issue 16, item 6) -------------------------
+
+
+def _first_window_chunk(store: str, split: str = "test") -> tuple[int, int, int, int]:
+    """(tile, c, iy, ix) of the HR CELL2 chunk under the centre of the split's first window."""
+    import numpy as np
+
+    from srdata.schema import open_root, read_index, split_code
+
+    index = read_index(open_root(store, mode="r"))
+    r = int(np.flatnonzero((index["split"] == split_code(split)) & index["accepted"])[0])
+    chunk = 256  # the `store` fixture's HR chunk edge
+    t, y0, x0 = int(index["tile"][r]), int(index["y0"][r]), int(index["x0"][r])
+    return t, 2, (y0 + 320) // chunk, (x0 + 320) // chunk
+
+
+def _damaged_copy(store: str, dst: Path, kind: str, acq: str = "hr") -> tuple[Path, str]:
+    """A copy of `store` with one chunk under the first test window flipped or deleted; (copy, chunk key)."""
+    shutil.copytree(store, dst)
+    t, c, iy, ix = _first_window_chunk(store)  # chunk grids align across scales: same (iy, ix) at x4
+    key = f"tiles/{t}/{acq}/0/c/{c}/{iy}/{ix}"
+    f = dst / key
+    if kind == "flip":
+        data = bytearray(f.read_bytes())
+        data[len(data) // 2] ^= 0x10
+        f.write_bytes(bytes(data))
+    else:
+        f.unlink()
+    return dst, key
+
+
+def _one_error_line(res) -> str:
+    lines = [ln for ln in res.output.splitlines() if ln.startswith("Error")]
+    assert len(lines) == 1, res.output
+    return lines[0]
+
+
+@contextlib.contextmanager
+def _read_only(path: Path):
+    """Make the folder `path` unwritable (chmod; as root, where permissions do not bind: chattr +i)."""
+    if os.geteuid() != 0:
+        path.chmod(0o555)
+        try:
+            yield
+        finally:
+            path.chmod(0o755)
+        return
+    got = subprocess.run(["chattr", "+i", str(path)], capture_output=True)
+    if got.returncode != 0:
+        pytest.skip(f"cannot make a folder read-only as root here (chattr: {got.stderr.decode().strip()})")
+    try:
+        yield
+    finally:
+        subprocess.run(["chattr", "-i", str(path)], check=True)
+
+
+@pytest.mark.parametrize("kind", ["flip", "delete"])
+def test_export_from_a_damaged_store_names_the_chunk_and_writes_nothing(store, tmp_path, kind):
+    bad, key = _damaged_copy(store, tmp_path / "bad.zarr", kind)
+    out = tmp_path / "patches"
+    res = _srdata("export-patches", bad, out, "--split", "test", "--markers", "CELL2", "--scales", "4")
+    _refused(res, key, "srdata verify", code=1)
+    line = _one_error_line(res)
+    assert ("checksum" in line) if kind == "flip" else ("is missing" in line)
+    assert not out.exists()  # before: 15 patch files and no fold lists
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporary folder left
+
+
+def test_export_into_an_existing_folder_keeps_it_untouched_on_failure(store, tmp_path):
+    bad, key = _damaged_copy(store, tmp_path / "bad.zarr", "flip")
+    out = tmp_path / "patches"
+    out.mkdir()
+    (out / "mine.txt").write_text("keep me")
+    res = _srdata("export-patches", bad, out, "--split", "test", "--markers", "CELL2")
+    _refused(res, key, code=1)
+    assert sorted(p.name for p in out.iterdir()) == ["mine.txt"]
+
+
+@pytest.mark.parametrize("kind", ["flip", "delete"])
+def test_eval_on_a_damaged_store_refuses_with_one_line(store, tmp_path, kind):
+    bad, key = _damaged_copy(store, tmp_path / "bad.zarr", kind)
+    res = _srtrain("eval", "--store", bad, "--marker", "CELL2", "--scale", "4", "--method", "bicubic",
+                   "--device", "cpu", "--out", tmp_path / "ev")  # fmt: skip
+    _refused(res, key, "srdata verify", code=1)
+    _one_error_line(res)
+    assert not (tmp_path / "ev" / "summary.json").exists()
+
+
+@pytest.mark.parametrize("kind", ["flip", "delete"])
+def test_predict_on_a_damaged_store_names_the_chunk_and_writes_nothing(store, tmp_path, kind):
+    bad, key = _damaged_copy(store, tmp_path / "bad.zarr", kind, acq="x4")
+    tile = key.split("/")[1]
+    out = tmp_path / "pred.zarr"
+    res = _srtrain("predict", "--store", bad, "--method", "bicubic", "--scale", "4", "--marker", "CELL2",
+                   "--tile", tile, "--device", "cpu", "--out-store", out)  # fmt: skip
+    _refused(res, key, "srdata verify", code=1)
+    _one_error_line(res)
+    assert not (out / "predictions").exists()
+    assert not Path(f"{out}.lease").exists() and not Path(f"{bad}.lease").exists()
+
+
+def test_predict_into_an_unwritable_store_writes_nothing(store, tmp_path):
+    target = tmp_path / "target.zarr"
+    target.mkdir()
+    with _read_only(target):
+        res = _srtrain("predict", "--store", store, "--method", "bicubic", "--scale", "4", "--device", "cpu",
+                       "--out-store", target)  # fmt: skip
+    _refused(res, str(target), "cannot be written", "--out-store", code=1)
+    _one_error_line(res)
+    assert list(target.iterdir()) == []
+
+
+def test_synth_into_a_read_only_folder(tmp_path):
+    out = tmp_path / "ro"
+    out.mkdir()
+    with _read_only(out):
+        res = _srdata("synth", out, "--tiles", "1", "--hr-size", "64")
+    _refused(res, str(out), "cannot be written", "writable OUT folder", code=1)
+    _one_error_line(res)
+    assert list(out.iterdir()) == []
+    under_a_file = tmp_path / "afile"
+    under_a_file.write_text("x")
+    res = _srdata("synth", under_a_file / "raw", "--tiles", "1", "--hr-size", "64")
+    _refused(res, "afile", "writable OUT folder", code=1)
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--pixel-size-um", "-1"], ["--pixel-size-um", "-1", "x>0"]),
+        (["--pixel-size-um", "0"], ["--pixel-size-um", "x>0"]),
+        (["--roi-threshold", "-5"], ["--roi-threshold", "-5", "0<=x<=255"]),
+        (["--roi-threshold", "256"], ["--roi-threshold", "0<=x<=255"]),
+        (["--roi-min-fraction", "1.5"], ["--roi-min-fraction"]),
+        (["--chunk", "4"], ["--chunk", "x>=8"]),
+        (["--workers", "0"], ["--workers", "x>=1"]),
+    ],
+)
+def test_build_option_ranges_are_checked_by_click(raw, tmp_path, args, words):
+    out = tmp_path / "s.zarr"
+    res = _srdata("build", raw, out, "--no-register", *args)
+    _refused(res, *words, code=2)
+    assert not out.exists() and not Path(f"{out}.lease").exists()
+
+
+@pytest.mark.parametrize(
+    "cmd, words",
+    [
+        (["synth", "{tmp}/raw", "--seed", "-1"], ["--seed", "x>=0"]),
+        (["synth", "{tmp}/raw", "--tiles", "0"], ["--tiles", "x>=1"]),
+        (["import-patches", "{tmp}", "{tmp}/s.zarr", "--pixel-size-um", "-1"], ["--pixel-size-um", "x>0"]),
+        (["export-patches", "{tmp}/s.zarr", "{tmp}/out", "--workers", "0"], ["--workers", "x>=1"]),
+        (["verify", "{tmp}/s.zarr", "--workers", "0"], ["--workers", "x>=1"]),
+    ],
+)
+def test_other_srdata_option_ranges(tmp_path, cmd, words):
+    res = _srdata(*(c.format(tmp=tmp_path) for c in cmd))
+    _refused(res, *words, code=2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_predict_negative_panels_refused(store, tmp_path):
+    res = _srtrain("predict", "--store", store, "--method", "bicubic", "--scale", "4", "--device", "cpu",
+                   "--out-store", tmp_path / "p.zarr", "--panels", "-1")  # fmt: skip
+    _refused(res, "--panels", "x>=0", code=2)
+    assert not (tmp_path / "p.zarr").exists()
+
+
+def test_build_into_a_read_only_folder_names_the_cause(raw, tmp_path):
+    parent = tmp_path / "ro"
+    parent.mkdir()
+    with _read_only(parent):
+        res = _srdata("build", raw, parent / "s.zarr", "--no-register")
+    _refused(res, str(parent / "s.zarr"), "must be writable", code=1)
+    line = _one_error_line(res)
+    assert "disk space" not in line and ("not permitted" in line or "Permission denied" in line), line
+    assert list(parent.iterdir()) == []

@@ -118,6 +118,11 @@ def test_index_and_finished(tmp_path):
     write_index(root, cols)
     assert read_attrs(root).index_complete
     np.testing.assert_array_equal(read_index(root)["y0"], cols["y0"])
+    with pytest.raises(StoreFormatError, match="tiles/2 vanished after writing"):
+        mark_tile_finished(root, 2)  # nothing written for tile 2: never recorded as finished
+    img = np.zeros((3, 16, 16), np.uint8)
+    for t in (1, 2):
+        write_image(root, t, 1, img, chunk=8, pixel_size_um=1.0)
     mark_tile_finished(root, 2)
     mark_tile_finished(root, 1)
     mark_tile_finished(root, 2)
@@ -214,3 +219,17 @@ def test_write_store_from_arrays(tmp_path):
         )
     with pytest.raises(ValueError, match="roi_threshold"):
         write_store_from_arrays(str(tmp_path / "f.zarr"), tiles, chunk=128, roi={"threshold": 5})
+
+
+def test_tile_with_a_missing_level_or_chunk_is_not_marked_finished(tmp_path):
+    import os
+
+    root = create_store(str(tmp_path / "s.zarr"), _attrs(tiles=[1]))
+    write_image(root, 1, 1, np.ones((3, 32, 32), np.uint8), chunk=8, pixel_size_um=1.0)
+    del root["tiles/1/hr/1"]  # as another writer's overwrite would
+    with pytest.raises(StoreFormatError, match="tiles/1/hr/1 is missing after writing"):
+        mark_tile_finished(root, 1)
+    os.remove(tmp_path / "s.zarr/tiles/1/hr/0/c/1/2/3")
+    with pytest.raises(StoreFormatError, match=r"tiles/1/hr/0: 1 chunk\(s\) missing after writing"):
+        mark_tile_finished(root, 1)
+    assert read_attrs(root).finished_tiles == []
