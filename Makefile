@@ -30,6 +30,7 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/python .ci/check_doc_links.py
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.build
