@@ -123,13 +123,16 @@ class Checker:
             return []
         problems: list[Problem] = []
         in_docs = name.startswith("docs/") and name.endswith(".md")
+        fenced = False  # relative links inside ``` blocks of a doc are quoted text (e.g. README drafts)
         for no, line in enumerate(text.splitlines(), 1):
             where = f"{name}:{no}"
+            if in_docs and line.lstrip().startswith("```"):
+                fenced = not fenced
             for m in CITATION.finditer(line):
                 problems += self._resolve(
                     self.root / "docs" / m.group("file"), m.group("anchor"), where, m.group(0)
                 )
-            if in_docs:
+            if in_docs and not fenced:
                 for m in MD_LINK.finditer(line):
                     t = m.group("target")
                     if "://" in t or t.startswith("mailto:"):
