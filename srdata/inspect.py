@@ -316,6 +316,21 @@ def _read_all_chunks(arrays: list[tuple[str, Any]], workers: int) -> list[str]:
         return [r for r in pool.map(read, jobs) if r is not None]
 
 
+def _check_roi_label(root: Any, attrs: StoreAttrs, tile: int) -> list[str]:
+    """The ROI as an OME-NGFF label of the HR image: listed in ``hr/labels``, as many levels as HR."""
+    roi, hr = roi_group_path(tile, format_version=attrs.format_version), f"tiles/{tile}/hr"
+    if not roi.startswith(f"{hr}/labels/") or roi not in root or hr not in root:
+        return []  # format version 1 (a plain image) or missing (reported above)
+    labels = root[f"{hr}/labels"].attrs.get("ome", {})
+    out = []
+    if roi.rsplit("/", 1)[1] not in (labels.get("labels") or []):
+        out.append(f"{hr}/labels: attrs['ome']['labels'] does not list the ROI; rebuild the tile")
+    n_roi, n_hr = _levels(root[roi]), _levels(root[hr])
+    if n_roi != n_hr:
+        out.append(f"{roi}: {n_roi} levels but its image {hr} has {n_hr}; rebuild the tile")
+    return out
+
+
 def _check_tile(root: Any, attrs: StoreAttrs, tile: int, arrays: list[tuple[str, Any]]) -> list[str]:
     out: list[str] = []
     key = f"tiles/{tile}"
@@ -333,6 +348,7 @@ def _check_tile(root: Any, attrs: StoreAttrs, tile: int, arrays: list[tuple[str,
             arrays.append((f"{group}/{p}", root[group][p]))
         if "0" in root[group]:
             level0[name] = root[group]["0"]
+    out += _check_roi_label(root, attrs, tile)
     hr = level0.get("hr")
     if hr is None:
         return out

@@ -248,6 +248,17 @@ def test_unknown_pixel_size_is_visible(tmp_path):
     assert store_info(p)["pixel_size_um"]["hr"] is None
 
 
+def test_verify_checks_the_roi_label(store, tmp_path):
+    p = str(tmp_path / "broken.zarr")
+    shutil.copytree(store, p)
+    root = zarr.open_group(p, mode="r+")
+    root["tiles/5/hr/labels"].attrs["ome"] = {"version": "0.5", "labels": []}
+    del root[roi_path(5, 1)]
+    problems = verify_store(p)
+    assert any("does not list the ROI" in q for q in problems), problems
+    assert any("levels but its image tiles/5/hr has" in q for q in problems), problems
+
+
 def _as_version_1(src: str, dst: str) -> None:
     """Rewrite a store in the format-version-1 layout (ROI a plain image at ``tiles/<t>/roi``)."""
     shutil.copytree(src, dst)
