@@ -57,6 +57,7 @@ __all__ = [
     "image_path",
     "roi_path",
     "roi_group_path",
+    "ROI_LABEL",
     "pixel_centres",
     "pixel_sizes",
     "READABLE_FORMAT_VERSIONS",
@@ -79,6 +80,9 @@ READABLE_FORMAT_VERSIONS: tuple[int, ...] = (1, FORMAT_VERSION)
 """Store versions readers accept; paths that moved between versions come from `roi_path` & co."""
 
 _ROI_LABEL_SINCE = 2  # first format version with the ROI as a label image
+
+ROI_LABEL: str = "roi"
+"""Name of the ROI label image under ``tiles/<t>/hr/labels/`` (and of the version-1 group)."""
 
 MARKERS: tuple[str, ...] = ("CELL0", "CELL1", "CELL2")
 """Channel order of every image (c axis): CELL0 Survivin (dimmest), CELL1, CELL2 H2B (brightest)."""
@@ -216,8 +220,8 @@ def roi_group_path(tile: int, *, format_version: int = FORMAT_VERSION) -> str:
     image), or ``tiles/<t>/roi`` in a format-version-1 store. Pass the store's
     ``StoreAttrs.format_version`` when reading."""
     if int(format_version) < _ROI_LABEL_SINCE:
-        return f"tiles/{int(tile)}/roi"
-    return f"tiles/{int(tile)}/hr/labels/roi"
+        return f"tiles/{int(tile)}/{ROI_LABEL}"
+    return f"tiles/{int(tile)}/hr/labels/{ROI_LABEL}"
 
 
 def roi_path(tile: int, level: int = 0, *, format_version: int = FORMAT_VERSION) -> str:

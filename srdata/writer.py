@@ -6,10 +6,12 @@ Every write follows the store contract of `srdata.schema` (DESIGN.md, "The store
 ``index_complete`` is set by `write_index` only after every index column is written.
 
 Images are OME-NGFF 0.5 multiscales (Zarr v3): ``attrs["ome"] = {"version": "0.5",
-"multiscales": [...]}`` on the image group, levels ``"0"`` (the data) .. ``"L-1"`` (2x windowed-mean
-display downsamples; in-memory input is reduced with NumPy and written by zarr, Dask input in one
-Dask compute), chunks ``(1, chunk, chunk)``,
-blosc/zstd compression.
+"multiscales": [...], "omero": {...}}`` on the image group, levels ``"0"`` (the data) .. ``"L-1"``
+(2x windowed-mean display downsamples; in-memory input is reduced with NumPy and written by zarr,
+Dask input in one Dask compute), chunks ``(1, chunk, chunk)``, blosc/zstd compression. Every level
+of every scan sits in the tile's common physical frame (`ome_multiscales`); channels carry names,
+colours and percentile display windows (`omero_metadata`); the ROI mask is a label image of the HR
+image (`write_roi`, `ome_label_metadata`). docs/store.md describes the result.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from srdata.schema import (
     FORMAT_VERSION,
     INDEX_COLUMNS,
     MARKERS,
+    ROI_LABEL,
     StoreAttrs,
     StoreFormatError,
     acquisition_name,
@@ -286,9 +289,6 @@ CELL2 (mCherry-H2B) magenta (magenta rather than red: distinguishable from green
 WINDOW_PERCENTILES: tuple[float, float] = (0.1, 99.9)
 """Percentiles of each channel's coarsest level that set the ``omero`` display window."""
 
-ROI_LABEL: str = "roi"
-"""Name of the ROI label image under ``tiles/<t>/hr/labels/`` (see `srdata.schema.roi_path`)."""
-
 ROI_LABEL_RGBA: tuple[int, int, int, int] = (255, 200, 0, 255)
 """Display colour of ROI label value 1 (amber); 0 is background (transparent in label viewers)."""
 
@@ -301,7 +301,7 @@ def omero_metadata(coarsest: Any, channel_names: list[str] | tuple[str, ...]) ->
     coarsest : (c, y, x) integer array
         The coarsest pyramid level (a few hundred pixels a side: cheap to read at write time).
     channel_names : sequence of str
-        One label per channel (e.g. the markers); colours from `MARKER_COLORS`, others grey.
+        One label per channel (e.g. the markers); colours from `MARKER_COLORS`, others white.
 
     Returns
     -------

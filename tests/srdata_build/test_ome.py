@@ -225,6 +225,37 @@ def test_prediction_metadata_function(tmp_path):
         ome_image_metadata("p", 1, 0.25, channel_names=["A", "B"], coarsest=levels[-1])
 
 
+def test_predictions_and_coverage_validate_and_overlay(store, tmp_path):
+    """A real `predict_to_store` output (bicubic x4) and an imported store's coverage mask."""
+    import torch.nn.functional as F
+
+    from srdata.import_patches import _write_coverage
+    from trainers.predict import predict_to_store
+
+    p = str(tmp_path / "p.zarr")
+    shutil.copytree(store, p)
+
+    def upsample(x):
+        return F.interpolate(x, scale_factor=4, mode="bicubic", align_corners=False).clamp(0, 1)
+
+    group = predict_to_store(upsample, p, 5, 4, ["CELL1", "CELL2"], name="bicubic")
+    root = open_root(p)
+    g = root[group]
+    Image.from_zarr(g)
+    chans = g.attrs["ome"]["omero"]["channels"]
+    assert [c["label"] for c in chans] == ["CELL1", "CELL2"] and [c["color"] for c in chans] == [
+        "00FF00",
+        "FF00FF",
+    ]
+    assert g.attrs["ome"]["multiscales"][0]["axes"][1]["unit"] == "micrometer"
+    _check_overlay(root["tiles/5/hr"], g, 1)  # predictions sit on the HR grid
+
+    rw = zarr.open_group(p, mode="r+")
+    _write_coverage(rw, 5, np.ones((HR, HR), np.uint8), chunk=CHUNK, pixel_size_um=0.25)
+    Image.from_zarr(rw["tiles/5/coverage"])
+    _check_overlay(rw["tiles/5/hr"], rw["tiles/5/coverage"], 1)
+
+
 def test_unknown_pixel_size_is_visible(tmp_path):
     p = str(tmp_path / "u.zarr")
     tiles = _tiles(1)
@@ -244,7 +275,7 @@ def test_unknown_pixel_size_is_visible(tmp_path):
     img = srdata.open_store(p)["tiles/5/x2"]["image"]
     assert img["x"].attrs["units"] == "HR px" and np.isnan(img.attrs["pixel_size_um"])
     assert img["x"].values[:2] == pytest.approx([0.5, 2.5])
-    assert verify_store(p) == []
+    assert verify_store(p, read_chunks=False) == []
     assert store_info(p)["pixel_size_um"]["hr"] is None
 
 
@@ -254,7 +285,7 @@ def test_verify_checks_the_roi_label(store, tmp_path):
     root = zarr.open_group(p, mode="r+")
     root["tiles/5/hr/labels"].attrs["ome"] = {"version": "0.5", "labels": []}
     del root[roi_path(5, 1)]
-    problems = verify_store(p)
+    problems = verify_store(p, read_chunks=False)
     assert any("does not list the ROI" in q for q in problems), problems
     assert any("levels but its image tiles/5/hr has" in q for q in problems), problems
 
@@ -284,7 +315,7 @@ def test_format_version_1_stores_stay_readable(store, tmp_path):
     np.testing.assert_array_equal(root[roi_path(5, format_version=1)][...], want)
     np.testing.assert_array_equal(srdata.open_store(old)["tiles/5/roi"]["roi"].values, want)
     assert store_info(old)["tiles"][0]["roi_fraction"] == pytest.approx(want.mean())
-    assert verify_store(old) == []
+    assert verify_store(old, read_chunks=False) == []
     from srdata.datasets import WindowDataset  # the loader reads the ROI through roi_path as well
 
     new_ds = WindowDataset(store, split="test", scale=4, marker="CELL2")
@@ -386,7 +417,7 @@ def test_build_reads_the_pixel_size_from_the_tiffs(raw_tiny, tmp_path, caplog):
         for s in (1, *SCALES):
             Image.from_zarr(root[f"tiles/{t}/{acquisition_name(s)}"])
         assert _transforms(root[f"tiles/{t}/x8"])[0][1] == pytest.approx([0.35, 0.35])  # (8-1)/2 * 0.1 µm
-    assert verify_store(p) == []
+    assert verify_store(p, read_chunks=False) == []
 
 
 def test_write_image_takes_the_pixel_size_from_the_store(store, tmp_path):
