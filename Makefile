@@ -18,7 +18,9 @@ $(STAMP): pyproject.toml .ci/select_torch.py
 	$(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python .ci/select_torch.py --python $(BIN)/python -- -q
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	# setuptools notes on every editable install of a flat layout that folders named like the package
+	# may shadow it; in a source checkout that is the point, so that one note is filtered.
+	PYTHONWARNINGS="ignore:Editable installation" $(BIN)/python -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
 demo: $(STAMP)
