@@ -9,6 +9,8 @@ STAMP := $(VENV)/.srcaco2-installed
 # an NVIDIA driver, the default (CUDA) build where `nvidia-smi -L` lists a GPU, the default index when
 # the PyTorch index cannot be reached. Override with TORCH_SPEC=torch==X.Y.Z and/or TORCH_INDEX_URL=URL.
 export TORCH_SPEC TORCH_INDEX_URL
+# setuptools warns on every editable install of a flat layout that folders named like the package may
+# shadow it; in a source checkout that is the point, so `make setup` filters that one note.
 
 .PHONY: setup demo test lint bench clean
 
@@ -18,8 +20,6 @@ $(STAMP): pyproject.toml .ci/select_torch.py
 	$(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python .ci/select_torch.py --python $(BIN)/python -- -q
-	# setuptools notes on every editable install of a flat layout that folders named like the package
-	# may shadow it; in a source checkout that is the point, so that one note is filtered.
 	PYTHONWARNINGS="ignore:Editable installation" $(BIN)/python -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
