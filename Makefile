@@ -5,18 +5,22 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.srcaco2-installed
-# CPU machines get the pinned CPU wheel; machines with an NVIDIA driver get the default (CUDA) build.
-TORCH_SPEC ?= $(shell if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then echo torch; else echo torch==2.13.0; fi)
+# torch is chosen by .ci/select_torch.py: the CPU build from the PyTorch CPU index on machines without
+# an NVIDIA driver, the default (CUDA) build where `nvidia-smi -L` lists a GPU, the default index when
+# the PyTorch index cannot be reached. Override with TORCH_SPEC=torch==X.Y.Z and/or TORCH_INDEX_URL=URL.
+export TORCH_SPEC TORCH_INDEX_URL
+# setuptools warns on every editable install of a flat layout that folders named like the package may
+# shadow it; in a source checkout that is the point, so `make setup` filters that one note.
 
 .PHONY: setup demo test lint bench clean
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml .ci/select_torch.py
 	$(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python .ci/select_torch.py --python $(BIN)/python -- -q
+	PYTHONWARNINGS="ignore:Editable installation" $(BIN)/python -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -28,6 +32,7 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/python .ci/check_doc_links.py
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.build

@@ -36,15 +36,17 @@ import click
     help="Register only these scales (comma list of 2,4,8; default all); others keep shift 0.",
 )  # fmt: skip
 @click.option(
-    "--pixel-size-um", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
-    help="HR pixel size, µm (> 0).",
+    "--pixel-size-um", type=click.FloatRange(min=0, min_open=True), default=None,
+    help="HR pixel size, µm. Default: read from the HR TIFFs' metadata (OME-XML, ImageJ, resolution "
+    "tags); when they hold none, the store records the size as unknown (coordinates in HR pixels). "
+    "Given, it overrides the metadata. See docs/store.md#pixel-size.",
 )  # fmt: skip
 @click.option("--overwrite", is_flag=True, help="Replace an existing store at STORE.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def build(
     raw: str, store: str, scheduler: str, workers: int | None, chunk: int, roi_threshold: int,
     roi_min_fraction: float, roi_method: str, split: str, no_register: bool,
-    register_markers: str | None, register_scales: str | None, pixel_size_um: float,
+    register_markers: str | None, register_scales: str | None, pixel_size_um: float | None,
     overwrite: bool, as_json: bool,
 ) -> None:  # fmt: skip
     """Build STORE (path or fsspec URL) from RAW tiles in the official layout.

@@ -25,10 +25,10 @@ __all__ = ["import_patches"]
 )
 @click.option(
     "--pixel-size-um",
-    default=1.0,
-    show_default=True,
+    default=None,
     type=click.FloatRange(min=0, min_open=True),
-    help="HR pixel size in micrometres (the release does not record it).",
+    help="HR pixel size in micrometres. The release does not record it: without this option the store "
+    "says 'unknown' and its coordinates are HR pixels (docs/store.md#pixel-size).",
 )
 @click.option("--overwrite", is_flag=True, help="Replace an existing store at STORE.")
 @click.option(
@@ -39,7 +39,7 @@ def import_patches(
     store: str,
     folds: str | None,
     chunk: int,
-    pixel_size_um: float,
+    pixel_size_um: float | None,
     overwrite: bool,
     workers: int,
 ) -> None:

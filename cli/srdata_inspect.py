@@ -25,6 +25,10 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     return [fmt.format(*header).rstrip(), *(fmt.format(*map(str, r)).rstrip() for r in rows)]
 
 
+def _um(v: float | None) -> str:
+    return "unknown" if v is None else f"{v:g} um"
+
+
 def format_info(d: dict[str, Any]) -> str:
     """Readable text of a `srdata.inspect.store_info` dict."""
     lines = [
@@ -32,7 +36,7 @@ def format_info(d: dict[str, Any]) -> str:
         f"source {d['source'].get('kind', '?')})",
         f"markers   {', '.join(d['markers'])}",
         f"scales    {', '.join(str(s) for s in d['scales'])}",
-        "pixel     " + ", ".join(f"{k} {v:g} um" for k, v in d["pixel_size_um"].items()),
+        "pixel     " + ", ".join(f"{k} {_um(v)}" for k, v in d["pixel_size_um"].items()),
         "chunks    " + ", ".join(f"{k} {v}" for k, v in d["chunks"].items()),
         f"index     {'complete' if d['index_complete'] else 'INCOMPLETE'}",
         "checksums "

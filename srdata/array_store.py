@@ -14,7 +14,16 @@ from typing import Any
 import numpy as np
 
 from srdata.lease import leased
-from srdata.schema import FORMAT_VERSION, MARKERS, SCALES, STRIDE, WINDOW_SIZE, StoreAttrs, acquisition_name
+from srdata.schema import (
+    FORMAT_VERSION,
+    MARKERS,
+    SCALES,
+    STRIDE,
+    WINDOW_SIZE,
+    StoreAttrs,
+    acquisition_name,
+    pixel_sizes,
+)
 from srdata.writer import create_store, mark_tile_finished, write_image, write_index, write_roi
 
 __all__ = ["write_store_from_arrays"]
@@ -37,7 +46,7 @@ def write_store_from_arrays(
     *,
     chunk: int,
     windows: Mapping[str, Any] | None = None,
-    pixel_size_um: float | Mapping[str, float] = 0.1,
+    pixel_size_um: float | None | Mapping[str, float | None] = 0.1,
     roi_threshold: int = 4,
     roi: Mapping[str, Any] | None = None,
     source: Mapping[str, Any] | None = None,
@@ -64,9 +73,9 @@ def write_store_from_arrays(
         True, ``split`` -1, ``official_patch_id`` -1, ``shift`` 0 (N, 3, 3, 2) and ``roi_fraction``
         the ROI fraction of each window's central 128² (`srdata.roi.window_roi_fraction`).
         Default: every tile's full stride-256 grid (`srdata.roi.window_grid`) with those defaults.
-    pixel_size_um : float or mapping of str to float
+    pixel_size_um : float, None or mapping of str to float
         HR pixel size in micrometres (``/s`` gets ``s`` times it), or a value per acquisition name
-        (``{"hr": 0.1, "x2": 0.2, ...}``).
+        (``{"hr": 0.1, "x2": 0.2, ...}``); None = unknown (docs/store.md#pixel-size).
     roi_threshold : int
         ROI mask = HR CELL2 >= `roi_threshold`.
     roi : mapping, optional
@@ -108,9 +117,9 @@ def write_store_from_arrays(
         raise ValueError(f"{path}: LR scales must be among {list(SCALES)}, got {scales}")
     names = ["hr"] + [acquisition_name(s) for s in scales]
     if isinstance(pixel_size_um, Mapping):
-        px = {n: float(pixel_size_um[n]) for n in names}
+        px = {n: None if pixel_size_um[n] is None else float(pixel_size_um[n]) for n in names}
     else:
-        px = {"hr": float(pixel_size_um)} | {acquisition_name(s): float(pixel_size_um) * s for s in scales}
+        px = pixel_sizes(pixel_size_um, scales)
     roi_attrs = dict(roi) if roi is not None else {"threshold": int(roi_threshold), "method": "fixed"}
     if int(roi_attrs.get("threshold", roi_threshold)) != int(roi_threshold):
         raise ValueError(f"roi['threshold']={roi_attrs['threshold']} but roi_threshold={roi_threshold}")

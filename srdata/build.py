@@ -30,7 +30,7 @@ import numpy as np
 
 from srdata.layout import RawInputError
 from srdata.lease import leased
-from srdata.rawtiles import RawTiles, load_tile, validate_raw
+from srdata.rawtiles import RawTiles, load_tile, raw_pixel_size, validate_raw
 from srdata.registration import register_windows
 from srdata.roi import CENTER, roi_threshold, window_grid, window_roi_fraction
 from srdata.schema import (
@@ -42,6 +42,7 @@ from srdata.schema import (
     WINDOW_SIZE,
     StoreAttrs,
     StoreFormatError,
+    pixel_sizes,
     read_attrs,
     split_code,
 )
@@ -100,8 +101,10 @@ class BuildConfig:
         Scales to register (default all of `SCALES`); the others keep shift 0.
     overwrite : bool
         Delete an existing store at the path first (only if it is a srcaco2 store).
-    pixel_size_um : float
+    pixel_size_um : float, optional
         HR pixel size, micrometres (OME-NGFF scale metadata; /s acquisitions get s times it).
+        None (default): read from the HR TIFFs' metadata, else recorded as unknown
+        (`srdata.rawtiles.raw_pixel_size`).
     """
 
     chunk: int = 512
@@ -113,9 +116,11 @@ class BuildConfig:
     register_markers: tuple[str, ...] | None = None
     register_scales: tuple[int, ...] | None = None
     overwrite: bool = False
-    pixel_size_um: float = 1.0
+    pixel_size_um: float | None = None
 
     def __post_init__(self) -> None:
+        if self.pixel_size_um is not None and not float(self.pixel_size_um) > 0:
+            raise ValueError(f"pixel_size_um={self.pixel_size_um}: must be > 0 µm, or None (from metadata)")
         if self.chunk <= 0 or self.chunk % 8:
             raise ValueError(f"chunk={self.chunk}: the HR chunk edge must be a positive multiple of 8 px")
         if not 0.0 <= self.roi_min_fraction <= 1.0:
@@ -209,11 +214,12 @@ def _registration_pool(scheduler: str) -> str:
 
 def _store_attrs(raw: RawTiles, cfg: BuildConfig) -> StoreAttrs:
     kind = "synth" if os.path.exists(os.path.join(raw.root, "synth.json")) else "raw"
+    px = raw_pixel_size(raw, cfg.pixel_size_um)
     return StoreAttrs(
         format_version=FORMAT_VERSION,
         markers=list(MARKERS),
         scales=list(SCALES),
-        pixel_size_um={"hr": cfg.pixel_size_um, **{f"x{s}": cfg.pixel_size_um * s for s in SCALES}},
+        pixel_size_um=pixel_sizes(px.um, SCALES),
         chunks={"hr": cfg.chunk, **{f"x{s}": cfg.chunk // s for s in SCALES}},
         tiles=list(raw.tiles),
         finished_tiles=[],
@@ -232,6 +238,7 @@ def _store_attrs(raw: RawTiles, cfg: BuildConfig) -> StoreAttrs:
             "tool": "srcaco2 srdata build",
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "registration": cfg.registration(),
+            "pixel_size": px.to_json(),
             "split": cfg.split,
         },
     )
@@ -324,12 +331,12 @@ def _build_tile(
     root.create_group(f"tiles/{tile}", overwrite=True)  # drops a partial tile
     acq = load_tile(raw, tile)
     for k, s in enumerate(_ACQ_SCALES):
-        write_image(root, tile, s, acq[s], chunk=cfg.chunk // s, pixel_size_um=cfg.pixel_size_um * s)
+        write_image(root, tile, s, acq[s], chunk=cfg.chunk // s)  # pixel size: the store's attrs
         emit(BuildEvent("write", tile, k + 1, len(_ACQ_SCALES), f"x{s}" if s > 1 else "hr"))
     hr = acq[1]
     thr = roi_threshold(hr[2], method=cfg.roi_method, threshold=cfg.roi_threshold)
     mask = np.greater_equal(hr[2], thr).view(np.uint8)  # in memory already: no Dask graph needed
-    write_roi(root, tile, mask, chunk=cfg.chunk, pixel_size_um=cfg.pixel_size_um)
+    write_roi(root, tile, mask, chunk=cfg.chunk)
     y0, x0 = window_grid(hr.shape[1], hr.shape[2])
     frac = window_roi_fraction(mask, y0, x0)
     accepted = frac >= cfg.roi_min_fraction

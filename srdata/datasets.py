@@ -72,6 +72,7 @@ class _StoreDataset:
             raise StoreFormatError(f"{where}: no store at this path; build one with `srdata build RAW STORE`")
         attrs = read_attrs(root, where=where)
         index = read_index(root, where=where)
+        self.format_version = int(attrs.format_version)  # where the ROI lives (`roi_path`)
         self.scale = int(scale)
         if self.scale not in attrs.scales:
             raise ValueError(
@@ -173,7 +174,7 @@ class _StoreDataset:
             n += reader.prefetch(
                 image_path(t, 1), self.channels, y0 + MARGIN, y1 - MARGIN, x0 + MARGIN, x1 - MARGIN
             )
-            n += reader.prefetch(roi_path(t), None, y0 + MARGIN, y1 - MARGIN, x0 + MARGIN, x1 - MARGIN)
+            n += reader.prefetch(self._roi_array(t), None, y0 + MARGIN, y1 - MARGIN, x0 + MARGIN, x1 - MARGIN)
             for c in self.channels:
                 n += reader.prefetch(image_path(t, s), (c,), y0 // s, y1 // s, x0 // s, x1 // s)
         log.debug("%s: preloaded %d blocks of split %r (pid %d)", self.path, n, self.split, os.getpid())
@@ -196,9 +197,13 @@ class _StoreDataset:
         ty, tx = self.y0[k] + MARGIN + y, self.x0[k] + MARGIN + x
         return self._open().region(image_path(self.tile[k], 1), self.channels, ty, ty + h, tx, tx + h)
 
+    def _roi_array(self, tile: int) -> str:
+        """Path of a tile's ROI mask level 0 in this store's format version."""
+        return roi_path(tile, format_version=self.format_version)
+
     def _roi(self, k: int, y: int, x: int, h: int) -> np.ndarray:
         ty, tx = self.y0[k] + MARGIN + y, self.x0[k] + MARGIN + x
-        return self._open().region(roi_path(self.tile[k]), None, ty, ty + h, tx, tx + h)
+        return self._open().region(self._roi_array(self.tile[k]), None, ty, ty + h, tx, tx + h)
 
     def _lr_patch(self, k: int) -> np.ndarray:
         """(C, 512/s, 512/s) uint8 registered LR patch (rule of `srdata.schema.read_lr_patch`), cached."""
@@ -396,7 +401,7 @@ class CropDataset(_StoreDataset):
             reader.prefetch(
                 image_path(self.tile[k], 1), self.channels, ty, ty + PATCH_SIZE, tx, tx + PATCH_SIZE
             )
-            reader.prefetch(roi_path(self.tile[k]), None, ty, ty + PATCH_SIZE, tx, tx + PATCH_SIZE)
+            reader.prefetch(self._roi_array(self.tile[k]), None, ty, ty + PATCH_SIZE, tx, tx + PATCH_SIZE)
             roi_up = samplers.upsampled_roi(lr, threshold=self.roi_threshold) if self.roi_bias else None
             if roi_up is None:
                 n = len(self.positions)

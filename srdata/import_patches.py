@@ -14,7 +14,8 @@ Patches are mosaicked back into sparse tile arrays at the coordinates their name
   index, placed only where nothing was placed before, and reported in ``conflicts``.
 - Tile extents = the largest window end seen, rounded up to the HR chunk edge (a multiple of
   every scale, so HR extent = s × LR extent). Pixels no patch covers are 0.
-- ``tiles/<t>/roi`` = mosaicked HR CELL2 >= 4 (SPEC §2.3 threshold; zeros if CELL2 is absent).
+- ``tiles/<t>/hr/labels/roi`` (`roi_path`) = mosaicked HR CELL2 >= 4 (SPEC §2.3 threshold; zeros if
+  CELL2 is absent).
 - ``tiles/<t>/coverage/0`` (uint8, HR px, OME-NGFF single level): 1 where an HR patch was placed;
   not part of a built store, it tells real zeros from pixels the release does not hold.
 - Index: one row per window (sorted by tile, y0, x0), ``official_patch_id`` = the name's pid,
@@ -54,6 +55,7 @@ from srdata.schema import (
     WINDOW_SIZE,
     StoreAttrs,
     StoreFormatError,
+    pixel_sizes,
 )
 
 __all__ = ["PatchesInputError", "import_patches", "ROI_THRESHOLD"]
@@ -118,7 +120,7 @@ def import_patches(
     *,
     folds: str | os.PathLike | None = None,
     chunk: int = 512,
-    pixel_size_um: float = 1.0,
+    pixel_size_um: float | None = None,
     overwrite: bool = False,
     workers: int = 4,
 ) -> dict[str, Any]:
@@ -135,8 +137,9 @@ def import_patches(
         default: searched under `patches`. Without fold lists every window gets split -1.
     chunk : int
         HR chunk edge in pixels; a multiple of the largest scale (LR chunk = chunk / s).
-    pixel_size_um : float
-        HR pixel size in micrometres (LR: × s); the release does not record it.
+    pixel_size_um : float, optional
+        HR pixel size in micrometres (LR: × s). The release does not record it (its TIFFs say
+        "no unit"), so None (default) stores it as unknown (docs/store.md#pixel-size).
     overwrite : bool
         Replace an existing store at `store`.
     workers : int
@@ -182,7 +185,7 @@ def import_patches(
         format_version=FORMAT_VERSION,
         markers=markers,
         scales=scales,
-        pixel_size_um={"hr": float(pixel_size_um)} | {f"x{s}": float(pixel_size_um) * s for s in scales},
+        pixel_size_um=pixel_sizes(pixel_size_um, scales),
         chunks={"hr": chunk} | {f"x{s}": chunk // s for s in scales},
         tiles=tiles,
         finished_tiles=[],

@@ -17,6 +17,7 @@ import numpy as np
 from srdata.schema import (
     MARGIN,
     MARKERS,
+    READABLE_FORMAT_VERSIONS,
     SCALES,
     SPLITS,
     WINDOW_SIZE,
@@ -26,6 +27,8 @@ from srdata.schema import (
     open_root,
     read_attrs,
     read_index,
+    roi_group_path,
+    roi_path,
 )
 
 __all__ = ["checksummed", "open_checked", "store_info", "verify_store", "store_bytes", "MAX_SHIFT"]
@@ -102,6 +105,15 @@ def _array_info(arr: Any, levels: int) -> dict[str, Any]:
     }
 
 
+def _tile_groups(attrs: StoreAttrs, tile: int, *, valid_scales_only: bool = False) -> dict[str, str]:
+    """Name -> group path of a tile's images and masks (the ROI's path depends on the format version)."""
+    scales = [s for s in attrs.scales if s in SCALES] if valid_scales_only else list(attrs.scales)
+    out = {acquisition_name(s): f"tiles/{tile}/{acquisition_name(s)}" for s in (1, *scales)}
+    out["roi"] = roi_group_path(tile, format_version=attrs.format_version)
+    out["coverage"] = f"tiles/{tile}/coverage"
+    return out
+
+
 def _levels(group: Any) -> int:
     n = 0
     while str(n) in group:
@@ -151,12 +163,13 @@ def store_info(path: str | Any) -> dict[str, Any]:
         acqs: dict[str, Any] = {}
         key = f"tiles/{tile}"
         tg = root[key] if key in root else None
-        for name in (*(acquisition_name(s) for s in (1, *attrs.scales)), "roi", "coverage"):
-            if tg is not None and name in tg and "0" in tg[name]:
-                acqs[name] = _array_info(tg[name]["0"], _levels(tg[name]))
+        for name, group in _tile_groups(attrs, tile).items():
+            if tg is not None and group in root and "0" in root[group]:
+                acqs[name] = _array_info(root[group]["0"], _levels(root[group]))
         entry["acquisitions"] = acqs
-        if tg is not None and "roi" in tg and "0" in tg["roi"]:
-            arr = tg["roi"]["0"]
+        roi = roi_path(tile, format_version=attrs.format_version)
+        if tg is not None and roi in root:
+            arr = root[roi]
             roi_sums[int(tile)] = (da.from_zarr(arr).astype(np.int64).sum(), int(np.prod(arr.shape)))
         tiles.append(entry)
     if roi_sums:
@@ -205,10 +218,15 @@ def _check_attrs(raw: Any) -> list[str]:
         out.append(f"attrs.scales={scales!r}: expected distinct values from {list(SCALES)}")
         scales = [s for s in scales if s in SCALES]
     acqs = ["hr", *(f"x{s}" for s in scales)]
+    px_all = raw.pixel_size_um if isinstance(raw.pixel_size_um, dict) else {}
+    unknown = all(px_all.get(acq) is None for acq in acqs) and all(acq in px_all for acq in acqs)
     for acq in acqs:
-        px = raw.pixel_size_um.get(acq) if isinstance(raw.pixel_size_um, dict) else None
-        if not isinstance(px, (int, float)) or not px > 0:
-            out.append(f"attrs.pixel_size_um[{acq!r}]={px!r}: expected a positive number (micrometres)")
+        px = px_all.get(acq)
+        if not unknown and (isinstance(px, bool) or not isinstance(px, (int, float)) or not px > 0):
+            out.append(
+                f"attrs.pixel_size_um[{acq!r}]={px!r}: expected a positive number (micrometres), "
+                "or None for every acquisition (pixel size unknown)"
+            )
         ch = raw.chunks.get(acq) if isinstance(raw.chunks, dict) else None
         if not isinstance(ch, int) or ch <= 0:
             out.append(f"attrs.chunks[{acq!r}]={ch!r}: expected a positive integer (pixels)")
@@ -332,24 +350,39 @@ def _read_all_chunks(arrays: list[tuple[str, Any]], workers: int, *, checksummed
         return problems + [r for r in pool.map(read, jobs) if r is not None]
 
 
+def _check_roi_label(root: Any, attrs: StoreAttrs, tile: int) -> list[str]:
+    """The ROI as an OME-NGFF label of the HR image: listed in ``hr/labels``, as many levels as HR."""
+    roi, hr = roi_group_path(tile, format_version=attrs.format_version), f"tiles/{tile}/hr"
+    if not roi.startswith(f"{hr}/labels/") or roi not in root or hr not in root:
+        return []  # format version 1 (a plain image) or missing (reported above)
+    labels = root[f"{hr}/labels"].attrs.get("ome", {})
+    out = []
+    if roi.rsplit("/", 1)[1] not in (labels.get("labels") or []):
+        out.append(f"{hr}/labels: attrs['ome']['labels'] does not list the ROI; rebuild the tile")
+    n_roi, n_hr = _levels(root[roi]), _levels(root[hr])
+    if n_roi != n_hr:
+        out.append(f"{roi}: {n_roi} levels but its image {hr} has {n_hr}; rebuild the tile")
+    return out
+
+
 def _check_tile(root: Any, attrs: StoreAttrs, tile: int, arrays: list[tuple[str, Any]]) -> list[str]:
     out: list[str] = []
     key = f"tiles/{tile}"
     if key not in root:
         return [f"{key}: missing (tile {tile} is listed in attrs.tiles); rebuild the store"]
-    tg = root[key]
     level0: dict[str, Any] = {}
-    for name in ("hr", *(f"x{s}" for s in attrs.scales if s in SCALES), "roi", "coverage"):
-        if name not in tg:
+    for name, group in _tile_groups(attrs, tile, valid_scales_only=True).items():
+        if group not in root:
             if name != "coverage":
-                out.append(f"{key}/{name}: missing; rebuild the tile")
+                out.append(f"{group}: missing; rebuild the tile")
             continue
-        problems, paths = _multiscales_ok(tg[name], f"{key}/{name}")
+        problems, paths = _multiscales_ok(root[group], group)
         out += problems
         for p in paths:
-            arrays.append((f"{key}/{name}/{p}", tg[name][p]))
-        if "0" in tg[name]:
-            level0[name] = tg[name]["0"]
+            arrays.append((f"{group}/{p}", root[group][p]))
+        if "0" in root[group]:
+            level0[name] = root[group]["0"]
+    out += _check_roi_label(root, attrs, tile)
     hr = level0.get("hr")
     if hr is None:
         return out
@@ -363,7 +396,8 @@ def _check_tile(root: Any, attrs: StoreAttrs, tile: int, arrays: list[tuple[str,
             out.append(f"{key}/{name}/0: dtype {arr.dtype}, expected uint8")
     for name in ("roi", "coverage"):
         if name in level0 and tuple(level0[name].shape) != (H, W):
-            out.append(f"{key}/{name}/0: shape {list(level0[name].shape)}, expected the HR extent {[H, W]}")
+            where = _tile_groups(attrs, tile)[name]
+            out.append(f"{where}/0: shape {list(level0[name].shape)}, expected the HR extent {[H, W]}")
     hr_chunk = hr.chunks[-2:]
     if attrs.chunks.get("hr") is not None and hr_chunk != (attrs.chunks["hr"],) * 2:
         out.append(f"{key}/hr/0: chunks {list(hr_chunk)} differ from attrs.chunks['hr']={attrs.chunks['hr']}")
@@ -472,6 +506,8 @@ def verify_store(path: str | Any, *, read_chunks: bool = True, workers: int = 4)
         root, attrs = open_checked(p)
     except StoreFormatError as exc:
         return [str(exc)]
+    if attrs.format_version not in READABLE_FORMAT_VERSIONS:  # pragma: no cover - from_json refuses already
+        return [f"{p}: format_version {attrs.format_version}"]
     problems = _check_attrs(attrs)
     arrays: list[tuple[str, Any]] = []
     extents: dict[int, tuple[int, int]] = {}

@@ -16,6 +16,7 @@ import numpy as np
 from srdata.layout import RawInputError, discover_tiles, folder_name, tile_path
 
 __all__ = ["TileInfo", "RawTiles", "inspect_tile", "validate_raw", "read_tile", "load_tile"]
+__all__ += ["PixelSize", "tiff_pixel_size_um", "raw_pixel_size"]
 
 log = logging.getLogger(__name__)
 
@@ -180,3 +181,169 @@ def load_tile(raw_tiles: RawTiles, tile: int) -> dict[int, np.ndarray]:
         data = read_tile(raw_tiles.info[tile][s].path)
         out[s] = np.ascontiguousarray(data[:, : hh // s, : ww // s])
     return out
+
+
+# ------------------------------------------------------------------------------------- pixel size
+
+_UNIT_UM: dict[str, float] = {
+    "m": 1e6, "cm": 1e4, "mm": 1e3, "µm": 1.0, "μm": 1.0, "um": 1.0, "\\u00b5m": 1.0, "micron": 1.0,
+    "microns": 1.0, "micrometer": 1.0, "micrometre": 1.0, "nm": 1e-3, "å": 1e-4, "pm": 1e-6,
+}  # fmt: skip
+MAX_PLAUSIBLE_PIXEL_UM = 100.0
+"""Larger "pixel sizes" come from display defaults (72 dpi = 353 µm), not a microscope: unknown."""
+
+
+@dataclasses.dataclass(frozen=True)
+class PixelSize:
+    """A pixel size and where it came from.
+
+    Attributes
+    ----------
+    um : float or None
+        Micrometres per pixel (square pixels); None = unknown.
+    origin : str
+        ``ome-xml``, ``imagej``, ``tiff-resolution`` (TIFF resolution tags), ``option`` (given by the
+        user) or ``unknown``.
+    detail : str
+        Which file / tag / value, for the store's provenance and the build log.
+    """
+
+    um: float | None
+    origin: str
+    detail: str = ""
+
+    def to_json(self) -> dict[str, object]:
+        return {"um": self.um, "origin": self.origin, "detail": self.detail}
+
+
+def _square(path: str, origin: str, y_um: float | None, x_um: float | None, what: str) -> PixelSize | None:
+    """One size from (y, x) sizes: None when absent, unknown when implausible or not square."""
+    if x_um is None and y_um is None:
+        return None
+    y_um = x_um if y_um is None else y_um
+    x_um = y_um if x_um is None else x_um
+    assert x_um is not None and y_um is not None
+    if not (x_um > 0 and y_um > 0) or abs(x_um - y_um) > 1e-3 * max(x_um, y_um):
+        return PixelSize(None, "unknown", f"{path}: {what} gives y {y_um:g} µm, x {x_um:g} µm (not square)")
+    if x_um > MAX_PLAUSIBLE_PIXEL_UM:
+        return PixelSize(
+            None, "unknown", f"{path}: {what} gives {x_um:g} µm/px, a display default, not a calibration"
+        )
+    return PixelSize(float(x_um), origin, f"{path}: {what}")
+
+
+def _ome_xml_size(path: str, xml: str) -> PixelSize | None:
+    import xml.etree.ElementTree as ET
+
+    try:
+        tree = ET.fromstring(xml)
+    except ET.ParseError:
+        return None
+    for el in tree.iter():
+        if el.tag.rsplit("}", 1)[-1] != "Pixels":
+            continue
+        sizes: list[float | None] = []
+        for ax in ("Y", "X"):
+            v = el.get(f"PhysicalSize{ax}")
+            unit = (el.get(f"PhysicalSize{ax}Unit") or "µm").strip().lower()
+            if v is None or unit not in _UNIT_UM:
+                sizes.append(None)
+            else:
+                sizes.append(float(v) * _UNIT_UM[unit])
+        return _square(path, "ome-xml", sizes[0], sizes[1], "OME-XML Pixels PhysicalSizeY/X")
+    return None
+
+
+def _resolution(page: object, tag: str) -> float | None:
+    """Pixels per resolution unit from an X/YResolution tag (a rational), None if absent or zero."""
+    tags = getattr(page, "tags", {})
+    if tag not in tags:
+        return None
+    value = tags[tag].value
+    num, den = value if isinstance(value, tuple) else (value, 1)
+    return float(num) / float(den) if num and den else None
+
+
+def tiff_pixel_size_um(path: str) -> PixelSize:
+    """Pixel size recorded in a TIFF's metadata, in this order: OME-XML, ImageJ, resolution tags.
+
+    - OME-XML: ``Pixels@PhysicalSizeX/Y`` with their units (default µm).
+    - ImageJ: the description's ``unit`` (``micron``, ``µm``, ``nm``...) with the X/YResolution tags
+      (pixels per unit).
+    - Plain TIFF: X/YResolution with ResolutionUnit inch or centimetre; ResolutionUnit "none"
+      (what most writers, and the released SR-CACO-2 files, store: 1 px per 1 "unit") means unknown.
+
+    A size above `MAX_PLAUSIBLE_PIXEL_UM` (e.g. 72 dpi) or non-square pixels also give unknown.
+
+    Returns
+    -------
+    PixelSize
+        ``um=None`` with ``origin="unknown"`` when the file records no usable size.
+
+    Raises
+    ------
+    RawInputError
+        The file cannot be opened as a TIFF.
+    """
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            page = tif.pages[0]
+            if tif.is_ome and tif.ome_metadata:
+                got = _ome_xml_size(path, tif.ome_metadata)
+                if got is not None:
+                    return got
+            ij = tif.imagej_metadata if tif.is_imagej else None
+            if ij and ij.get("unit"):
+                unit = str(ij["unit"]).strip().lower()
+                xr, yr = _resolution(page, "XResolution"), _resolution(page, "YResolution")
+                if unit in _UNIT_UM and (xr or yr):
+                    f = _UNIT_UM[unit]
+                    got = _square(
+                        path, "imagej", f / yr if yr else None, f / xr if xr else None,
+                        f"ImageJ unit {ij['unit']!r} with X/YResolution",
+                    )  # fmt: skip
+                    if got is not None:
+                        return got
+            runit = int(getattr(page.tags.get("ResolutionUnit"), "value", 2))  # TIFF default: inch
+            per_unit_um = {2: 25400.0, 3: 10000.0}.get(runit)
+            xr, yr = _resolution(page, "XResolution"), _resolution(page, "YResolution")
+            if per_unit_um is not None and (xr or yr):
+                unit_name = "inch" if runit == 2 else "cm"
+                y_um = per_unit_um / yr if yr else None
+                x_um = per_unit_um / xr if xr else None
+                got = _square(path, "tiff-resolution", y_um, x_um, f"X/YResolution per {unit_name}")
+                if got is not None:
+                    return got
+    except (OSError, ValueError, tifffile.TiffFileError) as exc:
+        raise RawInputError(f"{path}: cannot read the TIFF header ({type(exc).__name__}: {exc})") from None
+    return PixelSize(None, "unknown", f"{path}: no pixel size in OME-XML, ImageJ or resolution tags")
+
+
+def raw_pixel_size(raw_tiles: RawTiles, option_um: float | None = None) -> PixelSize:
+    """The HR pixel size of a raw set: the user's option, else the HR TIFFs' metadata, else unknown.
+
+    An explicit `option_um` wins (a warning is logged when the metadata says otherwise); without
+    it, the first HR tile whose metadata records a size gives it (tiles that disagree by more than
+    0.1 % are logged). The /s acquisitions are s times the HR size (the store's grids are aligned).
+    """
+    found = [(t, tiff_pixel_size_um(raw_tiles.info[t][1].path)) for t in raw_tiles.tiles]
+    known = [(t, p) for t, p in found if p.um is not None]
+    meta = known[0][1] if known else None
+    if meta is not None and meta.um is not None:
+        odd = [(t, p.um) for t, p in known if abs(float(p.um) - meta.um) > 1e-3 * meta.um]  # type: ignore[arg-type]
+        if odd:
+            log.warning("HR tiles disagree on the pixel size: %s µm (using %g µm)", odd, meta.um)
+    if option_um is not None:
+        if not (float(option_um) > 0):
+            raise ValueError(f"pixel size must be a positive number of micrometres, got {option_um!r}")
+        if meta is not None and meta.um is not None and abs(meta.um - float(option_um)) > 1e-3 * meta.um:
+            log.warning("pixel size option %g µm overrides the TIFF metadata (%s: %g µm)",
+                        option_um, meta.detail, meta.um)  # fmt: skip
+        return PixelSize(float(option_um), "option", "--pixel-size-um")
+    if meta is not None:
+        return meta
+    return PixelSize(
+        None, "unknown", "no pixel size in the HR TIFFs (OME-XML, ImageJ, resolution tags), no option given"
+    )

@@ -12,7 +12,9 @@ Layout (all paths relative to the root group; coordinates in HR pixels unless na
     tiles/<tile>/x2/<level>   the /2 acquisition (its own pixels, never derived from HR)
     tiles/<tile>/x4/<level>
     tiles/<tile>/x8/<level>
-    tiles/<tile>/roi/<level>  uint8 mask at HR resolution, 1 = cell (+ display levels)
+    tiles/<tile>/hr/labels/roi/<level>
+                              uint8 ROI mask, an OME-NGFF label image of the HR image, 1 = cell
+                              (``tiles/<tile>/roi/<level>`` in format version 1; use `roi_path`)
     index/<column>            the window table, one row per candidate window (see INDEX_COLUMNS)
 
 Registration rule (SPEC.md §2.5, made exact). For an index row with 640² HR window at
@@ -40,7 +42,6 @@ import numpy as np
 
 __all__ = [
     "FORMAT_VERSION",
-    "READABLE_VERSIONS",
     "MARKERS",
     "SCALES",
     "ACQUISITIONS",
@@ -56,6 +57,11 @@ __all__ = [
     "acquisition_name",
     "image_path",
     "roi_path",
+    "roi_group_path",
+    "ROI_LABEL",
+    "pixel_centres",
+    "pixel_sizes",
+    "READABLE_FORMAT_VERSIONS",
     "index_path",
     "split_code",
     "split_name",
@@ -71,11 +77,18 @@ FORMAT_VERSION: int = 2
 """Version of the store layout written by this toolkit.
 
 2: every chunk carries a crc32c checksum (zarr's ``crc32c`` codec after blosc) and every chunk is
-written (empty ones too), so corruption is an error on read and a missing chunk file is detectable.
-1: the same layout without checksums; still read (`READABLE_VERSIONS`), never written."""
+written (empty ones too), so corruption is an error on read and a missing chunk file is detectable;
+the ROI mask is an OME-NGFF label image of the HR image, ``tiles/<t>/hr/labels/roi``.
+1: no checksums, the ROI mask a plain image ``tiles/<t>/roi``; still read, never written."""
 
-READABLE_VERSIONS: tuple[int, ...] = (1, 2)
-"""Format versions readers accept; version 1 stores lack chunk checksums (`srdata info` says so)."""
+READABLE_FORMAT_VERSIONS: tuple[int, ...] = (1, FORMAT_VERSION)
+"""Store versions readers accept; paths that moved between versions come from `roi_path` & co.;
+version 1 stores lack chunk checksums (`srdata info` says so)."""
+
+_ROI_LABEL_SINCE = 2  # first format version with the ROI as a label image
+
+ROI_LABEL: str = "roi"
+"""Name of the ROI label image under ``tiles/<t>/hr/labels/`` (and of the version-1 group)."""
 
 MARKERS: tuple[str, ...] = ("CELL0", "CELL1", "CELL2")
 """Channel order of every image (c axis): CELL0 Survivin (dimmest), CELL1, CELL2 H2B (brightest)."""
@@ -139,7 +152,9 @@ class StoreAttrs:
     scales : list of int
         LR acquisitions present (subset of 2, 4, 8).
     pixel_size_um : dict
-        Pixel size in micrometres per acquisition name, e.g. ``{"hr": 0.1, "x2": 0.2, ...}``.
+        Pixel size in micrometres per acquisition name, e.g. ``{"hr": 0.1, "x2": 0.2, ...}``; every
+        value None when the pixel size is unknown (no metadata in the input, no option given):
+        coordinates are then HR pixels (docs/store.md#pixel-size).
     chunks : dict
         Chunk edge (pixels, y and x) per acquisition name at level 0; aligned so that
         ``chunks["hr"] == s * chunks[f"x{s}"]``.
@@ -158,7 +173,7 @@ class StoreAttrs:
     format_version: int
     markers: list[str]
     scales: list[int]
-    pixel_size_um: dict[str, float]
+    pixel_size_um: dict[str, float | None]
     chunks: dict[str, int]
     tiles: list[int]
     finished_tiles: list[int]
@@ -177,11 +192,11 @@ class StoreAttrs:
                 "(create one with `srdata build RAW STORE` or `srdata import-patches PATCHES STORE`)"
             )
         version = data.get("format_version")
-        if version not in READABLE_VERSIONS:
+        if version not in READABLE_FORMAT_VERSIONS:
             raise StoreFormatError(
                 f"{where}: store format_version {version!r}, this toolkit reads versions "
-                f"{', '.join(map(str, READABLE_VERSIONS))}; "
-                "rebuild the store with this version's `srdata build` into a new path"
+                f"{list(READABLE_FORMAT_VERSIONS)}; rebuild the store with this version's `srdata build` "
+                "into a new path"
             )
         fields = {f.name for f in dataclasses.fields(cls)}
         missing = sorted(fields - set(data) - {"index_complete"})
@@ -210,9 +225,41 @@ def image_path(tile: int, scale: int, level: int = 0) -> str:
     return f"tiles/{int(tile)}/{acquisition_name(scale)}/{int(level)}"
 
 
-def roi_path(tile: int, level: int = 0) -> str:
-    """Path of a tile's ROI mask level, e.g. ``tiles/7/roi/0`` (uint8, HR pixels, 1 = cell)."""
-    return f"tiles/{int(tile)}/roi/{int(level)}"
+def roi_group_path(tile: int, *, format_version: int = FORMAT_VERSION) -> str:
+    """Group of a tile's ROI mask: ``tiles/<t>/hr/labels/roi`` (an OME-NGFF label image of the HR
+    image), or ``tiles/<t>/roi`` in a format-version-1 store. Pass the store's
+    ``StoreAttrs.format_version`` when reading."""
+    if int(format_version) < _ROI_LABEL_SINCE:
+        return f"tiles/{int(tile)}/{ROI_LABEL}"
+    return f"tiles/{int(tile)}/hr/labels/{ROI_LABEL}"
+
+
+def roi_path(tile: int, level: int = 0, *, format_version: int = FORMAT_VERSION) -> str:
+    """Path of one level of a tile's ROI mask, e.g. ``tiles/7/hr/labels/roi/0`` (uint8, HR pixels,
+    1 = cell); readers pass the store's ``format_version`` (version 1: ``tiles/7/roi/0``)."""
+    return f"{roi_group_path(tile, format_version=format_version)}/{int(level)}"
+
+
+def pixel_centres(n: int, pixel_size_um: float | None, *, scale: int = 1) -> np.ndarray:
+    """Physical centres of `n` pixels along y or x of an image of pitch `scale` HR px (level 0).
+
+    ``((i + 0.5) * scale - 0.5) * p`` with ``p = pixel_size_um / scale`` the HR pixel size in
+    micrometres, or ``p = 1`` (HR pixels) when `pixel_size_um` is None: the frame of
+    `srdata.writer.ome_multiscales` (docs/store.md#coordinates).
+
+    Returns
+    -------
+    (n,) float64
+    """
+    s = int(scale)
+    p = 1.0 if pixel_size_um is None else float(pixel_size_um) / s
+    return ((np.arange(int(n), dtype=np.float64) + 0.5) * s - 0.5) * p
+
+
+def pixel_sizes(hr_um: float | None, scales: tuple[int, ...] | list[int] = SCALES) -> dict[str, float | None]:
+    """``StoreAttrs.pixel_size_um`` of an HR pixel size: ``{"hr": p, "x2": 2p, ...}``, all None if unknown."""
+    p = None if hr_um is None else float(hr_um)
+    return {"hr": p} | {acquisition_name(s): None if p is None else p * int(s) for s in scales}
 
 
 def index_path(column: str) -> str:

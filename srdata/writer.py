@@ -6,11 +6,14 @@ Every write follows the store contract of `srdata.schema` (DESIGN.md, "The store
 ``index_complete`` is set by `write_index` only after every index column is written.
 
 Images are OME-NGFF 0.5 multiscales (Zarr v3): ``attrs["ome"] = {"version": "0.5",
-"multiscales": [...]}`` on the image group, levels ``"0"`` (the data) .. ``"L-1"`` (2x windowed-mean
-display downsamples; in-memory input is reduced with NumPy and written by zarr, Dask input in one
-Dask compute), chunks ``(1, chunk, chunk)``,
-blosc/zstd compression followed by a crc32c checksum of every chunk (`compressors`); every chunk is
-written, empty ones too (`ARRAY_CONFIG`), so that a missing chunk file is a detectable fault.
+"multiscales": [...], "omero": {...}}`` on the image group, levels ``"0"`` (the data) .. ``"L-1"``
+(2x windowed-mean display downsamples; in-memory input is reduced with NumPy and written by zarr,
+Dask input in one Dask compute), chunks ``(1, chunk, chunk)``, blosc/zstd compression followed by a
+crc32c checksum of every chunk (`compressors`); every chunk is written, empty ones too
+(`ARRAY_CONFIG`), so that a missing chunk file is a detectable fault. Every level of every scan sits
+in the tile's common physical frame (`ome_multiscales`); channels carry names, colours and
+percentile display windows (`omero_metadata`); the ROI mask is a label image of the HR image
+(`write_roi`, `ome_label_metadata`). docs/store.md describes the result.
 """
 
 from __future__ import annotations
@@ -26,12 +29,14 @@ from srdata.schema import (
     FORMAT_VERSION,
     INDEX_COLUMNS,
     MARKERS,
+    ROI_LABEL,
     StoreAttrs,
     StoreFormatError,
     acquisition_name,
     index_path,
     open_root,
     read_attrs,
+    roi_group_path,
 )
 
 __all__ = [
@@ -41,6 +46,11 @@ __all__ = [
     "create_store",
     "default_n_levels",
     "ome_multiscales",
+    "ome_image_metadata",
+    "ome_label_metadata",
+    "omero_metadata",
+    "MARKER_COLORS",
+    "ROI_LABEL",
     "pyramid_levels",
     "write_image",
     "write_roi",
@@ -269,47 +279,166 @@ def default_n_levels(shape_yx: tuple[int, int], chunk: int) -> int:
 
 
 def ome_multiscales(
-    name: str, axes: tuple[str, ...], n_levels: int, pixel_size_um: float, *, kind: str = "mean"
+    name: str,
+    axes: tuple[str, ...],
+    n_levels: int,
+    pixel_size_um: float | None,
+    *,
+    kind: str = "mean",
+    scale: int = 1,
 ) -> dict[str, Any]:
-    """The ``attrs["ome"]`` mapping of one OME-NGFF 0.5 multiscales image.
+    """The ``attrs["ome"]`` mapping of one OME-NGFF 0.5 multiscales image (no ``omero``).
 
-    Level ``l`` has scale ``pixel_size_um * 2**l`` on y and x (1 on c) and a translation of
-    ``(2**l - 1) / 2`` level-0 pixels, the centre of a 2**l-wide averaging block.
+    Parameters
+    ----------
+    name : str
+        ``multiscales[0].name``.
+    axes : tuple of str
+        ``("c", "y", "x")`` or ``("y", "x")``.
+    n_levels : int
+        Levels ``"0"`` .. ``"n_levels-1"``, each a 2x reduction of the previous.
+    pixel_size_um : float or None
+        Pixel size of level 0 of *this* image, micrometres; None when unknown (see Notes).
+    kind : str
+        ``multiscales[0].type``: how display levels were reduced (``mean``, ``max``).
+    scale : int
+        Pixel pitch of level 0 in HR pixels: 1 for HR-grid images (HR, ROI, predictions), s for
+        the /s acquisition.
+
+    Notes
+    -----
+    One physical frame for every scan of a tile (docs/store.md#coordinates): the centre of HR pixel
+    (0, 0) is the origin, and a pixel of pitch ``f`` HR px (``f = scale * 2**level``) at index i has
+    its centre at ``(i + 0.5) * f - 0.5`` HR px. Hence level ``l`` carries
+    ``scale = f * p`` and ``translation = (f - 1) / 2 * p`` on y and x (1 and 0 on c), with
+    ``p = pixel_size_um / scale`` the HR pixel size, so that x2, x4, x8, display levels and
+    predictions overlay HR exactly in any OME-NGFF viewer.
+
+    With an unknown pixel size, ``p = 1`` (transforms in HR pixels), the space axes carry no
+    ``unit``, and ``multiscales[0].metadata`` says ``{"pixel_size": "unknown", ...}``.
     """
-    ax = []
+    s = int(scale)
+    if s < 1:
+        raise ValueError(f"scale must be a positive integer (pitch in HR px), got {scale!r}")
+    known = pixel_size_um is not None
+    if known and not (math.isfinite(float(pixel_size_um)) and float(pixel_size_um) > 0):  # type: ignore[arg-type]
+        raise ValueError(f"pixel_size_um must be a positive number or None (unknown), got {pixel_size_um!r}")
+    p = float(pixel_size_um) / s if known else 1.0  # type: ignore[arg-type]
+    ax: list[dict[str, Any]] = []
     for a in axes:
-        ax.append(
-            {"name": "c", "type": "channel"}
-            if a == "c"
-            else {"name": a, "type": "space", "unit": "micrometer"}
-        )
+        if a == "c":
+            ax.append({"name": "c", "type": "channel"})
+        else:
+            ax.append({"name": a, "type": "space", **({"unit": "micrometer"} if known else {})})
     datasets = []
-    for lv in range(n_levels):
-        f = 2**lv
-        scale = [1.0 if a == "c" else float(pixel_size_um * f) for a in axes]
-        trans = [0.0 if a == "c" else float(pixel_size_um * (f - 1) / 2) for a in axes]
-        ct: list[dict[str, Any]] = [{"type": "scale", "scale": scale}]
-        if lv:
-            ct.append({"type": "translation", "translation": trans})
+    for lv in range(int(n_levels)):
+        f = s * 2**lv
+        sc = [1.0 if a == "c" else f * p for a in axes]
+        tr = [0.0 if a == "c" else (f - 1) / 2 * p for a in axes]
+        ct = [{"type": "scale", "scale": sc}, {"type": "translation", "translation": tr}]
         datasets.append({"path": str(lv), "coordinateTransformations": ct})
-    ms = {"name": name, "axes": ax, "datasets": datasets, "type": kind}
+    ms: dict[str, Any] = {"name": name, "axes": ax, "datasets": datasets, "type": kind}
+    if not known:
+        ms["metadata"] = {
+            "pixel_size": "unknown",
+            "units": "HR pixels",
+            "note": "no physical pixel size in the input metadata or options; coordinates are HR pixels",
+        }
     return {"version": "0.5", "multiscales": [ms]}
 
 
-def _omero(n_channels: int) -> dict[str, Any]:
-    colors = ("00FF00", "FF00FF", "FF0000")
+MARKER_COLORS: dict[str, str] = {"CELL0": "00FFFF", "CELL1": "00FF00", "CELL2": "FF00FF"}
+"""Display colour (RRGGBB) per marker: CELL0 (Survivin) cyan, CELL1 (E-cadherin / GFP-tubulin) green,
+CELL2 (mCherry-H2B) magenta (magenta rather than red: distinguishable from green for every reader)."""
+
+WINDOW_PERCENTILES: tuple[float, float] = (0.1, 99.9)
+"""Percentiles of each channel's coarsest level that set the ``omero`` display window."""
+
+ROI_LABEL_RGBA: tuple[int, int, int, int] = (255, 200, 0, 255)
+"""Display colour of ROI label value 1 (amber); 0 is background (transparent in label viewers)."""
+
+
+def omero_metadata(coarsest: Any, channel_names: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """The ``omero`` rendering settings: one channel per name, window from the data's percentiles.
+
+    Parameters
+    ----------
+    coarsest : (c, y, x) integer array
+        The coarsest pyramid level (a few hundred pixels a side: cheap to read at write time).
+    channel_names : sequence of str
+        One label per channel (e.g. the markers); colours from `MARKER_COLORS`, others white.
+
+    Returns
+    -------
+    dict
+        ``{"channels": [{"label", "color", "active", "window": {"min", "max", "start", "end"}}],
+        "rdefs": {"model": "color"}}``: ``min``/``max`` = the dtype's range, ``start``/``end`` = the
+        `WINDOW_PERCENTILES` of that channel (``end >= start + 1``, so a flat channel still opens).
+    """
+    a = np.asarray(coarsest)
+    if a.ndim != 3 or a.shape[0] != len(channel_names):
+        raise ValueError(
+            f"coarsest level must be (c, y, x) with c = {len(channel_names)} channels, got {list(a.shape)}"
+        )
+    info = np.iinfo(a.dtype) if np.issubdtype(a.dtype, np.integer) else None
+    lo_d, hi_d = (float(info.min), float(info.max)) if info else (float(a.min()), float(a.max()))
     chans = []
-    for i in range(n_channels):
-        label = MARKERS[i] if i < len(MARKERS) else f"C{i}"
+    for i, label in enumerate(channel_names):
+        ch = a[i]
+        if ch.size:
+            start, end = (float(v) for v in np.percentile(ch, WINDOW_PERCENTILES))
+        else:
+            start, end = lo_d, hi_d
+        end = max(end, start + 1.0)
+        window = {"min": lo_d, "max": max(hi_d, end), "start": round(start, 3), "end": round(end, 3)}
         chans.append(
             {
-                "label": label,
-                "color": colors[i % len(colors)],
+                "label": str(label),
+                "color": MARKER_COLORS.get(str(label), "FFFFFF"),
                 "active": True,
-                "window": {"min": 0, "max": 255, "start": 0, "end": 255},
+                "window": window,
             }
         )
     return {"channels": chans, "rdefs": {"model": "color"}}
+
+
+def ome_image_metadata(
+    name: str,
+    n_levels: int,
+    pixel_size_um: float | None,
+    *,
+    channel_names: list[str] | tuple[str, ...],
+    coarsest: Any,
+    scale: int = 1,
+    kind: str = "mean",
+) -> dict[str, Any]:
+    """Complete ``attrs["ome"]`` of a (c, y, x) image: multiscales + omero (names, colours, windows).
+
+    For every channel-first image the toolkit writes (acquisitions, predictions). Parameters as in
+    `ome_multiscales` and `omero_metadata`; a prediction on the HR grid uses ``scale=1`` and the HR
+    pixel size (``attrs.pixel_size_um["hr"]``, None when unknown).
+    """
+    meta = ome_multiscales(name, ("c", "y", "x"), n_levels, pixel_size_um, kind=kind, scale=scale)
+    meta["omero"] = omero_metadata(coarsest, list(channel_names))
+    return meta
+
+
+def ome_label_metadata(
+    name: str, n_levels: int, pixel_size_um: float | None, *, description: str = "cell (ROI)"
+) -> dict[str, Any]:
+    """``attrs["ome"]`` of a (y, x) label image on the HR grid: multiscales + ``image-label``.
+
+    Label value 1 = `description` (colour `ROI_LABEL_RGBA`); ``source.image = "../../"`` links the
+    label to the HR image two groups up (``tiles/<t>/hr``).
+    """
+    meta = ome_multiscales(name, ("y", "x"), n_levels, pixel_size_um, kind="max", scale=1)
+    meta["image-label"] = {
+        "version": "0.5",
+        "colors": [{"label-value": 1, "rgba": list(ROI_LABEL_RGBA)}],
+        "properties": [{"label-value": 1, "name": description}],
+        "source": {"image": "../../"},
+    }
+    return meta
 
 
 def _mean_round_u8(a: np.ndarray, axis: tuple[int, ...] | None = None, **_: Any) -> np.ndarray:
@@ -408,11 +537,15 @@ def _write_multiscale(
     axes: tuple[str, ...],
     *,
     chunk: int,
-    pixel_size_um: float,
     n_levels: int | None,
     reduce: str,
-    name: str,
+    metadata: Any,
 ) -> None:
+    """Write the levels of one image group, then ``attrs["ome"] = metadata(n_levels, coarsest)``.
+
+    `metadata` is called with the number of levels written and the coarsest level as NumPy (small:
+    read back from the store for Dask input), so display settings can come from the data.
+    """
     import dask.array as da
 
     if chunk <= 0:
@@ -436,9 +569,6 @@ def _write_multiscale(
         levels = pyramid_levels(_rechunk(arr, blocks), n, blocks, reduce)
     else:
         levels = _numpy_levels(arr, n, reduce)
-    meta = ome_multiscales(name, axes, n, pixel_size_um, kind="mean" if reduce == "mean" else "max")
-    if "c" in axes:
-        meta["omero"] = _omero(int(arr.shape[0]))
     grp = root.create_group(group_path, overwrite=True)
     targets = []
     for lv, level in enumerate(levels):
@@ -457,11 +587,30 @@ def _write_multiscale(
         )
     if lazy:
         da.store(levels, targets, lock=False, compute=True)
+        coarsest = targets[-1][...]
     else:
         for level, target in zip(levels, targets, strict=True):
             target[...] = level
+        coarsest = levels[-1]
     # Metadata last: a group without "ome" attrs is visibly incomplete.
-    grp.attrs["ome"] = meta
+    grp.attrs["ome"] = metadata(n, coarsest)
+
+
+_FROM_STORE = "store"
+
+
+def _store_pixel_size(root: Any, acq: str, given: float | None | str) -> float | None:
+    """`given`, or the store's ``attrs.pixel_size_um[acq]`` when `given` is ``"store"``."""
+    if given != _FROM_STORE:
+        return None if given is None else float(given)  # type: ignore[arg-type]
+    return read_attrs(root).pixel_size_um.get(acq)
+
+
+def _level_count(group: Any) -> int:
+    n = 0
+    while str(n) in group:
+        n += 1
+    return n
 
 
 def write_image(
@@ -471,7 +620,7 @@ def write_image(
     data: Any,
     *,
     chunk: int,
-    pixel_size_um: float,
+    pixel_size_um: float | None | str = _FROM_STORE,
     n_levels: int | None = None,
 ) -> None:
     """Write one acquisition of one tile as an OME-NGFF multiscales image ``tiles/<tile>/<acq>/``.
@@ -484,11 +633,12 @@ def write_image(
         Tile id.
     scale : int
         1 (HR) or 2, 4, 8.
-    data : (c, y, x) uint8 numpy or dask array, pixels of that acquisition; c = CELL0..CELL2
+    data : (c, y, x) uint8 numpy or dask array, pixels of that acquisition; c = the store's markers
     chunk : int
         Chunk edge in pixels of this acquisition (y and x); chunks are ``(1, chunk, chunk)``.
-    pixel_size_um : float
-        Pixel size of level 0 in micrometres.
+    pixel_size_um : float, None or "store"
+        Pixel size of level 0 in micrometres (None: unknown); default ``"store"`` takes
+        ``attrs.pixel_size_um[<acq>]`` of the store (the one home of that fact).
     n_levels : int, optional
         Number of levels including level 0; default `default_n_levels`.
 
@@ -496,43 +646,88 @@ def write_image(
     -----
     Levels 1.. are 2x2 windowed means (rounded, uint8) of the previous level, for viewers only.
     A Dask input is computed and stored in one Dask compute with the active scheduler; a NumPy
-    input is reduced in memory and written by zarr directly (same bytes).
+    input is reduced in memory and written by zarr directly (same bytes). The metadata places
+    every level in the tile's common frame (`ome_multiscales`, half-pixel translations) and names
+    the channels with display windows from the data (`omero_metadata`).
     """
+    acq = acquisition_name(scale)
+    px = _store_pixel_size(root, acq, pixel_size_um)
+    markers = list(read_attrs(root).markers) if "srcaco2" in root.attrs else list(MARKERS)
+    nc = int(data.shape[0]) if getattr(data, "ndim", 0) == 3 else 0
+    if len(markers) != nc:
+        markers = [MARKERS[i] if i < len(MARKERS) else f"C{i}" for i in range(nc)]
+
+    def meta(n: int, coarsest: np.ndarray) -> dict[str, Any]:
+        return ome_image_metadata(
+            f"{tile}/{acq}", n, px, channel_names=markers, coarsest=coarsest, scale=int(scale), kind="mean"
+        )
+
     _write_multiscale(
-        root,
-        f"tiles/{int(tile)}/{acquisition_name(scale)}",
-        data,
-        ("c", "y", "x"),
-        chunk=chunk,
-        pixel_size_um=pixel_size_um,
-        n_levels=n_levels,
-        reduce="mean",
-        name=f"{tile}/{acquisition_name(scale)}",
-    )
+        root, f"tiles/{int(tile)}/{acq}", data, ("c", "y", "x"),
+        chunk=chunk, n_levels=n_levels, reduce="mean", metadata=meta,
+    )  # fmt: skip
 
 
 def write_roi(
-    root: Any, tile: int, mask: Any, *, chunk: int, pixel_size_um: float, n_levels: int | None = None
+    root: Any,
+    tile: int,
+    mask: Any,
+    *,
+    chunk: int,
+    pixel_size_um: float | None | str = _FROM_STORE,
+    n_levels: int | None = None,
 ) -> None:
-    """Write a tile's ROI mask ``tiles/<tile>/roi/`` (OME-NGFF multiscales, axes (y, x)).
+    """Write a tile's ROI mask as an OME-NGFF label image of its HR image.
+
+    The mask goes to `srdata.schema.roi_path` (``tiles/<tile>/hr/labels/roi/<level>``); the
+    ``labels`` group lists it (``{"labels": ["roi"]}``) and its ``image-label`` metadata links it
+    back to ``tiles/<tile>/hr`` (`ome_label_metadata`). Write the HR image first: rewriting HR
+    drops its labels.
 
     Parameters
     ----------
     mask : (y, x) uint8 numpy or dask array in {0, 1}, HR pixels; 1 = cell
-    chunk, pixel_size_um, n_levels
-        As in `write_image` (HR chunk edge and pixel size). Display levels are 2x2 maxima.
+    chunk : int
+        HR chunk edge, px.
+    pixel_size_um : float, None or "store"
+        HR pixel size (default: the store's ``attrs.pixel_size_um["hr"]``).
+    n_levels : int, optional
+        Default and required value: the HR image's level count (OME-NGFF: a label image has as
+        many levels as its image). Display levels are 2x2 maxima (a cell never vanishes).
+
+    Raises
+    ------
+    StoreFormatError
+        The tile's HR image is missing.
+    ValueError
+        `mask` is not the HR extent, or `n_levels` differs from the HR image's.
     """
+    hr_path = f"tiles/{int(tile)}/hr"
+    if hr_path not in root or "0" not in root[hr_path]:
+        raise StoreFormatError(
+            f"{hr_path}: missing; write the HR image (write_image(root, {tile}, 1, ...)) before its ROI label"
+        )
+    hr = root[hr_path]
+    n_hr = _level_count(hr)
+    group = roi_group_path(tile)
+    if tuple(mask.shape) != tuple(hr["0"].shape[-2:]):
+        raise ValueError(f"{group}: mask shape {list(mask.shape)} != HR extent {list(hr['0'].shape[-2:])}")
+    if n_levels is not None and int(n_levels) != n_hr:
+        raise ValueError(
+            f"{group}: n_levels={n_levels} but the HR image has {n_hr} levels; "
+            "a label image must have as many levels as its image"
+        )
+    px = _store_pixel_size(root, "hr", pixel_size_um)
+
+    def meta(n: int, _coarsest: np.ndarray) -> dict[str, Any]:
+        return ome_label_metadata(f"{tile}/{ROI_LABEL}", n, px)
+
     _write_multiscale(
-        root,
-        f"tiles/{int(tile)}/roi",
-        mask,
-        ("y", "x"),
-        chunk=chunk,
-        pixel_size_um=pixel_size_um,
-        n_levels=n_levels,
-        reduce="max",
-        name=f"{tile}/roi",
-    )
+        root, group, mask, ("y", "x"), chunk=chunk, n_levels=n_hr, reduce="max", metadata=meta
+    )  # fmt: skip
+    labels = root[group.rsplit("/", 1)[0]]
+    names = labels.attrs.get("ome", {}).get("labels", [])
+    labels.attrs["ome"] = {"version": "0.5", "labels": sorted({*names, ROI_LABEL})}
 
 
 def write_index(root: Any, columns: dict[str, np.ndarray]) -> None:

@@ -8,7 +8,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from srdata.schema import INDEX_COLUMNS, MARKERS, OPTIONAL_INDEX_COLUMNS, SCALES, SPLITS, StoreFormatError
+from srdata.schema import (
+    INDEX_COLUMNS,
+    MARKERS,
+    OPTIONAL_INDEX_COLUMNS,
+    SCALES,
+    SPLITS,
+    StoreFormatError,
+    acquisition_name,
+    pixel_centres,
+    roi_group_path,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     import xarray as xr
@@ -25,24 +35,33 @@ def _level0(group: Any, where: str) -> Any:
     return group["0"]
 
 
-def _image_node(arr: Any, *, name: str, markers: list[str] | None, px: float, scale: int) -> xr.Dataset:
+def _image_node(
+    arr: Any, *, name: str, markers: list[str] | None, px: float | None, scale: int
+) -> xr.Dataset:
     import dask.array as da
-    import numpy as np
     import xarray as xr
 
     data = da.from_zarr(arr)
     h, w = arr.shape[-2:]
+    units = {"units": "um"} if px is not None else {"units": "HR px", "pixel_size": "unknown"}
     coords: dict[str, Any] = {
-        "y": ("y", np.arange(h, dtype=np.float64) * px, {"units": "um"}),
-        "x": ("x", np.arange(w, dtype=np.float64) * px, {"units": "um"}),
+        "y": ("y", pixel_centres(h, px, scale=scale), units),
+        "x": ("x", pixel_centres(w, px, scale=scale), units),
     }
     if markers is not None:
         dims: tuple[str, ...] = ("c", "y", "x")
         coords["c"] = ("c", list(markers))
     else:
         dims = ("y", "x")
-    var = xr.DataArray(data, dims=dims, coords=coords, attrs={"pixel_size_um": px, "scale": scale})
-    return xr.Dataset({name: var}, attrs={"pixel_size_um": px, "scale": scale, "level": 0})
+    attrs = {"pixel_size_um": float("nan") if px is None else px, "scale": scale}
+    var = xr.DataArray(data, dims=dims, coords=coords, attrs=attrs)
+    return xr.Dataset({name: var}, attrs={**attrs, "level": 0})
+
+
+def _px(attrs: Any, acq: str) -> float | None:
+    """Pixel size (µm) of an acquisition from the store attrs; None when unknown."""
+    px = attrs.pixel_size_um.get(acq)
+    return None if px is None else float(px)
 
 
 def _index_node(index: Any) -> xr.Dataset:
@@ -78,9 +97,13 @@ def open_store(path: str | Any) -> xr.DataTree:
 
         - ``/tiles/<t>/<acq>`` for ``acq`` in ``hr, x2, x4, x8``: data variable ``image`` with dims
           ``("c", "y", "x")``, uint8, level 0 of that acquisition; ``c`` holds the marker names,
-          ``y``/``x`` are in micrometres (index × ``pixel_size_um`` of that acquisition, the
-          OME-NGFF scale transform); attrs ``pixel_size_um`` and ``scale`` (1 for HR).
-        - ``/tiles/<t>/roi``: variable ``roi``, dims ``("y", "x")``, uint8 (1 = cell), HR pixels.
+          ``y``/``x`` are pixel centres in the tile's common frame (the OME-NGFF scale and
+          translation, docs/store.md#coordinates): ``((i + 0.5) * s - 0.5) * p`` for the /s scan
+          with HR pixel size ``p`` µm, so every scan lines up with HR under ``.sel``; with an
+          unknown pixel size the unit is HR pixels (coordinate attrs ``units="HR px"``) and the
+          ``pixel_size_um`` attr is NaN; attrs ``pixel_size_um`` and ``scale`` (1 for HR).
+        - ``/tiles/<t>/roi``: variable ``roi``, dims ``("y", "x")``, uint8 (1 = cell), HR pixels
+          (the label image ``tiles/<t>/hr/labels/roi``; ``tiles/<t>/roi`` in version-1 stores).
         - ``/tiles/<t>/coverage`` (only in imported stores): variable ``coverage``, like ``roi``,
           1 where a released HR patch covered the pixel.
         - ``/index``: the window table, dim ``window`` (see `srdata.schema.INDEX_COLUMNS`); ``shift``
@@ -111,19 +134,21 @@ def open_store(path: str | Any) -> xr.DataTree:
             )
         tg = tiles_group[str(tile)]
         for scale in (1, *attrs.scales):
-            acq = "hr" if scale == 1 else f"x{scale}"
+            acq = acquisition_name(scale)
             if acq not in tg:
                 raise StoreFormatError(f"{where}: tiles/{tile}/{acq} is missing; rebuild the store")
             arr = _level0(tg[acq], f"{where}: tiles/{tile}/{acq}")
-            px = float(attrs.pixel_size_um.get(acq, float("nan")))
             nodes[f"/tiles/{tile}/{acq}"] = _image_node(
-                arr, name="image", markers=attrs.markers, px=px, scale=scale
+                arr, name="image", markers=attrs.markers, px=_px(attrs, acq), scale=scale
             )
-        for name in ("roi", COVERAGE):
-            if name in tg:
-                arr = _level0(tg[name], f"{where}: tiles/{tile}/{name}")
-                px = float(attrs.pixel_size_um.get("hr", float("nan")))
-                nodes[f"/tiles/{tile}/{name}"] = _image_node(arr, name=name, markers=None, px=px, scale=1)
+        roi_group = roi_group_path(tile, format_version=attrs.format_version)
+        masks = {"roi": roi_group, COVERAGE: f"tiles/{tile}/{COVERAGE}"}
+        for name, group in masks.items():
+            if group in root:
+                arr = _level0(root[group], f"{where}: {group}")
+                nodes[f"/tiles/{tile}/{name}"] = _image_node(
+                    arr, name=name, markers=None, px=_px(attrs, "hr"), scale=1
+                )
     if "index" in root:
         nodes["/index"] = _index_node(root["index"])
     return xr.DataTree.from_dict(nodes)

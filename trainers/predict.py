@@ -286,7 +286,7 @@ def predict_to_store(
     import dask.array as da
 
     from srdata.schema import MARKERS, image_path, open_root, read_attrs
-    from srdata.writer import compressors, default_n_levels, ome_multiscales, pyramid_levels
+    from srdata.writer import compressors, default_n_levels, ome_image_metadata, pyramid_levels
 
     src = open_root(store, mode="r")
     attrs = read_attrs(src, where=store)
@@ -338,7 +338,10 @@ def predict_to_store(
     ]
     if targets:
         da.store(levels[1:], targets, lock=False)
-    meta = ome_multiscales(group_path, ("c", "y", "x"), n_levels, float(attrs.pixel_size_um["hr"]))
+    coarsest = (targets[-1] if targets else level0)[...]
+    meta = ome_image_metadata(
+        group_path, n_levels, attrs.pixel_size_um.get("hr"), channel_names=list(markers), coarsest=coarsest
+    )
     grp.attrs["srcaco2_prediction"] = {"markers": list(markers), "scale": s, "source_tile": int(tile_id),
                                        **(metadata or {})}  # fmt: skip
     grp.attrs["ome"] = meta

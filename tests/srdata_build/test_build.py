@@ -17,7 +17,7 @@ from cli.srdata import main
 from srdata.inspect import store_info
 from srdata.layout import tile_path
 from srdata.roi import window_grid
-from srdata.schema import open_root, read_attrs, read_index, read_lr_patch
+from srdata.schema import open_root, read_attrs, read_index, read_lr_patch, roi_path
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FAST = ["--no-register", "--chunk", "256"]
@@ -67,7 +67,7 @@ def test_store_content(raw_small, reference_store):
         frac = (hr2[y0 + 256 : y0 + 384, x0 + 256 : x0 + 384] >= 4).mean()
         assert idx["roi_fraction"][n] == np.float32(frac)
         assert idx["accepted"][n] == (frac >= 0.2)
-        roi = root[f"tiles/{t}/roi/0"][y0 : y0 + 640, x0 : x0 + 640]
+        roi = root[roi_path(t)][y0 : y0 + 640, x0 : x0 + 640]
         np.testing.assert_array_equal(roi, (hr2[y0 : y0 + 640, x0 : x0 + 640] >= 4).astype(np.uint8))
     y0, x0 = window_grid(1024, 1024)
     np.testing.assert_array_equal(idx["y0"][idx["tile"] == 2], y0)
@@ -274,7 +274,7 @@ def test_bad_raw_input(raw_tiny, tmp_path, kind, words):
 def test_bad_store_paths(raw_tiny, tmp_path):
     import zarr
 
-    other = str(tmp_path / "v2.zarr")
+    other = str(tmp_path / "v99.zarr")
     zarr.open_group(other, mode="w", zarr_format=3).attrs["srcaco2"] = {"format_version": 99}
     res = _build(raw_tiny, other, *FAST)
     assert res.exit_code != 0 and "format_version 99" in res.output and "--overwrite" in res.output

@@ -9,7 +9,16 @@ import pytest
 import zarr
 
 from srdata.array_store import write_store_from_arrays
-from srdata.schema import FORMAT_VERSION, INDEX_COLUMNS, StoreAttrs, StoreFormatError, read_attrs, read_index
+from srdata.schema import (
+    FORMAT_VERSION,
+    INDEX_COLUMNS,
+    StoreAttrs,
+    StoreFormatError,
+    read_attrs,
+    read_index,
+    roi_group_path,
+    roi_path,
+)
 from srdata.writer import (
     create_store,
     mark_tile_finished,
@@ -98,10 +107,21 @@ def test_write_roi_and_dask_input(tmp_path):
     root = create_store(str(tmp_path / "s.zarr"), _attrs())
     mask = np.zeros((130, 128), np.uint8)
     mask[10:20, 5:9] = 1
-    write_roi(root, 1, da.from_array(mask, chunks=(50, 50)), chunk=32, pixel_size_um=0.1)
-    np.testing.assert_array_equal(root["tiles/1/roi/0"][...], mask)
-    assert root["tiles/1/roi/1"][...].sum() > 0  # max-pooled display level keeps the object
-    assert root["tiles/1/roi"].attrs["ome"]["multiscales"][0]["axes"][0]["name"] == "y"
+    with pytest.raises(StoreFormatError, match="before its ROI label"):  # the label needs its image
+        write_roi(root, 1, mask, chunk=32)
+    write_image(root, 1, 1, np.zeros((3, 130, 128), np.uint8), chunk=32)
+    with pytest.raises(ValueError, match="as many levels"):
+        write_roi(root, 1, mask, chunk=32, n_levels=1)
+    with pytest.raises(ValueError, match="HR extent"):
+        write_roi(root, 1, mask[:-1], chunk=32)
+    write_roi(root, 1, da.from_array(mask, chunks=(50, 50)), chunk=32)
+    assert roi_path(1, 1) == "tiles/1/hr/labels/roi/1"
+    np.testing.assert_array_equal(root[roi_path(1)][...], mask)
+    assert root[roi_path(1, 1)][...].sum() > 0  # max-pooled display level keeps the object
+    ome = root[roi_group_path(1)].attrs["ome"]
+    assert ome["multiscales"][0]["axes"][0]["name"] == "y"
+    assert ome["image-label"]["source"]["image"] == "../../"
+    assert root["tiles/1/hr/labels"].attrs["ome"] == {"version": "0.5", "labels": ["roi"]}
 
 
 def test_index_and_finished(tmp_path):
@@ -142,12 +162,19 @@ def test_numpy_and_dask_inputs_write_the_same_levels(tmp_path, shape):
     root = create_store(str(tmp_path / "s.zarr"), _attrs())
     write = write_image if len(shape) == 3 else write_roi
     lazy = da.from_array(img, chunks=(*shape[:-2], 48, 40))
+    if len(shape) == 2:  # a ROI label needs its HR image (same extent, same level count)
+        for t in (1, 2):
+            write_image(root, t, 1, np.zeros((3, *shape), np.uint8), chunk=16, n_levels=4)
     write(root, 1, *(1,) * (len(shape) == 3), img, chunk=16, pixel_size_um=0.1, n_levels=4)
     write(root, 2, *(1,) * (len(shape) == 3), lazy, chunk=16, pixel_size_um=0.1, n_levels=4)
     acq = "hr" if len(shape) == 3 else "roi"
+
+    def path(t: int, lv: int) -> str:
+        return f"tiles/{t}/hr/{lv}" if acq == "hr" else roi_path(t, lv)
+
     prev = img
     for lv in range(4):
-        a, b = root[f"tiles/1/{acq}/{lv}"][...], root[f"tiles/2/{acq}/{lv}"][...]
+        a, b = root[path(1, lv)][...], root[path(2, lv)][...]
         np.testing.assert_array_equal(a, b)
         if lv:
             h, w = prev.shape[-2] // 2 * 2, prev.shape[-1] // 2 * 2

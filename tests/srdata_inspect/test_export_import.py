@@ -25,6 +25,7 @@ from srdata.schema import (
     read_hr_patch,
     read_index,
     read_lr_patch,
+    roi_path,
     split_name,
 )
 
@@ -186,12 +187,12 @@ def test_imported_splits_roi_and_coverage(shared_store, imported, synth):
             want[y0 + 64 : y0 + 576, x0 + 64 : x0 + 576] = 1
         np.testing.assert_array_equal(cov, want)
         assert not hr[:, cov == 0].any()  # nothing outside the released patches
-        np.testing.assert_array_equal(root[f"tiles/{t}/roi/0"][...], (hr[2] >= 4).astype(np.uint8))
+        np.testing.assert_array_equal(root[roi_path(t)][...], (hr[2] >= 4).astype(np.uint8))
         assert hr.shape[1] % 512 == 0 and root[f"tiles/{t}/x8/0"].shape[1] * 8 == hr.shape[1]
     rows = np.flatnonzero(index["tile"] == synth.TILES[0])
     r = rows[0]
     y0, x0 = int(index["y0"][r]), int(index["x0"][r])
-    roi = root[f"tiles/{synth.TILES[0]}/roi/0"][y0 + 256 : y0 + 384, x0 + 256 : x0 + 384]
+    roi = root[roi_path(synth.TILES[0])][y0 + 256 : y0 + 384, x0 + 256 : x0 + 384]
     assert index["roi_fraction"][r] == pytest.approx(roi.mean())
 
 

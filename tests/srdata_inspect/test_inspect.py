@@ -11,7 +11,7 @@ import pytest
 import zarr
 
 from srdata.inspect import store_info, verify_store
-from srdata.schema import StoreFormatError
+from srdata.schema import FORMAT_VERSION, StoreFormatError, roi_group_path, roi_path
 
 
 def _edit_attrs(path: str, **changes) -> None:
@@ -30,9 +30,8 @@ def _set_index(path: str, column: str, row_of_first_window: int, value) -> None:
 
 def test_info_reports_the_store(shared_store, synth):
     d = store_info(shared_store)
-    assert (
-        d["format_version"] == 2 and d["checksums"] and d["markers"] == ["CELL0", "CELL1", "CELL2"] and d["scales"] == [2, 4, 8]
-    )
+    assert d["format_version"] == FORMAT_VERSION and d["checksums"]
+    assert d["markers"] == ["CELL0", "CELL1", "CELL2"] and d["scales"] == [2, 4, 8]
     assert [t["tile"] for t in d["tiles"]] == list(synth.TILES)
     root = zarr.open_group(shared_store, mode="r")
     for t in d["tiles"]:
@@ -44,7 +43,7 @@ def test_info_reports_the_store(shared_store, synth):
         ]
         assert acq["hr"]["chunks"] == [1, 512, 512] and acq["x4"]["chunks"] == [1, 128, 128]
         assert acq["hr"]["levels"] == 2
-        roi = root[f"tiles/{t['tile']}/roi/0"][...]
+        roi = root[roi_path(t["tile"])][...]
         assert t["roi_fraction"] == pytest.approx(roi.mean())
         assert 0.2 < t["roi_fraction"] < 0.6
     assert d["windows"]["train"] == {"accepted": 7, "total": 9}
@@ -137,10 +136,10 @@ def test_verify_bad_index_values(store, column, value, needle):
 def test_verify_missing_acquisition_and_metadata(store):
     shutil.rmtree(Path(store, "tiles", "7", "x8"))
     root = zarr.open_group(store, mode="r+")
-    del root["tiles/3/roi"].attrs["ome"]
+    del root[roi_group_path(3)].attrs["ome"]
     problems = verify_store(store)
     assert any(p.startswith("tiles/7/x8: missing") for p in problems), problems
-    assert any("tiles/3/roi: no OME-NGFF multiscales" in p for p in problems), problems
+    assert any(f"{roi_group_path(3)}: no OME-NGFF multiscales" in p for p in problems), problems
 
 
 def test_verify_lr_extent_and_chunks(store, synth):

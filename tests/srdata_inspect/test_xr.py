@@ -9,7 +9,7 @@ import xarray as xr
 import zarr
 
 import srdata
-from srdata.schema import MARKERS, SCALES, StoreFormatError
+from srdata.schema import MARKERS, SCALES, StoreFormatError, roi_path
 
 
 def _check_tree(tree: xr.DataTree, path: str, synth) -> None:
@@ -23,13 +23,18 @@ def _check_tree(tree: xr.DataTree, path: str, synth) -> None:
             assert isinstance(img.data, da.Array)  # lazy
             assert list(img["c"].values) == list(MARKERS)
             assert img.attrs["pixel_size_um"] == synth.PIXEL_SIZE_UM[acq] and img.attrs["scale"] == scale
-            assert img["x"].values[3] == pytest.approx(3 * synth.PIXEL_SIZE_UM[acq])
+            # pixel centres in the tile's common frame: ((i + 0.5) * s - 0.5) HR px
+            assert img["x"].values[3] == pytest.approx((3.5 * scale - 0.5) * synth.PIXEL_SIZE_UM["hr"])
+            # an LR pixel's centre is the mean of the centres of the s x s HR pixels it covers
+            hr_x = tree[f"tiles/{t}/hr"]["image"]["x"].values
+            np.testing.assert_allclose(img["x"].values[:5], hr_x[: 5 * scale].reshape(5, scale).mean(1))
             want = root[f"tiles/{t}/{acq}/0"]
             assert img.shape == want.shape
             np.testing.assert_array_equal(img.sel(c="CELL1")[5:37, 11:50].values, want[1, 5:37, 11:50])
         roi = tree[f"tiles/{t}/roi"]["roi"]
         assert roi.dims == ("y", "x")
-        np.testing.assert_array_equal(roi.values, root[f"tiles/{t}/roi/0"][...])
+        np.testing.assert_array_equal(roi.values, root[roi_path(t)][...])
+        np.testing.assert_array_equal(roi["y"].values, tree[f"tiles/{t}/hr"]["image"]["y"].values)
     index = tree["index"].to_dataset()
     assert index.sizes["window"] == 2 * 9
     assert index["shift"].dims == ("window", "marker", "scale", "yx")
