@@ -110,10 +110,10 @@ def _as_format_1(path: Path) -> None:
 
     root = zarr.open_group(str(path), mode="r+")
 
-    def rewrite(group, name) -> None:
+    def rewrite(group, name, dst=None) -> None:
         old = group[name]
         data, attrs = old[...], dict(old.attrs)
-        new = group.create_array(
+        new = (group if dst is None else dst).create_array(
             name, shape=old.shape, dtype=old.dtype, chunks=old.chunks,
             compressors=(BloscCodec(**COMPRESSION),), fill_value=old.fill_value,
             dimension_names=old.metadata.dimension_names, overwrite=True,
@@ -127,6 +127,13 @@ def _as_format_1(path: Path) -> None:
         for _, img in tg.groups():
             for name, _ in list(img.arrays()):
                 rewrite(img, name)
+        # version 1 kept the ROI mask as a plain image beside the scans, not as a label of HR
+        label = tg["hr/labels/roi"]
+        roi = tg.create_group("roi", overwrite=True)
+        roi.attrs.update(dict(label.attrs))
+        for name, _ in list(label.arrays()):
+            rewrite(label, name, dst=roi)
+        del tg["hr"]["labels"]
     root.attrs["srcaco2"] = dict(root.attrs["srcaco2"]) | {"format_version": 1}
 
 
