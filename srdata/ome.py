@@ -89,22 +89,37 @@ class OmeImageWriter:
         self.pixel_size_um = None if pixel_size_um is None else float(pixel_size_um)
         self.channel_names = [str(n) for n in channel_names]
         self.n_levels = default_n_levels((h, w), self.chunk) if n_levels is None else int(n_levels)
-        self._rows_done = 0
+        self._rows_done = [0] * c
         self.level0 = group.create_array(
             "0", shape=(c, h, w), dtype=self.dtype, chunks=(1, self.chunk, self.chunk),
             compressors=compressors(), fill_value=0, dimension_names=("c", "y", "x"), overwrite=True,
         )  # fmt: skip
 
-    def write_rows(self, row0: int, rows: np.ndarray) -> None:
-        """Write level-0 rows ``row0 .. row0 + n`` (``rows``: (c, n, x) of the writer's dtype), in order."""
-        if row0 != self._rows_done:
-            raise ValueError(
-                f"{self.name}: rows must arrive in order; expected row {self._rows_done}, got {row0}"
-            )
-        if rows.shape[0] != self.shape[0] or rows.shape[2] != self.shape[2]:
+    def write_rows(self, row0: int, rows: np.ndarray, channel: int | None = None) -> None:
+        """Write level-0 rows ``row0 .. row0 + n``, in order (per channel).
+
+        Parameters
+        ----------
+        row0 : int
+            First row, level-0 pixels.
+        rows : (c, n, x) array of the writer's dtype
+            All channels, or one channel (``c == 1``) when `channel` is given.
+        channel : int, optional
+            Write only this plane (channels predicted one after another).
+        """
+        planes = range(self.shape[0]) if channel is None else [int(channel)]
+        if rows.shape[0] != len(planes) or rows.shape[2] != self.shape[2]:
             raise ValueError(f"{self.name}: rows {rows.shape} do not fit the image {self.shape}")
-        self.level0[:, row0 : row0 + rows.shape[1], :] = rows.astype(self.dtype, copy=False)
-        self._rows_done = row0 + rows.shape[1]
+        for k in planes:
+            if row0 != self._rows_done[k]:
+                raise ValueError(
+                    f"{self.name}: rows must arrive in order; channel {k} expects row {self._rows_done[k]}, "
+                    f"got {row0}"
+                )
+        sel = slice(None) if channel is None else slice(int(channel), int(channel) + 1)
+        self.level0[sel, row0 : row0 + rows.shape[1], :] = rows.astype(self.dtype, copy=False)
+        for k in planes:
+            self._rows_done[k] = row0 + rows.shape[1]
 
     def finish(self, extra_attrs: dict[str, Any] | None = None) -> dict[str, Any]:
         """Write the display levels (2x2 means, rounded) and then the metadata; returns ``attrs["ome"]``.
@@ -118,8 +133,10 @@ class OmeImageWriter:
 
         from srdata.writer import ome_multiscales, pyramid_levels
 
-        if self._rows_done != self.shape[1]:
-            raise ValueError(f"{self.name}: {self._rows_done} of {self.shape[1]} rows written; not finishing")
+        if min(self._rows_done) != self.shape[1]:
+            raise ValueError(
+                f"{self.name}: {min(self._rows_done)} of {self.shape[1]} rows written; not finishing"
+            )
         chunks = (1, self.chunk, self.chunk)
         n = max(1, min(self.n_levels, int(np.log2(max(min(self.shape[1:]), 1))) + 1))
         src = da.from_zarr(self.level0)

@@ -15,8 +15,8 @@ ENLCN, GRL, ACT, Omni-SR) has no finite exact halo, so its default is whole-imag
 (``halo=None``: one forward over the whole image, memory of a whole-image forward); a finite halo
 bounds memory at the cost of small differences near core borders.
 
-Memory stays bounded: float accumulators cover one band of tile rows (``(C, s·(tile+overlap),
-s·W)``); finished rows are quantised and handed to a sink (`srdata.ome.OmeImageWriter` for
+Memory stays bounded: float accumulators cover one band of tile rows (``(C, s·tile, s·W)``
+float32, reused); finished rows are quantised and handed to a sink (`srdata.ome.OmeImageWriter` for
 `predict_to_store` and `trainers.predict_image`, or a numpy array for `predict_tiled`).
 """
 
@@ -364,18 +364,15 @@ def predict_tiled(
     xs = tile_starts(w, tile, overlap)
     th, tw = min(tile, h), min(tile, w)
     band_top = 0  # first HR row not yet emitted
-    acc = np.zeros((c, 0, out_w), dtype=np.float32)
-    wacc = np.zeros((0, out_w), dtype=np.float32)
+    cap = th * s  # a band never spans more than one core height of HR rows
+    acc = np.zeros((c, cap, out_w), dtype=np.float32)  # rows band_top .. band_top + cap
+    wacc = np.zeros((cap, out_w), dtype=np.float32)
     for r, y in enumerate(ys):
         tiles = _run_band(
             model, lr_t, y, xs, tile=tile, halo=halo, scale=s, batch_size=batch_size, device=device,
             align=align,
         )  # fmt: skip
         y_hr, band_end = y * s, (y + th) * s
-        grow = band_end - band_top - acc.shape[1]
-        if grow > 0:
-            acc = np.concatenate([acc, np.zeros((c, grow, out_w), np.float32)], axis=1)
-            wacc = np.concatenate([wacc, np.zeros((grow, out_w), np.float32)], axis=0)
         ramp_y = blend_ramp(th * s, overlap * s, taper_start=r > 0, taper_end=r < len(ys) - 1)
         for k, (x, pred) in enumerate(zip(xs, tiles)):
             ramp_x = blend_ramp(tw * s, overlap * s, taper_start=k > 0, taper_end=k < len(xs) - 1)
@@ -387,8 +384,17 @@ def predict_tiled(
         final_end = ys[r + 1] * s if r + 1 < len(ys) else band_end
         n_final = final_end - band_top
         if n_final > 0:
-            emit(band_top, _quantise(acc[:, :n_final] / wacc[None, :n_final], out_dtype, top))
-            acc, wacc = acc[:, n_final:], wacc[n_final:]
+            rows = acc[:, :n_final]  # quantised in place: these rows leave the buffer
+            rows /= wacc[None, :n_final]
+            np.clip(rows, 0.0, 1.0, out=rows)
+            rows *= top
+            np.round(rows, out=rows)
+            emit(band_top, rows.astype(out_dtype))
+            rem = band_end - final_end  # rows already accumulated below the emitted ones
+            acc[:, :rem] = acc[:, n_final : n_final + rem]
+            wacc[:rem] = wacc[n_final : n_final + rem]
+            acc[:, rem:] = 0.0
+            wacc[rem:] = 0.0
             band_top = final_end
         if progress is not None:
             progress(r + 1, len(ys))
@@ -416,6 +422,7 @@ def predict_to_store(
     overlap: int | None = None,
     halo: int | None = None,
     whole: bool = False,
+    tiling: Tiling | None = None,
     batch_size: int = 4,
     align: int | None = None,
     device: str | torch.device | None = None,
@@ -436,6 +443,8 @@ def predict_to_store(
         Registry name: tiling defaults (`plan_tiling`: receptive halo, grid) come from it.
     tile, overlap, halo, whole, align
         Explicit tiling (LR px); see `plan_tiling` and `predict_tiled`.
+    tiling : Tiling, optional
+        A ready plan (wins over tile, overlap, halo, whole).
 
     Returns
     -------
@@ -445,7 +454,7 @@ def predict_to_store(
     from srdata.ome import OmeImageWriter
     from srdata.schema import MARKERS, PREDICTION_ATTRS, image_path, open_root, read_attrs
 
-    plan = plan_tiling(method, scale, tile=tile, overlap=overlap, halo=halo, whole=whole)
+    plan = tiling or plan_tiling(method, scale, tile=tile, overlap=overlap, halo=halo, whole=whole)
     src = open_root(store, mode="r")
     attrs = read_attrs(src, where=store)
     if int(tile_id) not in attrs.tiles:
