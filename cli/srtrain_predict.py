@@ -141,6 +141,11 @@ def predict(
         raise click.UsageError("give exactly one of --store STORE or --input IMAGE")
     if (checkpoint is None) == (method is None):
         raise click.UsageError("give exactly one of --checkpoint PATH or --method bicubic")
+    if overlap is not None and tile_size is not None and overlap >= tile_size:
+        raise click.BadParameter(
+            f"--overlap {overlap} must be smaller than --tile-size {tile_size} (cores must advance)",
+            param_hint="--overlap",
+        )
     model, meth, s, mk, overrides = _load_model(checkpoint, method, scale, marker)
     from trainers._ddp import resolve_device
     from trainers.predict import plan_tiling
