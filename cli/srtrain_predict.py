@@ -141,6 +141,8 @@ def predict(
         raise click.UsageError("give exactly one of --store STORE or --input IMAGE")
     if (checkpoint is None) == (method is None):
         raise click.UsageError("give exactly one of --checkpoint PATH or --method bicubic")
+    if whole_image and halo is not None:
+        raise click.UsageError("--whole-image and --halo exclude each other (whole image = unlimited halo)")
     if overlap is not None and tile_size is not None and overlap >= tile_size:
         raise click.BadParameter(
             f"--overlap {overlap} must be smaller than --tile-size {tile_size} (cores must advance)",
@@ -173,9 +175,8 @@ def predict(
             _predict_file(model, meth, s, plan, input_path, output_path, channels, in_max, pixel_size_um,
                           overwrite, batch_size, dev, source)  # fmt: skip
         else:
-            assert store is not None
-            _predict_store(model, meth, s, mk, plan, store, tiles, name, out_store, batch_size, dev, source,
-                           panels, split, panel_dir)  # fmt: skip
+            _predict_store(model, meth, s, mk, plan, str(store), tiles, name, out_store, batch_size, dev,
+                           source, panels, split, panel_dir)  # fmt: skip
     except _oom_errors() as exc:
         raise click.ClickException(
             f"out of memory ({type(exc).__name__}); pass a smaller --tile-size or --batch-size"

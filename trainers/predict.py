@@ -332,12 +332,19 @@ def predict_to_store(
         chunk=int(attrs.chunks.get("hr", 512)), pixel_size_um=float(attrs.pixel_size_um["hr"]),
         channel_names=list(markers), name=group_path,
     )  # fmt: skip
-    predict_tiled(
-        model, lr, s, tile=plan.tile, overlap=plan.overlap, halo=plan.halo, batch_size=batch_size,
-        align=plan.align if align is None else align, device=device, sink=writer.write_rows,
-        progress=progress,
-    )  # fmt: skip
-    info = {"markers": list(markers), "scale": s, "source_tile": int(tile_id), "method": method,
-            "tiling": plan.to_json(), **(metadata or {})}  # fmt: skip
-    writer.finish({PREDICTION_ATTRS: info})
+    try:
+        predict_tiled(
+            model, lr, s, tile=plan.tile, overlap=plan.overlap, halo=plan.halo, batch_size=batch_size,
+            align=plan.align if align is None else align, device=device, sink=writer.write_rows,
+            progress=progress,
+        )  # fmt: skip
+        info = {"markers": list(markers), "scale": s, "source_tile": int(tile_id), "method": method,
+                "tiling": plan.to_json(), **(metadata or {})}  # fmt: skip
+        writer.finish({PREDICTION_ATTRS: info})
+    except BaseException:
+        try:  # nothing half-written: drop the incomplete group
+            del dst[group_path]
+        except Exception as exc:  # noqa: BLE001 - report, do not mask the original error
+            log.warning("could not remove the incomplete prediction %s: %s", group_path, exc)
+        raise
     return group_path

@@ -91,3 +91,15 @@ def test_a_registration_outside_its_own_module_or_twice_is_refused() -> None:
             register_model("vdsr", **_FACTS, reach=lambda s, hp: 1)(_builder)
     finally:
         _builder.__module__ = __name__
+
+
+def test_a_broken_module_is_listed_last_and_hides_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    from trainers.models import registry
+
+    found = registry._discover()
+    monkeypatch.setattr(registry, "_discover", lambda: (*found, "aaa_broken"))
+    monkeypatch.setattr(registry, "_ORDERED", None)
+    names = registry.model_names()
+    assert names[-1] == "aaa_broken" and names[:-1] == tuple(MODEL_NAMES)
+    with pytest.raises(ModuleNotFoundError):
+        registry.build_model("aaa_broken", 2)

@@ -205,3 +205,17 @@ def test_uint16_in_and_out() -> None:
                         out_max=4095)  # fmt: skip
     ref = bicubic(torch.from_numpy(lr.astype(np.float32) / 4095)[None])[0].clamp(0, 1).numpy() * 4095
     assert out.dtype == np.uint16 and np.abs(out.astype(int) - np.round(ref)).max() <= 1
+
+
+def test_a_failed_store_prediction_leaves_no_group(small_store: str) -> None:
+    import zarr
+
+    from trainers.predict import predict_to_store
+
+    def boom(x: torch.Tensor) -> torch.Tensor:
+        raise RuntimeError("network failed")
+
+    with pytest.raises(RuntimeError, match="network failed"):
+        predict_to_store(boom, small_store, 1, 4, ["CELL2"], name="broken", halo=2)
+    root = zarr.open_group(small_store, mode="r")
+    assert "predictions/broken/1" not in root

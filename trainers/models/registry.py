@@ -28,6 +28,7 @@ import dataclasses
 import difflib
 import importlib
 import json
+import logging
 import pkgutil
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -54,6 +55,8 @@ FAMILIES: tuple[str, ...] = (
     "progressive",
 )
 """The paper's Table 4 families, in table order."""
+
+log = logging.getLogger(__name__)
 
 _PACKAGE = "trainers.models"
 _DIR = Path(__file__).parent
@@ -260,13 +263,25 @@ _ORDERED: tuple[str, ...] | None = None
 def model_names() -> tuple[str, ...]:
     """All registered names in the paper's table order (family, then `ModelInfo.table_rank`).
 
-    Imports every network module once (tens of milliseconds).
+    Imports every network module once (tens of milliseconds). A module that fails to import is
+    logged and listed last (building it raises the import error).
     """
     global _ORDERED
     if _ORDERED is None:
-        infos = [_resolve(n)[0] for n in _discover()]
-        infos.sort(key=lambda i: (FAMILIES.index(i.family), i.table_rank, i.name))
-        _ORDERED = tuple(i.name for i in infos)
+        keys: dict[str, tuple[int, int, str]] = {}
+        broken = False
+        for n in _discover():
+            try:
+                info = _resolve(n)[0]
+                keys[n] = (FAMILIES.index(info.family), info.table_rank, n)
+            except Exception as exc:  # one broken module must not hide the others: it goes last
+                log.warning("network module %s.%s cannot be imported: %s", _PACKAGE, n, exc)
+                keys[n] = (len(FAMILIES), 0, n)
+                broken = True
+        ordered = tuple(sorted(keys, key=keys.__getitem__))
+        if broken:
+            return ordered  # not cached: a fixed module is found on the next call
+        _ORDERED = ordered
     return _ORDERED
 
 
