@@ -84,7 +84,9 @@ class _PredictCommand(click.Command):
 )  # fmt: skip
 @click.option("--overwrite", is_flag=True, help="--input: replace an existing --output.")
 @click.option("--tile-size", type=click.IntRange(1), help="Core side, LR pixels. Default max(128, 2 x halo).")
-@click.option("--overlap", type=click.IntRange(0), help="Overlap between cores, LR pixels. Default 16.")
+@click.option(
+    "--overlap", type=click.IntRange(0), help="Overlap between cores, LR pixels. Default min(16, tile // 4)."
+)
 @click.option(
     "--halo",
     type=click.IntRange(0),

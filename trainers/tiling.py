@@ -104,7 +104,7 @@ def plan_tiling(
     tile, overlap, halo : int, optional
         Explicit core side, overlap and halo (LR px). Default halo: the network's receptive halo;
         for a global network, the whole image. Default tile: ``max(128, 2 · halo)`` rounded up to
-        the grid, so that a core is at least half its crop. Default overlap: 16 (< tile).
+        the grid, so that a core's side is at least half its crop's. Default overlap: min(16, tile // 4).
     whole : bool
         Force whole-image context (``halo=None``) whatever the network.
 
@@ -136,7 +136,7 @@ def plan_tiling(
         tile = max(DEFAULT_TILE, 2 * (use_halo or 0))
         tile = math.ceil(tile / align) * align
     if overlap is None:
-        overlap = min(DEFAULT_OVERLAP, tile - 1)
+        overlap = min(DEFAULT_OVERLAP, tile // 4)
     if tile <= overlap or overlap < 0:
         raise ValueError(f"need tile > overlap >= 0 LR px, got tile={tile}, overlap={overlap}")
     exact = use_halo is None or (reach is not None and use_halo >= reach)

@@ -206,3 +206,31 @@ def test_help_states_default_halos() -> None:
     assert res.exit_code == 0
     assert "memnet      218/110/56" in res.output and "dfcan       whole image (global)" in res.output
     assert "65535 for uint16" in res.output
+
+
+def test_cli_checkpoint_of_a_tiny_network_tiles_exactly(tmp_path: Path) -> None:
+    """A checkpoint (tiny DRRN, random weights): its recorded overrides set the default halo, and
+    the tiled file output equals the network's whole-image output."""
+    from cli.srtrain import main
+    from trainers.checkpoints import load_pretrained, save_checkpoint
+    from trainers.models import model_info
+
+    ov = model_info("drrn").tiny_overrides(4)
+    torch.manual_seed(0)
+    net = build_model("drrn", 4, **ov)
+    meta = {"method": "drrn", "scale": 4, "marker": "CELL2", "overrides": ov}
+    ckpt = save_checkpoint(tmp_path / "best.pt", model_state=net.state_dict(), config={}, meta=meta)
+    lr = tifffile.imread(REAL / "div4.tif")[:60, :70]
+    tifffile.imwrite(tmp_path / "lr.tif", lr)
+    args = ["predict", "--input", str(tmp_path / "lr.tif"), "--checkpoint", str(ckpt), "--device", "cpu"]
+    res = CliRunner().invoke(main, [*args, "--output", str(tmp_path / "sr.tif"), "--tile-size", "16"])
+    assert res.exit_code == 0, res.output
+    model, _ = load_pretrained(str(ckpt))
+    with torch.no_grad():
+        whole = model(torch.from_numpy(lr.astype(np.float32) / 255)[None, None])[0, 0].clamp(0, 1)
+    ref = np.round(whole.numpy() * 255).astype(int)
+    sr = tifffile.imread(tmp_path / "sr.tif").astype(int)
+    assert sr.shape == (240, 280) and np.abs(sr - ref).max() <= 1 and ref.std() > 10
+    with tifffile.TiffFile(tmp_path / "sr.tif") as tif:
+        info = json.loads(tif.imagej_metadata["Info"])
+    assert info["tiling"]["halo"] == model_info("drrn").receptive_halo(4, ov) and info["tiling"]["exact"]
