@@ -68,6 +68,19 @@ def format_info(d: dict[str, Any]) -> str:
         frac = "-" if t["roi_fraction"] is None else f"{t['roi_fraction']:.3f}"
         rows.append([t["tile"], "yes" if t["finished"] else "NO", *cells, frac])
     lines += _table(header, rows)
+    preds = d.get("predictions") or []
+    if preds:
+        lines.append("")
+        prow = [
+            [p["path"], p["method"] or "?", f"x{p['scale']}" if p["scale"] else "?",
+             ",".join(p["markers"] or []),
+             "x".join(map(str, p["shape"] or [])) or "-", p["levels"],
+             "yes" if p["exact"] else ("no" if p["exact"] is False else "?"),
+             "yes" if p["complete"] else "INTERRUPTED"]
+            for p in preds
+        ]  # fmt: skip
+        head = ["prediction", "method", "scale", "markers", "shape", "levels", "exact", "complete"]
+        lines += _table(head, prow)
     if d["windows"]:
         lines.append("")
         wrows = [[k, v["accepted"], v["total"]] for k, v in d["windows"].items()]
@@ -79,7 +92,7 @@ def format_info(d: dict[str, Any]) -> str:
 @click.argument("store")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def info(store: str, as_json: bool) -> None:
-    """Summarise STORE (path or fsspec URL): tiles, shapes, chunks, windows per split, ROI, size."""
+    """Summarise STORE (path or fsspec URL): tiles, shapes, chunks, windows, ROI, predictions, size."""
     from srdata.inspect import store_info
     from srdata.schema import StoreFormatError
 

@@ -1,4 +1,4 @@
-"""`srtrain methods`: the registry as a table (name, family, paper, parameters at x2/x4/x8)."""
+"""`srtrain methods`: the registry as a table (name, family, paper, parameters and halo at x2/x4/x8)."""
 
 from __future__ import annotations
 
@@ -17,15 +17,19 @@ def method_rows() -> list[dict]:
 
     rows = []
     for name in MODEL_NAMES:
-        row: dict = {"name": name, "family": None, "paper": None, "multi_output": None, "params": {}}
+        row: dict = {"name": name, "family": None, "paper": None, "multi_output": None, "params": {},
+                     "halo": {}}  # fmt: skip
         try:
             info = model_info(name)
         except Exception as exc:  # one broken family must not hide the others
             row["error"] = f"{type(exc).__name__}: {exc}"
             rows.append(row)
             continue
-        row.update(family=info.family, paper=info.paper, multi_output=info.multi_output)
+        row.update(family=info.family, paper=info.paper, multi_output=info.multi_output,
+                   display_name=info.display_name, input_grid=info.input_grid,
+                   global_reason=info.global_reason)  # fmt: skip
         for s in (2, 4, 8):
+            row["halo"][f"x{s}"] = info.receptive_halo(s) if s in info.scales else None
             try:
                 with torch.device("meta"):
                     model = build_model(name, s)
@@ -46,15 +50,20 @@ def _fmt(n: int | None) -> str:
 @click.command("methods")
 @click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON instead of a table.")
 def methods(as_json: bool) -> None:
-    """List the benchmark's methods: name, family, paper and parameter count at x2 / x4 / x8."""
+    """List the benchmark's methods: name, family, paper, parameter count and tiling halo at x2 / x4 / x8.
+
+    The halo (LR px) is the receptive reach `srtrain predict` uses by default; "global" marks a
+    network whose output depends on the whole image (whole-image context by default).
+    """
     rows = method_rows()
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
-    head = ("name", "family", "paper", "x2", "x4", "x8")
+    head = ("name", "family", "paper", "x2", "x4", "x8", "halo x2/x4/x8")
     table = [head] + [
         (r["name"], r["family"] or "?", r["paper"] or r.get("error", "?"),
-         *(_fmt(r["params"].get(f"x{s}")) for s in (2, 4, 8)))
+         *(_fmt(r["params"].get(f"x{s}")) for s in (2, 4, 8)),
+         "global" if r.get("global_reason") else "/".join(str(r["halo"].get(f"x{s}")) for s in (2, 4, 8)))
         for r in rows
     ]
     widths = [max(len(str(t[i])) for t in table) for i in range(len(head))]

@@ -17,6 +17,9 @@ import numpy as np
 from srdata.schema import (
     MARGIN,
     MARKERS,
+    PREDICTION_ATTRS,
+    PREDICTION_FIELDS,
+    PREDICTIONS,
     READABLE_FORMAT_VERSIONS,
     SCALES,
     SPLITS,
@@ -31,7 +34,15 @@ from srdata.schema import (
     roi_path,
 )
 
-__all__ = ["checksummed", "open_checked", "store_info", "verify_store", "store_bytes", "MAX_SHIFT"]
+__all__ = [
+    "checksummed",
+    "open_checked",
+    "store_info",
+    "verify_store",
+    "store_bytes",
+    "list_predictions",
+    "MAX_SHIFT",
+]
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +156,8 @@ def store_info(path: str | Any) -> dict[str, Any]:
         ``tiles``: list of ``{"tile", "finished", "acquisitions": {acq: {"shape", "chunks",
         "shards", "dtype", "levels"}}, "roi_fraction"}`` (fraction of ROI = 1 pixels of level 0,
         None without ROI); ``windows``: ``{split: {"accepted", "total"}}`` for each split, ``none``
-        (split -1) and ``all`` (empty without a complete index); ``store_bytes``.
+        (split -1) and ``all`` (empty without a complete index); ``predictions``: see
+        `list_predictions`; ``store_bytes``.
 
     Raises
     ------
@@ -189,6 +201,7 @@ def store_info(path: str | Any) -> dict[str, Any]:
     return {
         "path": p,
         "format_version": attrs.format_version,
+        "predictions": list_predictions(root),
         "markers": list(attrs.markers),
         "scales": list(attrs.scales),
         "pixel_size_um": dict(attrs.pixel_size_um),
@@ -203,6 +216,47 @@ def store_info(path: str | Any) -> dict[str, Any]:
         "windows": windows,
         "store_bytes": store_bytes(p),
     }
+
+
+def _tile_order(key: str) -> tuple[bool, int, str]:
+    return (not key.isdigit(), int(key) if key.isdigit() else 0, key)
+
+
+def _prediction_groups(root: Any) -> Iterator[tuple[str, str, Any]]:
+    """(name, tile key, group) of every ``predictions/<name>/<tile>`` group."""
+    if PREDICTIONS not in root:
+        return
+    top = root[PREDICTIONS]
+    for name in sorted(top.group_keys()):
+        for key in sorted(top[name].group_keys(), key=_tile_order):
+            yield name, key, top[name][key]
+
+
+def list_predictions(root: Any) -> list[dict[str, Any]]:
+    """The whole-tile predictions of an open store, one dict per ``predictions/<name>/<tile>``.
+
+    Returns
+    -------
+    list of dict
+        ``name``, ``tile``, ``path``, ``complete`` (its OME metadata was written last, so False
+        means an interrupted prediction), ``markers``, ``scale``, ``method``, ``exact`` (tiled ==
+        whole-image inference, from the recorded tiling; None if unknown), ``shape`` and ``dtype``
+        of level 0, ``levels``.
+    """
+    out = []
+    for name, key, grp in _prediction_groups(root):
+        meta = grp.attrs.get(PREDICTION_ATTRS)
+        meta = meta if isinstance(meta, dict) else {}
+        level0 = grp["0"] if "0" in grp else None
+        tiling = meta.get("tiling") if isinstance(meta.get("tiling"), dict) else {}
+        out.append({
+            "name": name, "tile": int(key) if key.isdigit() else key, "path": f"{PREDICTIONS}/{name}/{key}",
+            "complete": "ome" in grp.attrs, "markers": meta.get("markers"), "scale": meta.get("scale"),
+            "method": meta.get("method"), "exact": tiling.get("exact"),
+            "shape": None if level0 is None else [int(n) for n in level0.shape],
+            "dtype": None if level0 is None else str(level0.dtype), "levels": _levels(grp),
+        })  # fmt: skip
+    return out
 
 
 # ------------------------------------------------------------------------------------------ verify
@@ -422,6 +476,51 @@ def _check_tile(root: Any, attrs: StoreAttrs, tile: int, arrays: list[tuple[str,
     return out
 
 
+def _check_predictions(
+    root: Any, attrs: StoreAttrs, extents: dict[int, tuple[int, int]], arrays: list[tuple[str, Any]]
+) -> list[str]:
+    """Problems of the ``predictions/<name>/<tile>`` groups (metadata, extents; chunks via `arrays`)."""
+    out: list[str] = []
+    fix = "rerun `srtrain predict` for it or delete the group"
+    for _name, key, grp in _prediction_groups(root):
+        where = f"{PREDICTIONS}/{_name}/{key}"
+        if not key.isdigit() or int(key) not in attrs.tiles:
+            out.append(f"{where}: not a tile of this store (tiles are {sorted(attrs.tiles)}); {fix}")
+            continue
+        if "ome" not in grp.attrs:
+            out.append(f"{where}: no OME metadata, the prediction was interrupted; {fix}")
+            continue
+        problems, paths = _multiscales_ok(grp, where)
+        out += problems
+        arrays += [(f"{where}/{p}", grp[p]) for p in paths]
+        meta = grp.attrs.get(PREDICTION_ATTRS)
+        have = set(meta) if isinstance(meta, dict) else set()
+        missing = sorted(set(PREDICTION_FIELDS) - have)
+        if missing:
+            out.append(f"{where}: attrs[{PREDICTION_ATTRS!r}] lacks {missing}; {fix}")
+            continue
+        markers = meta["markers"]
+        if not isinstance(markers, list) or not markers or any(m not in attrs.markers for m in markers):
+            out.append(f"{where}: markers {markers!r} are not markers of the store {attrs.markers}; {fix}")
+        if meta["scale"] not in attrs.scales:
+            out.append(f"{where}: scale {meta['scale']!r} is not one of the store's {attrs.scales}; {fix}")
+        if meta["source_tile"] != int(key):
+            out.append(f"{where}: source_tile {meta['source_tile']!r} != its group name {key}; {fix}")
+        if "0" not in grp:
+            continue
+        level0 = grp["0"]
+        hw = extents.get(int(key))
+        n_c = len(markers) if isinstance(markers, list) else -1
+        if level0.dtype != np.uint8:
+            out.append(f"{where}/0: dtype {level0.dtype}, expected uint8")
+        if hw is not None and tuple(level0.shape) != (n_c, *hw):
+            out.append(
+                f"{where}/0: shape {list(level0.shape)}, expected {[n_c, *hw]} (its markers x the HR extent "
+                f"of tile {key}); {fix}"
+            )
+    return out
+
+
 def _check_index(
     index: dict[str, np.ndarray], attrs: StoreAttrs, extents: dict[int, tuple[int, int]]
 ) -> list[str]:
@@ -484,8 +583,11 @@ def verify_store(path: str | Any, *, read_chunks: bool = True, workers: int = 4)
     chunk (and shard) grids aligned (HR chunk = s × X`s` chunk); every chunk of every level decodes
     (`read_chunks`): in a format-2 store every chunk must exist and pass its crc32c checksum (a
     format-1 store has no checksums: a missing chunk reads as zeros and cannot be told from an
-    empty one, see `checksummed`); the index columns, and every window inside its tile's HR and LR extents,
-    split codes valid, shifts within ±`MAX_SHIFT`, no duplicate window.
+    empty one, see `checksummed`); the index columns, and every window inside its tile's HR and LR
+    extents, split codes valid, shifts within ±`MAX_SHIFT`, no duplicate window; every prediction
+    group ``predictions/<name>/<tile>`` complete (OME metadata), of a listed tile, with its
+    ``srcaco2_prediction`` attributes (markers and scale of the store), uint8 level 0 of
+    (markers, HR extent), every chunk decodable.
 
     Parameters
     ----------
@@ -520,6 +622,7 @@ def verify_store(path: str | Any, *, read_chunks: bool = True, workers: int = 4)
         extra = sorted(set(root["tiles"].group_keys()) - {str(t) for t in attrs.tiles})
         if extra:
             problems.append(f"tiles/: groups {extra} are not listed in attrs.tiles")
+    problems += _check_predictions(root, attrs, extents, arrays)
     if "index" in root:
         for name in root["index"].array_keys():
             arrays.append((f"index/{name}", root["index"][name]))

@@ -16,6 +16,10 @@ Layout (all paths relative to the root group; coordinates in HR pixels unless na
                               uint8 ROI mask, an OME-NGFF label image of the HR image, 1 = cell
                               (``tiles/<tile>/roi/<level>`` in format version 1; use `roi_path`)
     index/<column>            the window table, one row per candidate window (see INDEX_COLUMNS)
+    predictions/<name>/<tile>/<level>
+                              a whole-tile prediction (`srtrain predict`): OME-NGFF multiscales,
+                              axes (c, y, x), uint8, HR pixels of the tile, c = its markers;
+                              attrs[PREDICTION_ATTRS] = what made it (see `prediction_path`)
 
 Registration rule (SPEC.md §2.5, made exact). For an index row with 640² HR window at
 (y0, x0) and registration shift (dy, dx) (HR pixels, integers, the rounded mean TV-L1 flow of
@@ -63,6 +67,11 @@ __all__ = [
     "pixel_sizes",
     "READABLE_FORMAT_VERSIONS",
     "index_path",
+    "PREDICTIONS",
+    "PREDICTION_ATTRS",
+    "PREDICTION_FIELDS",
+    "prediction_path",
+    "parse_prediction_path",
     "split_code",
     "split_name",
     "lr_patch_origin",
@@ -267,6 +276,48 @@ def index_path(column: str) -> str:
     if column not in INDEX_COLUMNS:
         raise KeyError(f"unknown index column {column!r}; columns are {list(INDEX_COLUMNS)}")
     return f"index/{column}"
+
+
+PREDICTIONS: str = "predictions"
+"""Root group of the whole-tile predictions (``predictions/<name>/<tile>``)."""
+
+PREDICTION_ATTRS: str = "srcaco2_prediction"
+"""Attribute key, on a prediction image group, of the mapping that says what made it."""
+
+PREDICTION_FIELDS: dict[str, str] = {
+    "markers": "list of marker names, the c axis of the prediction (each in attrs.markers)",
+    "scale": "int, the LR acquisition x<scale> the prediction was computed from",
+    "source_tile": "int, the tile id (= the group name)",
+    "method": "str, registry name of the network (or bicubic)",
+}
+"""Required fields of ``attrs[PREDICTION_ATTRS]`` (more may follow: source, tiling, exact, ...)."""
+
+
+def prediction_path(name: str, tile: int) -> str:
+    """Group of a whole-tile prediction: ``predictions/<name>/<tile>`` (an OME-NGFF image).
+
+    Raises
+    ------
+    ValueError
+        An empty `name` or one holding ``/`` (a prediction name is one path component).
+    """
+    if not name or "/" in name or name in (".", ".."):
+        raise ValueError(f"prediction name must be a non-empty name without '/', got {name!r}")
+    return f"{PREDICTIONS}/{name}/{int(tile)}"
+
+
+def parse_prediction_path(path: str) -> tuple[str, int]:
+    """Inverse of `prediction_path`: ``"predictions/bic_x4/7" -> ("bic_x4", 7)``.
+
+    Raises
+    ------
+    ValueError
+        `path` is not ``predictions/<name>/<integer tile>``.
+    """
+    parts = path.strip("/").split("/")
+    if len(parts) != 3 or parts[0] != PREDICTIONS or not parts[2].lstrip("-").isdigit():
+        raise ValueError(f"{path!r} is not a prediction path ({PREDICTIONS}/<name>/<tile>)")
+    return parts[1], int(parts[2])
 
 
 def split_code(split: str) -> int:

@@ -1,16 +1,23 @@
-"""Whole-tile inference: a model over an entire LR tile in overlapping tiles, blended without seams.
+"""Whole-tile inference: a model over an entire LR image in overlapping tiles, blended without seams.
 
 Each output tile is computed from its *core* (``tile`` LR pixels square) plus a *halo* of context
 (``halo`` LR pixels on every side, clipped at the image border) that is thrown away after the
 forward pass, so that for a network whose receptive field radius is at most the halo the core is
-exactly what whole-image inference gives. Neighbouring cores overlap by ``overlap`` LR pixels and
-are blended with linear ramps (weights > 0 everywhere, 1 away from seams), which hides what the
-halo cannot: window-attention networks (SwinIR, GRL, OmniSR) depend on the window grid's phase
-(SwinIR#69, #91), so their tiles disagree slightly and the ramp makes the transition smooth.
+exactly what whole-image inference gives. Crops start on the network's window grid
+(``align``, `ModelInfo.input_grid`), so window-attention networks (SwinIR) see their windows at the
+whole image's phase (SwinIR#69, #91). Neighbouring cores overlap by ``overlap`` LR pixels and are
+blended with linear ramps (weights > 0 everywhere, 1 away from seams).
 
-Memory stays bounded: float accumulators cover one band of tile rows (``(C, s·(tile+overlap),
-s·W)``); finished rows are quantised to uint8 and handed to a sink (a Zarr array for
-`predict_to_store`, or a numpy array for `predict_tiled`).
+Defaults come from the registry (`plan_tiling`): the halo is the network's receptive halo at its
+scale (`ModelInfo.receptive_halo`), which makes tiled == whole-image inference for every local
+network; a *global* network (FFT, global pooling, attention over all positions: DFCAN, NLSN,
+ENLCN, GRL, ACT, Omni-SR) has no finite exact halo, so its default is whole-image context
+(``halo=None``: one forward over the whole image, memory of a whole-image forward); a finite halo
+bounds memory at the cost of small differences near core borders.
+
+Memory stays bounded: float accumulators cover one band of tile rows (``(C, s·tile, s·W)``
+float32, reused); finished rows are quantised and handed to a sink (`srdata.ome.OmeImageWriter` for
+`predict_to_store` and `trainers.predict_image`, or a numpy array for `predict_tiled`).
 """
 
 from __future__ import annotations
@@ -22,8 +29,20 @@ from typing import Any
 import numpy as np
 import torch
 
+from trainers.tiling import (  # re-exported: the geometry lives there
+    DEFAULT_OVERLAP,
+    DEFAULT_TILE,
+    Tiling,
+    blend_ramp,
+    input_grid,
+    plan_tiling,
+    tile_starts,
+)
+
 __all__ = [
-    "INPUT_GRID",
+    "INPUT_GRID",  # noqa: F822 - derived from the registry on first use
+    "Tiling",
+    "plan_tiling",
     "input_grid",
     "tile_starts",
     "blend_ramp",
@@ -34,54 +53,12 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-INPUT_GRID: dict[str, int] = {"swinir": 8, "grl": 8, "omnisr": 8, "act": 3}
-"""LR-pixel grid of each network's window partition (SwinIR/GRL/OmniSR 8×8 windows, ACT's 3×3
-tokens). Crops that start on a multiple of it see the windows at the same phase as whole-image
-inference, which is what makes their tiles agree (tests/models/test_all_networks.py)."""
+def __getattr__(attr: str) -> Any:  # PEP 562: INPUT_GRID is derived from the registry on first use
+    if attr == "INPUT_GRID":
+        from trainers import tiling
 
-
-def input_grid(method: str) -> int:
-    """Crop alignment (LR px) for `method`: `INPUT_GRID` entry, 1 for other networks."""
-    return INPUT_GRID.get(str(method).lower(), 1)
-
-
-def tile_starts(n: int, tile: int, overlap: int) -> list[int]:
-    """Start offsets of cores of side `tile` covering ``[0, n)`` with at least `overlap` overlap.
-
-    The last core is shifted back so it ends at `n` (all cores have the same size when n >= tile).
-
-    Examples
-    --------
-    >>> tile_starts(100, 40, 8)
-    [0, 32, 60]
-    >>> tile_starts(30, 40, 8)
-    [0]
-    """
-    if tile <= 0 or overlap < 0 or overlap >= tile:
-        raise ValueError(f"need tile > overlap >= 0, got tile={tile}, overlap={overlap}")
-    if n <= tile:
-        return [0]
-    step = tile - overlap
-    starts = list(range(0, n - tile, step))
-    starts.append(n - tile)
-    return starts
-
-
-def blend_ramp(length: int, ramp: int, *, taper_start: bool, taper_end: bool) -> np.ndarray:
-    """1-D blending weights of one core: linear ramps of `ramp` pixels on the tapered sides.
-
-    Returns (length,) float32 in (0, 1]; ``w[i] = (i + 0.5) / ramp`` near a tapered start, the
-    mirror near a tapered end, 1 elsewhere. Two cores overlapping by `ramp` pixels therefore have
-    weights summing to 1 across the seam.
-    """
-    w = np.ones(length, dtype=np.float32)
-    if ramp > 0:
-        r = (np.arange(min(ramp, length), dtype=np.float32) + 0.5) / ramp
-        if taper_start:
-            w[: len(r)] = np.minimum(w[: len(r)], r)
-        if taper_end:
-            w[length - len(r) :] = np.minimum(w[length - len(r) :], r[::-1])
-    return w
+        return tiling.INPUT_GRID
+    raise AttributeError(f"module {__name__!r} has no attribute {attr!r}")
 
 
 def _iter_rows_of_tiles(h: int, w: int, tile: int, overlap: int) -> Iterator[tuple[int, list[int]]]:
@@ -134,19 +111,40 @@ def _run_band(
     return outs
 
 
+def _to_unit_float(lr: torch.Tensor | np.ndarray, in_max: float | None) -> torch.Tensor:
+    """(C, h, w) float32 in [0, 1]: integers divided by `in_max` (default: the dtype's maximum)."""
+    if isinstance(lr, np.ndarray):
+        if np.issubdtype(lr.dtype, np.integer):
+            top = float(in_max or np.iinfo(lr.dtype).max)
+            return torch.from_numpy(np.clip(lr.astype(np.float32) / top, 0.0, 1.0))
+        return torch.from_numpy(np.ascontiguousarray(lr, dtype=np.float32))
+    if not torch.is_floating_point(lr):
+        top = float(in_max or torch.iinfo(lr.dtype).max)
+        return (lr.float() / top).clamp(0.0, 1.0)
+    return lr.float()
+
+
+def _quantise(rows: np.ndarray, out_dtype: np.dtype, out_max: float) -> np.ndarray:
+    """``round(clip(rows, 0, 1) · out_max)`` as `out_dtype`."""
+    return np.round(np.clip(rows, 0.0, 1.0) * out_max).astype(out_dtype)
+
+
 def predict_tiled(
     model: Callable[[torch.Tensor], torch.Tensor],
     lr: torch.Tensor | np.ndarray,
     scale: int,
     *,
-    tile: int = 128,
-    overlap: int = 16,
-    halo: int = 16,
+    tile: int = DEFAULT_TILE,
+    overlap: int = DEFAULT_OVERLAP,
+    halo: int | None = 16,
     batch_size: int = 4,
     align: int = 1,
     device: str | torch.device | None = None,
     sink: Callable[[int, np.ndarray], None] | None = None,
     progress: Callable[[int, int], None] | None = None,
+    in_max: float | None = None,
+    out_dtype: Any = np.uint8,
+    out_max: float | None = None,
 ) -> np.ndarray | None:
     """Super-resolve a whole LR image tile by tile.
 
@@ -154,13 +152,17 @@ def predict_tiled(
     ----------
     model : callable
         Maps ``(B, C, h, w)`` float32 in [0, 1] to ``(B, C, s·h, s·w)`` (put it in eval mode).
-    lr : (C, h, w) float32 in [0, 1] or uint8 (divided by 255)
+    lr : (C, h, w) float32 in [0, 1], or integers (uint8, uint16) divided by `in_max`
         The LR image, LR pixels.
     scale : int
         Upscaling factor s.
-    tile, overlap, halo : int
-        Core side, overlap between neighbouring cores, and discarded context on every side, all in
-        LR pixels. A halo >= the network's receptive field radius makes each core exact.
+    tile, overlap : int
+        Core side and overlap between neighbouring cores, LR pixels.
+    halo : int or None
+        Discarded context on every side, LR pixels; a halo >= the network's receptive field
+        radius makes each core exact (`plan_tiling` gives the registry's value). None: the whole
+        image is the context of every core, i.e. one forward over the whole image (exact for any
+        network; memory of a whole-image forward), whose output is still emitted row band by band.
     batch_size : int
         Cores per forward pass.
     align : int
@@ -170,31 +172,36 @@ def predict_tiled(
     device : str or torch.device, optional
         Where the model runs (default: the model's parameters' device, else CPU).
     sink : callable, optional
-        ``sink(row0_hr, rows)`` receives finished output rows ``(C, n, s·w)`` uint8 from top to
-        bottom; when given, nothing is accumulated for the whole image and None is returned.
+        ``sink(row0_hr, rows)`` receives finished output rows ``(C, n, s·w)`` from top to bottom;
+        when given, nothing is accumulated for the whole image and None is returned.
     progress : callable, optional
         ``progress(done, total)`` after each row of tiles.
+    in_max : float, optional
+        Integer input is divided by it (default: the dtype's maximum, 255 for uint8).
+    out_dtype : numpy dtype
+        uint8 (default) or uint16.
+    out_max : float, optional
+        Output grey level of 1.0 (default: `out_dtype`'s maximum).
 
     Returns
     -------
-    (C, s·h, s·w) uint8 (``round(clamp(sr, 0, 1)·255)``), or None when `sink` is given.
+    (C, s·h, s·w) `out_dtype` (``round(clamp(sr, 0, 1)·out_max)``), or None when `sink` is given.
     """
-    if isinstance(lr, np.ndarray):
-        lr_t = torch.from_numpy(lr.astype(np.float32) / 255.0 if lr.dtype == np.uint8 else lr)
-    else:
-        lr_t = lr.float() / 255.0 if lr.dtype == torch.uint8 else lr.float()
+    lr_t = _to_unit_float(lr, in_max)
     if lr_t.ndim != 3:
         raise ValueError(f"lr must be (C, h, w), got shape {tuple(lr_t.shape)}")
-    if halo < 0 or align < 1:
-        raise ValueError(f"need halo >= 0 and align >= 1, got halo={halo}, align={align}")
+    if (halo is not None and halo < 0) or align < 1:
+        raise ValueError(f"need halo >= 0 (or None) and align >= 1, got halo={halo}, align={align}")
     if device is None:
         params = list(getattr(model, "parameters", lambda: [])())
         device = params[0].device if params else torch.device("cpu")
     device = torch.device(device)
+    out_dtype = np.dtype(out_dtype)
+    top = float(out_max if out_max is not None else np.iinfo(out_dtype).max)
     c, h, w = lr_t.shape
     s = int(scale)
     out_w = s * w
-    result = np.zeros((c, s * h, out_w), dtype=np.uint8) if sink is None else None
+    result = np.zeros((c, s * h, out_w), dtype=out_dtype) if sink is None else None
 
     def emit(row0: int, rows: np.ndarray) -> None:
         if result is not None:
@@ -202,30 +209,29 @@ def predict_tiled(
         else:
             sink(row0, rows)
 
+    if halo is None:  # whole-image context: one forward, rows handed out band by band
+        with torch.no_grad():
+            pred = model(lr_t[None].to(device))[0]
+        band = s * min(tile, h)
+        for row0 in range(0, s * h, band):
+            emit(row0, _quantise(pred[:, row0 : row0 + band].float().cpu().numpy(), out_dtype, top))
+        if progress is not None:
+            progress(1, 1)
+        return result
+
     ys = tile_starts(h, tile, overlap)
     xs = tile_starts(w, tile, overlap)
     th, tw = min(tile, h), min(tile, w)
     band_top = 0  # first HR row not yet emitted
-    acc = np.zeros((c, 0, out_w), dtype=np.float32)
-    wacc = np.zeros((0, out_w), dtype=np.float32)
+    cap = th * s  # a band never spans more than one core height of HR rows
+    acc = np.zeros((c, cap, out_w), dtype=np.float32)  # rows band_top .. band_top + cap
+    wacc = np.zeros((cap, out_w), dtype=np.float32)
     for r, y in enumerate(ys):
         tiles = _run_band(
-            model,
-            lr_t,
-            y,
-            xs,
-            tile=tile,
-            halo=halo,
-            scale=s,
-            batch_size=batch_size,
-            device=device,
+            model, lr_t, y, xs, tile=tile, halo=halo, scale=s, batch_size=batch_size, device=device,
             align=align,
-        )
+        )  # fmt: skip
         y_hr, band_end = y * s, (y + th) * s
-        grow = band_end - band_top - acc.shape[1]
-        if grow > 0:
-            acc = np.concatenate([acc, np.zeros((c, grow, out_w), np.float32)], axis=1)
-            wacc = np.concatenate([wacc, np.zeros((grow, out_w), np.float32)], axis=0)
         ramp_y = blend_ramp(th * s, overlap * s, taper_start=r > 0, taper_end=r < len(ys) - 1)
         for k, (x, pred) in enumerate(zip(xs, tiles)):
             ramp_x = blend_ramp(tw * s, overlap * s, taper_start=k > 0, taper_end=k < len(xs) - 1)
@@ -237,9 +243,17 @@ def predict_tiled(
         final_end = ys[r + 1] * s if r + 1 < len(ys) else band_end
         n_final = final_end - band_top
         if n_final > 0:
-            rows = acc[:, :n_final] / wacc[None, :n_final]
-            emit(band_top, np.round(np.clip(rows, 0.0, 1.0) * 255.0).astype(np.uint8))
-            acc, wacc = acc[:, n_final:], wacc[n_final:]
+            rows = acc[:, :n_final]  # quantised in place: these rows leave the buffer
+            rows /= wacc[None, :n_final]
+            np.clip(rows, 0.0, 1.0, out=rows)
+            rows *= top
+            np.round(rows, out=rows)
+            emit(band_top, rows.astype(out_dtype))
+            rem = band_end - final_end  # rows already accumulated below the emitted ones
+            acc[:, :rem] = acc[:, n_final : n_final + rem]
+            wacc[:rem] = wacc[n_final : n_final + rem]
+            acc[:, rem:] = 0.0
+            wacc[rem:] = 0.0
             band_top = final_end
         if progress is not None:
             progress(r + 1, len(ys))
@@ -247,10 +261,10 @@ def predict_tiled(
 
 
 def prediction_path(name: str, tile: int) -> str:
-    """Group of a whole-tile prediction in a store: ``predictions/<name>/<tile>`` (OME-NGFF image)."""
-    if not name or "/" in name:
-        raise ValueError(f"prediction name must be a non-empty name without '/', got {name!r}")
-    return f"predictions/{name}/{int(tile)}"
+    """Group of a whole-tile prediction in a store (`srdata.schema.prediction_path`)."""
+    from srdata.schema import prediction_path as _path
+
+    return _path(name, tile)
 
 
 def predict_to_store(
@@ -261,33 +275,45 @@ def predict_to_store(
     markers: list[str],
     *,
     name: str,
+    method: str | None = None,
     out_store: str | None = None,
-    tile: int = 128,
-    overlap: int = 16,
-    halo: int = 16,
+    tile: int | None = None,
+    overlap: int | None = None,
+    halo: int | None = None,
+    whole: bool = False,
+    tiling: Tiling | None = None,
     batch_size: int = 4,
-    align: int = 1,
+    align: int | None = None,
     device: str | torch.device | None = None,
     progress: Callable[[int, int], None] | None = None,
     metadata: dict[str, Any] | None = None,
 ) -> str:
-    """Predict a whole tile of a store and write it as an OME-NGFF image.
+    """Predict a whole tile of a store and write it as an OME-NGFF image ``predictions/<name>/<tile>``.
 
-    Reads the /`scale` acquisition of `tile_id` (the given markers) lazily, writes level 0 row band
-    by row band into ``predictions/<name>/<tile>/0`` of `out_store` (default: the same store) —
-    axes (c, y, x), uint8, HR pixels, the HR chunking and pixel size — then the display levels,
-    then the OME metadata (last, so an interrupted prediction is visibly incomplete).
+    Reads the /`scale` acquisition of `tile_id` (the given markers), writes level 0 row band by
+    row band (`srdata.ome.OmeImageWriter`) into `out_store` (default: the same store) — axes
+    (c, y, x), uint8, HR pixels, the HR chunking and pixel size — then the display levels, then
+    the OME metadata and ``attrs["srcaco2_prediction"]`` (markers, scale, source_tile, method,
+    tiling), last, so an interrupted prediction is visibly incomplete.
+
+    Parameters
+    ----------
+    method : str, optional
+        Registry name: tiling defaults (`plan_tiling`: receptive halo, grid) come from it.
+    tile, overlap, halo, whole, align
+        Explicit tiling (LR px); see `plan_tiling` and `predict_tiled`.
+    tiling : Tiling, optional
+        A ready plan (wins over tile, overlap, halo, whole).
 
     Returns
     -------
     str
         The group path written.
     """
-    import dask.array as da
+    from srdata.ome import OmeImageWriter
+    from srdata.schema import MARKERS, PREDICTION_ATTRS, image_path, open_root, read_attrs
 
-    from srdata.schema import MARKERS, image_path, open_root, read_attrs
-    from srdata.writer import compressors, default_n_levels, ome_image_metadata, pyramid_levels
-
+    plan = tiling or plan_tiling(method, scale, tile=tile, overlap=overlap, halo=halo, whole=whole)
     src = open_root(store, mode="r")
     attrs = read_attrs(src, where=store)
     if int(tile_id) not in attrs.tiles:
@@ -296,54 +322,29 @@ def predict_to_store(
     if unknown:
         raise ValueError(f"{store}: unknown marker(s) {unknown}; markers are {attrs.markers}")
     lr_arr = src[image_path(tile_id, scale)]
-    chans = [MARKERS.index(m) for m in markers]
-    lr = np.stack([np.asarray(lr_arr[ci]) for ci in chans])
+    lr = np.stack([np.asarray(lr_arr[MARKERS.index(m)]) for m in markers])
     c, h, w = lr.shape
     s = int(scale)
-    chunk = int(attrs.chunks.get("hr", 512))
     dst = open_root(out_store or store, mode="a")
     group_path = prediction_path(name, tile_id)
-    grp = dst.create_group(group_path, overwrite=True)
-    level0 = grp.create_array(
-        "0",
-        shape=(c, s * h, s * w),
-        dtype="uint8",
-        chunks=(1, chunk, chunk),
-        compressors=compressors(),
-        fill_value=0,
-        dimension_names=("c", "y", "x"),
-    )
-
-    def sink(row0: int, rows: np.ndarray) -> None:
-        level0[:, row0 : row0 + rows.shape[1], :] = rows
-
-    predict_tiled(
-        model, lr, s, tile=tile, overlap=overlap, halo=halo, batch_size=batch_size, align=align,
-        device=device, sink=sink, progress=progress,
+    writer = OmeImageWriter(
+        dst.create_group(group_path, overwrite=True), (c, s * h, s * w),
+        chunk=int(attrs.chunks.get("hr", 512)), pixel_size_um=float(attrs.pixel_size_um["hr"]),
+        channel_names=list(markers), name=group_path,
     )  # fmt: skip
-    n_levels = default_n_levels((s * h, s * w), chunk)
-    levels = pyramid_levels(da.from_zarr(level0), n_levels, (1, chunk, chunk), "mean")
-    targets = [
-        grp.create_array(
-            str(lv),
-            shape=arr.shape,
-            dtype="uint8",
-            chunks=(1, chunk, chunk),
-            compressors=compressors(),
-            fill_value=0,
-            dimension_names=("c", "y", "x"),
+    try:
+        predict_tiled(
+            model, lr, s, tile=plan.tile, overlap=plan.overlap, halo=plan.halo, batch_size=batch_size,
+            align=plan.align if align is None else align, device=device, sink=writer.write_rows,
+            progress=progress,
         )  # fmt: skip
-        for lv, arr in enumerate(levels)
-        if lv > 0
-    ]
-    if targets:
-        da.store(levels[1:], targets, lock=False)
-    coarsest = (targets[-1] if targets else level0)[...]
-    meta = ome_image_metadata(
-        group_path, n_levels, attrs.pixel_size_um.get("hr"), channel_names=list(markers), coarsest=coarsest
-    )
-    grp.attrs["srcaco2_prediction"] = {"markers": list(markers), "scale": s, "source_tile": int(tile_id),
-                                       **(metadata or {})}  # fmt: skip
-    grp.attrs["ome"] = meta
+        info = {"markers": list(markers), "scale": s, "source_tile": int(tile_id), "method": method,
+                "tiling": plan.to_json(), **(metadata or {})}  # fmt: skip
+        writer.finish({PREDICTION_ATTRS: info})
+    except BaseException:
+        try:  # nothing half-written: drop the incomplete group
+            del dst[group_path]
+        except Exception as exc:  # noqa: BLE001 - report, do not mask the original error
+            log.warning("could not remove the incomplete prediction %s: %s", group_path, exc)
+        raise
     return group_path
-

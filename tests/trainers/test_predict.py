@@ -152,3 +152,70 @@ def test_predict_cli_bicubic_and_bad_input(small_store: str, tmp_path: Path) -> 
     assert bad.exit_code != 0 and "no tile(s) [99]" in bad.output
     both = runner.invoke(main, ["predict", "--store", small_store, "--scale", "2"])
     assert both.exit_code != 0 and "exactly one of --checkpoint" in both.output
+
+
+def test_plan_tiling_defaults_come_from_the_registry() -> None:
+    from trainers.predict import plan_tiling
+
+    memnet = plan_tiling("memnet", 4)
+    assert (memnet.halo, memnet.receptive_halo, memnet.exact) == (110, 110, True)
+    assert memnet.tile == 220 and memnet.overlap == 16 and memnet.align == 1  # max(128, 2 halo)
+    swin = plan_tiling("swinir", 2)
+    assert swin.align == 8 and swin.tile % 8 == 0 and swin.halo == 103
+    dfcan = plan_tiling("dfcan", 4)
+    assert dfcan.halo is None and dfcan.exact and dfcan.receptive_halo is None  # whole image
+    short = plan_tiling("dfcan", 4, halo=16)
+    assert short.halo == 16 and not short.exact
+    assert not plan_tiling("vdsr", 4, halo=3).exact and plan_tiling("vdsr", 4, halo=7).exact
+    deeper = plan_tiling("drrn", 4, overrides={"num_residual_units": 30})
+    assert deeper.halo > plan_tiling("drrn", 4).halo  # the reach follows the built network
+    with pytest.raises(ValueError, match="method="):
+        plan_tiling(None, 4)
+    with pytest.raises(ValueError, match="tile > overlap"):
+        plan_tiling("vdsr", 4, tile=8, overlap=8)
+
+
+def test_whole_image_context_equals_one_forward_and_streams_rows() -> None:
+    """halo=None: a global network's default. One forward, rows still handed out band by band."""
+
+    def glob(x: torch.Tensor) -> torch.Tensor:  # output depends on the whole image (its mean)
+        return bicubic_upsample(x, 2) * 0.5 + x.mean(dim=(2, 3), keepdim=True) * 0.5
+
+    rng = np.random.default_rng(2)
+    ramp = np.linspace(0, 250, 44)[None, None, :] * np.ones((1, 50, 1))
+    lr = np.clip(ramp + rng.normal(0, 5, (1, 50, 44)), 0, 255).astype(np.uint8)  # tile means differ
+    with torch.no_grad():
+        ref = np.round(glob(torch.from_numpy(lr).float()[None] / 255)[0].clamp(0, 1).numpy() * 255)
+    rows: list[tuple[int, np.ndarray]] = []
+    predict_tiled(glob, lr, 2, tile=16, halo=None, sink=lambda r, a: rows.append((r, a)))
+    out = np.concatenate([a for _, a in rows], axis=1)
+    np.testing.assert_array_equal(out, ref.astype(np.uint8))
+    assert len(rows) == 4 and max(a.shape[1] for _, a in rows) == 32
+    tiled = predict_tiled(glob, lr, 2, tile=16, overlap=4, halo=8)  # finite halo: not exact
+    assert np.abs(tiled.astype(int) - ref).max() > 1
+
+
+def test_uint16_in_and_out() -> None:
+    lr = np.random.default_rng(3).integers(0, 4096, (1, 30, 26), dtype=np.uint16)
+
+    def bicubic(x: torch.Tensor) -> torch.Tensor:
+        return bicubic_upsample(x, 2)
+
+    out = predict_tiled(bicubic, lr, 2, tile=12, overlap=4, halo=2, in_max=4095, out_dtype=np.uint16,
+                        out_max=4095)  # fmt: skip
+    ref = bicubic(torch.from_numpy(lr.astype(np.float32) / 4095)[None])[0].clamp(0, 1).numpy() * 4095
+    assert out.dtype == np.uint16 and np.abs(out.astype(int) - np.round(ref)).max() <= 1
+
+
+def test_a_failed_store_prediction_leaves_no_group(small_store: str) -> None:
+    import zarr
+
+    from trainers.predict import predict_to_store
+
+    def boom(x: torch.Tensor) -> torch.Tensor:
+        raise RuntimeError("network failed")
+
+    with pytest.raises(RuntimeError, match="network failed"):
+        predict_to_store(boom, small_store, 1, 4, ["CELL2"], name="broken", halo=2)
+    root = zarr.open_group(small_store, mode="r")
+    assert "predictions/broken/1" not in root

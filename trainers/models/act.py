@@ -372,7 +372,14 @@ class ACT(nn.Module):
         return self.tail(x)
 
 
-@register_model("act", family="post-upsampling", paper="ACT, Yoo et al., WACV 2023")
+@register_model(
+    "act", family="post-upsampling", display_name="ACT", table_rank=6,
+    paper="ACT, Yoo et al., WACV 2023",
+    tiny={"n_feats": 8, "n_resgroups": 2, "n_resblocks": 1, "reduction": 4, "n_heads": 4, "n_layers": 4,
+          "n_fusionblocks": 2},
+    hparams=DEFAULT_HPARAMS, reach=None, input_grid=3, min_input=lambda hp: 2 * int(hp["token_size"]),
+    global_reason="self-attention over all 3x3 tokens and channel attention (global pooling)",
+)
 def build(scale: int, in_channels: int = 1, **overrides: object) -> nn.Module:
     """Build the benchmark's ACT: ``reference/act_x<scale>.json``'s exact layout without overrides.
 

@@ -16,6 +16,7 @@ from torch import nn
 
 from trainers.models._hparams import resolve_hparams
 from trainers.models._interp import antialiased_bicubic
+from trainers.models._reach import Reach
 from trainers.models.registry import register_model
 
 __all__ = ["Bicubic", "build"]
@@ -45,8 +46,11 @@ class Bicubic(nn.Module):
         return f"scale={self.scale}, antialias=True, a=-0.5, clamp=[0, 1]"
 
 
-@register_model("bicubic", family="bicubic", paper="bicubic interpolation (antialiased, PyTorch)",
-                pre_upsampling=None)
+@register_model(
+    "bicubic", family="bicubic", display_name="Bicubic", table_rank=0,
+    paper="bicubic interpolation (antialiased, PyTorch)", tiny={}, hparams={},
+    reach=lambda s, hp: Reach.lr().interp(s, 4),
+)
 def build(scale: int, in_channels: int = 1, **overrides) -> nn.Module:
     """Build the bicubic baseline (no overrides accepted)."""
     resolve_hparams("bicubic", {}, overrides)

@@ -24,10 +24,13 @@ Init (as the original): kaiming_normal_ for Conv2d / ConvTranspose2d weights, bi
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
 from trainers.models._hparams import resolve_hparams
+from trainers.models._reach import Reach, union
 from trainers.models.registry import register_model
 
 __all__ = ["DBPN", "build"]
@@ -153,8 +156,41 @@ class DBPN(nn.Module):
         return self.output_conv(torch.cat(results, 1))
 
 
-@register_model("dbpn", family="iterative up-and-down", paper="DBPN, Haris et al., CVPR 2018",
-                pre_upsampling=None)
+def _reach(scale: int, hp: dict[str, Any]) -> Reach:
+    """Feature extraction, the dense up/down projection units of every stage, the 3x3 output conv."""
+    k, st, p = _PROJECTION[scale]
+
+    def up(x: Reach) -> Reach:
+        h0 = x.deconv(k, st, p)
+        l0 = h0.strided(k, st, p)
+        return (l0 | x).deconv(k, st, p) | h0
+
+    def down(x: Reach) -> Reach:
+        l0 = x.strided(k, st, p)
+        h0 = l0.deconv(k, st, p)
+        return (h0 | x).strided(k, st, p) | l0
+
+    low = Reach.lr().conv(3)
+    results = []
+    for _ in range(int(hp["num_stages"])):
+        h1 = up(low)
+        l1 = down(h1)
+        concat_h = up(l1) | h1
+        low = down(concat_h)
+        concat_l = low | l1
+        for _i in range(3, 7):
+            concat_h = up(concat_l) | concat_h
+            low = down(concat_h)
+            concat_l = low | concat_l
+        results.append(up(concat_l))
+    return union(results).conv(3)
+
+
+@register_model(
+    "dbpn", family="iterative up-and-down", display_name="DBPN", table_rank=0,
+    paper="DBPN, Haris et al., CVPR 2018", tiny={"base_filter": 4, "feat": 8, "num_stages": 1},
+    hparams=_DEFAULTS, reach=_reach,
+)
 def build(scale: int, in_channels: int = 1, **overrides) -> nn.Module:
     """Build the benchmark DBPN (overrides: ``base_filter``, ``feat``, ``num_stages``)."""
     hp = resolve_hparams("dbpn", _DEFAULTS, overrides)

@@ -121,8 +121,12 @@ class DFCAN(nn.Module):
         return self.conv_sigmoid(self.pixel_shuffle(self.conv_gelu(x)))
 
 
-@register_model("dfcan", family="post-upsampling", paper="DFCAN, Qiao et al., Nature Methods 2021",
-                pre_upsampling=None)
+@register_model(
+    "dfcan", family="post-upsampling", display_name="DFCAN", table_rank=1,
+    paper="DFCAN, Qiao et al., Nature Methods 2021",
+    tiny={"num_features": 8, "num_groups": 1, "num_blocks": 2, "reduction_features": 2}, hparams=_DEFAULTS,
+    reach=None, global_reason="Fourier transforms and global average pooling over the whole image",
+)
 def build(scale: int, in_channels: int = 1, **overrides) -> nn.Module:
     """Build the benchmark DFCAN (overrides: ``num_features``, ``num_groups``, ``num_blocks``,
     ``reduction_features``, ``gamma``)."""

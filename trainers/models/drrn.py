@@ -26,6 +26,7 @@ from torch import nn
 
 from trainers.models._hparams import resolve_hparams
 from trainers.models._interp import BicubicResidualNet
+from trainers.models._reach import pre_upsampled
 from trainers.models.registry import register_model
 
 __all__ = ["DRRN", "build"]
@@ -80,8 +81,12 @@ class DRRN(BicubicResidualNet):
         return self.conv2(self.trunk(self.conv1(x_interp)))
 
 
-@register_model("drrn", family="pre-upsampling", paper="DRRN, Tai et al., CVPR 2017",
-                pre_upsampling="torch_bicubic")
+@register_model(
+    "drrn", family="pre-upsampling", display_name="DRRN", table_rank=2,
+    paper="DRRN, Tai et al., CVPR 2017", pre_upsampling="torch_bicubic",
+    tiny={"num_features": 8, "num_residual_units": 3}, hparams=_DEFAULTS,
+    reach=lambda s, hp: pre_upsampled(s, 2 * int(hp["num_residual_units"]) + 2),
+)
 def build(scale: int, in_channels: int = 1, **overrides) -> nn.Module:
     """Build the benchmark DRRN (overrides: ``num_residual_units``, ``num_features``)."""
     hp = resolve_hparams("drrn", _DEFAULTS, overrides)

@@ -196,7 +196,11 @@ class ENLCN(nn.Module):
         return self.tail(res)
 
 
-@register_model("enlcn", family="post-upsampling", paper="ENLCN, Xia et al., AAAI 2022")
+@register_model(
+    "enlcn", family="post-upsampling", display_name="ENLCN", table_rank=4,
+    paper="ENLCN, Xia et al., AAAI 2022", tiny={"n_feats": 8, "n_resblock": 2}, hparams=DEFAULT_HPARAMS,
+    reach=None, global_reason="linear (kernelised) non-local attention over all positions",
+)
 def build(scale: int, in_channels: int = 1, **overrides: object) -> nn.Module:
     """Build the benchmark's ENLCN: ``reference/enlcn_x<scale>.json``'s exact layout without overrides.
 

@@ -243,7 +243,14 @@ _ONLY = {
 }
 
 
-@register_model("grl", family="post-upsampling", paper="GRL, Li et al., CVPR 2023")
+@register_model(
+    "grl", family="post-upsampling", display_name="GRL", table_rank=5,
+    paper="GRL, Li et al., CVPR 2023",
+    tiny={"embed_dim": 36, "depths": [2, 1], "num_heads_window": [3, 3], "num_heads_stripe": [3, 3],
+          "img_size": 16, "drop_path_rate": 0.0},
+    hparams=_DEFAULTS, reach=None, input_grid=8,
+    global_reason="channel attention (global average pooling) in every block",
+)
 def build(scale: int, in_channels: int = 1, **overrides: Any) -> nn.Module:
     """Build the benchmark's GRL ("Big") for ``scale`` (img_size = 128 // scale unless overridden).
 

@@ -27,6 +27,7 @@ from torch import nn
 
 from trainers.models._hparams import resolve_hparams
 from trainers.models._interp import BicubicResidualNet
+from trainers.models._reach import pre_upsampled
 from trainers.models.registry import register_model
 
 __all__ = ["MemNet", "build"]
@@ -100,8 +101,14 @@ class MemNet(BicubicResidualNet):
         return self.reconstructor(out)
 
 
-@register_model("memnet", family="pre-upsampling", paper="MemNet, Tai et al., ICCV 2017",
-                pre_upsampling="torch_bicubic")
+@register_model(
+    "memnet", family="pre-upsampling", display_name="MemNet", table_rank=3,
+    paper="MemNet, Tai et al., ICCV 2017", pre_upsampling="torch_bicubic",
+    tiny={"num_features": 8, "num_memory_blocks": 2, "num_residual_blocks": 2}, hparams=_DEFAULTS,
+    reach=lambda s, hp: pre_upsampled(
+        s, 1 + 2 * int(hp["num_memory_blocks"]) * int(hp["num_residual_blocks"]) ** 2
+    ),
+)
 def build(scale: int, in_channels: int = 1, **overrides) -> nn.Module:
     """Build the benchmark MemNet (overrides: ``num_memory_blocks``, ``num_residual_blocks``,
     ``num_features``)."""

@@ -26,11 +26,13 @@ layers keep PyTorch's default initialisation.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import nn
 
 from trainers.models._hparams import resolve_hparams
+from trainers.models._reach import Reach, pyramid_levels
 from trainers.models.registry import register_model
 
 __all__ = ["MSLapSRN", "build"]
@@ -91,8 +93,21 @@ class MSLapSRN(nn.Module):
         return outs if self.training else outs[-1]
 
 
-@register_model("mslapsrn", family="progressive", paper="MS-LapSRN, Lai et al., TPAMI 2019",
-                multi_output=True, pre_upsampling=None)
+def _reach(scale: int, hp: dict[str, Any]) -> Reach:
+    """Per x2 level: the shared conv block, a 4x4/2 transposed conv, the residual and the image branch."""
+    feat = Reach.lr().conv(3)
+    img = Reach.lr()
+    for _ in range(pyramid_levels(scale)):
+        feat = feat.conv(3, times=int(hp["num_convs"])).deconv(4, 2, 1)
+        img = img.deconv(4, 2, 1) | feat.conv(3)
+    return img
+
+
+@register_model(
+    "mslapsrn", family="progressive", display_name="MS-LapSRN", table_rank=1,
+    paper="MS-LapSRN, Lai et al., TPAMI 2019", multi_output=True,
+    tiny={"num_features": 8, "num_convs": 2}, hparams=_DEFAULTS, reach=_reach,
+)
 def build(scale: int, in_channels: int = 1, **overrides) -> nn.Module:
     """Build the benchmark MS-LapSRN (overrides: ``num_features``, ``num_convs``)."""
     hp = resolve_hparams("mslapsrn", _DEFAULTS, overrides)

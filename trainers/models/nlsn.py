@@ -38,6 +38,8 @@ Init: PyTorch defaults (the benchmark does not re-initialise).
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -249,7 +251,13 @@ class NLSN(nn.Module):
         return self.tail(res)
 
 
-@register_model("nlsn", family="post-upsampling", paper="NLSN, Mei et al., CVPR 2021")
+@register_model(
+    "nlsn", family="post-upsampling", display_name="NLSN", table_rank=0,
+    paper="NLSN, Mei et al., CVPR 2021",
+    tiny={"n_feats": 8, "n_resblocks": 2, "chunk_size": 16, "n_hashes": 2}, hparams=DEFAULT_HPARAMS,
+    reach=None, global_reason="non-local sparse attention over all positions (LSH buckets, random in eval)",
+    min_input=lambda hp: math.isqrt(int(hp["chunk_size"]) - 1) + 1,  # h * w >= chunk_size
+)
 def build(scale: int, in_channels: int = 1, **overrides: object) -> nn.Module:
     """Build the benchmark's NLSN: ``reference/nlsn_x<scale>.json``'s exact layout without overrides.
 

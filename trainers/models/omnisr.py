@@ -40,6 +40,7 @@ Hyperparameters (overrides of :func:`build`, named as in the JSON): ``num_feat``
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -333,7 +334,18 @@ _DEFAULTS: dict[str, Any] = {
 }
 
 
-@register_model("omnisr", family="post-upsampling", paper="Omni-SR, Wang et al., CVPR 2023")
+def _min_input(hp: dict[str, Any]) -> int:
+    """Zero-padded size >= 15 for ESA's stride-2 conv + 7x7 max-pool (9 with window 8)."""
+    ws = int(hp["window_size"])
+    return 1 if ws >= 15 else ws * (math.ceil(15 / ws) - 1) + 1
+
+
+@register_model(
+    "omnisr", family="post-upsampling", display_name="Omni-SR", table_rank=7,
+    paper="Omni-SR, Wang et al., CVPR 2023", tiny={"num_feat": 16, "res_num": 1, "block_num": 1},
+    hparams=_DEFAULTS, reach=None, input_grid=8, min_input=_min_input,
+    global_reason="grid attention across the whole image and squeeze-excitation (global mean)",
+)
 def build(scale: int, in_channels: int = 1, **overrides: Any) -> nn.Module:
     """Build the benchmark's OmniSR for ``scale``; overrides as named in the module docstring.
 

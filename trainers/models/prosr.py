@@ -41,6 +41,7 @@ from torch import nn
 from kernels.pixel_shuffle import PixelShuffle
 from trainers.models._hparams import resolve_hparams
 from trainers.models._interp import torch_bicubic
+from trainers.models._reach import Reach, pyramid_levels
 from trainers.models.registry import register_model
 
 __all__ = ["ProSR", "build"]
@@ -176,8 +177,25 @@ class ProSR(nn.Module):
         return outs if self.training else outs[-1]
 
 
-@register_model("prosr", family="progressive", paper="ProSR, Wang et al., CVPRW 2018",
-                multi_output=True, pre_upsampling="torch_bicubic")
+def _reach(scale: int, hp: dict[str, Any]) -> Reach:
+    """Per x2 level: the dense blocks (one 3x3 each) + final conv, a 3x3 conv and a shuffle; the
+    last level's 3x3 reconstruction plus the bicubic of the LR."""
+    feats = Reach.lr().conv(3)
+    out = feats
+    for k, blocks in enumerate(hp["level_config"], start=1):
+        body = feats.conv(3, times=sum(blocks) + 1)
+        feats = (body | feats).conv(3).shuffle(2)
+        out = feats.conv(3) | Reach.lr().interp(2**k, 4)
+    return out
+
+
+@register_model(
+    "prosr", family="progressive", display_name="ProSR", table_rank=0,
+    paper="ProSR, Wang et al., CVPRW 2018", multi_output=True, pre_upsampling="torch_bicubic",
+    tiny=lambda s: {"num_init_features": 8, "growth_rate": 4, "bn_size": 2,
+                    "level_config": [[2]] * pyramid_levels(s)},
+    hparams=_defaults, reach=_reach, min_input=2,
+)
 def build(scale: int, in_channels: int = 1, **overrides) -> nn.Module:
     """Build the benchmark ProSR (overrides: the original's constructor argument names)."""
     if scale not in _LEVELS:

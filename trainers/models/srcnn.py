@@ -28,6 +28,7 @@ from torch import nn
 
 from trainers.models._hparams import resolve_hparams
 from trainers.models._interp import opencv_bicubic_uint8, torch_bicubic
+from trainers.models._reach import Reach
 from trainers.models.registry import register_model
 
 __all__ = ["SRCNN", "build"]
@@ -75,8 +76,12 @@ class SRCNN(nn.Module):
         return self.reconstruction(self.map(self.features(x)))
 
 
-@register_model("srcnn", family="pre-upsampling", paper="SRCNN, Dong et al., ECCV 2014",
-                pre_upsampling="opencv_bicubic_uint8")
+@register_model(
+    "srcnn", family="pre-upsampling", display_name="SRCNN", table_rank=0,
+    paper="SRCNN, Dong et al., ECCV 2014", pre_upsampling="opencv_bicubic_uint8",
+    tiny={"num_features": 8, "num_map_features": 4}, hparams=_DEFAULTS,
+    reach=lambda s, hp: Reach.lr().interp(s, 4).conv(5),  # bicubic, then the 5x5 conv (1x1 after)
+)
 def build(scale: int, in_channels: int = 1, **overrides) -> nn.Module:
     """Build the benchmark SRCNN (overrides: ``num_features``, ``num_map_features``)."""
     hp = resolve_hparams("srcnn", _DEFAULTS, overrides)

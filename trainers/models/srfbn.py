@@ -27,11 +27,14 @@ Init: PyTorch defaults (PReLU 0.2).
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from trainers.models._hparams import resolve_hparams
+from trainers.models._reach import Reach, union
 from trainers.models.registry import register_model
 
 __all__ = ["SRFBN", "build"]
@@ -130,8 +133,28 @@ class SRFBN(nn.Module):
         return outs if self.training else outs[-1]
 
 
-@register_model("srfbn", family="iterative up-and-down", paper="SRFBN, Li et al., CVPR 2019",
-                multi_output=True, pre_upsampling=None)
+def _reach(scale: int, hp: dict[str, Any]) -> Reach:
+    """Bilinear base + the last feedback step (hidden state of all previous steps)."""
+    k, st, p = _PROJECTION[scale]
+    base = Reach.lr().interp(scale, 2)
+    x = Reach.lr().conv(3)
+    hidden, outs = x, []
+    for _ in range(int(hp["num_steps"])):
+        lr_feats = [x | hidden]
+        hr_feats = []
+        for _g in range(int(hp["num_groups"])):
+            hr_feats.append(union(lr_feats).deconv(k, st, p))
+            lr_feats.append(union(hr_feats).strided(k, st, p))
+        hidden = union(lr_feats[1:])
+        outs.append(base | hidden.deconv(k, st, p).conv(3))
+    return outs[-1]
+
+
+@register_model(
+    "srfbn", family="iterative up-and-down", display_name="SRFBN", table_rank=1,
+    paper="SRFBN, Li et al., CVPR 2019", multi_output=True,
+    tiny={"num_features": 8, "num_steps": 3, "num_groups": 2}, hparams=_DEFAULTS, reach=_reach,
+)
 def build(scale: int, in_channels: int = 1, **overrides) -> nn.Module:
     """Build the benchmark SRFBN (overrides: ``num_features``, ``num_steps``, ``num_groups``)."""
     hp = resolve_hparams("srfbn", _DEFAULTS, overrides)

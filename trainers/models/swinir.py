@@ -51,6 +51,7 @@ from torch import nn
 
 from kernels.pixel_shuffle import PixelShuffle
 from trainers.models._hparams import constructor_kwargs, resolve_hparams
+from trainers.models._reach import windowed_radius
 from trainers.models.registry import register_model
 
 __all__ = [
@@ -440,7 +441,22 @@ _DEFAULTS: dict[str, Any] = {
 }
 
 
-@register_model("swinir", family="post-upsampling", paper="SwinIR, Liang et al., ICCVW 2021")
+def _reach(scale: int, hp: dict[str, Any]) -> int:
+    """conv_first; per RSTB its plain / shifted window-attention layers and a 3x3 conv;
+    conv_after_body; the upsampler's 3x3 conv (at LR, before the pixel shuffle)."""
+    ws = int(hp["window_size"])
+    layers: list[tuple[str, int]] = [("conv", 3)]
+    for depth in hp["depths"]:
+        layers += [("window", ws // 2 if i % 2 else 0) for i in range(int(depth))] + [("conv", 3)]
+    return windowed_radius([*layers, ("conv", 3), ("conv", 3)], ws)
+
+
+@register_model(
+    "swinir", family="post-upsampling", display_name="SwinIR", table_rank=2,
+    paper="SwinIR, Liang et al., ICCVW 2021",
+    tiny={"embed_dim": 12, "depths": [2, 2], "num_heads": [2, 2], "img_size": 16, "drop_path_rate": 0.0},
+    hparams=_DEFAULTS, reach=_reach, input_grid=8, min_input=3,
+)
 def build(scale: int, in_channels: int = 1, **overrides: Any) -> nn.Module:
     """Build the benchmark's SwinIR for ``scale`` (img_size = 128 // scale unless overridden).
 

@@ -22,6 +22,7 @@ from torch import nn
 
 from trainers.models._hparams import resolve_hparams
 from trainers.models._interp import BicubicResidualNet
+from trainers.models._reach import pre_upsampled
 from trainers.models.registry import register_model
 
 __all__ = ["VDSR", "build"]
@@ -68,8 +69,12 @@ class VDSR(BicubicResidualNet):
         return self.conv2(self.trunk(self.conv1(x_interp)))
 
 
-@register_model("vdsr", family="pre-upsampling", paper="VDSR, Kim et al., CVPR 2016",
-                pre_upsampling="torch_bicubic")
+@register_model(
+    "vdsr", family="pre-upsampling", display_name="VDSR", table_rank=1,
+    paper="VDSR, Kim et al., CVPR 2016", pre_upsampling="torch_bicubic",
+    tiny={"num_features": 8, "num_trunk_layers": 2}, hparams=_DEFAULTS,
+    reach=lambda s, hp: pre_upsampled(s, int(hp["num_trunk_layers"]) + 2),
+)
 def build(scale: int, in_channels: int = 1, **overrides) -> nn.Module:
     """Build the benchmark VDSR (overrides: ``num_features``, ``num_trunk_layers``)."""
     hp = resolve_hparams("vdsr", _DEFAULTS, overrides)
