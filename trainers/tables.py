@@ -19,9 +19,10 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from trainers.models.registry import FAMILIES  # the paper's families: one home, the registry
+
 __all__ = [
     "FAMILIES",
-    "DISPLAY_NAMES",
     "PAPER_TABLES_PATH",
     "DELTA_TOLERANCES",
     "TableData",
@@ -37,13 +38,6 @@ __all__ = [
     "render_delta_markdown",
     "write_delta",
 ]
-FAMILIES: tuple[str, ...] = (
-    "bicubic",
-    "pre-upsampling",
-    "post-upsampling",
-    "iterative up-and-down",
-    "progressive",
-)
 _FAMILY_TITLES = {
     "bicubic": "Bicubic",
     "pre-upsampling": "Pre-upsampling",
@@ -52,33 +46,6 @@ _FAMILY_TITLES = {
     "progressive": "Progressive",
     "other": "Other",
 }
-_FAMILY_OF = {
-    "bicubic": "bicubic",
-    "srcnn": "pre-upsampling",
-    "vdsr": "pre-upsampling",
-    "drrn": "pre-upsampling",
-    "memnet": "pre-upsampling",
-    "nlsn": "post-upsampling",
-    "dfcan": "post-upsampling",
-    "swinir": "post-upsampling",
-    "edsr_liif": "post-upsampling",
-    "enlcn": "post-upsampling",
-    "grl": "post-upsampling",
-    "act": "post-upsampling",
-    "omnisr": "post-upsampling",
-    "dbpn": "iterative up-and-down",
-    "srfbn": "iterative up-and-down",
-    "prosr": "progressive",
-    "mslapsrn": "progressive",
-}
-DISPLAY_NAMES: dict[str, str] = {
-    "bicubic": "Bicubic", "srcnn": "SRCNN", "vdsr": "VDSR", "drrn": "DRRN", "memnet": "MemNet",
-    "nlsn": "NLSN", "dfcan": "DFCAN", "swinir": "SwinIR", "edsr_liif": "EDSR-LIIF", "enlcn": "ENLCN",
-    "grl": "GRL", "act": "ACT", "omnisr": "Omni-SR", "dbpn": "DBPN", "srfbn": "SRFBN", "prosr": "ProSR",
-    "mslapsrn": "MS-LapSRN",
-}  # fmt: skip
-"""Method names as the paper prints them."""
-
 _METRICS = (("psnr", "PSNR", max, 2), ("nrmse", "NRMSE", min, 4), ("ssim", "SSIM", max, 4))
 _FRC_METRICS = (("frc_px", "FRC px", min, 2), ("frc_um", "FRC µm", min, 3))
 _KIND_METRICS = {"roi": _METRICS, "full": _METRICS, "frc": _FRC_METRICS}
@@ -103,11 +70,16 @@ DELTA_TOLERANCES: dict[str, float] = {"psnr": 0.01, "nrmse": 1e-4, "ssim": 1e-4}
 def method_facts(method: str) -> tuple[str, str]:
     """(family, display name) of a method, as the paper's tables group and print it.
 
-    The one place the tables ask for these facts (unknown methods: family ``"other"``, the name
-    as given).
+    Read from the model registry (`trainers.models.registry.ModelInfo`), the facts' one home;
+    unknown methods: family ``"other"``, the name as given.
     """
-    key = str(method).lower()
-    return _FAMILY_OF.get(key, "other"), DISPLAY_NAMES.get(key, str(method))
+    from trainers.models.registry import UnknownModelError, model_info
+
+    try:
+        info = model_info(str(method).lower())
+    except UnknownModelError:
+        return "other", str(method)
+    return info.family, info.display_name
 
 
 class TableData:
@@ -138,8 +110,10 @@ class TableData:
 
 
 def _order_key(method: str) -> tuple[int, int, str]:
+    from trainers.models.registry import model_names
+
     fam, _ = method_facts(method)
-    names = list(_FAMILY_OF)
+    names = list(model_names())
     return (
         FAMILIES.index(fam) if fam in FAMILIES else len(FAMILIES),
         names.index(method) if method in names else len(names),

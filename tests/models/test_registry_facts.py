@@ -36,14 +36,26 @@ def test_benchmark_halos_are_the_computed_ones() -> None:
 
 
 def test_display_names_and_families_match_the_paper_tables() -> None:
-    """What `trainers.tables` holds today, derived from the registry instead (the integrator
-    switches tables.py over to `model_info`)."""
+    """The paper's Table 4 rows, in order: family, then the name as printed (SPEC §6.2, §7.2)."""
     from trainers import tables
 
-    assert {n: model_info(n).display_name for n in MODEL_NAMES} == tables.DISPLAY_NAMES
-    assert {n: model_info(n).family for n in MODEL_NAMES} == tables._FAMILY_OF
-    assert list(MODEL_NAMES) == list(tables._FAMILY_OF)  # the tables' row order
+    paper_rows = [
+        ("bicubic", "bicubic", "Bicubic"),
+        ("srcnn", "pre-upsampling", "SRCNN"), ("vdsr", "pre-upsampling", "VDSR"),
+        ("drrn", "pre-upsampling", "DRRN"), ("memnet", "pre-upsampling", "MemNet"),
+        ("nlsn", "post-upsampling", "NLSN"), ("dfcan", "post-upsampling", "DFCAN"),
+        ("swinir", "post-upsampling", "SwinIR"), ("edsr_liif", "post-upsampling", "EDSR-LIIF"),
+        ("enlcn", "post-upsampling", "ENLCN"), ("grl", "post-upsampling", "GRL"),
+        ("act", "post-upsampling", "ACT"), ("omnisr", "post-upsampling", "Omni-SR"),
+        ("dbpn", "iterative up-and-down", "DBPN"), ("srfbn", "iterative up-and-down", "SRFBN"),
+        ("prosr", "progressive", "ProSR"), ("mslapsrn", "progressive", "MS-LapSRN"),
+    ]  # fmt: skip
+    assert [(n, model_info(n).family, model_info(n).display_name) for n in MODEL_NAMES] == paper_rows
+    # the tables read these facts from the registry (their one home)
+    assert [tables.method_facts(n) for n, _, _ in paper_rows] == [(f, d) for _, f, d in paper_rows]
+    assert tables.method_facts("unknown_net") == ("other", "unknown_net")
     assert FAMILIES == tables.FAMILIES
+    assert {m for table in tables.load_paper_tables().values() for m, _ in table} <= set(MODEL_NAMES)
 
 
 def test_predict_input_grid_is_derived() -> None:
