@@ -35,9 +35,14 @@ import torch
 
 from trainers.engine.step import StepContext, batch_to_device, train_step
 
-CUDA_METHODS = ("srcnn", "vdsr", "drrn", "memnet", "dfcan", "swinir", "omnisr", "dbpn", "srfbn", "prosr",
-                "mslapsrn", "edsr_liif", "nlsn", "enlcn", "grl", "act")  # fmt: skip
 CPU_METHODS = ("srcnn", "vdsr", "dfcan", "mslapsrn")
+"""The reduced CPU run's methods (small and quick); on CUDA every registered network is timed."""
+
+
+def _cuda_methods() -> list[str]:
+    from trainers.models.registry import model_names
+
+    return [m for m in model_names() if m != "bicubic"]  # every network of the registry
 
 
 def bench_one(method: str, variant: str, *, scale: int, batch: int, h_size: int, steps: int, warmup: int,
@@ -102,7 +107,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     args = ap.parse_args(argv)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     reduced = device.type == "cpu"
-    methods = args.methods.split(",") if args.methods else list(CPU_METHODS if reduced else CUDA_METHODS)
+    methods = args.methods.split(",") if args.methods else (list(CPU_METHODS) if reduced else _cuda_methods())
     batch = args.batch or (2 if reduced else 8)
     h_size = args.h_size or (64 if reduced else 128)
     steps = args.steps or (3 if reduced else 20)
