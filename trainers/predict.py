@@ -329,7 +329,7 @@ def predict_to_store(
     group_path = prediction_path(name, tile_id)
     writer = OmeImageWriter(
         dst.create_group(group_path, overwrite=True), (c, s * h, s * w),
-        chunk=int(attrs.chunks.get("hr", 512)), pixel_size_um=float(attrs.pixel_size_um["hr"]),
+        chunk=int(attrs.chunks.get("hr", 512)), pixel_size_um=attrs.pixel_size_um.get("hr"),
         channel_names=list(markers), name=group_path,
     )  # fmt: skip
     try:
