@@ -38,7 +38,7 @@ DEMO_OVERRIDES: tuple[str, ...] = (
     "optim.scheduler=constant",
     "optim.ema_decay=0.0",
     "eval.val_windows=4",
-    "eval.every=0.5",
+    "eval.every=1.0",
     "model.overrides.num_features=32",
     "model.overrides.num_trunk_layers=6",
 )
