@@ -237,7 +237,7 @@ def check_goals(
     return ok  # fmt: skip
 
 
-def compare(params: Any, tiles: int, min_windows: int = 8, max_windows: int | None = 12) -> dict[str, Any]:
+def compare(params: Any, tiles: int, min_windows: int = 8, max_windows: int | None = 8) -> dict[str, Any]:
     """Real sample vs synthetic regions: statistics of both, goals, region count.
 
     Raises
@@ -294,10 +294,23 @@ def format_table(res: dict[str, Any]) -> str:
                 v = res[side][s].get(key)
                 cells.append("" if v is None else fmt.format(v))
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    shifts = "; ".join(f"x{s} real {res['real'][s]['shift']} synth {res['synthetic'][s]['shifts'][:4]}…"
-                       for s in ("2", "4", "8"))  # fmt: skip
-    lines += ["", f"TV-L1 shifts (dy, dx) HR px: {shifts}"]
+    lines += ["", "TV-L1 shifts (dy, dx), HR px (synthetic: the distinct ones over the regions):"]
+    for s in ("2", "4", "8"):
+        distinct = sorted({tuple(v) for v in res["synthetic"][s]["shifts"]})
+        lines.append(f"  x{s}: real {tuple(res['real'][s]['shift'])}, synthetic {distinct}")
     return "\n".join(lines)
+
+
+def _parse_overrides(items: list[str]) -> dict[str, Any]:
+    """``["name=1.5", "gain=1,0.9,0.9,0.8"]`` -> ``{"name": 1.5, "gain": (1.0, 0.9, 0.9, 0.8)}``."""
+    out: dict[str, Any] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--set {item!r}: use NAME=VALUE, e.g. --set haze=0.2")
+        vals = [float(v) for v in value.split(",")]
+        out[name.strip()] = tuple(vals) if len(vals) > 1 else vals[0]
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -308,10 +321,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--hr-size", type=int, default=1280, help="synthetic HR tile side (default 1280)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--min-windows", type=int, default=8)
-    ap.add_argument("--max-windows", type=int, default=12, help="regions measured at most (TV-L1 is slow)")
+    ap.add_argument("--max-windows", type=int, default=8, help="regions measured at most (TV-L1 is slow)")
     ap.add_argument("--out", default=RESULTS, help="JSON results path")
+    ap.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="override a SynthParams field, e.g. grey_per_photon=0.25,0.5,0.6,0.25 (repeatable)",
+    )
     args = ap.parse_args(argv)
-    params = SynthParams(hr_size=args.hr_size, seed=args.seed)
+    params = SynthParams(hr_size=args.hr_size, seed=args.seed, **_parse_overrides(args.overrides))
     res = compare(params, args.tiles, args.min_windows, args.max_windows)
     print(f"real sample (CELL2, 512²) vs synthetic (CELL2, mean of {res['n_regions']} 512² regions, "
           f"{args.tiles} tiles of {args.hr_size}², seed {args.seed})\n")  # fmt: skip

@@ -11,7 +11,7 @@ __all__ = ["demo"]
 @click.option(
     "--out", "out_dir", default="runs/demo", show_default=True, type=click.Path(), help="Output folder."
 )
-@click.option("--epochs", type=click.IntRange(1), help="Training epochs (default 10).")
+@click.option("--epochs", type=click.IntRange(1), help="Training epochs (default 6).")
 @click.option("--samples-per-epoch", type=click.IntRange(8), help="Crops per epoch (default 400).")
 @click.option("--tiles", type=click.IntRange(3), help="Synthetic tiles (default 4).")
 @click.option("--hr-size", type=click.IntRange(1024), help="HR side of a synthetic tile, px (default 1536).")

@@ -74,7 +74,7 @@ class DemoSettings:
     method: str = "vdsr"
     scale: int = 4
     marker: str = "CELL2"
-    epochs: int = 10
+    epochs: int = 6
     samples_per_epoch: int = 400
     eval_windows: int | None = None
     panels: int = 3
