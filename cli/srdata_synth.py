@@ -23,14 +23,21 @@ import click
     "--seed", type=click.IntRange(min=0), default=0, show_default=True,
     help="Root seed (tile t uses [seed, t]).",
 )  # fmt: skip
-@click.option("--no-noise", is_flag=True, help="No shot/read noise.")
-@click.option("--no-misregistration", is_flag=True, help="LR scans exactly aligned with HR.")
+@click.option("--no-noise", is_flag=True, help="No shot/read noise (the rounded expected image).")
+@click.option(
+    "--no-misregistration",
+    is_flag=True,
+    help="No stage offsets (LR aligned with HR); with --no-noise: LR = exact area mean of HR.",
+)
 def synth(out: str, n_tiles: int, hr_size: int, seed: int, no_noise: bool, no_misregistration: bool) -> None:
-    """Write N synthetic tiles (cysts: CELL0 puncta, CELL1 membranes, CELL2 nuclei) to OUT.
+    """Write N synthetic tiles (cysts of packed nuclei: CELL0 puncta, CELL1 membranes, CELL2 nuclei) to OUT.
 
-    OUT receives HighRes1024/, LowRes512/, LowRes256/, LowRes128/ with (3, H, W) uint8 TIFFs named
-    like the real data, and synth.json with the parameters. Build a store from it with
-    `srdata build OUT STORE`.
+    A physical model calibrated on a real SR-CACO-2 sample (srdata.synth.SynthParams): HR and each
+    LR scan are separate acquisitions with their own focus, PSF, pixel integration, gain,
+    background, shot and read noise, and a stage offset of 1-2.5 LR px (register them at build
+    time). OUT receives HighRes1024/, LowRes512/, LowRes256/, LowRes128/ with (3, H, W) uint8 TIFFs
+    named like the real data, and synth.json with every parameter and each scan's offset. Build a
+    store from it with `srdata build OUT STORE`.
     """
     from tqdm import tqdm
 

@@ -1,4 +1,5 @@
-"""srdata.synth: layout, determinism, marker brightness, ROI pass/fail mix, exact area-mean mode."""
+"""srdata.synth: layout, determinism, marker brightness, ROI pass/fail mix, separate LR acquisitions,
+stage offsets, parameters in synth.json, exact area-mean mode."""
 
 from __future__ import annotations
 
@@ -6,11 +7,12 @@ import json
 import os
 
 import numpy as np
+import pytest
 import tifffile
 
 from srdata.layout import discover_tiles, tile_path
 from srdata.roi import window_grid, window_roi_fraction
-from srdata.synth import SynthParams, synth_tile, tile_misregistration
+from srdata.synth import SynthParams, read_synth_params, synth_tile, tile_misregistration
 
 
 def test_layout_and_json(raw_small):
@@ -37,15 +39,86 @@ def test_deterministic_and_seeded():
 
 def test_realistic_enough():
     hr = synth_tile(1, SynthParams(hr_size=2048, seed=0))[1]
-    cell = hr[1] > 20  # inside cysts (membranes)
-    means = [float(hr[c][hr[2] > 10].mean()) for c in range(3)]
-    assert means[0] < means[1] < means[2]  # CELL0 dimmest, CELL2 brightest
-    assert 0.01 < cell.mean() < 0.5  # mostly dark background
-    assert np.median(hr[2]) <= 2
+    nuclei = hr[2] > 20
+    means = [float(hr[c][nuclei].mean()) for c in range(3)]
+    assert means[0] < means[1] < means[2]  # CELL0 dimmest, CELL2 brightest (SPEC §1.1)
+    assert 0.05 < nuclei.mean() < 0.6  # cells and background
+    assert np.median(hr[2][~nuclei]) == 1  # the detector offset, as the real background (~1)
+    assert (hr == 0).mean() < 0.01 and hr.max() < 255  # no floor of zeros, no clipping
     y0, x0 = window_grid(2048, 2048)
     frac = window_roi_fraction((hr[2] >= 4).astype(np.uint8), y0, x0)
     acc = (frac >= 0.2).mean()
     assert 0.15 <= acc <= 0.85, acc  # a good fraction passes, a good fraction fails
+
+
+def _bg_noise(img: np.ndarray, hr: np.ndarray, s: int) -> float:
+    from benchmarks.synth_realism import background_mask
+
+    n = hr.shape[0] // s
+    m = background_mask(hr).reshape(n, s, n, s).all(axis=(1, 3)) if s > 1 else background_mask(hr)
+    assert m.sum() > 100
+    return float(img[m].std())
+
+
+def test_lr_scans_are_separate_noisier_acquisitions():
+    p = SynthParams(hr_size=512, seed=2)
+    acq = synth_tile(1, p)
+    hr = acq[1][2]
+    for s in (2, 4, 8):
+        n = 512 // s
+        area = hr.astype(np.float64).reshape(n, s, n, s).mean(axis=(1, 3))
+        assert not np.array_equal(acq[s][2], np.round(area))  # not a resampling of HR
+        assert _bg_noise(acq[s][2], hr, s) > 1.5 * _bg_noise(hr, hr, 1)  # every LR scan noisier than HR
+    # without stage offsets the /s scan still follows HR closely (same specimen, gain < 1 and noise)
+    aligned = synth_tile(1, SynthParams(hr_size=512, seed=2, misregistration=False))
+    area4 = aligned[1][2].astype(np.float64).reshape(128, 4, 128, 4).mean(axis=(1, 3))
+    assert np.corrcoef(area4.ravel(), aligned[4][2].astype(np.float64).ravel())[0, 1] > 0.97
+
+
+def test_stage_offsets_are_one_to_two_and_a_half_lr_px_and_vary():
+    p = SynthParams(hr_size=512, seed=0)
+    seen = set()
+    for t in range(1, 9):
+        mis = tile_misregistration(t, p)
+        for s, (dy, dx) in mis.items():
+            length = np.hypot(dy, dx) / s
+            assert p.shift_lr_px[0] - 0.75 / s <= length <= p.shift_lr_px[1] + 0.75 / s, (t, s, dy, dx)
+            seen.add((s, dy, dx))
+    assert len(seen) >= 20  # by tile and by scan
+    assert tile_misregistration(1, SynthParams(misregistration=False)) == {2: (0, 0), 4: (0, 0), 8: (0, 0)}
+
+
+def test_offset_moves_the_lr_scan():
+    """Noise-free, the /4 scan is best explained by the HR scan moved by the recorded stage offset."""
+    p = SynthParams(hr_size=512, seed=4, noise=False)
+    acq = synth_tile(2, p)
+    hr, lr = acq[1][2].astype(np.float64), acq[4][2].astype(np.float64)
+    dy, dx = tile_misregistration(2, p)[4]
+    target = lr[8:120, 8:120]
+    err = {}
+    for ty in range(-12, 13):
+        for tx in range(-12, 13):
+            src = hr[32 + ty : 32 + ty + 448, 32 + tx : 32 + tx + 448]
+            src = src.reshape(112, 4, 112, 4).mean(axis=(1, 3))
+            g = (src * target).sum() / (src * src).sum()  # the scan's gain
+            err[(ty, tx)] = float(np.abs(target - g * src).mean())
+    best = min(err, key=err.get)
+    assert abs(best[0] - dy) <= 1 and abs(best[1] - dx) <= 1, (best, (dy, dx))
+    assert err[best] < 0.5 * err[(0, 0)]
+
+
+def test_params_in_synth_json_and_validation(tmp_path):
+    from srdata.synth import write_synth
+
+    p = SynthParams(hr_size=64, seed=9, haze=0.3, grey_per_photon=(0.3, 0.6, 0.4, 0.3))
+    write_synth(tmp_path, n_tiles=1, params=p)
+    assert read_synth_params(tmp_path) == p
+    with pytest.raises(ValueError, match="grey_per_photon needs one value per scan"):
+        SynthParams(grey_per_photon=(1.0, 2.0))
+    with pytest.raises(ValueError, match="band must be a positive multiple of 8"):
+        SynthParams(band=12)
+    with pytest.raises(ValueError, match="cyst_radius"):
+        SynthParams(cyst_radius=(100.0, 50.0))
 
 
 def test_exact_area_mean_mode():

@@ -1,0 +1,186 @@
+"""The parameters of the synthetic specimen and of its four acquisitions (one frozen dataclass).
+
+Every number is a named physical quantity, in HR pixels (lengths) or 8-bit grey levels
+(intensities), calibrated on the real SR-CACO-2 sample shipped in ``srdata/data/real_sample``
+(see ``benchmarks/synth_realism.py`` for the comparison). Per-scan quantities are 4-tuples in the
+order of `SCANS`: HR, /2, /4, /8.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+__all__ = ["SCANS", "LR_SCALES", "SynthParams"]
+
+SCANS: tuple[int, ...] = (1, 2, 4, 8)
+"""The acquisitions of a tile, by scale (1 = HR)."""
+
+LR_SCALES: tuple[int, ...] = (2, 4, 8)
+
+
+@dataclasses.dataclass(frozen=True)
+class SynthParams:
+    """Specimen, optics and detector of the synthetic SR-CACO-2 acquisitions.
+
+    The specimen is a monolayer of colonies of cysts (spheroids of epithelial cells). A cyst is a
+    disc of packed, touching nuclei (CELL2, mCherry-H2B: bright, textured chromatin), each in a
+    cell outlined by its membrane (CELL1) with a few small puncta in its cytoplasm (CELL0, the
+    dimmest marker), and glows with out-of-focus light (haze) a little beyond its edge. Every
+    cell has a depth z (in units of the depth of field); a scan focused at z_f sees it with
+    brightness ``exp(-(z - z_f)² / 2)``, and each scan has its own focus z_f, so the four
+    acquisitions of a tile are separate images of the same specimen, not resamplings of one.
+
+    A scan at scale s (s = 1 for HR) records, per pixel of side s HR px::
+
+        light = dark[s] + gain[s] · mean_{s×s}( PSF_s ⊛ scene_s )(y + dy, x + dx)
+        value = round( offset[s] + grey_per_photon[s] · Poisson(light / grey_per_photon[s])
+                       + Normal(0, read_noise[s]) ), clipped to 0..255
+
+    with a Gaussian PSF of sigma ``psf_sigma[s]`` HR px, pixel integration over s × s HR px and
+    the scan's stage offset (dy, dx) (0 for HR; for LR a random direction and a length uniform
+    in ``shift_lr_px`` LR px, rounded to HR px, drawn per tile and scan).
+
+    Attributes
+    ----------
+    hr_size : int
+        HR tile side, px; LR sides are ``hr_size // s``.
+    seed : int
+        Root seed; tile ``t`` draws from ``numpy.random.default_rng([seed, t, ...])``.
+    noise : bool
+        Shot and read noise (off: the rounded expected image).
+    misregistration : bool
+        Stage offsets of the LR scans (off: LR aligned with HR). With ``noise=False`` and
+        ``misregistration=False`` every LR tile is the exact s × s area mean of the HR tile
+        (``np.round``, float64): an idealised teaching mode with no physics left in it.
+    band : int
+        HR rows generated at once (multiple of 8); bounds memory on 9,344² tiles.
+    colony_density : float
+        Expected colonies per 1e6 HR px².
+    cysts_per_colony : (int, int)
+        Cysts per colony, uniform in [lo, hi].
+    cyst_radius : (float, float)
+        Cyst radius, uniform, HR px.
+    nucleus_radius : float
+        Mean semi-axis of a nucleus, HR px (semi-axes vary ±25 %, aspect up to 1.6).
+    packing : float
+        Nucleus spacing in units of the mean nucleus diameter (< 1: nuclei touch and press).
+    lumen_fraction : float
+        Fraction of lattice sites left empty (lumen, dead cells).
+    nucleus_brightness : (float, float)
+        In-focus CELL2 nucleus brightness, uniform, grey levels before PSF and gain.
+    texture : float
+        Relative amplitude of the chromatin texture (std of the multiplicative field).
+    texture_scale : float
+        Correlation length of the chromatin texture, HR px.
+    edge_width : float
+        Width of a nucleus' soft edge, HR px.
+    membrane_brightness : (float, float)
+        CELL1 membrane brightness per cyst, uniform, grey levels.
+    membrane_width : float
+        Membrane half-thickness, HR px.
+    puncta_per_cell : float
+        Mean CELL0 puncta per cell (Poisson).
+    puncta_brightness : (float, float)
+        Integrated CELL0 punctum brightness (a point source), grey levels · px².
+    cytoplasm : (float, float, float)
+        Diffuse level inside cells of CELL0, CELL1, CELL2, grey levels.
+    haze : float
+        Out-of-focus light of a cyst relative to its mean nucleus brightness.
+    haze_width : float
+        How far the haze reaches beyond the cyst edge, HR px.
+    depth_spread : float
+        Std of the cells' depth z, depth-of-field units.
+    focus_jitter : (float, float, float, float)
+        Std of each scan's focus z_f, depth-of-field units (HR is the reference plane, 0).
+    psf_sigma : (float, float, float, float)
+        Gaussian PSF sigma of each scan, HR px.
+    gain : (float, float, float, float)
+        Brightness of each scan relative to the specimen (laser power, detector gain).
+    grey_per_photon : (float, float, float, float)
+        Grey levels per detected photon (shot noise variance = grey_per_photon · signal).
+    dark : (float, float, float, float)
+        Background light (autofluorescence, stray light), grey levels, shot-noise limited.
+    offset : (float, float, float, float)
+        Detector offset, grey levels (noise-free).
+    read_noise : (float, float, float, float)
+        Read-noise std, grey levels.
+    shift_lr_px : (float, float)
+        Length of an LR scan's stage offset, uniform, LR px of that scan.
+    """
+
+    hr_size: int = 2048
+    seed: int = 0
+    noise: bool = True
+    misregistration: bool = True
+    band: int = 512
+    # specimen
+    colony_density: float = 3.0
+    cysts_per_colony: tuple[int, int] = (2, 6)
+    cyst_radius: tuple[float, float] = (80.0, 160.0)
+    nucleus_radius: float = 19.0
+    packing: float = 0.95
+    lumen_fraction: float = 0.08
+    nucleus_brightness: tuple[float, float] = (45.0, 100.0)
+    texture: float = 0.14
+    texture_scale: float = 1.6
+    edge_width: float = 1.6
+    membrane_brightness: tuple[float, float] = (25.0, 60.0)
+    membrane_width: float = 1.3
+    puncta_per_cell: float = 3.0
+    puncta_brightness: tuple[float, float] = (60.0, 200.0)
+    cytoplasm: tuple[float, float, float] = (2.0, 3.0, 4.0)
+    haze: float = 0.16
+    haze_width: float = 28.0
+    depth_spread: float = 0.7
+    focus_jitter: tuple[float, float, float, float] = (0.0, 0.05, 0.05, 0.15)
+    # optics and detector, per scan (HR, /2, /4, /8)
+    psf_sigma: tuple[float, float, float, float] = (1.3, 1.3, 1.4, 1.6)
+    gain: tuple[float, float, float, float] = (1.0, 0.97, 0.98, 0.88)
+    grey_per_photon: tuple[float, float, float, float] = (0.25, 0.5, 0.6, 0.25)
+    dark: tuple[float, float, float, float] = (0.05, 0.46, 0.35, 0.5)
+    offset: tuple[float, float, float, float] = (1.0, 1.0, 1.0, 1.0)
+    read_noise: tuple[float, float, float, float] = (0.2, 0.25, 0.25, 0.4)
+    shift_lr_px: tuple[float, float] = (1.0, 2.5)
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.hr_size < 8:
+            problems.append(f"hr_size must be >= 8 HR px, got {self.hr_size}")
+        if self.band < 8 or self.band % 8:
+            problems.append(f"band must be a positive multiple of 8, got {self.band}")
+        for name in ("focus_jitter", "psf_sigma", "gain", "grey_per_photon", "dark", "offset", "read_noise"):
+            v = getattr(self, name)
+            if len(v) != len(SCANS):
+                problems.append(f"{name} needs one value per scan {SCANS}, got {v!r}")
+            elif min(v) < 0:
+                problems.append(f"{name} must be >= 0, got {v!r}")
+        if min(self.grey_per_photon) <= 0 or min(self.psf_sigma) <= 0:
+            problems.append("grey_per_photon and psf_sigma must be > 0")
+        for name in ("cysts_per_colony", "cyst_radius", "nucleus_brightness", "membrane_brightness",
+                     "puncta_brightness", "shift_lr_px"):  # fmt: skip
+            lo, hi = getattr(self, name)
+            if not 0 <= lo <= hi:
+                problems.append(f"{name} must be (lo, hi) with 0 <= lo <= hi, got {(lo, hi)!r}")
+        if self.nucleus_radius < 2 or self.packing <= 0:
+            problems.append("nucleus_radius must be >= 2 px and packing > 0")
+        if problems:
+            raise ValueError("invalid SynthParams: " + "; ".join(problems))
+
+    def scan(self, scale: int) -> int:
+        """Index of a scale in the per-scan tuples (1 → 0, 2 → 1, 4 → 2, 8 → 3)."""
+        try:
+            return SCANS.index(int(scale))
+        except ValueError:
+            raise ValueError(f"scale must be one of {SCANS}, got {scale!r}") from None
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain-JSON dict (tuples as lists); `from_json` inverts it."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> SynthParams:
+        """Parameters from `to_json` output (unknown keys are ignored, e.g. ``synth.json`` extras)."""
+        names = {f.name: f for f in dataclasses.fields(cls)}
+        kw = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items() if k in names}
+        return cls(**kw)
