@@ -31,6 +31,7 @@ import srdata
 from srdata.array_store import write_store_from_arrays
 from srdata.inspect import store_info, verify_store
 from srdata.rawtiles import raw_pixel_size, tiff_pixel_size_um, validate_raw
+from srdata.real_sample import REAL_SAMPLE_DIR
 from srdata.schema import (
     FORMAT_VERSION,
     MARKERS,
@@ -45,15 +46,7 @@ from srdata.writer import ome_image_metadata, write_image
 
 HR = 768
 CHUNK = 64
-_ROOT = Path(__file__).resolve().parents[2]
-REAL_SAMPLE = next(  # the real sample lives beside the checkout (../shared/reference/real_sample)
-    (
-        p
-        for p in (d / "shared" / "reference" / "real_sample" for d in (_ROOT.parent, _ROOT.parent.parent))
-        if p.is_dir()
-    ),
-    _ROOT.parent / "shared" / "reference" / "real_sample",
-)
+REAL_SAMPLE = REAL_SAMPLE_DIR  # shipped with the package (srdata/data/real_sample, BSD-3)
 
 
 def _tiles(seed: int = 0) -> dict[int, dict[int, np.ndarray]]:
@@ -383,7 +376,6 @@ def test_tiff_pixel_size(tmp_path, kwargs, um, origin):
     assert (got.um is None) if um is None else got.um == pytest.approx(um, rel=1e-6)
 
 
-@pytest.mark.skipif(not REAL_SAMPLE.is_dir(), reason="real sample not present")
 def test_real_sample_records_no_pixel_size():
     """The released SR-CACO-2 files carry ResolutionUnit none with 1 px/unit: unknown, not 1 µm."""
     for name in ("div1.tif", "div4.tif"):

@@ -13,12 +13,13 @@ import torch
 import zarr
 from click.testing import CliRunner
 
+from srdata.real_sample import REAL_SAMPLE_DIR
 from trainers.metrics import bicubic_upsample, patch_metrics
 from trainers.models import build_model
 from trainers.predict import plan_tiling
 from trainers.predict_image import predict_image
 
-REAL = Path(__file__).resolve().parents[1] / "data" / "real_sample"
+REAL = REAL_SAMPLE_DIR  # the real sample shipped with the package (BSD-3, LICENSE beside it)
 
 
 def _bicubic_ref(plane: np.ndarray, scale: int, top: float, dtype: type) -> np.ndarray:
