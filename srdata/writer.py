@@ -358,6 +358,10 @@ ROI_LABEL_RGBA: tuple[int, int, int, int] = (255, 200, 0, 255)
 """Display colour of ROI label value 1 (amber); 0 is background (transparent in label viewers)."""
 
 
+OTHER_COLORS: tuple[str, ...] = ("00FFFF", "FFFF00", "FF8000", "0080FF", "FFFFFF")
+"""Display colours (RGB hex) of channels that are not one of the markers, in channel order."""
+
+
 def omero_metadata(coarsest: Any, channel_names: list[str] | tuple[str, ...]) -> dict[str, Any]:
     """The ``omero`` rendering settings: one channel per name, window from the data's percentiles.
 
@@ -366,7 +370,8 @@ def omero_metadata(coarsest: Any, channel_names: list[str] | tuple[str, ...]) ->
     coarsest : (c, y, x) integer array
         The coarsest pyramid level (a few hundred pixels a side: cheap to read at write time).
     channel_names : sequence of str
-        One label per channel (e.g. the markers); colours from `MARKER_COLORS`, others white.
+        One label per channel (e.g. the markers); colours from `MARKER_COLORS`, other labels from
+        `OTHER_COLORS` by channel position (so the channels of a user's image stay distinguishable).
 
     Returns
     -------
@@ -394,7 +399,7 @@ def omero_metadata(coarsest: Any, channel_names: list[str] | tuple[str, ...]) ->
         chans.append(
             {
                 "label": str(label),
-                "color": MARKER_COLORS.get(str(label), "FFFFFF"),
+                "color": MARKER_COLORS.get(str(label), OTHER_COLORS[i % len(OTHER_COLORS)]),
                 "active": True,
                 "window": window,
             }

@@ -231,7 +231,8 @@ def test_predictions_and_coverage_validate_and_overlay(store, tmp_path):
     def upsample(x):
         return F.interpolate(x, scale_factor=4, mode="bicubic", align_corners=False).clamp(0, 1)
 
-    group = predict_to_store(upsample, p, 5, 4, ["CELL1", "CELL2"], name="bicubic")
+    # an unregistered callable: its halo is given (bicubic reaches 2 LR px)
+    group = predict_to_store(upsample, p, 5, 4, ["CELL1", "CELL2"], name="bicubic", halo=4)
     root = open_root(p)
     g = root[group]
     Image.from_zarr(g)
