@@ -11,6 +11,9 @@ Compiled for sm_90 (``python -m benchmarks.kernels --compile-only``): the forwar
 19 taps, kept all 38 shifted loads in flight and took 180 registers (2 resident blocks/SM); unrolled
 4× it takes ≈ 93 registers (5 blocks/SM, 20 warps), no spills. Tiles 16 × 32 take ≈ 56 registers but
 replicate the horizontal pass over 4 warps (a 32-wide row on 128 threads); 32 × 64 needs > 160.
+"valid" padding with partials (a gradient through the evaluation SSIM; never in training) stores 3-4
+maps whose rows (W − w + 1 wide) are not 16-byte aligned: at 16 rows it took 137-154 registers
+(3 blocks/SM), so its forward uses 8-row tiles (64-72 registers, 7-8 blocks/SM).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ __all__: list[str] = []
 BH = 16  # output rows per program: (BH + w − 1)(1 + w/BH) FMAs per pixel is flat around 8..32
 NUM_WARPS = 4
 UNROLL = 4  # taps per unrolled step of the horizontal loop: registers vs loads in flight
+BH_VALID_PARTIALS = 8  # forward tile rows for "valid" padding with partials (gradient of the metric)
 
 
 def compute_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -98,6 +102,8 @@ def launch_forward(x, y, mask, window, sigma, pad, data_range, store_map, n_part
     ho, wo = map_hw(h, w, window, pad)
     dt = compute_dtype(x.dtype)
     bh, bw = blocks(wo)
+    if pad == 0 and n_partials:  # "valid" + partials: unaligned rows of 3-4 stored maps; see docstring
+        bh = BH_VALID_PARTIALS
     nth, ntw = math.ceil(ho / bh), math.ceil(wo / bw)
     g = taps(window, sigma, dt, x.device)
     sums = torch.empty((b * c, nth * ntw), dtype=dt, device=x.device)

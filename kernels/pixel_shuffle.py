@@ -201,6 +201,7 @@ def _launch(x, r, bias, activation, negative_slope, weight, clamp, kernel=None):
     acc = tlang.float64 if x.dtype == torch.float64 else tlang.float32
     lo, hi = clamp if clamp is not None else (0.0, 0.0)
     oh, ow = h * r, w * r
+    cl = cl and cout > 1  # one output channel: channels_last memory is NCHW memory (and stores vectorise)
     br, bw, warps = config(cout, oh, ow, cl)
     sxb, sxc, sxh, sxw = x.stride()
     # per-element source offsets in int32 unless they can reach 2**31 (plane bases are int64)
@@ -394,14 +395,16 @@ class PixelShuffle(nn.Module):
     """Drop-in for `torch.nn.PixelShuffle` (no parameters, so state_dict layouts are unchanged).
 
     Uses the Triton kernel on CUDA tensors and ``F.pixel_shuffle`` elsewhere (see :func:`pixel_shuffle`).
-    ``activation="relu"`` fuses a following ``nn.ReLU`` (ProSR's upsampler) into the same pass.
+    ``activation="relu"`` fuses a following ``nn.ReLU`` (ProSR's upsampler) into the same pass; so do
+    "gelu" and "sigmoid" (a pointwise activation commutes with the shuffle: DFCAN's GELU before it).
     """
 
-    def __init__(self, upscale_factor: int, activation: Literal["relu"] | None = None) -> None:
+    def __init__(self, upscale_factor: int,
+                 activation: Literal["relu", "gelu", "sigmoid"] | None = None) -> None:
         super().__init__()
-        if activation not in (None, "relu"):
-            raise ValueError(f"PixelShuffle: activation must be None or 'relu' (parameter-free), "
-                             f"got {activation!r}")
+        if activation not in (None, "relu", "gelu", "sigmoid"):
+            raise ValueError(f"PixelShuffle: activation must be None, 'relu', 'gelu' or 'sigmoid' (the "
+                             f"parameter-free ones), got {activation!r}")
         self.upscale_factor = int(upscale_factor)
         self.activation = activation
 

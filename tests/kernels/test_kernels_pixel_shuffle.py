@@ -170,5 +170,7 @@ def test_module_fuses_relu_like_a_following_relu():
     m = PixelShuffle(2, activation="relu")
     assert repr(m) == "PixelShuffle(upscale_factor=2, activation='relu')"
     assert torch.equal(m(x), nn.ReLU()(nn.PixelShuffle(2)(x)))
-    with pytest.raises(ValueError, match="None or 'relu'"):
-        PixelShuffle(2, activation="gelu")
+    g = PixelShuffle(2, activation="gelu")
+    assert torch.equal(g(x), F.pixel_shuffle(F.gelu(x), 2))  # GELU before or after: the same values
+    with pytest.raises(ValueError, match="parameter-free"):
+        PixelShuffle(2, activation="prelu")
