@@ -249,8 +249,8 @@ def compile_only(archs: list[int], json_path: str | None, subset: str, jobs: int
         print(f"  {'MISSED' if n else 'ok':6s} {text}" + (f" ({n} rows)" if n else ""))
     path = json_path or os.path.join(RESULTS_DIR, "kernels_compile.json")
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "w") as f:
-        json.dump(rows, f, indent=1)
+    with open(path, "w") as f:  # a JSON list, one specialisation per line
+        f.write("[\n" + ",\n".join(json.dumps(r) for r in rows) + "\n]\n")
     print(f"wrote {path}")
     return 1 if failed else 0
 
