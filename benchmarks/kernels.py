@@ -1,6 +1,14 @@
 """Kernel microbenchmarks: fused SSIM (forward, forward + backward, peak memory) and pixel shuffle (GB/s).
 
     python -m benchmarks.kernels [--repeats 7] [--compile/--no-compile] [--quick]
+    python -m benchmarks.kernels --compile-only [--arch 80,90] [--json FILE] [--subset all|ci] [--jobs N]
+
+``--compile-only`` needs no GPU: it compiles every Triton specialisation the package launches (see
+``kernels._compile``: SSIM forward/backward × window 11/19 × same/valid × modes × fp32/bf16/fp16, the
+fused loss, pixel shuffle × r 2/3/4/8 × layouts × element widths × epilogues) for each ``--arch``,
+prints registers, spills, shared memory, SASS instructions, resident blocks per SM and the budgets each
+row misses, writes the rows as a JSON list (default ``benchmarks/results/kernels_compile.json``) and
+exits 1 when a budget is missed or a specialisation fails to compile.
 
 SSIM (zero-"same" padding, σ 1.5, windows 11 and 19; shapes 8×1×512², 32×1×256², 5×5×1080×1920),
 providers: ``triton`` (ours, ``kernels.ssim.ssim``), ``reference`` (separable torch), ``5conv`` (the
@@ -187,13 +195,88 @@ def _print_table(rows: list[dict[str, Any]], cols: list[str]) -> None:
         print("  ".join(v.ljust(wd) for v, wd in zip(t, widths)))
 
 
+def _compile_one(i: int) -> dict[str, Any]:
+    """JSON row of launch i: its resources and missed budgets, or the compiler's error."""
+    from kernels import _compile
+
+    lc, arch = _LAUNCHES[i]
+    try:
+        r = _compile.compile_launch(lc, arch)
+    except Exception as exc:  # reported as a failed row; the other specialisations still compile
+        return {"kernel": lc.kernel, "arch": arch, "labels": dict(lc.labels),
+                "constexprs": {k: str(v) for k, v in lc.kwargs.items()},
+                "error": f"{type(exc).__name__}: {str(exc)[-1500:]}", "budget_failures": ["compiles"]}
+    return {**r.as_dict(), "budget_failures": _compile.budget_failures(r)}
+
+
+_LAUNCHES: list[tuple[Any, int]] = []
+
+
+def compile_only(archs: list[int], json_path: str | None, subset: str, jobs: int, fp64: bool) -> int:
+    """Compile every specialisation for ``archs``; print the table, write the JSON list; exit status."""
+    import concurrent.futures
+    import multiprocessing
+
+    from kernels import _compile
+
+    os.environ.setdefault("TRITON_DEFAULT_FP_FUSION", "1")  # Triton 3.9 warns when unset; 1 = its default
+    launches = _compile.ci_launches() if subset == "ci" else _compile.all_launches(fp64=fp64)
+    _LAUNCHES[:] = [(lc, a) for lc in launches for a in archs]
+    t0 = time.perf_counter()
+    print(f"# compiling {len(_LAUNCHES)} specialisations for sm_{', sm_'.join(map(str, archs))} "
+          f"({jobs} job{'s' if jobs > 1 else ''})", flush=True)
+    if jobs > 1:
+        ctx = multiprocessing.get_context("fork")
+        with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=ctx) as pool:
+            results = list(pool.map(_compile_one, range(len(_LAUNCHES))))
+    else:
+        results = [_compile_one(i) for i in range(len(_LAUNCHES))]
+    rows = results
+    keys = ("kernel", "arch", "num_warps", "registers", "spill_bytes", "shared_bytes", "sass_instructions",
+            "blocks_per_sm")
+    table = [{**r["labels"], **{k: r.get(k) for k in keys},
+              "sass/elem": r.get("sass_per_element"), "st128": r.get("stores", {}).get("128", 0),
+              "fails": ",".join(r["budget_failures"]) or "-"} for r in rows]
+    cols = ["arch", "kernel", "op", "dtype", "window", "padding", "r", "layout", "epilogue", "mode",
+            "num_warps", "registers", "spill_bytes", "shared_bytes", "sass_instructions", "sass/elem",
+            "st128", "blocks_per_sm", "fails"]
+    _print_table(table, cols)
+    failed = [r for r in rows if r["budget_failures"]]
+    print(f"\n{len(rows)} specialisations compiled in {time.perf_counter() - t0:.0f} s; "
+          f"{len(failed)} miss a budget")
+    for name, text in {"compiles": "every specialisation compiles", **_compile.BUDGETS}.items():
+        n = sum(name in r["budget_failures"] for r in rows)
+        print(f"  {'MISSED' if n else 'ok':6s} {text}" + (f" ({n} rows)" if n else ""))
+    path = json_path or os.path.join(RESULTS_DIR, "kernels_compile.json")
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w") as f:  # a JSON list, one specialisation per line
+        f.write("[\n" + ",\n".join(json.dumps(r) for r in rows) + "\n]\n")
+    print(f"wrote {path}")
+    return 1 if failed else 0
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--compile-only", action="store_true",
+                   help="compile every Triton specialisation for --arch on this machine (no GPU needed)")
+    p.add_argument("--arch", default="90", help="with --compile-only: comma-separated SM versions (80, 90)")
+    p.add_argument("--json", dest="json_path", default=None, help="with --compile-only: output JSON file")
+    p.add_argument("--subset", choices=("all", "ci"), default="all", help="with --compile-only")
+    p.add_argument("--jobs", type=int, default=1, help="with --compile-only: parallel compile processes")
+    p.add_argument("--fp64", action="store_true", help="with --compile-only: add the float64 SSIM kernels")
     p.add_argument("--repeats", type=int, default=7, help="CPU timing repeats (median)")
     p.add_argument("--compile", dest="compile_", action=argparse.BooleanOptionalAction, default=None,
                    help="include torch.compile providers (default: on for CUDA, off for CPU)")
     p.add_argument("--quick", action="store_true", help="first shape of each op only")
     args = p.parse_args(argv)
+    if args.compile_only:
+        try:
+            archs = [int(a) for a in args.arch.split(",") if a.strip()]
+        except ValueError:
+            p.error(f"--arch must be comma-separated integers such as 80,90, got {args.arch!r}")
+        if not archs or any(a not in (80, 90) for a in archs):
+            p.error(f"--arch: supported SM versions are 80 and 90, got {args.arch!r}")
+        raise SystemExit(compile_only(archs, args.json_path, args.subset, max(1, args.jobs), args.fp64))
     device = "cuda" if torch.cuda.is_available() else "cpu"
     compile_ = (device == "cuda") if args.compile_ is None else args.compile_
     name = torch.cuda.get_device_name() if device == "cuda" else (platform.processor() or platform.machine())

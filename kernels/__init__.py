@@ -1,1 +1,2 @@
-"""Triton kernels (fused SSIM loss, pixel shuffle with fused epilogue), each beside a torch reference."""
+"""Triton kernels (SSIM, the fused MSE − SSIM training loss, pixel shuffle with fused epilogue), each beside
+a torch reference and registered as torch custom ops (``srcaco2::*``)."""

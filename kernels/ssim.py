@@ -35,15 +35,14 @@ Gᵀ⋆ is a correlation with the flipped Gaussian and offset ``w − 1 − pad`
 
 from __future__ import annotations
 
-import functools
 import math
 from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 
-from kernels import _ssim_triton
-from kernels._dispatch import device_guard, jit_kernels, resolve_backend
+from kernels import _ssim_ops
+from kernels._dispatch import resolve_backend
 
 __all__ = ["ssim", "ssim_loss", "ssim_5conv"]
 
@@ -51,15 +50,10 @@ Padding = Literal["same", "valid"]
 Reduction = Literal["mean", "none", "per_image"]
 
 
-def _gaussian_1d(window: int, sigma: float, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    """(window,) normalised Gaussian over offsets k − ⌊w/2⌋, computed in float64 then cast."""
-    k = torch.arange(window, dtype=torch.float64) - window // 2
-    g = torch.exp(-(k**2) / (2.0 * sigma**2))
-    return (g / g.sum()).to(dtype=dtype, device=device)
-
-
-def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
-    return torch.float64 if dtype == torch.float64 else torch.float32
+_gaussian_1d = _ssim_ops.taps  # (window, sigma, dtype, device) -> (window,) taps, cached per device
+_compute_dtype = _ssim_ops.compute_dtype
+_denominator = _ssim_ops.denominator
+_jitted = _ssim_ops._jitted  # (forward, backward) triton.JITFunction, built on first use
 
 
 _DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
@@ -172,128 +166,9 @@ def _reduce(smap: torch.Tensor, mask: torch.Tensor | None, reduction: str) -> to
     return per_image.mean() if reduction == "mean" else per_image
 
 
-def _denominator(mask: torch.Tensor | None, shape: torch.Size, dtype: torch.dtype) -> torch.Tensor | None:
-    """Σ mask per image (B,); an empty mask counts as 1 (its masked mean is then 0)."""
-    if mask is None:
-        return None
-    den = mask.to(dtype).expand(shape).sum(dim=(1, 2, 3))
-    return torch.where(den == 0, torch.ones_like(den), den)
-
-
-# ----------------------------------------------------------------------------------------------- 2. kernels
-# The bodies (``_kernel_ssim_fwd``, ``_kernel_ssim_bwd``) live in ``kernels/_ssim_triton.py`` to keep both
-# files under ~400 lines; they are wrapped by ``triton.jit`` here, on first use.
-@functools.cache
-def _jitted() -> tuple[Any, Any]:
-    return jit_kernels(vars(_ssim_triton), "_kernel_ssim_fwd", "_kernel_ssim_bwd")
-
-
-# ---------------------------------------------------------------------------------------------- 3. launcher
-_BH = 16  # output rows per program: (BH + w − 1)(1 + w/BH) FMAs per pixel is flat around 8..32
-
-
-def _blocks(w_out: int) -> tuple[int, int]:
-    bw = max(16, min(64, 1 << max(0, (w_out - 1).bit_length())))
-    return _BH, bw
-
-
-def _acc_type(dtype: torch.dtype) -> Any:
-    import triton.language as tlang
-
-    return tlang.float64 if dtype == torch.float64 else tlang.float32
-
-
-def _launch_forward(x, y, mask, window, sigma, pad, data_range, store_map, n_partials):
-    """Run the forward kernel; returns (map or None, tile sums (B*C, tiles), partials or None)."""
-    fwd, _ = _jitted()
-    b, c, h, w = x.shape
-    ho, wo = (h, w) if pad else (h - window + 1, w - window + 1)
-    dt = _compute_dtype(x.dtype)
-    bh, bw = _blocks(wo)
-    nth, ntw = math.ceil(ho / bh), math.ceil(wo / bw)
-    g = _gaussian_1d(window, sigma, dt, x.device)
-    sums = torch.empty((b * c, nth * ntw), dtype=dt, device=x.device)
-    smap = torch.empty((b, c, ho, wo), dtype=dt, device=x.device) if store_map else sums
-    parts = torch.empty((n_partials, b * c, ho, wo), dtype=dt, device=x.device) if n_partials else sums
-    if mask is not None and mask.dtype == torch.bool:
-        mask = mask.view(torch.uint8)
-    m = mask.expand(b, c, ho, wo) if mask is not None else sums
-    ms = m.stride() if mask is not None else (0, 0, 0, 0)
-    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
-    with device_guard(x):
-        fwd[(ntw * nth * b * c,)](
-            x, y, g, m, smap, parts, sums, c, h, w, ho, wo, ntw, nth, *x.stride(), *y.stride(), *ms, c1, c2,
-            PAD=pad, WIN=window, BH=bh, BW=bw, HAS_MASK=mask is not None, STORE_MAP=store_map,
-            NPART=n_partials, ACC=_acc_type(x.dtype), num_warps=4,
-        )
-    return (smap if store_map else None), sums, (parts if n_partials else None)
-
-
-def _launch_backward(x, y, parts, wmap, scale, window, sigma, pad, need_x, need_y):
-    """Run the backward kernel: (dx or None, dy or None) in the input dtype and shape (contiguous)."""
-    _, bwd = _jitted()
-    b, c, h, w = x.shape
-    ho, wo = parts.shape[-2:]
-    dt = _compute_dtype(x.dtype)
-    bh, bw = _blocks(w)
-    nth, ntw = math.ceil(h / bh), math.ceil(w / bw)
-    g = _gaussian_1d(window, sigma, dt, x.device)
-    gx = torch.empty((b, c, h, w), dtype=x.dtype, device=x.device) if need_x else parts
-    gy = torch.empty((b, c, h, w), dtype=y.dtype, device=y.device) if need_y else parts
-    ws = wmap.stride() if wmap is not None else (0, 0, 0, 0)
-    with device_guard(x):
-        bwd[(ntw * nth * b * c,)](
-            x, y, g, parts, (wmap if wmap is not None else parts), scale.to(dt).contiguous(), gx, gy,
-            c, h, w, ho, wo, ntw, nth, *x.stride(), *y.stride(), *ws,
-            PADT=window - 1 - pad, WIN=window, BH=bh, BW=bw, HAS_W=wmap is not None,
-            GRAD_X=need_x, GRAD_Y=need_y, ACC=_acc_type(x.dtype), num_warps=4,
-        )
-    return (gx if need_x else None), (gy if need_y else None)
-
-
-# ------------------------------------------------------------------------------------- 4. autograd function
-class _SSIMFunction(torch.autograd.Function):
-    """Per-image (masked) mean SSIM (B,), or the map (B, C, H', W') when ``per_pixel``."""
-
-    @staticmethod
-    def forward(ctx, x, y, mask, window, sigma, padding, data_range, per_pixel):
-        pad = window // 2 if padding == "same" else 0
-        need_x, need_y = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-        n_partials = 0 if not (need_x or need_y) else (4 if need_y else 3)
-        smap, sums, parts = _launch_forward(x, y, mask, window, sigma, pad, data_range, per_pixel, n_partials)
-        b, c = x.shape[:2]
-        shape = torch.Size((b, c, *_map_hw(x, window, pad)))
-        den = _denominator(mask, shape, sums.dtype)
-        if per_pixel:
-            out = smap
-        else:
-            total = sums.view(b, -1).sum(dim=1)
-            out = total / den if den is not None else total / math.prod(shape[1:])
-        ctx.save_for_backward(x, y, parts, den)
-        ctx.cfg = (window, sigma, pad, per_pixel)
-        return out
-
-    @staticmethod
-    def backward(ctx, grad):
-        x, y, parts, den = ctx.saved_tensors
-        window, sigma, pad, per_pixel = ctx.cfg
-        need_x, need_y = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-        if parts is None or not (need_x or need_y):
-            return (None,) * 8
-        b, c = x.shape[:2]
-        if per_pixel:
-            wmap, scale = grad, torch.ones(b, device=x.device)
-        else:
-            n = den if den is not None else torch.full((b,), float(c * math.prod(parts.shape[-2:])),
-                                                        dtype=grad.dtype, device=grad.device)
-            wmap, scale = None, grad / n
-        dx, dy = _launch_backward(x, y, parts, wmap, scale, window, sigma, pad, need_x, need_y)
-        return dx, dy, None, None, None, None, None, None
-
-
-def _map_hw(x: torch.Tensor, window: int, pad: int) -> tuple[int, int]:
-    h, w = x.shape[-2:]
-    return (h, w) if pad else (h - window + 1, w - window + 1)
+# ------------------------------------------------------------------------------- 2.-4. kernels, launch, ops
+# Kernel bodies: ``kernels/_ssim_triton.py``; taps cache, launchers and the custom ops ``srcaco2::ssim`` /
+# ``srcaco2::ssim_backward`` (autograd and fake implementations for torch.compile): ``kernels/_ssim_ops.py``.
 
 
 # ------------------------------------------------------------------------------------------- 5. dispatcher
@@ -353,8 +228,12 @@ def ssim(x: torch.Tensor, y: torch.Tensor, *, window: int = 11, sigma: float = 1
     _check(x, y, window, sigma, padding, data_range, reduction, mask)
     if resolve_backend(backend, x, y, *(() if mask is None else (mask,)), op="ssim") == "torch":
         return _reduce(_reference(x, y, window, sigma, padding, float(data_range)), mask, reduction)
-    out = _SSIMFunction.apply(x, y, mask, window, float(sigma), padding, float(data_range),
-                              reduction == "none")
+    pad = window // 2 if padding == "same" else 0
+    n_partials = 4 if y.requires_grad else (3 if x.requires_grad else 0)
+    if not torch.is_grad_enabled():
+        n_partials = 0
+    out, _, _ = _ssim_ops.ssim_op(x, y, mask, window, float(sigma), pad, float(data_range),
+                                  reduction == "none", n_partials)
     return out.mean() if reduction == "mean" else out
 
 

@@ -6,6 +6,10 @@ agree (SRFBN: the mean of the loss over its step outputs), otherwise
 ``clamp(bicubic_align_corners(HR → size_k), 0, 1)`` (ProSR, MS-LapSRN), and the loss is the mean
 over the K + 1 outputs — exactly ``[loss(final, H) + Σ_k loss(out_k, H_k)] / (K + 1)``.
 SSIM and the accumulation run in float32 whatever the autocast dtype of the network.
+
+With the default SSIM (``ssim_fn=None``) and "same" padding, one output's loss is the fused op
+`kernels.fused_loss.mse_ssim_loss`: on CUDA one Triton forward and one backward kernel read sr (in its
+own dtype, no cast pass) and hr once per pass and write one gradient; elsewhere its torch reference.
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ def image_loss(
     sigma: float = 1.5,
     padding: str = "same",
     ssim_fn: Any = None,
+    backend: str = "auto",
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """``l2_weight · mean((sr − hr)²) − ssim_weight · SSIM(sr, hr)`` for one output, in float32.
 
@@ -59,18 +64,31 @@ def image_loss(
     hr : (B, 1, H, W) float32 in [0, 1]
 
     ssim_fn : callable, optional
-        SSIM implementation with the signature of `kernels.ssim.ssim` (default: that one, Triton on
-        CUDA); the benchmark passes ``kernels.ssim.ssim_5conv`` for the original's formulation.
+        SSIM implementation with the signature of `kernels.ssim.ssim`; the benchmark passes
+        ``kernels.ssim.ssim_5conv`` for the original's formulation. Default: the fused MSE − SSIM op
+        (`kernels.fused_loss.mse_ssim_loss`) for "same" padding, `kernels.ssim.ssim` for "valid".
+    backend : {"auto", "triton", "torch"}
+        Backend of the default implementations (see `kernels._dispatch`): Triton on CUDA with "auto".
 
     Returns
     -------
     loss : () float32 tensor (with gradient w.r.t. `sr`)
     parts : dict with the detached ``mse`` and ``ssim`` values (float32 scalars)
     """
+    import functools
+
     import torch
 
+    if ssim_fn is None and padding == "same":
+        from kernels.fused_loss import mse_ssim_loss
+
+        total, mse, s = mse_ssim_loss(sr, hr, l2_weight=l2_weight, ssim_weight=ssim_weight, window=window,
+                                      sigma=sigma, backend=backend)
+        return total.float(), {"mse": mse.detach().float(), "ssim": s.detach().float()}
     if ssim_fn is None:
-        from kernels.ssim import ssim as ssim_fn
+        from kernels.ssim import ssim
+
+        ssim_fn = functools.partial(ssim, backend=backend)
 
     sr = sr.float()
     hr = hr.float()
@@ -93,6 +111,8 @@ class SRLoss:
         Weights and SSIM settings.
     ssim_fn : callable, optional
         SSIM implementation (see `image_loss`).
+    backend : {"auto", "triton", "torch"}
+        Backend of the default (fused) implementation (see `image_loss`).
 
     Examples
     --------
@@ -103,9 +123,10 @@ class SRLoss:
     ['mse', 'ssim']
     """
 
-    def __init__(self, config: LossConfig, *, ssim_fn: Any = None) -> None:
+    def __init__(self, config: LossConfig, *, ssim_fn: Any = None, backend: str = "auto") -> None:
         self.config = config
         self.ssim_fn = ssim_fn
+        self.backend = backend
 
     def __repr__(self) -> str:
         c = self.config
@@ -136,6 +157,7 @@ class SRLoss:
                 sigma=c.ssim_sigma,
                 padding=c.ssim_padding,
                 ssim_fn=self.ssim_fn,
+                backend=self.backend,
             )
             total = value if total is None else total + value
         return total / len(outs), parts

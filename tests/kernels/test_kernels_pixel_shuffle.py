@@ -135,3 +135,42 @@ def test_module_has_no_parameters_and_matches_torch():
 def test_bad_input(args, kwargs, exc, match):
     with pytest.raises(exc, match=match):
         pixel_shuffle(*args, **kwargs)
+
+
+@needs_interp
+@pytest.mark.parametrize(
+    ("shape", "r", "layout"),
+    [
+        ((2, 8, 40, 300), 2, "nchw"),  # OW 600: 2 programs along W (512 columns), 20 along H (4 rows)
+        ((1, 18, 50, 7), 3, "nchw"),  # OH 150, OW 21: 2 programs along H
+        ((1, 65 * 4, 3, 20), 2, "channels_last"),  # C_out 65: 2 programs along C; OW 40: 2 along W
+    ],
+)
+def test_spans_several_programs(shape, r, layout):
+    from kernels.pixel_shuffle import config
+
+    x = _input(torch.float32, shape, seed=7)
+    if layout == "channels_last":
+        x = x.to(memory_format=torch.channels_last)
+    b, c, h, w = shape
+    br, bw, _ = config(c // (r * r), h * r, w * r, layout == "channels_last")
+    grid = (-(-w * r // br), -(-c // (r * r) // bw)) if layout == "channels_last" else \
+        (-(-h * r // br), -(-w * r // bw))
+    assert max(grid) >= 2
+    assert _same_bits(pixel_shuffle(x.to(DEV), r, backend="triton").cpu(), F.pixel_shuffle(x, r))
+    bias = torch.randn(c, generator=torch.Generator().manual_seed(1))
+    got = pixel_shuffle(x.to(DEV), r, bias=bias.to(DEV), activation="relu", clamp=(0.0, 1.5),
+                        backend="triton")
+    want = F.pixel_shuffle(x + bias.view(1, -1, 1, 1), r).relu().clamp(0.0, 1.5)
+    torch.testing.assert_close(got.cpu(), want, rtol=0, atol=2e-6, equal_nan=True)
+
+
+def test_module_fuses_relu_like_a_following_relu():
+    x = torch.randn(2, 16, 5, 6, generator=torch.Generator().manual_seed(4))
+    m = PixelShuffle(2, activation="relu")
+    assert repr(m) == "PixelShuffle(upscale_factor=2, activation='relu')"
+    assert torch.equal(m(x), nn.ReLU()(nn.PixelShuffle(2)(x)))
+    g = PixelShuffle(2, activation="gelu")
+    assert torch.equal(g(x), F.pixel_shuffle(F.gelu(x), 2))  # GELU before or after: the same values
+    with pytest.raises(ValueError, match="parameter-free"):
+        PixelShuffle(2, activation="prelu")

@@ -102,7 +102,7 @@ def test_auto_backend_on_cpu_uses_the_reference(pair, monkeypatch):
     def boom(*a, **k):
         raise AssertionError("the Triton path must not run on CPU with backend='auto'")
 
-    monkeypatch.setattr(ssim_mod._SSIMFunction, "apply", boom)
+    monkeypatch.setattr(ssim_mod._ssim_ops, "ssim_op", boom)
     torch.testing.assert_close(ssim(x, y), ssim(x, y, backend="torch"))
 
 
@@ -239,3 +239,29 @@ def test_bad_tensors():
         ssim(x[:0], y[:0])
     with pytest.raises(ValueError, match="odd int"):
         ssim_5conv(x, y, window=4)
+
+
+@needs_interp
+@pytest.mark.parametrize("padding", ["same", "valid"])
+def test_kernel_spans_several_tiles_in_both_directions(pair, padding):
+    # 36 × 150 with window 3: 3 tiles of 16 rows × 3 tiles of 64 columns (2 for valid: 148 columns)
+    x64, y64 = pair((2, 1, 36, 150), seed=13)
+    x, y = x64.float().to(DEV).requires_grad_(True), y64.float().to(DEV).requires_grad_(True)
+    got = ssim(x, y, window=3, padding=padding, reduction="per_image", backend="triton")
+    gx, gy = torch.autograd.grad(got.sum(), (x, y))
+    xr, yr = x64.float().double().requires_grad_(True), y64.float().double().requires_grad_(True)
+    want = ssim_5conv(xr, yr, window=3, padding=padding, reduction="per_image")
+    rx, ry = torch.autograd.grad(want.sum(), (xr, yr))
+    torch.testing.assert_close(got.double().cpu(), want.detach(), rtol=0, atol=2e-5)
+    for g, r in ((gx, rx), (gy, ry)):
+        torch.testing.assert_close(g.double().cpu(), r, rtol=0, atol=2e-4 * r.abs().max().item())
+
+
+def test_taps_are_cached_per_device_and_dtype():
+    from kernels import _ssim_ops
+
+    a = _ssim_ops.taps(19, 1.5, torch.float32, torch.device("cpu"))
+    assert a is _ssim_ops.taps(19, 1.5, torch.float32, torch.device("cpu"))  # no new copy per call
+    assert a is not _ssim_ops.taps(19, 1.5, torch.float64, torch.device("cpu"))
+    assert a is not _ssim_ops.taps(11, 1.5, torch.float32, torch.device("cpu"))
+    torch.testing.assert_close(a.sum(), torch.tensor(1.0))

@@ -5,8 +5,8 @@ image super-resolution in optical microscopy", Nature Methods 18, 194-202 (2021)
 
 Benchmark variant (``reference/dfcan_x*.json``): ``input`` = Conv(1, 64, 3) + GELU (exact erf
 form); ``RGs`` = 4 residual groups x 4 FCAB (keys ``RGs.g.RCABs.b``), each group adding its input
-to the output of its 4 blocks; ``conv_gelu`` = Conv(64, 64 * s^2, 3) + GELU; ONE PixelShuffle(s)
-(also at x8); ``conv_sigmoid`` = Conv(64, 1, 3) + Sigmoid (outputs in (0, 1)).
+to the output of its 4 blocks; ``conv_gelu`` = Conv(64, 64 * s^2, 3) + GELU (the GELU fused into the
+shuffle); ONE PixelShuffle(s) (also at x8); ``conv_sigmoid`` = Conv(64, 1, 3) + Sigmoid (outputs in (0, 1)).
 
 FCAB: ``x1 = GELU(conv(GELU(conv(x))))``; ``f = (|fft2(x1)| + 1e-8) ** 0.8``, spectrum shifted by
 ``torch.roll(-(n // 2))`` along rows and columns (the original's custom shift: fftshift for even
@@ -110,9 +110,9 @@ class DFCAN(nn.Module):
         self.RGs = nn.Sequential(
             *[_ResGroup(num_features, num_blocks, reduction_features, gamma) for _ in range(num_groups)]
         )
-        self.conv_gelu = nn.Sequential(nn.Conv2d(num_features, num_features * scale * scale, 3, padding=1),
-                                       nn.GELU())
-        self.pixel_shuffle = PixelShuffle(scale)
+        # its GELU runs after the shuffle, fused into it (pointwise, so it commutes; keys unchanged)
+        self.conv_gelu = nn.Sequential(nn.Conv2d(num_features, num_features * scale * scale, 3, padding=1))
+        self.pixel_shuffle = PixelShuffle(scale, activation="gelu")
         self.conv_sigmoid = nn.Sequential(nn.Conv2d(num_features, in_channels, 3, padding=1), nn.Sigmoid())
 
     def forward(self, lr: torch.Tensor) -> torch.Tensor:

@@ -97,10 +97,8 @@ class _DenseResidualBlock(nn.Module):
 class _Upsampler(nn.Module):
     def __init__(self, c: int, with_relu: bool) -> None:
         super().__init__()
-        layers: list[nn.Module] = [_Conv(c, 4 * c, 3), PixelShuffle(2)]
-        if with_relu:
-            layers.append(nn.ReLU(inplace=True))
-        self.m = nn.Sequential(*layers)
+        # shuffle + ReLU in one pass (kernels.pixel_shuffle epilogue); parameter-free, so keys are unchanged
+        self.m = nn.Sequential(_Conv(c, 4 * c, 3), PixelShuffle(2, activation="relu" if with_relu else None))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.m(x)
