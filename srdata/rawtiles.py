@@ -290,6 +290,7 @@ def lazy_tile(raw_tiles: RawTiles, tile: int, *, blocks: int | dict[int, int] = 
         b = int(blocks[s]) if isinstance(blocks, dict) else max(8, int(blocks) // s)
         out[s] = da.from_array(
             TiffRegion(info.path, shape), chunks=(shape[0], b, b), asarray=False,
+            meta=np.empty((0, 0, 0), np.uint8),  # no probing read of the file here
             name=f"raw-{tile}-{s}-{da.core.tokenize(info.path, shape, b, os.path.getmtime(info.path))}",
         )  # fmt: skip
     return out
