@@ -187,9 +187,20 @@ def dask_scheduler(scheduler: str = "threads", workers: int | None = None) -> It
     """
     import dask
 
-    if scheduler in ("threads", "processes", "sync", "synchronous"):
+    if scheduler == "processes":
+        # one pool for the whole build (dask would start a new one for every compute)
+        from concurrent.futures import ProcessPoolExecutor
+
+        from srdata.registration import _mp_context
+
+        n = int(workers or os.cpu_count() or 1)
+        with ProcessPoolExecutor(n, mp_context=_mp_context()) as pool:
+            with dask.config.set({"scheduler": "processes", "pool": pool, "num_workers": n}):
+                yield
+        return
+    if scheduler in ("threads", "sync", "synchronous"):
         cfg: dict[str, Any] = {"scheduler": "synchronous" if scheduler.startswith("sync") else scheduler}
-        if workers and scheduler in ("threads", "processes"):
+        if workers and scheduler == "threads":
             cfg["num_workers"] = int(workers)
         with dask.config.set(cfg):
             yield
