@@ -91,11 +91,14 @@ def _warm() -> float:
 
 
 def make_tasks(raw: str, n_windows: int, seed: int = 0) -> tuple[list[dict[str, Any]], int]:
-    """Real sample first, then `n_windows` synthetic windows x 3 markers x 3 scales (shuffled windows)."""
+    """Real sample first (seed 0 only), then `n_windows` synthetic windows x 3 markers x 3 scales (a
+    random sample of the accepted windows and of the offsets, drawn with `seed`)."""
     from srdata.roi import window_grid, window_roi_fraction
     from srdata.schema import MARKERS, SCALES
 
-    tasks: list[dict[str, Any]] = [{"kind": "real", "scale": s, "marker": 2} for s in SCALES]
+    tasks: list[dict[str, Any]] = (
+        [{"kind": "real", "scale": s, "marker": 2} for s in SCALES] if seed == 0 else []
+    )
     rng = np.random.default_rng(seed)
     cand = []
     tiles = sorted(json.load(open(os.path.join(raw, "synth.json")))["tiles"])

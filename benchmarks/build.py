@@ -261,7 +261,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--tvl1-windows", type=int, default=200)
     ap.add_argument("--tvl1-procs", type=int, default=2)
     ap.add_argument("--tvl1-budget-s", type=float, default=3600.0)
-    ap.add_argument("--tvl1-json", default=None, help="summarise this earlier tvl1 run instead")
+    ap.add_argument("--tvl1-seed", type=int, default=0, help="window/offset sample (0: + real sample)")
+    ap.add_argument("--tvl1-json", default=None, help="summarise these earlier tvl1 runs (comma list)")
     ap.add_argument("--fulltile-size", type=int, default=9344)
     ap.add_argument("--fulltile-windows", type=int, default=6, help="accepted windows registered (x9)")
     ap.add_argument("--timeout", type=float, default=3600.0, help="per child build, s")
@@ -296,13 +297,18 @@ def main(argv: list[str] | None = None) -> dict:
 
     try:
         if "tvl1" in sections:
-            if args.tvl1_json:
-                with open(args.tvl1_json) as fh:
-                    res = json.load(fh)["summary"]
+            if args.tvl1_json:  # one or more earlier runs (comma list), merged
+                rows, head = [], None
+                for path in args.tvl1_json.split(","):
+                    with open(path) as fh:
+                        got = json.load(fh)
+                    rows += got["rows"]
+                    head = head or got["summary"]
+                res = {**head, **tv.summarise(rows), "runs_merged": len(args.tvl1_json.split(","))}
             else:
                 res = tv.run(
                     work, n_windows=args.tvl1_windows, procs=args.tvl1_procs, budget_s=args.tvl1_budget_s,
-                    out_json=os.path.join(work, "tvl1_rows.json"),
+                    out_json=os.path.join(work, "tvl1_rows.json"), seed=args.tvl1_seed,
                 )  # fmt: skip
             data["sections"]["tvl1"] = stamp(res)
             save()

@@ -10,7 +10,9 @@ rerun ends with the same arrays, chunk for chunk, as an uninterrupted build.
 Pixels never pass through the calling process (the *client*): the raw TIFFs are Dask arrays of
 lazy region reads (`srdata.rawtiles.lazy_tile`), the pyramids, the ROI mask and the per-window ROI
 fractions are Dask graphs computed where the scheduler runs them, and only metadata (a histogram
-for Otsu, a grid of ROI counts, the shifts) comes back.
+for Otsu, a grid of ROI counts, the shifts) comes back. (With ``--scheduler processes`` Dask's
+local process scheduler itself routes every intermediate result through the calling process;
+use a ``dask.distributed`` cluster - a ``LocalCluster`` on one machine - to keep pixels off it.)
 
 Registration (TV-L1, the slow part: 9 estimates per window by default; numba ~0.1-0.2 s per 640²
 estimate, skimage ~2-4 s) runs as a stream of window tasks (`srdata.registration.
