@@ -217,3 +217,27 @@ def run(
             with open(out_json, "w") as fh:
                 json.dump({"summary": result, "rows": rows}, fh, indent=1)
     return result
+
+
+def numba_first_call() -> dict[str, float]:
+    """Seconds to import + first call in fresh processes: with an empty numba cache (compile), then
+    with the cache it left (load)."""
+    import subprocess
+    import sys
+    import tempfile
+
+    code = (
+        "import time; t = time.perf_counter(); import numpy as np; "
+        "from srdata.registration.tvl1 import optical_flow_tvl1 as f; "
+        "f(np.zeros((64, 64), np.uint8), np.ones((64, 64), np.uint8)); print(time.perf_counter() - t)"
+    )
+    out = {}
+    with tempfile.TemporaryDirectory() as cache:
+        env = {**os.environ, "NUMBA_CACHE_DIR": cache}
+        for name in ("compile_s", "cached_s"):
+            proc = subprocess.run(
+                [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+            )
+            out[name] = float(proc.stdout.strip().splitlines()[-1])
+    out["load_avg"] = os.getloadavg()[0]
+    return out

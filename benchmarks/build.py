@@ -310,6 +310,7 @@ def main(argv: list[str] | None = None) -> dict:
                     work, n_windows=args.tvl1_windows, procs=args.tvl1_procs, budget_s=args.tvl1_budget_s,
                     out_json=os.path.join(work, "tvl1_rows.json"), seed=args.tvl1_seed,
                 )  # fmt: skip
+            res["numba_first_call"] = tv.numba_first_call()
             data["sections"]["tvl1"] = stamp(res)
             save()
         if "fulltile" in sections:

@@ -35,7 +35,7 @@ import click
 @click.option(
     "--registration", "registration_impl", type=click.Choice(["numba", "skimage"]), default="numba",
     show_default=True,
-    help="TV-L1 implementation: numba (compiled, ~20x faster) or skimage (the reference); same "
+    help="TV-L1 implementation: numba (compiled, 13-20x faster) or skimage (the reference); same "
     "algorithm and parameters; recorded in the store's attributes.",
 )  # fmt: skip
 @click.option("--pixel-size-um", type=float, default=1.0, show_default=True, help="HR pixel size, µm.")
