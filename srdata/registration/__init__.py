@@ -7,7 +7,7 @@ is ``(round(mean v), round(mean u))`` in HR pixels. The store keeps the shift in
 `srdata.schema.read_lr_patch` applies it exactly as the original warp + crop + downsample did.
 
 Two implementations of the same TV-L1 (`IMPLEMENTATIONS`): ``numba`` (default,
-`srdata.registration.tvl1`, 13-20x faster on one core, bit-identical flows, releases the GIL)
+`srdata.registration.tvl1`, 13-20x faster on one core, the same flows, releases the GIL)
 and ``skimage`` (``skimage.registration.optical_flow_tvl1``, the reference; holds the GIL).
 
 Many windows run as a *stream* (`stream_tasks`): tasks are submitted to a pool - threads, a
