@@ -1,23 +1,18 @@
-"""Build benchmark: `srdata build` wall time vs a plain tifffile read, store bytes vs released patches.
+"""Build benchmark: TV-L1 numba vs skimage, a full-size tile per scheduler, ome-zarr, projections.
 
-Run ``python -m benchmarks.build [--tiles 3] [--hr-size 2048] [--single-tiles 4096 9344]
-[--register-windows 2]``.
+Run ``python -m benchmarks.build --sections tvl1,fulltile,omezarr,projection[,io]``; each section
+updates its own key of ``benchmarks/results/build.json`` (with its date and the machine load):
 
-* read: ``tifffile.imread`` of every raw TIFF of the set (the floor any builder pays), timed twice:
-  *warm* (page cache hot) and *cold-ish* (after ``posix_fadvise(POSIX_FADV_DONTNEED)`` on every
-  input file; the host may still cache the virtual disk). The build is timed the same two ways.
-  Goal: build (without registration, cold-ish input) <= 2x the cold-ish read; the warm ratio is
-  reported too. ``MB/s`` = raw input bytes / build seconds.
-* single tiles: the same timings for one synthetic tile of each ``--single-tiles`` HR size
-  (the real SR-CACO-2 tiles are up to 9344² HR).
-* bytes: the whole store (all levels, ROI, index) vs the same accepted windows written as the
-  released data holds them: one 2-D uint8 TIFF per marker and resolution (512² HR, (512/s)² LR);
-  goal <= 0.5x.
-* registration: TV-L1 seconds per window (9 estimates), measured on a few windows in this process
-  and in the build's process pool, reported separately (it dominates a real build and scales
-  with the number of accepted windows; ``--register-markers/--register-scales`` cut it).
+* ``tvl1`` (`benchmarks._build_tvl1`): the numba TV-L1 against skimage's on the same estimates:
+  synthetic 640² windows x 3 markers x 3 scales with 1-2 LR px misregistrations, and the real
+  sample (3 scales); agreement of the rounded mean flow (the stored shift), every disagreement with
+  both means, bit-identical flows, seconds per estimate (1 thread each). ``--tvl1-windows``,
+  ``--tvl1-budget-s`` (stops submitting when spent), ``--tvl1-json`` (summarise an earlier run).
+* ``fulltile``, ``omezarr``, ``projection`` (`benchmarks._build_scale`): see that module.
+* ``io``: the earlier figures (build without registration vs a plain tifffile read, store bytes vs
+  the released patch TIFFs) on ``--tiles`` x ``--hr-size``.
 
-Prints a table and writes ``benchmarks/results/build.json``.
+Prints a summary and writes ``benchmarks/results/build.json``.
 """
 
 from __future__ import annotations
@@ -118,16 +113,8 @@ def _time_build(raw: str, store: str, files: list[str], chunk: int, scheduler: s
     return out
 
 
-def main(argv: list[str] | None = None) -> dict:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--tiles", type=int, default=3)
-    ap.add_argument("--hr-size", type=int, default=2048)
-    ap.add_argument("--chunk", type=int, default=512)
-    ap.add_argument("--scheduler", default="threads")
-    ap.add_argument("--register-windows", type=int, default=2, help="windows timed for TV-L1 (0: skip)")
-    ap.add_argument("--single-tiles", type=int, nargs="*", default=[4096, 9344], help="1-tile HR sizes")
-    ap.add_argument("--keep", default=None, help="keep the work directory here")
-    args = ap.parse_args(argv)
+def _section_io(args: argparse.Namespace) -> dict:
+    """The read-vs-build and bytes figures (``io`` section)."""
 
     import dask.array  # noqa: F401 - warm imports: time the build, not the interpreter
     import skimage.filters  # noqa: F401
@@ -216,10 +203,6 @@ def main(argv: list[str] | None = None) -> dict:
             "shared 2-core machine (see load_avg) are noisy."
         ),
     }  # fmt: skip
-    os.makedirs(os.path.dirname(RESULTS), exist_ok=True)
-    with open(RESULTS, "w") as fh:
-        json.dump(result, fh, indent=2)
-
     def _row(name: str, m: dict) -> list[tuple[str, str, str]]:
         return [
             (f"{name}: tifffile read warm / cold", f"{m['read_warm_s']:.2f} / {m['read_cold_s']:.2f} s", ""),
@@ -251,8 +234,118 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"build benchmark: {len(tiles)} tiles of {args.hr_size}² HR, chunk {args.chunk}, {args.scheduler}")
     for name, val, note in rows:
         print(f"  {name:<42} {val:>14}  {note}")
-    print(f"  -> {RESULTS}")
     return result
+
+
+def _load() -> dict:
+    try:
+        with open(RESULTS) as fh:
+            data = json.load(fh)
+    except (OSError, ValueError):
+        return {}
+    if "sections" in data:
+        return data
+    note = "measured before issue 14 (eager load_tile build, skimage TV-L1 in a process pool)"
+    return {"sections": {"io": {**data, "note": note}} if data else {}}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sections", default="tvl1,fulltile,omezarr,projection")
+    ap.add_argument("--tiles", type=int, default=3)
+    ap.add_argument("--hr-size", type=int, default=2048)
+    ap.add_argument("--chunk", type=int, default=512)
+    ap.add_argument("--scheduler", default="threads")
+    ap.add_argument("--register-windows", type=int, default=2, help="io: windows timed for TV-L1 (0: skip)")
+    ap.add_argument("--single-tiles", type=int, nargs="*", default=[4096, 9344], help="io: 1-tile HR sizes")
+    ap.add_argument("--tvl1-windows", type=int, default=200)
+    ap.add_argument("--tvl1-procs", type=int, default=2)
+    ap.add_argument("--tvl1-budget-s", type=float, default=3600.0)
+    ap.add_argument("--tvl1-seed", type=int, default=0, help="window/offset sample (0: + real sample)")
+    ap.add_argument("--tvl1-json", default=None, help="summarise these earlier tvl1 runs (comma list)")
+    ap.add_argument("--fulltile-size", type=int, default=9344)
+    ap.add_argument("--fulltile-windows", type=int, default=6, help="accepted windows registered (x9)")
+    ap.add_argument("--timeout", type=float, default=3600.0, help="per child build, s")
+    ap.add_argument("--keep", default=None, help="keep the work directory here")
+    ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.child:
+        from benchmarks._build_scale import fulltile_child
+
+        raw, store, mode, frac, register = json.loads(args.child)
+        print(json.dumps(fulltile_child(raw, store, mode, float(frac), bool(register))))
+        return {}
+    from benchmarks import _build_scale as scale
+    from benchmarks import _build_tvl1 as tv
+
+    sections = [v.strip() for v in args.sections.split(",") if v.strip()]
+    data = _load()
+    work = args.keep or tempfile.mkdtemp(prefix="srdata-bench-")
+    os.makedirs(work, exist_ok=True)
+
+    def stamp(value: dict) -> dict:
+        return {
+            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "load_avg": os.getloadavg()},
+            **value,
+        }
+
+    def save() -> None:
+        os.makedirs(os.path.dirname(RESULTS), exist_ok=True)
+        with open(RESULTS, "w") as fh:
+            json.dump(data, fh, indent=2)
+
+    try:
+        if "tvl1" in sections:
+            if args.tvl1_json:  # one or more earlier runs (comma list), merged
+                rows, head = [], None
+                for path in args.tvl1_json.split(","):
+                    with open(path) as fh:
+                        got = json.load(fh)
+                    rows += got["rows"]
+                    head = head or got["summary"]
+                res = {**head, **tv.summarise(rows), "runs_merged": len(args.tvl1_json.split(","))}
+            else:
+                res = tv.run(
+                    work, n_windows=args.tvl1_windows, procs=args.tvl1_procs, budget_s=args.tvl1_budget_s,
+                    out_json=os.path.join(work, "tvl1_rows.json"), seed=args.tvl1_seed,
+                )  # fmt: skip
+            res["numba_first_call"] = tv.numba_first_call()
+            data["sections"]["tvl1"] = stamp(res)
+            save()
+        if "fulltile" in sections:
+            res = scale.run_fulltile(
+                work, size=args.fulltile_size, windows=args.fulltile_windows, timeout=args.timeout
+            )
+            data["sections"]["fulltile"] = stamp(res)
+            save()
+        if "omezarr" in sections:
+            full = data["sections"].get("fulltile", {}).get("raw")
+            raw = full if full and os.path.exists(full) else None
+            if raw is None:
+                from srdata.synth import SynthParams, write_synth
+
+                raw = os.path.join(work, "omz_raw")
+                write_synth(raw, n_tiles=1, params=SynthParams(hr_size=4096, seed=5))
+            data["sections"]["omezarr"] = stamp(scale.run_omezarr(raw, work, chunk=args.chunk))
+            save()
+        if "projection" in sections:
+            est = scale.cpu_per_estimate()
+            data["sections"]["projection"] = stamp(
+                {"cpu_per_estimate": est, **scale.projection(est, data["sections"].get("fulltile"))}
+            )
+            save()
+        if "io" in sections:
+            data["sections"]["io"] = stamp(_section_io(args))
+            save()
+    finally:
+        if not args.keep:
+            import shutil as _sh
+
+            _sh.rmtree(work, ignore_errors=True)
+    print(json.dumps({k: v for k, v in data["sections"].items() if k in sections}, indent=1)[:6000])
+    print(f"  -> {RESULTS}")
+    return data
 
 
 if __name__ == "__main__":

@@ -36,6 +36,12 @@ import click
     help="Register only these scales (comma list of 2,4,8; default all); others keep shift 0.",
 )  # fmt: skip
 @click.option(
+    "--registration", "registration_impl", type=click.Choice(["numba", "skimage"]), default="numba",
+    show_default=True,
+    help="TV-L1 implementation: numba (compiled, 13-20x faster) or skimage (the reference); same "
+    "algorithm and parameters; recorded in the store's attributes.",
+)  # fmt: skip
+@click.option(
     "--pixel-size-um", type=click.FloatRange(min=0, min_open=True), default=None,
     help="HR pixel size, µm. Default: read from the HR TIFFs' metadata (OME-XML, ImageJ, resolution "
     "tags); when they hold none, the store records the size as unknown (coordinates in HR pixels). "
@@ -46,7 +52,8 @@ import click
 def build(
     raw: str, store: str, scheduler: str, workers: int | None, chunk: int, roi_threshold: int,
     roi_min_fraction: float, roi_method: str, split: str, no_register: bool,
-    register_markers: str | None, register_scales: str | None, pixel_size_um: float | None,
+    register_markers: str | None, register_scales: str | None, registration_impl: str,
+    pixel_size_um: float | None,
     overwrite: bool, as_json: bool,
 ) -> None:  # fmt: skip
     """Build STORE (path or fsspec URL) from RAW tiles in the official layout.
@@ -68,7 +75,7 @@ def build(
         cfg = BuildConfig(
             chunk=chunk, roi_threshold=roi_threshold, roi_min_fraction=roi_min_fraction,
             roi_method=roi_method, split=split, register=not no_register, overwrite=overwrite,  # type: ignore[arg-type]
-            pixel_size_um=pixel_size_um,
+            pixel_size_um=pixel_size_um, registration_impl=registration_impl,
             register_markers=None if register_markers is None else tuple(_list(register_markers) or ()),
             register_scales=None if scales is None else tuple(int(v) for v in scales),
         )  # fmt: skip

@@ -7,13 +7,25 @@ record the tile in ``finished_tiles``. The index is written last, from the table
 followed by ``index_complete``. A rerun skips finished tiles, so a build killed at any point and
 rerun ends with the same arrays, chunk for chunk, as an uninterrupted build.
 
-Registration (TV-L1, the slow part: ~2 s per 640² estimate, 9 per window by default) runs in a
-process pool and saves each finished window's shifts at once under ``_build/registration/<tile>``
+Pixels never pass through the calling process (the *client*): the raw TIFFs are Dask arrays of
+lazy region reads (`srdata.rawtiles.lazy_tile`), the pyramids, the ROI mask and the per-window ROI
+fractions are Dask graphs computed where the scheduler runs them, and only metadata (a histogram
+for Otsu, a grid of ROI counts, the shifts) comes back. (With ``--scheduler processes`` Dask's
+local process scheduler itself routes every intermediate result through the calling process;
+use a ``dask.distributed`` cluster - a ``LocalCluster`` on one machine - to keep pixels off it.)
+
+Registration (TV-L1, the slow part: 9 estimates per window by default; numba ~0.1-0.2 s per 640²
+estimate, skimage ~2-4 s) runs as a stream of window tasks (`srdata.registration.
+register_store_windows`): each task reads its own window from the store being written (level 0 of
+HR and LR, already written) and returns only the shifts; tasks are submitted with a bounded number
+in flight to a thread pool (numba releases the GIL), a process pool, or the ``dask.distributed``
+cluster. Each finished window's shifts are saved at once under ``_build/registration/<tile>``
 (group attrs, outside the tile group); a rerun after a kill reuses them and computes only the
 missing windows. The ``_build`` group is deleted when its tile is finished and before the index is
 written, so a finished store holds no trace of it. ``BuildConfig.register_markers`` /
 ``register_scales`` restrict the estimates; ``source["registration"]`` records
-``{"method", "markers", "scales"}`` and every other (marker, scale) pair keeps shift 0.
+``{"method", "implementation", "markers", "scales"}`` (``implementation``: ``numba`` or
+``skimage``, `BuildConfig.registration_impl`) and every other (marker, scale) pair keeps shift 0.
 """
 
 from __future__ import annotations
@@ -30,9 +42,9 @@ import numpy as np
 
 from srdata.layout import RawInputError
 from srdata.lease import leased
-from srdata.rawtiles import RawTiles, load_tile, raw_pixel_size, validate_raw
-from srdata.registration import register_windows
-from srdata.roi import CENTER, roi_threshold, window_grid, window_roi_fraction
+from srdata.rawtiles import RawTiles, lazy_tile, raw_pixel_size, validate_raw
+from srdata.registration import DEFAULT_IMPLEMENTATION, IMPLEMENTATIONS, register_store_windows
+from srdata.roi import CENTER, roi_mask, roi_threshold_lazy, window_grid, window_roi_fraction_lazy
 from srdata.schema import (
     FORMAT_VERSION,
     INDEX_COLUMNS,
@@ -105,6 +117,9 @@ class BuildConfig:
         HR pixel size, micrometres (OME-NGFF scale metadata; /s acquisitions get s times it).
         None (default): read from the HR TIFFs' metadata, else recorded as unknown
         (`srdata.rawtiles.raw_pixel_size`).
+    registration_impl : {"numba", "skimage"}
+        TV-L1 implementation (same algorithm and parameters; `srdata.registration`), recorded in
+        ``source["registration"]["implementation"]``.
     """
 
     chunk: int = 512
@@ -117,6 +132,7 @@ class BuildConfig:
     register_scales: tuple[int, ...] | None = None
     overwrite: bool = False
     pixel_size_um: float | None = None
+    registration_impl: str = DEFAULT_IMPLEMENTATION
 
     def __post_init__(self) -> None:
         if self.pixel_size_um is not None and not float(self.pixel_size_um) > 0:
@@ -129,6 +145,10 @@ class BuildConfig:
             raise ValueError(f"roi_method={self.roi_method!r}: use 'fixed' or 'otsu'")
         if self.split not in ("auto", "official"):
             raise ValueError(f"split={self.split!r}: use 'auto' or 'official'")
+        if self.registration_impl not in IMPLEMENTATIONS:
+            raise ValueError(
+                f"registration_impl={self.registration_impl!r}: use one of {list(IMPLEMENTATIONS)}"
+            )
         markers = tuple(MARKERS) if self.register_markers is None else tuple(self.register_markers)
         scales = tuple(SCALES) if self.register_scales is None else tuple(map(int, self.register_scales))
         if not markers or any(m not in MARKERS for m in markers):
@@ -145,6 +165,7 @@ class BuildConfig:
             return "none"
         return {
             "method": REGISTRATION_METHOD,
+            "implementation": self.registration_impl,
             "markers": list(self.register_markers or MARKERS),
             "scales": list(self.register_scales or SCALES),
         }
@@ -180,14 +201,23 @@ def dask_scheduler(scheduler: str = "threads", workers: int | None = None) -> It
     """
     import dask
 
-    if scheduler in ("threads", "processes", "sync", "synchronous"):
-        cfg: dict[str, Any] = {"scheduler": "synchronous" if scheduler.startswith("sync") else scheduler}
-        if workers and scheduler in ("threads", "processes"):
-            cfg["num_workers"] = int(workers)
-        if scheduler == "processes":  # its pool processes exit when this process dies
-            from srdata._lifeline import initializer
+    if scheduler == "processes":
+        # one pool for the whole build (dask would start a new one for every compute)
+        from concurrent.futures import ProcessPoolExecutor
 
-            cfg["multiprocessing.initializer"] = initializer()
+        from srdata._lifeline import initializer
+        from srdata.registration import _mp_context
+
+        n = int(workers or os.cpu_count() or 1)
+        # the lifeline: pool processes exit within seconds if this process dies (even by kill -9)
+        with ProcessPoolExecutor(n, mp_context=_mp_context(), initializer=initializer()) as pool:
+            with dask.config.set({"scheduler": "processes", "pool": pool, "num_workers": n}):
+                yield
+        return
+    if scheduler in ("threads", "sync", "synchronous"):
+        cfg: dict[str, Any] = {"scheduler": "synchronous" if scheduler.startswith("sync") else scheduler}
+        if workers and scheduler == "threads":
+            cfg["num_workers"] = int(workers)
         with dask.config.set(cfg):
             yield
         return
@@ -202,10 +232,12 @@ def dask_scheduler(scheduler: str = "threads", workers: int | None = None) -> It
         yield
 
 
-def _registration_pool(scheduler: str) -> str:
-    """Where TV-L1 runs: a local process pool (threads would serialise on the GIL), in this process
-    (``sync``), or on the ``dask.distributed`` cluster at `scheduler`."""
-    if scheduler in ("threads", "processes"):
+def _registration_pool(scheduler: str, implementation: str = DEFAULT_IMPLEMENTATION) -> str:
+    """Where TV-L1 runs: local threads (numba releases the GIL) or processes (skimage holds it),
+    in this process (``sync``), or on the ``dask.distributed`` cluster at `scheduler`."""
+    if scheduler == "threads":
+        return "threads" if implementation == "numba" else "processes"
+    if scheduler == "processes":
         return "processes"
     if scheduler in ("sync", "synchronous"):
         return "serial"
@@ -267,8 +299,8 @@ def _load_partial(root: Any, tile: int, y0: np.ndarray, x0: np.ndarray, reg: Any
 
 def _register_tile(
     root: Any,
+    store: str,
     tile: int,
-    acq: dict[int, np.ndarray],
     y0: np.ndarray,
     x0: np.ndarray,
     cfg: BuildConfig,
@@ -278,8 +310,9 @@ def _register_tile(
 ) -> np.ndarray:
     """(N, markers, scales, 2) shifts of the accepted windows, persisted window by window.
 
-    Each finished window's shift is written at once to ``_build/registration/<tile>`` (group attrs);
-    a rerun after a kill reuses them and computes only the missing windows.
+    The tasks read their windows from `store` (the tile's level-0 arrays are written already).
+    Each finished window's shift is written at once to ``_build/registration/<tile>`` (group
+    attrs); a rerun after a kill reuses them and computes only the missing windows.
     """
     reg = _norm_json(cfg.registration())
     known = _load_partial(root, tile, y0, x0, reg)
@@ -299,10 +332,11 @@ def _register_tile(
     chans = tuple(MARKERS.index(m) for m in (cfg.register_markers or MARKERS))
     n = len(y0)
     emit(BuildEvent("register", tile, len(known), n, "resumed" if known else ""))
-    return register_windows(
-        acq[1], {s: acq[s] for s in SCALES}, y0, x0,
+    return register_store_windows(
+        store, tile, y0, x0,
         scales=tuple(cfg.register_scales or SCALES), markers=chans, pool=pool, workers=workers,  # type: ignore[arg-type]
         known=known, on_result=save, progress=lambda d: emit(BuildEvent("register", tile, d, n)),
+        implementation=cfg.registration_impl,
     )  # fmt: skip
 
 
@@ -318,33 +352,49 @@ def _drop_scratch(root: Any, tile: int | None = None) -> None:
         del root[key]
 
 
+def _worker_url(store: str) -> str:
+    """`store` as every worker can open it: local paths made absolute, URLs kept."""
+    return store if "://" in str(store) else os.path.abspath(store)
+
+
 def _build_tile(
     root: Any,
     raw: RawTiles,
     tile: int,
     cfg: BuildConfig,
     emit: Callable[[BuildEvent], None],
-    pool: str = "processes",
+    pool: str = "threads",
     workers: int | None = None,
+    store: str | None = None,
 ) -> None:
-    """Write one tile's arrays and window table, then mark it finished."""
+    """Write one tile's arrays and window table, then mark it finished.
+
+    Every pixel operation is a Dask graph run by the active scheduler (reads of the raw TIFFs
+    included); this function holds metadata only.
+    """
+    from srdata.writer import _BLOCK_PX
+
     root.create_group(f"tiles/{tile}", overwrite=True)  # drops a partial tile
-    acq = load_tile(raw, tile)
+    # Dask blocks = the writer's blocks (whole c, ~2048 px, multiples of the chunk): no rechunk
+    blocks = {s: (cfg.chunk // s) * max(1, _BLOCK_PX // (cfg.chunk // s)) for s in _ACQ_SCALES}
+    acq = lazy_tile(raw, tile, blocks=blocks)
     for k, s in enumerate(_ACQ_SCALES):
         write_image(root, tile, s, acq[s], chunk=cfg.chunk // s)  # pixel size: the store's attrs
         emit(BuildEvent("write", tile, k + 1, len(_ACQ_SCALES), f"x{s}" if s > 1 else "hr"))
     hr = acq[1]
-    thr = roi_threshold(hr[2], method=cfg.roi_method, threshold=cfg.roi_threshold)
-    mask = np.greater_equal(hr[2], thr).view(np.uint8)  # in memory already: no Dask graph needed
-    write_roi(root, tile, mask, chunk=cfg.chunk)
+    thr = roi_threshold_lazy(hr[2], method=cfg.roi_method, threshold=cfg.roi_threshold)
+    write_roi(root, tile, roi_mask(hr[2], thr), chunk=cfg.chunk)
     y0, x0 = window_grid(hr.shape[1], hr.shape[2])
-    frac = window_roi_fraction(mask, y0, x0)
+    import dask.array as da
+
+    frac = window_roi_fraction_lazy(da.from_zarr(root[f"tiles/{tile}/roi/0"]), y0, x0)  # the written mask
     accepted = frac >= cfg.roi_min_fraction
     emit(BuildEvent("roi", tile, int(accepted.sum()), len(y0), f"threshold {thr}"))
     shift = np.zeros((len(y0), len(MARKERS), len(SCALES), 2), np.int16)
     if cfg.register and accepted.any():
         sel = accepted
-        shift[sel] = _register_tile(root, tile, acq, y0[sel], x0[sel], cfg, pool, workers, emit)
+        url = _worker_url(store if store is not None else str(root.store))
+        shift[sel] = _register_tile(root, url, tile, y0[sel], x0[sel], cfg, pool, workers, emit)
     root[f"tiles/{tile}"].attrs["windows"] = {
         "threshold": thr,
         "y0": y0.tolist(),
@@ -413,11 +463,13 @@ def build_store(
         Local path or fsspec URL of the Zarr v3 store to write.
     config : BuildConfig
     scheduler : str
-        ``threads`` (default), ``processes``, ``sync`` or a ``dask.distributed`` address. Writes
-        use it as a Dask scheduler; TV-L1 registration runs in a local process pool for
-        ``threads``/``processes``, in this process for ``sync`` and on the cluster for an address.
+        ``threads`` (default), ``processes``, ``sync`` or a ``dask.distributed`` address. Every
+        pixel operation (TIFF reads, pyramids, ROI) is a Dask graph run by it; TV-L1 registration
+        streams window tasks to local threads (numba; processes for skimage) for ``threads``, a
+        local process pool for ``processes``, this process for ``sync`` and the cluster's workers
+        for an address.
     workers : int, optional
-        Local pool size (threads/processes of the writes and the registration process pool).
+        Local pool size (threads/processes of the writes and of the registration pool).
     progress : callable, optional
         Receives `BuildEvent` objects (the CLI draws a progress bar from them).
 
@@ -454,14 +506,14 @@ def build_store(
         todo = [t for t in raw_tiles.tiles if t not in done]
         if todo and old.index_complete:
             update_attrs(root, index_complete=False)
-        pool = _registration_pool(scheduler)
+        pool = _registration_pool(scheduler, config.registration_impl)
         with dask_scheduler(scheduler, workers):
             for k, t in enumerate(raw_tiles.tiles):
                 emit(BuildEvent("tile", t, k, len(raw_tiles.tiles)))
                 if t in done:
                     emit(BuildEvent("skip", t, k + 1, len(raw_tiles.tiles)))
                 else:
-                    _build_tile(root, raw_tiles, t, config, emit, pool, workers)
+                    _build_tile(root, raw_tiles, t, config, emit, pool, workers, store=str(store))
                     log.info("tile %d finished", t)
                 emit(BuildEvent("finished", t, k + 1, len(raw_tiles.tiles)))
         _drop_scratch(root)

@@ -2,6 +2,10 @@
 
 Every check runs on TIFF headers only (`inspect_tile`, `validate_raw`), so a bad input set fails
 in seconds with one message naming the file and the fix, before a store is created.
+
+The build reads pixels lazily (`lazy_tile`: Dask arrays of `TiffRegion` handles), block by block
+in the tasks that need them, so the process that builds the graph never holds a tile; `load_tile`
+reads a whole tile into memory (tests, small tools).
 """
 
 from __future__ import annotations
@@ -10,13 +14,16 @@ import dataclasses
 import logging
 import os
 import struct
+from typing import Any
 
 import numpy as np
 
 from srdata.layout import RawInputError, discover_tiles, folder_name, tile_path
 
-__all__ = ["TileInfo", "RawTiles", "inspect_tile", "validate_raw", "read_tile", "load_tile"]
-__all__ += ["PixelSize", "tiff_pixel_size_um", "raw_pixel_size"]
+__all__ = [
+    "TileInfo", "RawTiles", "TiffRegion", "inspect_tile", "validate_raw", "read_tile", "load_tile",
+    "lazy_tile", "PixelSize", "tiff_pixel_size_um", "raw_pixel_size",
+]  # fmt: skip
 
 log = logging.getLogger(__name__)
 
@@ -347,3 +354,109 @@ def raw_pixel_size(raw_tiles: RawTiles, option_um: float | None = None) -> Pixel
     return PixelSize(
         None, "unknown", "no pixel size in the HR TIFFs (OME-XML, ImageJ, resolution tags), no option given"
     )
+
+
+class TiffRegion:
+    """A raw TIFF as a lazily read (c, y, x) uint8 array, cropped to `shape` (for `dask.array.from_array`).
+
+    Only the path and the shape travel with it (it pickles to a few hundred bytes); every
+    ``obj[c, y0:y1, x0:x1]`` opens the file where it runs and reads just that region: through a
+    read-only memory map when the image data is stored contiguously and uncompressed (the common
+    case for raw scans), else through tifffile's Zarr view of the strips/tiles (only the strips
+    that hold the region are decoded).
+
+    Parameters
+    ----------
+    path : str
+        The TIFF file (a path every worker can read).
+    shape : (c, y, x)
+        The crop of the image to expose (top-left aligned, at most the image's shape).
+    """
+
+    def __init__(self, path: str, shape: tuple[int, int, int]) -> None:
+        self.path = str(path)
+        self.shape = tuple(int(v) for v in shape)
+        self.dtype = np.dtype(np.uint8)
+        self.ndim = 3
+
+    def __repr__(self) -> str:
+        return f"TiffRegion({self.path!r}, shape={self.shape})"
+
+    def __reduce__(self) -> tuple[Any, tuple[str, tuple[int, ...]]]:
+        return (TiffRegion, (self.path, self.shape))
+
+    def _norm(self, key: Any) -> tuple[tuple[slice, ...], tuple[int, ...]]:
+        """Contiguous slices of `key` and the axes given as integers (dropped from the result)."""
+        if not isinstance(key, tuple):
+            key = (key,)
+        key = key + (slice(None),) * (3 - len(key))
+        out, drop = [], []
+        for ax, (k, n) in enumerate(zip(key, self.shape, strict=True)):
+            if isinstance(k, (int, np.integer)):
+                i = int(k) + (n if k < 0 else 0)
+                if not 0 <= i < n:
+                    raise IndexError(f"{self!r}: index {k} out of range for axis {ax} of size {n}")
+                out.append(slice(i, i + 1))
+                drop.append(ax)
+                continue
+            if not isinstance(k, slice) or k.step not in (None, 1):
+                raise IndexError(f"{self!r}: only integers and contiguous slices are supported, got {key}")
+            start, stop, _ = k.indices(n)
+            out.append(slice(start, max(start, stop)))
+        return tuple(out), tuple(drop)
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        import tifffile
+
+        sl, drop = self._norm(key)
+        try:
+            with tifffile.TiffFile(self.path) as tif:
+                series = tif.series[0]
+                offset = series.dataoffset
+                full = tuple(int(v) for v in series.shape)
+                if offset is not None and np.dtype(series.dtype) == np.uint8 and len(full) == 3:
+                    mm = np.memmap(self.path, np.uint8, mode="r", offset=int(offset), shape=full)
+                    data = np.array(mm[sl])
+                else:
+                    import zarr
+
+                    with series.aszarr() as store:
+                        data = np.asarray(zarr.open_array(store, mode="r")[sl])
+        except Exception as exc:  # noqa: BLE001 - any decoder failure is a bad file
+            raise RawInputError(
+                f"{self.path}: cannot read region {[(s.start, s.stop) for s in sl]} "
+                f"({type(exc).__name__}: {exc}); copy or export the file again"
+            ) from None
+        return data.squeeze(axis=drop) if drop else data
+
+
+def lazy_tile(raw_tiles: RawTiles, tile: int, *, blocks: int | dict[int, int] = 2048) -> dict[int, Any]:
+    """The four acquisitions of `tile` as lazy Dask arrays, read chunk-wise where the task runs.
+
+    Parameters
+    ----------
+    raw_tiles : RawTiles
+    tile : int
+    blocks : int or dict of int to int
+        Edge of one Dask block (whole c): ``blocks // s`` px for the /s acquisition, or
+        ``blocks[s]`` px.
+
+    Returns
+    -------
+    dict of int to (3, H/s, W/s) uint8 dask.array.Array
+        Same values as `load_tile`; the graph holds only `TiffRegion` handles (path + shape).
+    """
+    import dask.array as da
+
+    hh, ww = raw_tiles.extent[tile]
+    out = {}
+    for s in SCALES_ALL:
+        info = raw_tiles.info[tile][s]
+        shape = (info.shape[0], hh // s, ww // s)
+        b = int(blocks[s]) if isinstance(blocks, dict) else max(8, int(blocks) // s)
+        out[s] = da.from_array(
+            TiffRegion(info.path, shape), chunks=(shape[0], b, b), asarray=False,
+            meta=np.empty((0, 0, 0), np.uint8),  # no probing read of the file here
+            name=f"raw-{tile}-{s}-{da.core.tokenize(info.path, shape, b, os.path.getmtime(info.path))}",
+        )  # fmt: skip
+    return out

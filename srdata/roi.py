@@ -1,5 +1,10 @@
 """ROI mask (HR CELL2 >= threshold, blockwise with Dask) and the candidate-window index (SPEC §2.2-2.3).
 
+Everything has a lazy (Dask) form for the build, whose pixels stay on the workers: `roi_mask`
+(blockwise comparison), `roi_threshold_lazy` (Otsu from a Dask histogram: 256 counts reach the
+caller) and `window_roi_fraction_lazy` (ROI counts per aligned cell, then per window: one small
+grid of counts reaches the caller).
+
 Windows are 640² HR squares at stride 256: rows ``i = 0, 256, ...`` while ``i + 640 < H`` (a window
 ending exactly at H is excluded), same for columns, row-major. A window is accepted iff its central
 128² region (``[256:384]²`` of the window) holds at least ``min_fraction`` ROI pixels.
@@ -13,7 +18,15 @@ import numpy as np
 
 from srdata.schema import STRIDE, WINDOW_SIZE
 
-__all__ = ["CENTER", "roi_threshold", "roi_mask", "window_grid", "window_roi_fraction"]
+__all__ = [
+    "CENTER",
+    "roi_threshold",
+    "roi_threshold_lazy",
+    "roi_mask",
+    "window_grid",
+    "window_roi_fraction",
+    "window_roi_fraction_lazy",
+]
 
 CENTER: int = 128
 """Side of the acceptance region at the centre of a window, HR px (SPEC §2.3)."""
@@ -98,3 +111,83 @@ def window_roi_fraction(
         region = mask[y + off : y + off + center, x + off : x + off + center]
         out[n] = np.count_nonzero(region) / float(center * center)
     return out
+
+
+def _otsu_from_counts(counts: np.ndarray) -> int:
+    """`roi_threshold` ``method="otsu"`` from the 256-bin histogram of a uint8 plane."""
+    from skimage.filters import threshold_otsu
+
+    nz = np.flatnonzero(counts)
+    if len(nz) == 0:
+        raise ValueError("empty CELL2 plane: no Otsu threshold")
+    lo, hi = int(nz[0]), int(nz[-1])
+    if lo == hi:  # a constant image: skimage returns its value
+        return lo + 1
+    # skimage histograms an integer image over [min, max] with one bin per value
+    t = threshold_otsu(hist=(counts[lo : hi + 1], np.arange(lo, hi + 1)))
+    return int(np.floor(t)) + 1
+
+
+def roi_threshold_lazy(
+    cell2: Any, *, method: Literal["fixed", "otsu"] = "fixed", threshold: int = 4
+) -> int:
+    """`roi_threshold` of a (y, x) uint8 Dask array: for ``otsu`` only a 256-bin histogram is computed
+    (per block, on the workers) and brought back."""
+    if method == "fixed":
+        return int(threshold)
+    if method != "otsu":
+        raise ValueError(f"roi method must be 'fixed' or 'otsu', got {method!r}")
+    import dask.array as da
+
+    counts = da.bincount(cell2.ravel(), minlength=256).compute()
+    return _otsu_from_counts(np.asarray(counts))
+
+
+def _block_counts(b: np.ndarray, cell: int) -> np.ndarray:
+    h, w = b.shape[0] // cell, b.shape[1] // cell
+    v = b[: h * cell, : w * cell].reshape(h, cell, w, cell)
+    return np.count_nonzero(v, axis=(1, 3)).astype(np.int64)
+
+
+def window_roi_fraction_lazy(
+    mask: Any, y0: np.ndarray, x0: np.ndarray, *, size: int = WINDOW_SIZE, center: int = CENTER
+) -> np.ndarray:
+    """`window_roi_fraction` of a (y, x) Dask mask, counted blockwise where the blocks live.
+
+    The central regions ``[y0 + off, y0 + off + center)`` (``off = (size - center) / 2``) are unions
+    of ``cell``² cells with ``cell = gcd(off, center, y0's and x0's spacing)``: each block counts the
+    ROI pixels of its cells, only that grid of counts (H/cell x W/cell int64) is computed, and
+    each window's count is a sum of (center/cell)² cells.
+
+    Returns
+    -------
+    (N,) float64
+        Equal to `window_roi_fraction` on the computed mask.
+    """
+    import math
+
+    import dask.array as da
+
+    off = (size - center) // 2
+    y0 = np.asarray(y0, np.int64)
+    x0 = np.asarray(x0, np.int64)
+    cell = math.gcd(off, center, *(int(v) for v in np.unique(np.concatenate([y0, x0]))))
+    if len(y0) == 0:
+        return np.zeros(0, np.float64)
+    h, w = mask.shape
+    hc, wc = h // cell * cell, w // cell * cell
+    m = mask[:hc, :wc]
+    step = max(cell, max(m.chunksize) // cell * cell)
+    m = m.rechunk((step, step))
+    counts = np.asarray(
+        da.map_blocks(_block_counts, m, cell, dtype=np.int64, chunks=tuple(
+            tuple(c // cell for c in ch) for ch in m.chunks
+        )).compute()
+    )  # fmt: skip
+    k = center // cell
+    csum = np.zeros((counts.shape[0] + 1, counts.shape[1] + 1), np.int64)
+    csum[1:, 1:] = counts.cumsum(0).cumsum(1)
+    iy = (y0 + off) // cell
+    ix = (x0 + off) // cell
+    tot = csum[iy + k, ix + k] - csum[iy, ix + k] - csum[iy + k, ix] + csum[iy, ix]
+    return tot / float(center * center)

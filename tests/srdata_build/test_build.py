@@ -127,10 +127,10 @@ def test_build_with_registration(raw_tiny, tmp_path):
         os.remove(tile_path(raw_tiny, 2, s))
     store = str(tmp_path / "reg.zarr")
     sub = ["--register-markers", "CELL2", "--register-scales", "4,2"]
-    res = _build(raw_tiny, store, "--scheduler", "threads", "--workers", "2", *sub)  # process pool
+    res = _build(raw_tiny, store, "--scheduler", "threads", "--workers", "2", *sub)  # numba, thread pool
     assert res.exit_code == 0, res.output
     root = open_root(store)
-    reg = {"method": "tvl1-mean-rounded", "markers": ["CELL2"], "scales": [2, 4]}
+    reg = {"method": "tvl1-mean-rounded", "implementation": "numba", "markers": ["CELL2"], "scales": [2, 4]}
     assert read_attrs(root).source["registration"] == reg
     assert store_info(store)["registration"] == reg
     assert "_build" not in root  # registration progress is removed once the tile is finished
@@ -151,7 +151,9 @@ def test_build_with_registration(raw_tiny, tmp_path):
         for name, d in (("reg", shift[2, 0]), ("none", (0, 0)))
     }
     assert err["reg"] < err["none"]
-    for other in (["--no-register"], [], ["--register-markers", "CELL2"]):
+    skimage = [*sub, "--registration", "skimage"]
+    other_options = (["--no-register"], [], ["--register-markers", "CELL2"], skimage)
+    for other in other_options:
         res = _build(raw_tiny, store, *other)
         assert res.exit_code != 0 and "registration" in res.output and "--overwrite" in res.output
 

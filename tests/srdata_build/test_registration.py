@@ -4,12 +4,16 @@ recovers a known misregistration."""
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 from PIL import Image
 
 from srdata.registration import register_windows, upsample_nearest, window_shift
 from srdata.schema import read_hr_patch, read_lr_patch
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def _original_lr_patch(lr_plane, y0, x0, dy, dx, s):
@@ -87,8 +91,6 @@ def test_register_windows_shapes():
 
 def test_partial_registration_record_is_checked(tmp_path):
     """A progress record of other windows/options or a half-written one is ignored (recomputed)."""
-    import os
-
     import zarr
 
     from srdata.build import _load_partial, _scratch_path
@@ -111,3 +113,138 @@ def test_partial_registration_record_is_checked(tmp_path):
     assert _load_partial(root, 1, y0, x0, reg) == {}
     root.create_group(_scratch_path(1), overwrite=True)  # what the build does next
     assert _load_partial(root, 1, y0, x0, reg) == {}
+
+
+# --- the numba TV-L1 against skimage's (the reference) -------------------------------------------
+
+REAL_SAMPLE = os.path.join(os.path.dirname(REPO), "shared", "reference", "real_sample")
+if not os.path.isdir(REAL_SAMPLE):
+    REAL_SAMPLE = "/work/shared/reference/real_sample"
+
+
+def test_warp_matches_skimage_warp_edge():
+    from skimage.transform import warp
+
+    from srdata.registration.tvl1 import warp_edge_bilinear
+
+    rng = np.random.default_rng(7)
+    img = rng.random((57, 64)).astype(np.float32)
+    flow = (rng.standard_normal((2, 57, 64)) * 4).astype(np.float32)  # many points fall outside
+    flow[:, :5, :5] = 0.5  # exact half-pixel positions
+    grid = np.meshgrid(np.arange(57, dtype=np.float32), np.arange(64, dtype=np.float32), indexing="ij")
+    ref = warp(img, flow + np.stack(grid), mode="edge")
+    got = warp_edge_bilinear(img, flow)
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got, ref)
+
+
+def _synth_pairs(raw, n=20, size=192):
+    """(hr, upsampled lr, scale) crops of the small synthetic set, LR displaced by 1-2 LR px."""
+    import tifffile
+
+    from srdata.layout import tile_path
+
+    rng = np.random.default_rng(11)
+    tiles = {s: tifffile.imread(tile_path(raw, 1, s)) for s in (1, 2, 4, 8)}
+    out = []
+    while len(out) < n:
+        s = int(rng.choice([2, 4, 8]))
+        c = int(rng.integers(0, 3))
+        y, x = (int(v) * 8 for v in rng.integers(4, (1024 - size) // 8 - 4, 2))
+        dy, dx = (int(v) for v in rng.choice([-2, -1, 1, 2], 2))
+        hr = tiles[1][c, y : y + size, x : x + size]
+        lr = tiles[s][c, y // s + dy : (y + size) // s + dy, x // s + dx : (x + size) // s + dx]
+        out.append((hr, upsample_nearest(lr, s), s))
+    return out
+
+
+def test_numba_tvl1_matches_skimage_on_synthetic_windows(raw_small):
+    from skimage.registration import optical_flow_tvl1 as reference
+
+    from srdata.registration import optical_flow
+
+    for k, (hr, up, s) in enumerate(_synth_pairs(raw_small)):
+        ref = reference(hr, up)
+        got = optical_flow(hr, up, "numba")
+        assert got.dtype == np.float32 and got.shape == ref.shape
+        np.testing.assert_allclose(got, ref, rtol=0, atol=1e-5, err_msg=f"pair {k} x{s}")
+        assert np.round(got.reshape(2, -1).mean(1)).tolist() == np.round(ref.reshape(2, -1).mean(1)).tolist()
+
+
+@pytest.mark.skipif(not os.path.isdir(REAL_SAMPLE), reason="real sample not available")
+def test_numba_tvl1_on_the_real_sample():
+    """All three scales of the real sample: same flow as skimage and the documented shifts."""
+    import tifffile
+
+    hr = tifffile.imread(os.path.join(REAL_SAMPLE, "div1.tif"))
+    documented = {2: (2, -5), 4: (1, -7), 8: (3, -12)}  # real_sample/README.md
+    for s, expected in documented.items():
+        lr = tifffile.imread(os.path.join(REAL_SAMPLE, f"div{s}.tif"))
+        got = window_shift(hr, lr, s, "numba")
+        assert got == expected, (s, got)
+        if s == 8:  # one full skimage run keeps the test short; the benchmark runs them all
+            assert window_shift(hr, lr, s, "skimage") == got
+
+
+def test_register_windows_pools_and_implementations_agree(raw_small):
+    import tifffile
+
+    from srdata.layout import tile_path
+
+    hr = tifffile.imread(tile_path(raw_small, 1, 1))
+    lrs = {s: tifffile.imread(tile_path(raw_small, 1, s)) for s in (2, 4, 8)}
+    y0, x0 = np.array([0, 256], np.int32), np.array([256, 0], np.int32)
+    kw = {"markers": (2,), "scales": (8,)}
+    serial = register_windows(hr, lrs, y0, x0, pool="serial", **kw)
+    threads = register_windows(hr, lrs, y0, x0, pool="threads", workers=2, **kw)
+    sk = register_windows(hr, lrs, y0[:1], x0[:1], pool="serial", implementation="skimage", **kw)
+    np.testing.assert_array_equal(threads, serial)
+    np.testing.assert_array_equal(sk, serial[:1])
+    assert (serial[:, :2] == 0).all() and (serial[:, 2, :2] == 0).all()
+    with pytest.raises(ValueError, match="implementation"):
+        register_windows(hr, lrs, y0, x0, implementation="opencv")
+
+
+@pytest.mark.parametrize("pool", ["threads", "serial"])
+def test_stream_is_bounded(pool):
+    """At most `max_in_flight` tasks are taken from the iterator ahead of the results."""
+    import time
+
+    from srdata.registration import stream_tasks
+
+    taken = []
+
+    def tasks():
+        for k in range(12):
+            taken.append(k)
+            yield k, (k,)
+
+    ahead = []
+    got = {}
+    for key, val in stream_tasks(_slow_square, tasks(), pool=pool, workers=2, max_in_flight=3):
+        ahead.append(len(taken) - len(got) - 1)  # submitted, not finished (the one in hand is)
+        got[key] = val
+        time.sleep(0.001)
+    assert got == {k: k * k for k in range(12)}
+    assert max(ahead) <= 3 and (pool == "serial" or max(ahead) >= 2)
+
+
+def _slow_square(k):
+    import time
+
+    time.sleep(0.005)
+    return k * k
+
+
+def test_numba_cache_dir_fallback(monkeypatch, tmp_path):
+    import srdata.registration.tvl1 as tvl1
+
+    monkeypatch.delenv("NUMBA_CACHE_DIR", raising=False)
+    monkeypatch.setattr(tvl1.os, "access", lambda path, mode: False)  # read-only package dir and home
+    monkeypatch.setattr(tvl1.tempfile, "gettempdir", lambda: str(tmp_path))
+    from numba.core import config
+
+    monkeypatch.setattr(config, "CACHE_DIR", config.CACHE_DIR)
+    tvl1._ensure_cache_dir()
+    assert os.environ["NUMBA_CACHE_DIR"] == str(tmp_path / "srcaco2-numba-cache") == config.CACHE_DIR
+    assert os.path.isdir(config.CACHE_DIR)

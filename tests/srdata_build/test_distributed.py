@@ -1,0 +1,75 @@
+"""A build on a dask.distributed LocalCluster of 2 worker processes: the same store as a local
+build, and no pixel is read, computed or held in the client process."""
+
+from __future__ import annotations
+
+import os
+import tracemalloc
+
+import numpy as np
+import pytest
+
+from srdata.build import BuildConfig, build_store
+from srdata.layout import tile_path
+from srdata.schema import open_root, read_attrs, read_index
+
+
+def _files(store):
+    out = {}
+    for d, _, names in os.walk(store):
+        for n in names:
+            rel = os.path.relpath(os.path.join(d, n), store)
+            if rel != "zarr.json":  # holds the build date
+                out[rel] = open(os.path.join(d, n), "rb").read()
+    return out
+
+
+@pytest.mark.slow
+def test_distributed_build_equals_local_and_client_holds_no_pixels(raw_small, tmp_path, monkeypatch):
+    from dask.distributed import LocalCluster
+
+    import srdata.rawtiles
+    import srdata.registration
+
+    cfg = BuildConfig(chunk=256, register_markers=("CELL2",), register_scales=(8,))
+    local = str(tmp_path / "local.zarr")
+    build_store(raw_small, local, cfg, scheduler="threads", workers=2)
+
+    # instrument the client: a raw-TIFF region read or a window registration here is a failure
+    pid = os.getpid()
+    calls = []
+    real_get, real_task = srdata.rawtiles.TiffRegion.__getitem__, srdata.registration._store_window_shift
+
+    def spy_get(self, key):
+        calls.append(("tiff", os.getpid()))
+        return real_get(self, key)
+
+    def spy_task(*args):
+        calls.append(("register", os.getpid()))
+        return real_task(*args)
+
+    monkeypatch.setattr(srdata.rawtiles.TiffRegion, "__getitem__", spy_get)
+    monkeypatch.setattr(srdata.registration, "_store_window_shift", spy_task)
+    dist = str(tmp_path / "dist.zarr")
+    with LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, memory_limit="2GiB"
+    ) as cluster:
+        tracemalloc.start()
+        try:
+            summary = build_store(raw_small, dist, cfg, scheduler=cluster.scheduler_address)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+    assert summary["built"] == [1, 2, 3]
+    assert [c for c in calls if c[1] == pid] == []  # the spies never ran in the client
+    a, b = _files(local), _files(dist)
+    assert sorted(a) == sorted(b) and [k for k in a if a[k] != b[k]] == []
+    idx = read_index(open_root(dist))
+    assert idx["accepted"].sum() > 0 and (idx["shift"][idx["accepted"], 2, 2] != 0).any()
+    assert read_attrs(open_root(dist)).source["registration"]["implementation"] == "numba"
+    # Python-level allocations of the client (numpy arrays included) stay below one raw tile
+    tile_bytes = sum(os.path.getsize(tile_path(raw_small, 1, s)) for s in (1, 2, 4, 8))
+    assert peak < tile_bytes, (peak, tile_bytes)
+    np.testing.assert_array_equal(
+        open_root(dist)["tiles/2/hr/0"][2, :64, :64], open_root(local)["tiles/2/hr/0"][2, :64, :64]
+    )
