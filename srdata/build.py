@@ -56,6 +56,7 @@ from srdata.schema import (
     StoreFormatError,
     pixel_sizes,
     read_attrs,
+    roi_path,
     split_code,
 )
 from srdata.split import (
@@ -387,7 +388,7 @@ def _build_tile(
     y0, x0 = window_grid(hr.shape[1], hr.shape[2])
     import dask.array as da
 
-    frac = window_roi_fraction_lazy(da.from_zarr(root[f"tiles/{tile}/roi/0"]), y0, x0)  # the written mask
+    frac = window_roi_fraction_lazy(da.from_zarr(root[roi_path(tile)]), y0, x0)  # the written mask
     accepted = frac >= cfg.roi_min_fraction
     emit(BuildEvent("roi", tile, int(accepted.sum()), len(y0), f"threshold {thr}"))
     shift = np.zeros((len(y0), len(MARKERS), len(SCALES), 2), np.int16)

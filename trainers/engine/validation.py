@@ -7,8 +7,8 @@ loader is made once, in the main process (no worker processes idle between valid
 keeps its decoded-chunk cache, so later validations read no chunk again when the windows fit
 ``data.loader.cache_bytes``.
 
-`better` decides model selection: higher is better except for NRMSE, a tie is a new best (SPEC
-§4.6), and a NaN / infinite score is never best.
+`better` decides model selection: higher is better except for NRMSE, a tie is a new best
+(SPEC §4.6), and a NaN / infinite score is never best.
 """
 
 from __future__ import annotations
