@@ -117,6 +117,8 @@ def test_kill9_of_build_during_registration_leaves_no_descendant(raw_tiny, tmp_p
         "256",
         "--workers",
         "2",
+        "--registration",  # the reference TV-L1 (~2 s per estimate): the pool is busy when killed
+        "skimage",
     ]
     proc = _start(args, reaper)
     # forkserver (or none under spawn) + 2 pool processes (+ the resource tracker)
