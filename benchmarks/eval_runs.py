@@ -47,13 +47,13 @@ ORIGINAL_NET_NAMES: dict[str, str] = {
     "omnisr": "OmniSR", "prosr": "ProSR", "srcnn": "SRCNN", "srfbn": "SRFBN", "vdsr": "VDSR",
     "swinir": "swinir",
 }  # fmt: skip
-"""Registry name -> the original's ``netG_{NET}`` spelling (SPEC.md §7.1)."""
+"""Registry name -> the original's ``netG_{NET}`` spelling (docs/protocol.md#weights-archive)."""
 
 
 def original_run_dir(
     root: str | Path, method: str, scale: int, marker: str, *, run_id: str | None = None
 ) -> Path:
-    """The archive's path of a run under `root` (SPEC.md §7.1), not created."""
+    """The archive's path of a run under `root` (docs/protocol.md#weights-archive), not created."""
     net = ORIGINAL_NET_NAMES[method]
     run_id = run_id or "01_11_2024_23_29_32_039193__8492855"
     return (

@@ -8,8 +8,8 @@ of the train split as a registered HR/LR TIFF pair in the released naming (``hr_
 ``hr_div_s/…``), then times, over the same windows, crop size, batch size and worker counts:
 
 * ``baseline``: a map-style torch Dataset that, per sample, picks a random window, reads its two
-  TIFFs (tifffile), does what SPEC.md §3.3 does (OpenCV bicubic upsampling of the LR, ROI ≥ 4,
-  weights exp(5·ROI)+1 at crop centres, categorical top-left draw, random dihedral transform) and
+  TIFFs (tifffile), does what docs/protocol.md#training-crops does (OpenCV bicubic upsampling of the LR, ROI ≥
+  4, weights exp(5·ROI)+1 at crop centres, categorical top-left draw, random dihedral transform) and
   returns float32 tensors; default collation.
 * ``srdata``: `make_loader` (chunk cache, batch keys, uint8 across the worker pipe), measured on
   the first, cold epoch of fresh loaders (worker start-up included) and on warm epochs (the cache
@@ -114,7 +114,8 @@ def write_tiffs(store: str, out: str, scale: int, marker: str) -> list[tuple[str
 
 
 class BaselineDataset:
-    """Per sample: random window -> two TIFF reads -> ROI-biased crop (SPEC §3.3) -> tensors."""
+    """Per sample: random window -> two TIFF reads -> ROI-biased crop (docs/protocol.md#training-crops) ->
+    tensors."""
 
     def __init__(self, pairs: list[tuple[str, str]], scale: int, h_size: int, n: int, seed: int = 0) -> None:
         self.pairs, self.scale, self.h, self.n, self.seed = pairs, scale, h_size, n, seed

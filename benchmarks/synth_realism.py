@@ -13,8 +13,9 @@ functions (TV-L1 shift and registered LR patch: `srdata.real_sample.registered_r
 * LR ≈ gain · area-mean(HR) + offset least-squares fit (unregistered): gain and residual std;
 * slope of the radial power spectrum (Hann window, log-log fit over 0.04..0.3 cycles/px);
 * TV-L1 shift (dy, dx) of each LR scan on the 512² region, HR px, and its length in LR px;
-* bicubic PSNR / ROI-PSNR on the central 384² (64 px cropped from every side, as SPEC §2.5),
-  unregistered and registered (LR re-sampled at the shifted origin, zero fill outside).
+* bicubic PSNR / ROI-PSNR on the central 384² (64 px cropped from every side, as
+  docs/protocol.md#registration), unregistered and registered (LR re-sampled at the shifted origin, zero fill
+  outside).
 
 The real side is ``srdata/data/real_sample``; the synthetic side is the mean over >= 8 512²
 regions (stride 256) of synthetic tiles whose fraction of HR CELL2 >= 4 is 0.3..0.7 (as cell-rich

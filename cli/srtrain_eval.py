@@ -31,8 +31,8 @@ def eval_cmd(
     """Evaluate a checkpoint (or --method bicubic) on a split of a store.
 
     Writes one row per window (tile, window, y0, x0 and PSNR/NRMSE/SSIM, full image and ROI) to
-    OUT/windows.csv and the split's means to OUT/summary.json (SPEC §4: 8-bit rounding, border crop
-    = scale, valid 11×11 SSIM, ROI thresholds 4..10).
+    OUT/windows.csv and the split's means to OUT/summary.json (docs/protocol.md#evaluation: 8-bit rounding,
+    border crop = scale, valid 11×11 SSIM, ROI thresholds 4..10).
 
     Beyond the paper's protocol, each row also holds the Fourier ring correlation resolution of
     the prediction against the ground truth (fixed 1/7 threshold, same 8-bit border-cropped

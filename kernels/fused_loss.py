@@ -2,9 +2,9 @@
 
 Motivation
 ----------
-The benchmark trains every network on ``MSE − 5·SSIM`` (SPEC.md §5). Computed as separate ops, the MSE
-alone reads sr and hr and writes (sr − hr), its square and a gradient; the SSIM kernel reads them again.
-Fused, the forward reads sr and hr once and emits both tile sums; the backward writes one gradient that
+The benchmark trains every network on ``MSE − 5·SSIM`` (docs/protocol.md#losses). Computed as separate ops,
+the MSE alone reads sr and hr and writes (sr − hr), its square and a gradient; the SSIM kernel reads them
+again. Fused, the forward reads sr and hr once and emits both tile sums; the backward writes one gradient that
 already holds both terms.
 
 Bytes moved per pixel (b_sr, b_hr bytes per element; fp32 partials)

@@ -82,7 +82,8 @@ log = logging.getLogger(__name__)
 
 _ACQ_SCALES = (1, *SCALES)
 REGISTRATION_METHOD = "tvl1-mean-rounded"
-"""``source["registration"]["method"]``: rounded mean of skimage's default TV-L1 flow (SPEC §2.5)."""
+"""``source["registration"]["method"]``: rounded mean of skimage's default TV-L1 flow
+(docs/protocol.md#registration)."""
 _SCRATCH = "_build"  # per-window registration progress of unfinished tiles; removed when the build ends
 
 

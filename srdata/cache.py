@@ -1,7 +1,7 @@
 """Bounded, per-worker cache of decoded chunk blocks (and small derived per-window arrays).
 
 Why: one random region read through zarr costs ~1.5 ms (codec pipeline, metadata, event loop),
-slicing a decoded in-memory array ~0.02 ms (DESIGN.md, "Sampling and loading"). So the loader
+slicing a decoded in-memory array ~0.02 ms (docs/store.md#reading). So the loader
 never calls zarr per crop: `ChunkReader` decodes whole chunk-aligned *blocks* once, keeps them in
 an `ArrayLRU`, and assembles any requested rectangle by copying from the cached blocks. Windows
 overlap (stride 256, patch 512), so a block serves up to ~4 windows per acquisition.

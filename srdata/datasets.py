@@ -1,9 +1,9 @@
 """Map-style datasets over a store's split: whole registered windows and ROI-biased crops.
 
-Both read a store (DESIGN.md, "The store contract") through a per-process
+Both read a store (docs/store.md) through a per-process
 `srdata.cache.ChunkReader`: `WindowDataset` gives whole registered 512² windows (evaluation),
-`CropDataset` gives ROI-biased random crops (training, SPEC.md §3.3). Both index the accepted rows
-of one split in index order, and both are small and picklable: the constructor reads the index
+`CropDataset` gives ROI-biased random crops (training, docs/protocol.md#training-crops). Both index the
+accepted rows of one split in index order, and both are small and picklable: the constructor reads the index
 (numpy columns) and closes nothing it keeps; the store is opened lazily in whichever process reads
 pixels, and reopened after a fork (``_open`` remembers the pid). `srdata.loader.make_loader` wraps
 them in a torch DataLoader.
@@ -298,7 +298,8 @@ class WindowDataset(_StoreDataset):
 
 
 class CropDataset(_StoreDataset):
-    """ROI-biased random crops (SPEC.md §3.3), addressed by ``(epoch, [global positions])``.
+    """ROI-biased random crops (docs/protocol.md#training-crops), addressed by ``(epoch, [global
+    positions])``.
 
     Parameters
     ----------
@@ -322,7 +323,7 @@ class CropDataset(_StoreDataset):
         ROI from a per-sample generator (seed, epoch, position); the original reseeded with the
         window index instead. The ROI-threshold check of `make_loader` is skipped then.
     roi_threshold : int
-        Raw uint8 level of the sampling ROI (SPEC: 4).
+        Raw uint8 level of the sampling ROI (docs/protocol.md#training-crops: 4).
 
     Notes
     -----

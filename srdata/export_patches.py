@@ -1,4 +1,5 @@
-"""Store -> the released-patch layout (SPEC.md §2.4-2.6): 2-D uint8 TIFF patches and fold lists.
+"""Store -> the released-patch layout (docs/protocol.md#patch-names to #split): 2-D uint8 TIFF patches and
+fold lists.
 
 For every accepted window (``index.accepted``) of the chosen split, marker and scale::
 

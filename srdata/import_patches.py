@@ -1,4 +1,5 @@
-"""The released-patch layout (SPEC.md §2.4-2.6) -> a store of the same contract as `srdata build`.
+"""The released-patch layout (docs/protocol.md#patch-names to #split) -> a store of the same contract as
+`srdata build`.
 
 Patches are mosaicked back into sparse tile arrays at the coordinates their names give:
 
@@ -14,14 +15,14 @@ Patches are mosaicked back into sparse tile arrays at the coordinates their name
   index, placed only where nothing was placed before, and reported in ``conflicts``.
 - Tile extents = the largest window end seen, rounded up to the HR chunk edge (a multiple of
   every scale, so HR extent = s × LR extent). Pixels no patch covers are 0.
-- ``tiles/<t>/hr/labels/roi`` (`roi_path`) = mosaicked HR CELL2 >= 4 (SPEC §2.3 threshold; zeros if
-  CELL2 is absent).
+- ``tiles/<t>/hr/labels/roi`` (`roi_path`) = mosaicked HR CELL2 >= 4 (docs/protocol.md#roi-rule threshold;
+  zeros if CELL2 is absent).
 - ``tiles/<t>/coverage/0`` (uint8, HR px, OME-NGFF single level): 1 where an HR patch was placed;
   not part of a built store, it tells real zeros from pixels the release does not hold.
 - Index: one row per window (sorted by tile, y0, x0), ``official_patch_id`` = the name's pid,
   ``accepted`` True, ``split`` from the fold lists (-1 for a window in no fold list),
   ``fold_line`` = the window's line in its split's fold list (-1 if none; validation order),
-  ``roi_fraction`` over the central 128² of the window (the acceptance region, SPEC §2.3).
+  ``roi_fraction`` over the central 128² of the window (the acceptance region, docs/protocol.md#roi-rule).
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ __all__ = ["PatchesInputError", "import_patches", "ROI_THRESHOLD"]
 log = logging.getLogger(__name__)
 
 ROI_THRESHOLD = 4
-"""HR CELL2 >= this is cell (SPEC §2.3)."""
+"""HR CELL2 >= this is cell (docs/protocol.md#roi-rule)."""
 
 
 def _place(

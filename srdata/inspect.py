@@ -1,6 +1,6 @@
 """Inspect a store: `store_info` (what is in it) and `verify_store` (does it keep the contract).
 
-Both need nothing but the store (DESIGN.md: "the store is self-describing"). `verify_store`
+Both need nothing but the store (docs/store.md#building: "the store is self-describing"). `verify_store`
 decodes every chunk of every array, so it reads the whole store once (threads over chunks).
 """
 

@@ -1,6 +1,6 @@
 """The released-patch layout of SR-CACO-2: file names, parsing, fold lists, scanning a release folder.
 
-SPEC.md §2.4-2.6. A released data set is a folder holding::
+docs/protocol.md#patch-names to #split. A released data set is a folder holding::
 
     hr_div_1/tile_HighRes1024-{tile}_{pid}_{i}_{ii}_{j}_{jj}_{CELLk}.tif          512² uint8
     hr_div_{s}/tile_LowRes{1024/s}-{tile}_{pid}_{i/s}_{ii/s}_{j/s}_{jj/s}_{CELLk}.tif  (512/s)² uint8
@@ -109,7 +109,7 @@ def scale_dir(scale: int) -> str:
 def patch_name(
     tile: int, pid: int, y0: int, x0: int, marker: str, scale: int, *, size: int = WINDOW_SIZE
 ) -> str:
-    """File name of a released patch (SPEC §2.4).
+    """File name of a released patch (docs/protocol.md#patch-names).
 
     Parameters
     ----------
@@ -194,7 +194,7 @@ def parse_patch_name(name: str, *, scale: int | None = None) -> PatchName:
 
 
 def fold_dir_name(split: str, scale: int, marker: str) -> str:
-    """``caco2_{split}_X_{s}_in_{512/s}_out_512_cell_{CELLk}`` (SPEC §2.6)."""
+    """``caco2_{split}_X_{s}_in_{512/s}_out_512_cell_{CELLk}`` (docs/protocol.md#split)."""
     if split not in SPLITS:
         raise ValueError(f"split must be one of {list(SPLITS)}, got {split!r}")
     if scale not in SCALES:

@@ -37,7 +37,8 @@ def load_real_sample() -> dict[int, np.ndarray]:
 def registered_region(
     hr: np.ndarray, lr: np.ndarray, scale: int, *, margin: int = 64, shift: tuple[int, int] | None = None
 ) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
-    """Register an LR region to its HR region as SPEC §2.5 does a window, and crop the margins.
+    """Register an LR region to its HR region as docs/protocol.md#registration does a window, and crop the
+    margins.
 
     The TV-L1 shift (`srdata.registration.window_shift`) is estimated on the whole region; the
     registered LR patch starts at `srdata.schema.lr_patch_origin` (the block-centre convention of

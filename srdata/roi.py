@@ -1,4 +1,5 @@
-"""ROI mask (HR CELL2 >= threshold, blockwise with Dask) and the candidate-window index (SPEC §2.2-2.3).
+"""ROI mask (HR CELL2 >= threshold, blockwise with Dask) and the candidate-window index
+(docs/protocol.md#sliding-window to #roi-rule).
 
 Everything has a lazy (Dask) form for the build, whose pixels stay on the workers: `roi_mask`
 (blockwise comparison), `roi_threshold_lazy` (Otsu from a Dask histogram: 256 counts reach the
@@ -29,7 +30,7 @@ __all__ = [
 ]
 
 CENTER: int = 128
-"""Side of the acceptance region at the centre of a window, HR px (SPEC §2.3)."""
+"""Side of the acceptance region at the centre of a window, HR px (docs/protocol.md#roi-rule)."""
 
 
 def roi_threshold(

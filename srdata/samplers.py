@@ -1,8 +1,8 @@
 """Crop sampling: pure functions of (window table, ROI weights, RNG) -> HR crop coordinates.
 
 Why: a training step needs a random ``h_size``² HR crop (and its LR partner) from a random window
-of the split. The original (SPEC.md §3.3) biases the crop towards cells: it upsamples the window's
-real LR patch to 512² with OpenCV bicubic, thresholds it (≥ 4, raw uint8) and draws the crop's
+of the split. The original (docs/protocol.md#training-crops) biases the crop towards cells: it upsamples the
+window's real LR patch to 512² with OpenCV bicubic, thresholds it (≥ 4, raw uint8) and draws the crop's
 top-left corner with weight ``exp(5·ROI) + 1`` read at the crop **centre**: ``e⁵ + 1 ≈ 149.4`` for a
 cell centre against ``2`` for background (so a background position is never impossible; a weight
 of 0 would mean never, 149.4 is ~75 times 2). Top-left corners range over ``[0, 512 − h − 1]``::
@@ -49,7 +49,7 @@ __all__ = [
 ]
 
 ROI_GAIN: float = 5.0
-"""Gain of the ROI crop weight ``exp(ROI_GAIN · roi) + 1`` (SPEC.md §3.3)."""
+"""Gain of the ROI crop weight ``exp(ROI_GAIN · roi) + 1`` (docs/protocol.md#training-crops)."""
 
 
 def crop_positions(
@@ -61,14 +61,14 @@ def crop_positions(
     -------
     (n,) int64
         ``0, step, 2·step, ... <= patch_size - h_size - 1`` with ``step = scale`` when `aligned`
-        (LR crop exactly at ``y0/s``), else 1 (the original's range, SPEC.md §3.3).
+        (LR crop exactly at ``y0/s``), else 1 (the original's range, docs/protocol.md#training-crops).
     """
     step = int(scale) if aligned else 1
     return np.arange(0, int(patch_size) - int(h_size), step, dtype=np.int64)
 
 
 def upsampled_roi(lr_patch: np.ndarray, *, threshold: int = 4, patch_size: int = PATCH_SIZE) -> np.ndarray:
-    """ROI of the bicubic-upsampled LR patch (the crop-sampling ROI of SPEC.md §3.3).
+    """ROI of the bicubic-upsampled LR patch (the crop-sampling ROI of docs/protocol.md#training-crops).
 
     Parameters
     ----------

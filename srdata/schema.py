@@ -3,7 +3,7 @@
 This module is the single source of truth for what a SR-CACO-2 store looks like on disk. The
 builder (`srdata.build`, `srdata.import_patches`) writes it, every reader (`srdata.loader`,
 `srdata.export_patches`, `srdata.inspect`, `trainers`) reads it through the names defined here.
-See DESIGN.md ("The store contract") for the prose version.
+See docs/store.md for the prose version.
 
 Layout (all paths relative to the root group; coordinates in HR pixels unless named otherwise)::
 
@@ -21,7 +21,7 @@ Layout (all paths relative to the root group; coordinates in HR pixels unless na
                               axes (c, y, x), uint8, HR pixels of the tile, c = its markers;
                               attrs[PREDICTION_ATTRS] = what made it (see `prediction_path`)
 
-Registration rule (SPEC.md §2.5, made exact). For an index row with 640² HR window at
+Registration rule (docs/protocol.md#registration, made exact). For an index row with 640² HR window at
 (y0, x0) and registration shift (dy, dx) (HR pixels, integers, the rounded mean TV-L1 flow of
 that window, marker and scale), the released 512² HR patch is ``hr[y0+64 : y0+576, x0+64 : x0+576]``
 and the released (512/s)² LR patch is, for k in [0, 512/s)::
@@ -120,7 +120,7 @@ WINDOW_SIZE: int = PATCH_SIZE + 2 * MARGIN  # 640
 """Side of a candidate window (patch + margins), HR pixels."""
 
 STRIDE: int = 256
-"""Sliding-window stride, HR pixels (SPEC.md §2.1)."""
+"""Sliding-window stride, HR pixels (docs/protocol.md#window-parameters)."""
 
 INDEX_COLUMNS: dict[str, tuple[str, tuple[int, ...]]] = {
     # name: (dtype, trailing shape); every column has N rows first.
@@ -129,7 +129,7 @@ INDEX_COLUMNS: dict[str, tuple[str, tuple[int, ...]]] = {
     "x0": ("int32", ()),  # left column of the 640² window, HR px
     "size": ("int32", ()),  # window side, HR px (640)
     "roi_fraction": ("float32", ()),  # fraction of ROI pixels in the acceptance region
-    "accepted": ("bool", ()),  # passes the acceptance rule (SPEC §2.3 or the configured one)
+    "accepted": ("bool", ()),  # passes the acceptance rule (docs/protocol.md#roi-rule or the configured one)
     "split": ("int8", ()),  # 0 train, 1 val, 2 test, -1 none
     "official_patch_id": ("int32", ()),  # patch id of the released data set, -1 if none
     "fold_line": ("int32", ()),  # line in the official fold lists of its split (0-based), -1 if none

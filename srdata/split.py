@@ -1,4 +1,4 @@
-"""Train/val/test split by tile and the official SR-CACO-2 window ids (SPEC §2.6-2.7).
+"""Train/val/test split by tile and the official SR-CACO-2 window ids (docs/protocol.md#split to #counts).
 
 On the real data (tiles 1..22 at the official sizes) the split is the official one (train 15,
 val 3, test 4 tiles) and every accepted window gets the patch id of the released data set from
@@ -33,9 +33,10 @@ OFFICIAL_SPLIT: dict[str, tuple[int, ...]] = {
     "val": (7, 11, 19),
     "test": (9, 10, 14, 20),
 }
-"""The published tile split (SPEC §2.6)."""
+"""The published tile split (docs/protocol.md#split)."""
 
-_OFFICIAL_HR_RANGE = (8832, 9344)  # official HR extents lie in (8832, 9344] (SPEC §1.1, §2.7)
+# official HR extents lie in (8832, 9344] (docs/protocol.md#raw-tile-files, #counts)
+_OFFICIAL_HR_RANGE = (8832, 9344)
 
 
 def is_official_set(extent: dict[int, tuple[int, int]]) -> bool:

@@ -1,7 +1,7 @@
 """Paired sample transforms: the 8 dihedral augmentations and the interpolated-low LR variant.
 
-The dihedral modes follow SPEC.md §3.3 step 5 (numbering of the original benchmark), applied to
-the last two axes so that LR, HR and ROI crops of any leading shape get the *same* transform:
+The dihedral modes follow docs/protocol.md#training-crops step 5 (numbering of the original benchmark),
+applied to the last two axes so that LR, HR and ROI crops of any leading shape get the *same* transform:
 
 ====  ===========================  ====  ===========================
 mode  transform                    mode  transform
@@ -66,7 +66,7 @@ def dihedral(img: np.ndarray, mode: int, *, copy: bool = True) -> np.ndarray:
 
 
 def interpolated_low(hr: np.ndarray, scale: int) -> np.ndarray:
-    """LR synthesised from HR as the original's ``use_interpolated_low`` (SPEC.md §3.3).
+    """LR synthesised from HR as the original's ``use_interpolated_low`` (docs/protocol.md#training-crops).
 
     PyTorch bicubic (a = −0.75, half-pixel centres, no antialias) to ``1/scale``, clamped to
     [0, 255] and truncated to uint8.

@@ -1,6 +1,6 @@
 """Write a SR-CACO-2 store: create/validate the root, OME-NGFF images, ROI masks, the window index.
 
-Every write follows the store contract of `srdata.schema` (DESIGN.md, "The store contract") and is
+Every write follows the store contract of `srdata.schema` (docs/store.md) and is
 *safe to interrupt*: a tile is recorded in ``attrs["srcaco2"]["finished_tiles"]`` only by
 `mark_tile_finished`, which the builder calls after all the tile's arrays are written, and
 ``index_complete`` is set by `write_index` only after every index column is written.

@@ -1,4 +1,5 @@
-"""Reading the original benchmark's published weights (SPEC §4.7, §7.1), for `trainers.checkpoints`.
+"""Reading the original benchmark's published weights (docs/protocol.md#pretrained-evaluation,
+#weights-archive), for `trainers.checkpoints`.
 
 An original run directory holds ``config_model.yml`` and ``best-models/G-model.pth`` (a plain
 state_dict) under names like
@@ -29,7 +30,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-# The original's net_type names (SPEC §6.1, run-directory ``netG_{NET}``) -> registry names.
+# The original's net_type names (docs/protocol.md#method-registry, run-directory ``netG_{NET}``) -> registry
+# names.
 _NET_TYPES = {n.lower(): n.lower() for n in (
     "SRCNN", "VDSR", "MemNet", "DRRN", "swinir", "DFCAN", "OmniSR", "GRL", "ENLCN", "ACT", "NLSN",
     "EDSR_LIIF", "SRFBN", "DBPN", "MSLapSRN", "ProSR")}

@@ -10,10 +10,10 @@ Our format (``torch.save`` of a plain dict, loadable with ``torch.load(weights_o
 directory, flush + fsync, ``os.replace``), so a crash or a full disk never leaves a half-written
 checkpoint under the final name.
 
-`load_pretrained` also reads the original benchmark's published weights (SPEC §4.7, §7.1): a run
-directory holding ``config_model.yml`` and ``best-models/G-model.pth`` (a plain state_dict), or
-the ``G-model.pth`` file itself (the reading rules live in `trainers._pretrained`). Nothing is ever
-unpickled beyond tensors and plain containers.
+`load_pretrained` also reads the original benchmark's published weights
+(docs/protocol.md#pretrained-evaluation, #weights-archive): a run directory holding ``config_model.yml`` and
+``best-models/G-model.pth`` (a plain state_dict), or the ``G-model.pth`` file itself (the reading rules live
+in `trainers._pretrained`). Nothing is ever unpickled beyond tensors and plain containers.
 """
 
 from __future__ import annotations

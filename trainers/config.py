@@ -2,8 +2,8 @@
 
 A run is ``RunConfig(version=1, recipe, data, model, loss, optim, train, eval)``. `recipe_config`
 builds one of two recipes (`RECIPES`): ``paper``, the SR-CACO-2 benchmark's training exactly as it ran
-(SPEC.md §6.3, quirks included), and ``default``, the same hyper-parameters with the quirks listed in
-`RECIPE_DIFFERENCES` fixed; `paper_config` is the ``default`` recipe (its historical name).
+(docs/protocol.md#recipe, quirks included), and ``default``, the same hyper-parameters with the quirks listed
+in `RECIPE_DIFFERENCES` fixed; `paper_config` is the ``default`` recipe (its historical name).
 `load_config` / `save_config` read and write YAML;
 `apply_overrides` applies ``--set key=value`` dotted overrides, converted by the field's type.
 Unknown keys are refused with the closest suggestion, wrong types with the field, the value and
@@ -61,7 +61,8 @@ _SCALES = (2, 4, 8)
 
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
-    """What the model sees: store, marker, scale, the training crops, and how they are loaded (SPEC.md §3.3).
+    """What the model sees: store, marker, scale, the training crops, and how they are loaded
+    (docs/protocol.md#training-crops).
 
     Attributes
     ----------
@@ -157,7 +158,7 @@ class ModelConfig:
 
 @dataclasses.dataclass(frozen=True)
 class LossConfig:
-    """``l2_weight · MSE − ssim_weight · SSIM(window, sigma, padding)`` (SPEC.md §5).
+    """``l2_weight · MSE − ssim_weight · SSIM(window, sigma, padding)`` (docs/protocol.md#losses).
 
     Attributes
     ----------
@@ -186,7 +187,7 @@ class LossConfig:
 
 @dataclasses.dataclass(frozen=True)
 class OptimConfig:
-    """Optimiser, learning-rate schedule, gradient clipping and EMA (SPEC.md §6.3).
+    """Optimiser, learning-rate schedule, gradient clipping and EMA (docs/protocol.md#recipe).
 
     Attributes
     ----------
@@ -286,7 +287,7 @@ class TrainConfig:
 
 @dataclasses.dataclass(frozen=True)
 class EvalConfig:
-    """Validation during training and model selection (SPEC.md §4.6).
+    """Validation during training and model selection (docs/protocol.md#model-selection).
 
     Attributes
     ----------
@@ -395,7 +396,7 @@ def recipe_config(
 ) -> RunConfig:
     """A training recipe for one (method, scale, marker).
 
-    Both recipes share the benchmark's hyper-parameters (SPEC.md §6.3): SGD Nesterov (momentum 0.9,
+    Both recipes share the benchmark's hyper-parameters (docs/protocol.md#recipe): SGD Nesterov (momentum 0.9,
     lr 0.01, wd 0), MyStepLR(30, 0.5, floor 1e-4), batch 8 of 128² HR crops, 100 epochs (one crop per
     training window per epoch), loss MSE − 5·SSIM(19, zero same padding), ROI-biased sampling
     (threshold 4 on the bicubic-upsampled LR), validation on the first 128 val windows of the official

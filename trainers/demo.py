@@ -201,13 +201,13 @@ def run_demo(
                 f"scan a separate acquisition: own noise, focus, gain and a stage offset of 1–2.5 LR px) → "
                 f"`{store.name}` ({summary.get('accepted')} accepted windows: train {summary.get('train')}, "
                 f"val {summary.get('val')}, test {summary.get('test')}), {s.marker} ×{s.scale} registered by "
-                "the build (TV-L1, SPEC §2.5)",
+                "the build (TV-L1, docs/protocol.md#registration)",
         "model": f"{s.method} ×{s.scale}, marker {s.marker}, overrides {dict(cfg.model.overrides)}",
         "training": f"{res.step} steps of {cfg.data.batch_size} × {cfg.data.h_size}² crops, "
                     f"{cfg.optim.name} lr {cfg.optim.lr}, "
                     f"loss {cfg.loss.l2_weight:g}·MSE − {cfg.loss.ssim_weight:g}·SSIM(19); "
                     f"best by val ROI-PSNR at step {res.best_step}",
-        "evaluation": f"test split, {ev_sr.meta['n_windows']} windows, SPEC §4 metrics (8-bit, border crop "
+        "evaluation": f"test split, {ev_sr.meta['n_windows']} windows, docs/protocol.md#evaluation metrics (8-bit, border crop "
                       f"{s.scale}, ROI thresholds 4..10); bicubic = antialiased torch bicubic",
         "run directory": f"`{_rel(out / 'run', out)}/` (config.yaml, best.pt, last.pt, metrics.csv, val.csv)",
         "verdict (synthetic)": verdict,

@@ -1,6 +1,6 @@
 """Evaluate every trained run under a directory in one process: ``srtrain eval-runs``.
 
-The benchmark's published archive holds 144 original run directories (SPEC.md §7.1:
+The benchmark's published archive holds 144 original run directories (docs/protocol.md#weights-archive:
 ``config_model.yml`` + ``best-models/G-model.pth``); runs of this toolkit hold ``best.pt``.
 `discover_runs` finds both at any depth and says what it skips and why; `eval_runs` evaluates
 each exactly as ``srtrain eval`` does (`trainers.evaluate.evaluate_decoded`, the same code path,

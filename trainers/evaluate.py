@@ -3,7 +3,7 @@
 Every window of the split (its 512² patch, in index order) is super-resolved in one pass, scored
 by `trainers.metrics.patch_metrics` (8-bit rounding, border crop = scale, valid 11×11 SSIM, ROI
 thresholds 4..10) and written as one CSV row; the split's score is the mean of the per-window
-values (SPEC.md §4.4). An evaluation directory holds ``windows.csv`` and ``summary.json``;
+values (docs/protocol.md#aggregation). An evaluation directory holds ``windows.csv`` and ``summary.json``;
 `trainers.tables` turns many of them into the paper's Tables 4 and 5.
 
 The split's windows are decoded once (`decode_windows`, held as uint8) and scored by
@@ -142,8 +142,8 @@ def predict_batch(
 
     Parameters
     ----------
-    model : torch.nn.Module in eval mode, or the string ``"bicubic"`` (SPEC §4.5 baseline)
-    lr : (B, 1, h, w) float32 in [0, 1], on the model's device
+    model : torch.nn.Module in eval mode, or the string ``"bicubic"`` (docs/protocol.md#bicubic-baseline
+    baseline) lr : (B, 1, h, w) float32 in [0, 1], on the model's device
     scale : int
     amp : bool
         bf16 autocast (CUDA).

@@ -1,4 +1,4 @@
-"""Training loss of the benchmark: ``MSE − 5·SSIM(window 19, zero same padding)`` (SPEC.md §5).
+"""Training loss of the benchmark: ``MSE − 5·SSIM(window 19, zero same padding)`` (docs/protocol.md#losses).
 
 Multi-output networks (`ModelInfo.multi_output`) return a list of outputs in training mode, final
 last. Each output is scored against a target of its own size: the HR crop itself when the sizes

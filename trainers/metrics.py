@@ -1,4 +1,4 @@
-"""Evaluation metrics exactly as the SR-CACO-2 benchmark defines them (SPEC.md §4).
+"""Evaluation metrics exactly as the SR-CACO-2 benchmark defines them (docs/protocol.md#evaluation).
 
 One documented convention, applied per image (per 512² test patch):
 
@@ -20,7 +20,7 @@ One documented convention, applied per image (per 512² test patch):
 
 `patch_metrics` is the reference implementation (numpy float64). `frc_resolution` adds a Fourier
 ring correlation resolution (1/7 threshold) as an extra column. `bicubic_upsample` is the
-benchmark's bicubic baseline (SPEC §4.5).
+benchmark's bicubic baseline (docs/protocol.md#bicubic-baseline).
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ __all__ = [
 ]
 
 ROI_THRESHOLDS: tuple[int, ...] = (4, 5, 6, 7, 8, 9, 10)
-"""8-bit GT thresholds whose ROI metrics are averaged per image (SPEC §4.3)."""
+"""8-bit GT thresholds whose ROI metrics are averaged per image (docs/protocol.md#roi-metrics)."""
 
 SSIM_WINDOW: int = 11
 SSIM_SIGMA: float = 1.5
@@ -143,7 +143,7 @@ def _crop(a: np.ndarray, b: int) -> np.ndarray:
 def patch_metrics(
     sr: Any, hr: Any, scale: int, *, roi_thresholds: Iterable[int] = ROI_THRESHOLDS
 ) -> dict[str, float]:
-    """Full-image and ROI metrics of one patch, SPEC §4 to the letter.
+    """Full-image and ROI metrics of one patch, docs/protocol.md#evaluation to the letter.
 
     Parameters
     ----------
@@ -200,7 +200,8 @@ def patch_metrics(
 
 
 def mean_metrics(rows: Iterable[Mapping[str, float]]) -> dict[str, float]:
-    """Split score: arithmetic mean of per-patch values per key (PSNR averaged in dB, SPEC §4.4)."""
+    """Split score: arithmetic mean of per-patch values per key (PSNR averaged in dB,
+    docs/protocol.md#aggregation)."""
     rows = list(rows)
     if not rows:
         raise ValueError("no per-patch metrics to average (empty split?)")
@@ -257,7 +258,7 @@ def frc_resolution(sr: Any, hr: Any, *, threshold: float = 1.0 / 7.0) -> float:
 
 
 def bicubic_upsample(lr: Any, scale: int) -> Any:
-    """The benchmark's bicubic baseline (SPEC §4.5), clamped to [0, 1].
+    """The benchmark's bicubic baseline (docs/protocol.md#bicubic-baseline), clamped to [0, 1].
 
     ``F.interpolate(lr, scale_factor=s, mode="bicubic", antialias=True)``: Keys a = −0.5 with
     out-of-image taps dropped and weights renormalised, half-pixel centres.

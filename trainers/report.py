@@ -42,7 +42,8 @@ def _heat(x: np.ndarray) -> np.ndarray:
 
 
 def _psnr8(a: np.ndarray, b: np.ndarray) -> float:
-    """PSNR (dB) of two [0, 1] images after 8-bit rounding (as SPEC §4), no border crop."""
+    """PSNR (dB) of two [0, 1] images after 8-bit rounding (as docs/protocol.md#evaluation), no border
+    crop."""
     mse = float(np.mean((np.round(np.clip(a, 0, 1) * 255) - np.round(np.clip(b, 0, 1) * 255)) ** 2))
     return 100.0 if mse == 0 else 10 * math.log10(255.0**2 / mse)
 

@@ -1,4 +1,4 @@
-"""Many `srtrain eval` outputs → the paper's Table 4 (ROI) and Table 5 (full image) (SPEC.md §7.2).
+"""Many `srtrain eval` outputs → the paper's Table 4 (ROI) and Table 5 (full image) (docs/protocol.md#tables).
 
 Rows: methods grouped by family (Bicubic | Pre-upsampling | Post-upsampling | Iterative up-and-down
 | Progressive), one row per scale; columns PSNR↑, NRMSE↓, SSIM↑, each for CELL0, CELL1, CELL2 and
@@ -58,7 +58,7 @@ _TITLES = {
 _COLS = ("CELL0", "CELL1", "CELL2", "Mean")
 
 PAPER_TABLES_PATH = Path(__file__).parent / "data" / "paper_tables.csv"
-"""The paper's Tables 4 (``table=roi``) and 5 (``table=full``), every row and cell (SPEC.md §7.2).
+"""The paper's Tables 4 (``table=roi``) and 5 (``table=full``), every row and cell (docs/protocol.md#tables).
 
 Columns: ``table``, ``method`` (registry name), ``scale``, then ``{psnr,nrmse,ssim}_{CELL0,CELL1,
 CELL2,Mean}`` as printed (PSNR 2 decimals, NRMSE / SSIM 4)."""
@@ -319,7 +319,7 @@ PaperTables = dict[str, dict[tuple[str, int], dict[tuple[str, str], float]]]
 
 
 def load_paper_tables(path: str | Path | None = None) -> PaperTables:
-    """The paper's published Tables 4 and 5 (SPEC.md §7.2).
+    """The paper's published Tables 4 and 5 (docs/protocol.md#tables).
 
     Parameters
     ----------

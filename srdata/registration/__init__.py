@@ -1,4 +1,5 @@
-"""Per-window LR↔HR registration (SPEC §2.5): integer shift from the mean TV-L1 optical flow.
+"""Per-window LR↔HR registration (docs/protocol.md#registration): integer shift from the mean TV-L1 optical
+flow.
 
 For one accepted 640² window, one marker and one scale s: the LR (640/s)² window is upsampled to
 640² by pixel repetition (PIL NEAREST for an integer factor), TV-L1 (skimage's algorithm with its

@@ -57,8 +57,8 @@ def _token_half_of_fusion_input(model: torch.nn.Module, x: torch.Tensor) -> torc
 
 @pytest.mark.parametrize(("h", "w"), [(8, 7), (10, 11), (9, 12)])
 def test_token_branch_is_zero_on_rows_cols_beyond_a_multiple_of_3(h: int, w: int) -> None:
-    # SPEC §8 item 11: no padding to a multiple of the token size; F.unfold(k=3, s=3) drops the last
-    # h % 3 rows / w % 3 cols and F.fold writes zeros there.
+    # docs/protocol.md#quirks item 11: no padding to a multiple of the token size; F.unfold(k=3, s=3) drops
+    # the last h % 3 rows / w % 3 cols and F.fold writes zeros there.
     torch.manual_seed(0)
     model = build_model("act", 2, **TINY).eval()
     tok = _token_half_of_fusion_input(model, torch.rand(1, 1, h, w))

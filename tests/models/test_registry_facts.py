@@ -36,7 +36,8 @@ def test_benchmark_halos_are_the_computed_ones() -> None:
 
 
 def test_display_names_and_families_match_the_paper_tables() -> None:
-    """The paper's Table 4 rows, in order: family, then the name as printed (SPEC §6.2, §7.2)."""
+    """The paper's Table 4 rows, in order: family, then the name as printed (docs/protocol.md#method-table,
+    #tables)."""
     from trainers import tables
 
     paper_rows = [

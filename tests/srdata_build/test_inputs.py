@@ -64,7 +64,8 @@ def test_window_grid_rule():
     assert sorted(set(x0.tolist())) == [0, 256]
     assert list(zip(y0[:3], x0[:3], strict=True)) == [(0, 0), (0, 256), (256, 0)]  # row-major
     assert len(window_grid(640, 640)[0]) == 0 and len(window_grid(641, 641)[0]) == 1
-    assert sorted(set(window_grid(9344, 9344)[0].tolist()))[-1] + 640 == 9088  # SPEC: last end 9,088
+    # docs/protocol.md#raw-tile-files: last end 9,088
+    assert sorted(set(window_grid(9344, 9344)[0].tolist()))[-1] + 640 == 9088
 
 
 def test_roi_fraction_and_threshold():
@@ -113,7 +114,7 @@ def test_split_rules():
         assert sorted(t for t, c in official.items() if c == code) == list(OFFICIAL_SPLIT[name])
     with pytest.raises(ValueError, match="--split auto"):
         tile_split([1, 30], mode="official")
-    # the official list agrees with the hard-coded split and counts (SPEC §2.7)
+    # the official list agrees with the hard-coded split and counts (docs/protocol.md#counts)
     ref = official_patches()
     assert len(ref["tile"]) == 9937
     for name, ts in OFFICIAL_SPLIT.items():

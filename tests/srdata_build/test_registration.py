@@ -17,7 +17,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 
 def _original_lr_patch(lr_plane, y0, x0, dy, dx, s):
-    """The original's procedure, literally (SPEC §2.5 steps 1, 3, 4)."""
+    """The original's procedure, literally (docs/protocol.md#registration steps 1, 3, 4)."""
     from skimage.transform import warp
 
     lrwin = np.asarray(lr_plane[y0 // s : (y0 + 640) // s, x0 // s : (x0 + 640) // s])

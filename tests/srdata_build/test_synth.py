@@ -41,7 +41,7 @@ def test_realistic_enough():
     hr = synth_tile(1, SynthParams(hr_size=2048, seed=0))[1]
     nuclei = hr[2] > 20
     means = [float(hr[c][nuclei].mean()) for c in range(3)]
-    assert means[0] < means[1] < means[2]  # CELL0 dimmest, CELL2 brightest (SPEC §1.1)
+    assert means[0] < means[1] < means[2]  # CELL0 dimmest, CELL2 brightest (docs/protocol.md#raw-tile-files)
     assert 0.05 < nuclei.mean() < 0.6  # cells and background
     assert np.median(hr[2][~nuclei]) == 1  # the detector offset, as the real background (~1)
     assert (hr == 0).mean() < 0.01 and hr.max() < 255  # no floor of zeros, no clipping

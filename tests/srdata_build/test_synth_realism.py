@@ -3,8 +3,8 @@
 The real side is the sample shipped in ``srdata/data/real_sample``; the synthetic side is a small
 synthetic tile's cell-rich 512² regions, measured with the same functions as
 ``benchmarks/synth_realism.py`` (the project's TV-L1 shift, registered LR origin, bicubic and
-SPEC §4 metrics). Tolerances are the issue's; the per-region spread of a small tile is wider
-than the 8-region mean of the benchmark, so the bicubic scores are checked on the mean.
+docs/protocol.md#evaluation metrics). Tolerances are the issue's; the per-region spread of a small tile is
+wider than the 8-region mean of the benchmark, so the bicubic scores are checked on the mean.
 """
 
 from __future__ import annotations

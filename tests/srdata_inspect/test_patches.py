@@ -1,4 +1,4 @@
-"""Released-patch names and fold folder names (SPEC §2.4, §2.6)."""
+"""Released-patch names and fold folder names (docs/protocol.md#patch-names, #split)."""
 
 from __future__ import annotations
 

@@ -13,7 +13,7 @@ def test_crop_positions_range_and_alignment():
     p = samplers.crop_positions(128, 4)
     assert p[0] == 0 and p[-1] == 512 - 128 - 4 and np.all(p % 4 == 0) and len(p) == 96
     q = samplers.crop_positions(128, 4, aligned=False)
-    assert q[-1] == 512 - 128 - 1 and len(q) == 384  # [0, 512 - h - 1] as SPEC §3.3
+    assert q[-1] == 512 - 128 - 1 and len(q) == 384  # [0, 512 - h - 1] as docs/protocol.md#training-crops
 
 
 def test_crop_weights_at_centre():

@@ -1,4 +1,4 @@
-"""trainers.metrics against scikit-image and hand-computed values (SPEC §4)."""
+"""trainers.metrics against scikit-image and hand-computed values (docs/protocol.md#evaluation)."""
 
 from __future__ import annotations
 

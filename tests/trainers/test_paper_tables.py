@@ -1,6 +1,6 @@
 """The paper's Tables 4 and 5 shipped as data, and the ours − paper delta table.
 
-`SPEC_TABLE_4` / `SPEC_TABLE_5` are the text of SPEC.md §7.2 copied verbatim (the transcription of
+`SPEC_TABLE_4` / `SPEC_TABLE_5` are the text of docs/protocol.md#tables copied verbatim (the transcription of
 the paper's doc/roi-perf.png and doc/full-img-perf.png); they are parsed here independently of
 `trainers.tables.load_paper_tables`. When the SPEC itself is reachable (``../shared/reference`` of
 a development checkout, or $SRCACO2_SPEC), the copy is also checked against it.

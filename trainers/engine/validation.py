@@ -8,7 +8,7 @@ keeps its decoded-chunk cache, so later validations read no chunk again when the
 ``data.loader.cache_bytes``.
 
 `better` decides model selection: higher is better except for NRMSE, a tie is a new best
-(SPEC §4.6), and a NaN / infinite score is never best.
+(docs/protocol.md#model-selection), and a NaN / infinite score is never best.
 """
 
 from __future__ import annotations
@@ -43,7 +43,8 @@ def better(metric: str, new: float, best: float | None) -> bool:
         return False
     if best is None or not math.isfinite(best):
         return True
-    return new <= best if "nrmse" in metric else new >= best  # ">=": a tie is a new best (SPEC §4.6)
+    # ">=": a tie is a new best (docs/protocol.md#model-selection)
+    return new <= best if "nrmse" in metric else new >= best
 
 
 def make_val_loader(cfg: RunConfig, *, pin_memory: bool) -> Any:

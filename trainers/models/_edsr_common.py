@@ -8,7 +8,8 @@ state_dict keys match the benchmark's checkpoints exactly:
 - `Upsampler`: ``log2(s)`` stages of ``[conv(n, 4n, 3), PixelShuffle(2)]`` (keys ``0, 2, 4``) for
   ``s`` a power of two, one ``[conv(n, 9n, 3), PixelShuffle(3)]`` stage for ``s = 3``.
 - `MeanShift`: a frozen 3-channel 1x1 conv. The benchmark builds it (so it is in the state_dict, with
-  ``requires_grad=False``) but never applies it (SPEC §3.2: inputs are only divided by 255).
+  ``requires_grad=False``) but never applies it (docs/protocol.md#normalisation: inputs are only divided by
+  255).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Interpolations the benchmark networks use around their layers.
 
-Three bicubic rules appear in SR-CACO-2 (SPEC §3.3, §4.5, §6.2):
+Three bicubic rules appear in SR-CACO-2 (docs/protocol.md#training-crops, #bicubic-baseline, #method-table):
 
 * `torch_bicubic`: PyTorch's default bicubic (Keys a = -0.75, half-pixel centres, replicated
   border, no antialias) followed by clamp to [0, 1]. VDSR, DRRN, MemNet and ProSR call it inside
@@ -83,7 +83,8 @@ def opencv_bicubic_uint8(x: torch.Tensor, scale: int) -> torch.Tensor:
 
 def antialiased_bicubic(x: torch.Tensor, scale: int) -> torch.Tensor:
     """The benchmark's bicubic baseline: ``F.interpolate(x, scale_factor=s, mode="bicubic",
-    antialias=True)`` then clamp to [0, 1] (Keys a = -0.5, renormalised borders; SPEC §4.5).
+    antialias=True)`` then clamp to [0, 1] (Keys a = -0.5, renormalised borders;
+    docs/protocol.md#bicubic-baseline).
 
     Parameters
     ----------

@@ -19,12 +19,12 @@ Benchmark variant (``reference/act_x{2,4,8}.json``)
   the CNN half) and ``cnn = fusion_cnn[i](f[:, 64:]) + cnn_before_fusion`` (the token half).
   After 4 rounds: ``conv_last(f) + head_output``; ``tail`` = Upsampler
   (log2 s x [conv 64->256, PixelShuffle 2]) + conv(64, in_chans, 3).
-- ``sub_mean``/``add_mean`` 3-channel MeanShift in the state_dict, unused (SPEC §3.2).
+- ``sub_mean``/``add_mean`` 3-channel MeanShift in the state_dict, unused (docs/protocol.md#normalisation).
 - UNUSED LAYER: ``cnn_branch`` has ``n_resgroups + 1`` entries (the groups and a final conv,
   ``cnn_branch.4.*``) but forward only calls ``cnn_branch[0..n_fusionblocks-1]``: ``cnn_branch.4`` is
   in the state_dict and never applied.
-- SIZE QUIRK (SPEC §8 item 11): no padding to a multiple of the token size. When h or w is not a
-  multiple of 3 the last ``h % 3`` rows / ``w % 3`` cols are dropped by the 3x3 unfold and the fold
+- SIZE QUIRK (docs/protocol.md#quirks item 11): no padding to a multiple of the token size. When h or w is not
+  a multiple of 3 the last ``h % 3`` rows / ``w % 3`` cols are dropped by the 3x3 unfold and the fold
   writes zeros there, so the token-branch features are zero on those rows/cols (512/s test sizes are
   never multiples of 3). Needs ``h, w >= 6`` (6x6 cross-scale tokens); smaller inputs raise ValueError.
 

@@ -1,6 +1,6 @@
 """Bicubic baseline of the SR-CACO-2 benchmark (no weights).
 
-The benchmark scores an ``Interpolate`` baseline beside every network (SPEC §4.5):
+The benchmark scores an ``Interpolate`` baseline beside every network (docs/protocol.md#bicubic-baseline):
 ``F.interpolate(lr, scale_factor=s, mode="bicubic", antialias=True)`` clamped to [0, 1]. With
 ``antialias=True`` an upsampling bicubic in PyTorch uses Keys a = -0.5 with taps outside the image
 dropped and the weights renormalised (PIL-style), half-pixel centres. This differs from the

@@ -14,7 +14,7 @@ sizes, ifftshift for odd ones); attention = Sigmoid(conv1x1(ReLU(conv1x1(avgpool
 with reduction 64 -> 4 -> 64; ``out = x + x1 * attention``.
 
 AMP: cuFFT in half precision accepts only power-of-two sizes, so the FFT part runs in float32
-with autocast disabled (DESIGN "Lessons").
+with autocast disabled (docs/design.md#lessons).
 
 Hyperparameters (overrides): ``num_features`` (64), ``num_groups`` (4), ``num_blocks`` (4 FCAB per
 group), ``reduction_features`` (4), ``gamma`` (0.8). Init: PyTorch defaults (as the original).

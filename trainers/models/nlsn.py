@@ -8,7 +8,8 @@ Benchmark variant (``reference/nlsn_x{2,4,8}.json``)
   conv(256, 256, 3)] (NLSA at Sequential indices 0, 9, 18, 27, 36; conv at 37); global skip
   ``body(h) + h``; ``tail`` = Upsampler (log2 s x [conv 256->1024, PixelShuffle 2]) + conv(256, in_chans, 3).
 - ResBlock: conv, ReLU, conv, ``* res_scale (0.1) + x``.
-- ``sub_mean``/``add_mean``: 3-channel MeanShift, in the state_dict but not applied (SPEC §3.2).
+- ``sub_mean``/``add_mean``: 3-channel MeanShift, in the state_dict but not applied
+  (docs/protocol.md#normalisation).
 - Output not clamped; LR in [0, 1] -> SR ``(B, C, s*h, s*w)``.
 
 NLSA (LSH attention)

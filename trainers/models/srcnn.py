@@ -3,8 +3,8 @@
 Paper: C. Dong, C. C. Loy, K. He, X. Tang, "Learning a Deep Convolutional Network for Image
 Super-Resolution", ECCV 2014 (9-5-5 network, 64/32 filters).
 
-Benchmark variant (SPEC §6.2, §8 item 11; ``reference/srcnn_x*.json``): ``features`` =
-Conv(1, 1024, 5, pad 2) + ReLU; ``map`` = Conv(1024, 128, 1) + ReLU; ``reconstruction`` =
+Benchmark variant (docs/protocol.md#method-table, #quirks item 11; ``reference/srcnn_x*.json``): ``features``
+= Conv(1, 1024, 5, pad 2) + ReLU; ``map`` = Conv(1024, 128, 1) + ReLU; ``reconstruction`` =
 Conv(128, 1, 1); no residual, no clamp. Identical for every scale (157,953 parameters).
 
 The original feeds the network an image upsampled OUTSIDE the network by OpenCV bicubic. Here
