@@ -1,6 +1,6 @@
 # Two commands do everything on a fresh clone:
 #   make demo   synthetic tiles -> store -> short training -> evaluation -> report (runs/demo/report.md)
-#   make test   ruff + the whole pytest suite (CPU; Triton kernels under TRITON_INTERPRET=1)
+#   make test   ruff (lint, format) + doc links + the whole pytest suite (CPU; Triton under TRITON_INTERPRET=1)
 PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -28,17 +28,22 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/python .ci/check_doc_links.py --strict
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/python .ci/check_doc_links.py
+	$(BIN)/ruff format --check .
+	$(BIN)/python .ci/check_doc_links.py --strict
 
 bench: $(STAMP)
-	$(BIN)/python -m benchmarks.build
-	$(BIN)/python -m benchmarks.loader
-	$(BIN)/python -m benchmarks.kernels
-	$(BIN)/python -m benchmarks.train_step
+	$(BIN)/python -m srcaco2.benchmarks.build
+	$(BIN)/python -m srcaco2.benchmarks.loader
+	$(BIN)/python -m srcaco2.benchmarks.kernels
+	$(BIN)/python -m srcaco2.benchmarks.train_step
+	$(BIN)/python -m srcaco2.benchmarks.eval_runs
+	$(BIN)/python -m srcaco2.benchmarks.synth_realism
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -1,6 +1,6 @@
 """Full-size-tile, ome-zarr and projection sections of benchmarks/build.py.
 
-* fulltile: one synthetic 9,344² tile (3 markers, `srdata.synth.write_synth`, seed 5), built in
+* fulltile: one synthetic 9,344² tile (3 markers, `srcaco2.srdata.synth.write_synth`, seed 5), built in
   a fresh subprocess per scheduler (``threads``, ``processes``, a ``dask.distributed`` `LocalCluster` of 2
   worker processes), all 9 registrations (3 markers x 3 scales) of every accepted window. A
   sampler thread polls the RSS and CPU time of the client and of every descendant process
@@ -89,8 +89,8 @@ def fulltile_child(raw: str, store: str, mode: str, min_fraction: float, registe
     import dask.array  # noqa: F401 - imports before the baseline
     import zarr  # noqa: F401
 
-    import srdata.registration.tvl1  # noqa: F401
-    from srdata.build import BuildConfig, build_store
+    import srcaco2.srdata.registration.tvl1  # noqa: F401
+    from srcaco2.srdata.build import BuildConfig, build_store
 
     sampler = TreeSampler().start()
     base_rss = sampler.me.memory_info().rss
@@ -144,7 +144,7 @@ def fulltile_child(raw: str, store: str, mode: str, min_fraction: float, registe
 
 
 def _child(args: list[str], timeout: float) -> dict[str, Any]:
-    cmd = [sys.executable, "-m", "benchmarks.build", "--child", json.dumps(args)]
+    cmd = [sys.executable, "-m", "srcaco2.benchmarks.build", "--child", json.dumps(args)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     if proc.returncode != 0:
         raise RuntimeError(f"child {args} failed: {proc.stderr[-3000:]}")
@@ -152,7 +152,7 @@ def _child(args: list[str], timeout: float) -> dict[str, Any]:
 
 
 def run_fulltile(work: str, *, size: int, windows: int, timeout: float) -> dict[str, Any]:
-    from srdata.synth import SynthParams, write_synth
+    from srcaco2.srdata.synth import SynthParams, write_synth
 
     raw = os.path.join(work, f"full{size}")
     t0 = time.perf_counter()
@@ -164,8 +164,8 @@ def run_fulltile(work: str, *, size: int, windows: int, timeout: float) -> dict[
     # the ROI fractions from the raw CELL2 plane (numpy, here), to pick the registered windows
     import tifffile
 
-    from srdata.layout import tile_path
-    from srdata.roi import window_grid, window_roi_fraction
+    from srcaco2.srdata.layout import tile_path
+    from srcaco2.srdata.roi import window_grid, window_roi_fraction
 
     cell2 = tifffile.imread(tile_path(raw, 1, 1))[2]
     y0, x0 = window_grid(*cell2.shape)
@@ -192,9 +192,9 @@ def run_omezarr(raw: str, work: str, *, chunk: int = 512) -> dict[str, Any]:
     import zarr
     from ome_zarr.writer import write_image
 
-    from srdata.build import BuildConfig, build_store
-    from srdata.layout import tile_path
-    from srdata.writer import compressors, default_n_levels
+    from srcaco2.srdata.build import BuildConfig, build_store
+    from srcaco2.srdata.layout import tile_path
+    from srcaco2.srdata.writer import compressors, default_n_levels
 
     tiles = json.load(open(os.path.join(raw, "synth.json")))["tiles"]
     files = [tile_path(raw, t, s) for t in tiles for s in (1, 2, 4, 8)]
@@ -238,9 +238,9 @@ def cpu_per_estimate(n: int = 4) -> dict[str, float]:
     """CPU seconds (process time, this thread) per 640² estimate, numba and skimage, on real-like data."""
     from skimage.registration import optical_flow_tvl1 as sk
 
-    from benchmarks._build_tvl1 import _single_thread
-    from srdata.registration.tvl1 import optical_flow_tvl1 as nb
-    from srdata.synth import SynthParams, synth_tile
+    from srcaco2.benchmarks._build_tvl1 import _single_thread
+    from srcaco2.srdata.registration.tvl1 import optical_flow_tvl1 as nb
+    from srcaco2.srdata.synth import SynthParams, synth_tile
 
     _single_thread()
     acq = synth_tile(1, SynthParams(hr_size=1280, seed=2))

@@ -1,6 +1,6 @@
 """TV-L1 section of benchmarks/build.py: numba vs skimage on the same windows (agreement, speed).
 
-Windows: synthetic tiles (`srdata.synth.write_synth`, noise on, *no* built-in misregistration),
+Windows: synthetic tiles (`srcaco2.srdata.synth.write_synth`, noise on, *no* built-in misregistration),
 accepted 640² windows (CELL2 ROI rule), each marker x each scale, the LR window read at an offset of
 1-2 LR px (random sign per axis and estimate: dy, dx in {-2, -1, 1, 2} LR px = s..2s HR px), i.e.
 realistic misregistrations; plus the real sample (``/work/shared/reference/real_sample``, CELL2,
@@ -30,13 +30,13 @@ def _single_thread() -> None:
 def _tile(raw: str, tile: int, scale: int) -> np.ndarray:
     import tifffile
 
-    from srdata.layout import tile_path
+    from srcaco2.srdata.layout import tile_path
 
     return tifffile.imread(tile_path(raw, tile, scale))
 
 
 def _pair(task: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, int]:
-    from srdata.registration import upsample_nearest
+    from srcaco2.srdata.registration import upsample_nearest
 
     if task["kind"] == "real":
         import tifffile
@@ -56,7 +56,7 @@ def run_estimate(task: dict[str, Any]) -> dict[str, Any]:
     _single_thread()
     from skimage.registration import optical_flow_tvl1 as sk_tvl1
 
-    from srdata.registration.tvl1 import optical_flow_tvl1 as nb_tvl1
+    from srcaco2.srdata.registration.tvl1 import optical_flow_tvl1 as nb_tvl1
 
     hr, up, _ = _pair(task)
     t0 = time.perf_counter()
@@ -84,7 +84,7 @@ def _warm() -> float:
     """Import + first call of the numba TV-L1 in a fresh process (cache load or compile), seconds."""
     _single_thread()
     t0 = time.perf_counter()
-    from srdata.registration.tvl1 import optical_flow_tvl1
+    from srcaco2.srdata.registration.tvl1 import optical_flow_tvl1
 
     optical_flow_tvl1(np.zeros((64, 64), np.uint8), np.ones((64, 64), np.uint8))
     return time.perf_counter() - t0
@@ -93,8 +93,8 @@ def _warm() -> float:
 def make_tasks(raw: str, n_windows: int, seed: int = 0) -> tuple[list[dict[str, Any]], int]:
     """Real sample first (seed 0 only), then `n_windows` synthetic windows x 3 markers x 3 scales (a
     random sample of the accepted windows and of the offsets, drawn with `seed`)."""
-    from srdata.roi import window_grid, window_roi_fraction
-    from srdata.schema import MARKERS, SCALES
+    from srcaco2.srdata.roi import window_grid, window_roi_fraction
+    from srcaco2.srdata.schema import MARKERS, SCALES
 
     tasks: list[dict[str, Any]] = (
         [{"kind": "real", "scale": s, "marker": 2} for s in SCALES] if seed == 0 else []
@@ -181,8 +181,8 @@ def run(
     """Run the agreement/speed section, rewriting `out_json` after every estimate (stoppable)."""
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
-    from srdata.registration import _mp_context
-    from srdata.synth import SynthParams, write_synth
+    from srcaco2.srdata.registration import _mp_context
+    from srcaco2.srdata.synth import SynthParams, write_synth
 
     raw = os.path.join(work, "tvl1_raw")
     if not os.path.exists(os.path.join(raw, "synth.json")):
@@ -228,7 +228,7 @@ def numba_first_call() -> dict[str, float]:
 
     code = (
         "import time; t = time.perf_counter(); import numpy as np; "
-        "from srdata.registration.tvl1 import optical_flow_tvl1 as f; "
+        "from srcaco2.srdata.registration.tvl1 import optical_flow_tvl1 as f; "
         "f(np.zeros((64, 64), np.uint8), np.ones((64, 64), np.uint8)); print(time.perf_counter() - t)"
     )
     out = {}

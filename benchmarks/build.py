@@ -1,14 +1,14 @@
 """Build benchmark: TV-L1 numba vs skimage, a full-size tile per scheduler, ome-zarr, projections.
 
-Run ``python -m benchmarks.build --sections tvl1,fulltile,omezarr,projection[,io]``; each section
+Run ``python -m srcaco2.benchmarks.build --sections tvl1,fulltile,omezarr,projection[,io]``; each section
 updates its own key of ``benchmarks/results/build.json`` (with its date and the machine load):
 
-* ``tvl1`` (`benchmarks._build_tvl1`): the numba TV-L1 against skimage's on the same estimates:
+* ``tvl1`` (`srcaco2.benchmarks._build_tvl1`): the numba TV-L1 against skimage's on the same estimates:
   synthetic 640² windows x 3 markers x 3 scales with 1-2 LR px misregistrations, and the real
   sample (3 scales); agreement of the rounded mean flow (the stored shift), every disagreement with
   both means, bit-identical flows, seconds per estimate (1 thread each). ``--tvl1-windows``,
   ``--tvl1-budget-s`` (stops submitting when spent), ``--tvl1-json`` (summarise an earlier run).
-* ``fulltile``, ``omezarr``, ``projection`` (`benchmarks._build_scale`): see that module.
+* ``fulltile``, ``omezarr``, ``projection`` (`srcaco2.benchmarks._build_scale`): see that module.
 * ``io``: the earlier figures (build without registration vs a plain tifffile read, store bytes vs
   the released patch TIFFs) on ``--tiles`` x ``--hr-size``.
 
@@ -42,7 +42,7 @@ def _write_released(store: str, out: str) -> int:
     """Write the accepted windows as released 512-patch TIFFs (registered LR), return their bytes."""
     import tifffile
 
-    from srdata.schema import MARKERS, SCALES, open_root, read_hr_patch, read_index, read_lr_patch
+    from srcaco2.srdata.schema import MARKERS, SCALES, open_root, read_hr_patch, read_index, read_lr_patch
 
     root = open_root(store)
     idx = read_index(root)
@@ -87,7 +87,7 @@ def _read_all(files: list[str]) -> float:
 
 def _time_build(raw: str, store: str, files: list[str], chunk: int, scheduler: str) -> dict:
     """Warm and cold-ish timings of the tifffile read and of the build of `raw` (no registration)."""
-    from srdata.build import BuildConfig, build_store
+    from srcaco2.srdata.build import BuildConfig, build_store
 
     out: dict = {}
     _read_all(files)  # prime the page cache
@@ -120,10 +120,10 @@ def _section_io(args: argparse.Namespace) -> dict:
     import skimage.filters  # noqa: F401
     import zarr  # noqa: F401
 
-    from srdata.layout import FOLDERS, tile_path
-    from srdata.registration import register_windows
-    from srdata.schema import open_root, read_index
-    from srdata.synth import SynthParams, write_synth
+    from srcaco2.srdata.layout import FOLDERS, tile_path
+    from srcaco2.srdata.registration import register_windows
+    from srcaco2.srdata.schema import open_root, read_index
+    from srcaco2.srdata.synth import SynthParams, write_synth
 
     work = args.keep or tempfile.mkdtemp(prefix="srdata-bench-")
     raw, store = os.path.join(work, "raw"), os.path.join(work, "store.zarr")
@@ -203,6 +203,7 @@ def _section_io(args: argparse.Namespace) -> dict:
             "shared 2-core machine (see load_avg) are noisy."
         ),
     }  # fmt: skip
+
     def _row(name: str, m: dict) -> list[tuple[str, str, str]]:
         return [
             (f"{name}: tifffile read warm / cold", f"{m['read_warm_s']:.2f} / {m['read_cold_s']:.2f} s", ""),
@@ -222,8 +223,11 @@ def _section_io(args: argparse.Namespace) -> dict:
         rows.append((f"TV-L1 per window ({pool})", "-" if v is None else f"{v:.2f} s", "9 estimates/window"))
     rows += [
         ("raw TIFFs", f"{raw_bytes / 1e6:.1f} MB", ""),
-        ("store (all levels, ROI, index)", f"{store_bytes / 1e6:.1f} MB",
-         f"{store_bytes / raw_bytes:.2f}x raw"),
+        (
+            "store (all levels, ROI, index)",
+            f"{store_bytes / 1e6:.1f} MB",
+            f"{store_bytes / raw_bytes:.2f}x raw",
+        ),
         ("store level 0 only", f"{level0_bytes / 1e6:.1f} MB", ""),
         (
             f"released patch TIFFs ({main_set['accepted']} windows)",
@@ -270,13 +274,13 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
-        from benchmarks._build_scale import fulltile_child
+        from srcaco2.benchmarks._build_scale import fulltile_child
 
         raw, store, mode, frac, register = json.loads(args.child)
         print(json.dumps(fulltile_child(raw, store, mode, float(frac), bool(register))))
         return {}
-    from benchmarks import _build_scale as scale
-    from benchmarks import _build_tvl1 as tv
+    from srcaco2.benchmarks import _build_scale as scale
+    from srcaco2.benchmarks import _build_tvl1 as tv
 
     sections = [v.strip() for v in args.sections.split(",") if v.strip()]
     data = _load()
@@ -323,7 +327,7 @@ def main(argv: list[str] | None = None) -> dict:
             full = data["sections"].get("fulltile", {}).get("raw")
             raw = full if full and os.path.exists(full) else None
             if raw is None:
-                from srdata.synth import SynthParams, write_synth
+                from srcaco2.srdata.synth import SynthParams, write_synth
 
                 raw = os.path.join(work, "omz_raw")
                 write_synth(raw, n_tiles=1, params=SynthParams(hr_size=4096, seed=5))

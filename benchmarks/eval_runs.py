@@ -1,11 +1,11 @@
 """`srtrain eval-runs` (one process) against one `srtrain eval` process per run (the ``eval_all.sh`` way).
 
-    python -m benchmarks.eval_runs [--windows 2] [--methods dbpn,srfbn,nlsn,swinir] [--scale 4]
+    python -m srcaco2.benchmarks.eval_runs [--windows 2] [--methods dbpn,srfbn,nlsn,swinir] [--scale 4]
                                    [--threads 2] [--keep DIR]
 
 Builds a synthetic store (``--windows`` test windows per marker) and a fake tree of original run
 directories (the archive's directory names, ``config_model.yml``, ``best-models/G-model.pth`` with
-random weights of each network's tiny configuration, `trainers.models.tiny`) for every method ×
+random weights of each network's tiny configuration, `srcaco2.trainers.models.tiny`) for every method ×
 CELL0..CELL2 at one scale, then times, on CPU with ``--threads`` torch threads:
 
 * ``per-run processes``: ``srtrain eval --checkpoint RUN`` for every run plus ``srtrain eval
@@ -80,8 +80,8 @@ def _yml(method: str, scale: int, marker: str, overrides: Mapping[str, Any]) -> 
 def tiny_yml_overrides(method: str, scale: int) -> dict[str, Any]:
     """The tiny configuration's overrides that an original ``config_model.yml`` can carry (those
     among the network's reference hyperparameters, the only ones `load_pretrained` reads)."""
-    from trainers.models.registry import reference_layout
-    from trainers.models.tiny import tiny_overrides
+    from srcaco2.trainers.models.registry import reference_layout
+    from srcaco2.trainers.models.tiny import tiny_overrides
 
     hp = (reference_layout(method, scale) or {}).get("hyperparameters") or {}
     return {k: v for k, v in tiny_overrides(method, scale).items() if k in hp}
@@ -104,7 +104,7 @@ def write_original_run(
     """
     import torch
 
-    from trainers.models import build_model
+    from srcaco2.trainers.models import build_model
 
     ov = tiny_yml_overrides(method, scale) if overrides is None else dict(overrides)
     run = original_run_dir(root, method, scale, marker, run_id=run_id)
@@ -128,9 +128,9 @@ def write_our_run(
     """A run directory of ours (``config.yaml`` + ``best.pt``) with random tiny weights; returns best.pt."""
     import torch
 
-    from trainers.checkpoints import save_checkpoint
-    from trainers.models import build_model
-    from trainers.models.tiny import tiny_overrides
+    from srcaco2.trainers.checkpoints import save_checkpoint
+    from srcaco2.trainers.models import build_model
+    from srcaco2.trainers.models.tiny import tiny_overrides
 
     ov = tiny_overrides(method, scale) if overrides is None else dict(overrides)
     run = Path(run_dir)
@@ -146,8 +146,8 @@ def build_store(path: str | Path, *, n_test: int = 2, seed: int = 0) -> str:
     """A synthetic store whose test split holds `n_test` windows (blobs; LR = HR area means)."""
     from scipy.ndimage import gaussian_filter
 
-    from srdata.array_store import write_store_from_arrays
-    from srdata.schema import MARKERS, SCALES, STRIDE, WINDOW_SIZE
+    from srcaco2.srdata.array_store import write_store_from_arrays
+    from srcaco2.srdata.schema import MARKERS, SCALES, STRIDE, WINDOW_SIZE
 
     rng = np.random.default_rng(seed)
     size = 1024
@@ -190,7 +190,7 @@ def _srtrain(args: list[str], env: dict[str, str]) -> tuple[float, float]:
 
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    cmd = [sys.executable, "-m", "cli.srtrain", *args]
+    cmd = [sys.executable, "-m", "srcaco2.cli.srtrain", *args]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -270,7 +270,7 @@ def main(argv: list[str] | None = None) -> dict:
             "markers": list(markers),
             "torch_threads": a.threads,
             "evaluations": n_evals,
-            "networks": "tiny configurations (trainers.models.tiny) as original run directories",
+            "networks": "tiny configurations (srcaco2.trainers.models.tiny) as original run directories",
         },
         "per_run_processes": {
             "seconds": round(t_sep, 2), "cpu_seconds": round(c_sep, 2),

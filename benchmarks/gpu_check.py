@@ -1,6 +1,6 @@
 """One-shot GPU check of the kernels: correctness at real shapes, then timings (≤ 8 min on one H100/H200).
 
-    bash benchmarks/gpu_check.sh            # or: python -m benchmarks.gpu_check [--quick] [--out DIR]
+    bash benchmarks/gpu_check.sh            # or: python -m srcaco2.benchmarks.gpu_check [--quick] [--out DIR]
 
 Nothing is downloaded; ``pytorch_msssim`` is timed only if it is installed. Exits 2 at once without
 CUDA, 1 when a correctness check fails (timings still written), 0 otherwise.
@@ -16,7 +16,7 @@ CUDA, 1 when a correctness check fails (timings still written), 0 otherwise.
    separate MSE + Triton SSIM and the eager / compiled reference; pixel shuffle (r 2, 8×256×128²,
    fp32/bf16, NCHW/channels_last) against eager and compiled torch, as GB/s and % of a device copy.
 3. The training step of SwinIR ×8, batch 8, 128² HR: the benchmark's recipe (fp32, eager, 5-conv SSIM)
-   against bf16 autocast + the fused Triton loss and shuffle (``trainers.engine.train_step`` when it
+   against bf16 autocast + the fused Triton loss and shuffle (``srcaco2.trainers.engine.train_step`` when it
    exists, else the same step written here); median ms over 20 steps after 5 warm-up steps.
 
 JSON: ``benchmarks/results/gpu_check_<device>.json`` (device, date, versions, shapes, medians, checks).
@@ -124,7 +124,7 @@ def _pair(shape, dtype, seed):
 
 # -------------------------------------------------------------------------------------------- correctness
 def check_ssim(c: Checks, dtype: torch.dtype, seed: int) -> None:
-    from kernels.ssim import _reference, ssim
+    from srcaco2.kernels.ssim import _reference, ssim
 
     tol = TOL[dtype]
     for window, padding, masked in ((19, "same", False), (11, "valid", True)):
@@ -150,7 +150,7 @@ def check_ssim(c: Checks, dtype: torch.dtype, seed: int) -> None:
 
 
 def check_loss(c: Checks, dtype: torch.dtype, seed: int) -> None:
-    from kernels.fused_loss import mse_ssim_loss
+    from srcaco2.kernels.fused_loss import mse_ssim_loss
 
     tol = TOL[dtype]
     _poison_allocator()
@@ -170,7 +170,7 @@ def check_loss(c: Checks, dtype: torch.dtype, seed: int) -> None:
 
 
 def check_shuffle(c: Checks, seed: int) -> None:
-    from kernels.pixel_shuffle import pixel_shuffle
+    from srcaco2.kernels.pixel_shuffle import pixel_shuffle
 
     for r, shape in CFG["shuffle_check"].items():
         for dtype in (torch.float32, torch.bfloat16):
@@ -204,7 +204,7 @@ def check_shuffle(c: Checks, seed: int) -> None:
 
 # ------------------------------------------------------------------------------------------------ timings
 def time_ssim(compile_: bool) -> list[dict[str, Any]]:
-    from kernels.ssim import _reference, ssim, ssim_5conv
+    from srcaco2.kernels.ssim import _reference, ssim, ssim_5conv
 
     x, y = _pair(CFG["ssim"], torch.float32, 11)
     xg = x.clone().requires_grad_(True)
@@ -252,8 +252,8 @@ def time_loss(compile_: bool) -> list[dict[str, Any]]:
 
 
 def _loss_rows(dtype: torch.dtype, compile_: bool) -> list[dict[str, Any]]:
-    from kernels.fused_loss import mse_ssim_loss
-    from kernels.ssim import ssim, ssim_5conv
+    from srcaco2.kernels.fused_loss import mse_ssim_loss
+    from srcaco2.kernels.ssim import ssim, ssim_5conv
 
     sr, hr = _pair(CFG["ssim"], dtype, 12)
     hr = hr.float()
@@ -309,7 +309,7 @@ def _shuffle_bias_relu(x: torch.Tensor, r: int, bias: torch.Tensor) -> torch.Ten
 
 
 def _shuffle_rows(dtype: torch.dtype, cl: bool, comp: Any, comp_epi: Any) -> list[dict[str, Any]]:
-    from kernels.pixel_shuffle import pixel_shuffle
+    from srcaco2.kernels.pixel_shuffle import pixel_shuffle
 
     x = torch.randn(CFG["shuffle"], device=CFG["device"]).to(dtype)
     if cl:
@@ -360,13 +360,13 @@ def time_train_step() -> list[dict[str, Any]]:
 
 def _train_row(fast: bool, steps: int, warmup: int) -> dict[str, Any]:
     """SwinIR ×8, batch 8, 128² HR: fp32 eager + 5-conv SSIM (``fast`` False) or bf16 + fused kernels."""
-    from kernels.ssim import ssim_5conv
-    from trainers.config import LossConfig
-    from trainers.losses import SRLoss
-    from trainers.models import build_model
+    from srcaco2.kernels.ssim import ssim_5conv
+    from srcaco2.trainers.config import LossConfig
+    from srcaco2.trainers.losses import SRLoss
+    from srcaco2.trainers.models import build_model
 
     try:
-        from trainers.engine import StepContext, train_step
+        from srcaco2.trainers.engine import StepContext, train_step
     except ImportError:
         StepContext = train_step = None  # noqa: N806
     dev = torch.device(CFG["device"])
@@ -419,7 +419,7 @@ def _train_row(fast: bool, steps: int, warmup: int) -> dict[str, Any]:
         "variant": "bf16 + fused Triton loss/shuffle"
         if fast
         else "benchmark recipe (fp32, eager, 5-conv SSIM)",
-        "step": "trainers.engine.train_step" if train_step is not None else "local",
+        "step": "srcaco2.trainers.engine.train_step" if train_step is not None else "local",
         "median_ms": statistics.median(times),
         "peak_mib": torch.cuda.max_memory_allocated() / 2**20 if dev.type == "cuda" else None,
     }
@@ -449,7 +449,8 @@ def main(argv: list[str] | None = None) -> int:
         print(
             "gpu_check: no CUDA device visible to torch (torch.cuda.is_available() is False; torch "
             f"{torch.__version__}, CUDA build {torch.version.cuda}). Run it on a machine with an NVIDIA GPU "
-            "and a CUDA build of torch; on CPU use `python -m benchmarks.kernels --compile-only` instead.",
+            "and a CUDA build of torch; on CPU use "
+            "`python -m srcaco2.benchmarks.kernels --compile-only` instead.",
             file=sys.stderr,
         )
         return 2

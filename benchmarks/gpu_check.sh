@@ -13,4 +13,4 @@ fi
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 unset TRITON_INTERPRET
 export TRITON_DEFAULT_FP_FUSION=1
-exec timeout 480 "$PY" -m benchmarks.gpu_check "$@"
+exec timeout 480 "$PY" -m srcaco2.benchmarks.gpu_check "$@"

@@ -1,17 +1,18 @@
 """Kernel microbenchmarks: fused SSIM (forward, forward + backward, peak memory) and pixel shuffle (GB/s).
 
-    python -m benchmarks.kernels [--repeats 7] [--compile/--no-compile] [--quick]
-    python -m benchmarks.kernels --compile-only [--arch 80,90] [--json FILE] [--subset all|ci] [--jobs N]
+    python -m srcaco2.benchmarks.kernels [--repeats 7] [--compile/--no-compile] [--quick]
+    python -m srcaco2.benchmarks.kernels --compile-only [--arch 80,90] [--json FILE] [--subset all|ci]
+    [--jobs N]
 
 ``--compile-only`` needs no GPU: it compiles every Triton specialisation the package launches (see
-``kernels._compile``: SSIM forward/backward × window 11/19 × same/valid × modes × fp32/bf16/fp16, the
+``srcaco2.kernels._compile``: SSIM forward/backward × window 11/19 × same/valid × modes × fp32/bf16/fp16, the
 fused loss, pixel shuffle × r 2/3/4/8 × layouts × element widths × epilogues) for each ``--arch``,
 prints registers, spills, shared memory, SASS instructions, resident blocks per SM and the budgets each
 row misses, writes the rows as a JSON list (default ``benchmarks/results/kernels_compile.json``) and
 exits 1 when a budget is missed or a specialisation fails to compile.
 
 SSIM (zero-"same" padding, σ 1.5, windows 11 and 19; shapes 8×1×512², 32×1×256², 5×5×1080×1920),
-providers: ``triton`` (ours, ``kernels.ssim.ssim``), ``reference`` (separable torch), ``5conv`` (the
+providers: ``triton`` (ours, ``srcaco2.kernels.ssim.ssim``), ``reference`` (separable torch), ``5conv`` (the
 benchmark's 5 dense depthwise convs), ``pytorch_msssim`` (if importable; its own valid-padding SSIM,
 timed for scale only), ``compile`` (``torch.compile`` of the reference). Reported: forward ms,
 forward + backward ms (gradient w.r.t. x) and peak extra memory (MiB above the inputs).
@@ -80,7 +81,7 @@ def _peak_mib(device: str, fn: Callable[[], Any]) -> float | None:
 
 
 def _ssim_providers(device: str, compile_: bool) -> dict[str, Callable[..., torch.Tensor] | None]:
-    from kernels.ssim import _reduce, _reference, ssim, ssim_5conv
+    from srcaco2.kernels.ssim import _reduce, _reference, ssim, ssim_5conv
 
     def reference(x, y, window):
         return _reduce(_reference(x, y, window, 1.5, "same", 1.0), None, "mean")
@@ -114,8 +115,14 @@ def bench_ssim(device: str, timer, compile_: bool, quick: bool) -> list[dict[str
             for name, fn in providers.items():
                 row: dict[str, Any] = {"op": "ssim", "shape": list(shape), "window": window, "provider": name}
                 if fn is None:
-                    rows.append({**row, "skipped": "not installed" if name == "pytorch_msssim" else
-                                 ("CPU: reference paths only" if name == "triton" else "--no-compile")})
+                    rows.append(
+                        {
+                            **row,
+                            "skipped": "not installed"
+                            if name == "pytorch_msssim"
+                            else ("CPU: reference paths only" if name == "triton" else "--no-compile"),
+                        }
+                    )
                     continue
                 xg = x.clone().requires_grad_(True)
 
@@ -135,7 +142,7 @@ def bench_ssim(device: str, timer, compile_: bool, quick: bool) -> list[dict[str
 
 
 def bench_shuffle(device: str, timer, compile_: bool, quick: bool) -> list[dict[str, Any]]:
-    from kernels.pixel_shuffle import pixel_shuffle
+    from srcaco2.kernels.pixel_shuffle import pixel_shuffle
 
     rows = []
     div = 1 if device == "cuda" else 4
@@ -162,15 +169,23 @@ def bench_shuffle(device: str, timer, compile_: bool, quick: bool) -> list[dict[
                     ("plain", "eager"): lambda x=x, r=r: F.pixel_shuffle(x, r),
                     ("plain", "compile"): (lambda x=x, r=r: comp_plain(x, r)) if compile_ else None,
                     ("fused", ours): lambda x=x, r=r, bias=bias: pixel_shuffle(
-                        x, r, bias=bias, activation="relu", clamp=(0.0, 1.0), backend=ours_backend),
+                        x, r, bias=bias, activation="relu", clamp=(0.0, 1.0), backend=ours_backend
+                    ),
                     ("fused", "eager"): lambda x=x, r=r, bias=bias: separate(x, r, bias),
                     ("fused", "compile"): (
-                        (lambda x=x, r=r, bias=bias: comp_fused(x, r, bias)) if compile_ else None),
+                        (lambda x=x, r=r, bias=bias: comp_fused(x, r, bias)) if compile_ else None
+                    ),
                 }
                 for (variant, name), fn in cases.items():
-                    row = {"op": f"pixel_shuffle_{variant}", "shape": list(x.shape), "r": r,
-                           "dtype": str(dtype).replace("torch.", ""), "layout": layout, "provider": name,
-                           "copy_gbps": nbytes / copy_ms / 1e6}
+                    row = {
+                        "op": f"pixel_shuffle_{variant}",
+                        "shape": list(x.shape),
+                        "r": r,
+                        "dtype": str(dtype).replace("torch.", ""),
+                        "layout": layout,
+                        "provider": name,
+                        "copy_gbps": nbytes / copy_ms / 1e6,
+                    }
                     if fn is None:
                         rows.append({**row, "skipped": "--no-compile"})
                         continue
@@ -197,15 +212,20 @@ def _print_table(rows: list[dict[str, Any]], cols: list[str]) -> None:
 
 def _compile_one(i: int) -> dict[str, Any]:
     """JSON row of launch i: its resources and missed budgets, or the compiler's error."""
-    from kernels import _compile
+    from srcaco2.kernels import _compile
 
     lc, arch = _LAUNCHES[i]
     try:
         r = _compile.compile_launch(lc, arch)
     except Exception as exc:  # reported as a failed row; the other specialisations still compile
-        return {"kernel": lc.kernel, "arch": arch, "labels": dict(lc.labels),
-                "constexprs": {k: str(v) for k, v in lc.kwargs.items()},
-                "error": f"{type(exc).__name__}: {str(exc)[-1500:]}", "budget_failures": ["compiles"]}
+        return {
+            "kernel": lc.kernel,
+            "arch": arch,
+            "labels": dict(lc.labels),
+            "constexprs": {k: str(v) for k, v in lc.kwargs.items()},
+            "error": f"{type(exc).__name__}: {str(exc)[-1500:]}",
+            "budget_failures": ["compiles"],
+        }
     return {**r.as_dict(), "budget_failures": _compile.budget_failures(r)}
 
 
@@ -217,14 +237,17 @@ def compile_only(archs: list[int], json_path: str | None, subset: str, jobs: int
     import concurrent.futures
     import multiprocessing
 
-    from kernels import _compile
+    from srcaco2.kernels import _compile
 
     os.environ.setdefault("TRITON_DEFAULT_FP_FUSION", "1")  # Triton 3.9 warns when unset; 1 = its default
     launches = _compile.ci_launches() if subset == "ci" else _compile.all_launches(fp64=fp64)
     _LAUNCHES[:] = [(lc, a) for lc in launches for a in archs]
     t0 = time.perf_counter()
-    print(f"# compiling {len(_LAUNCHES)} specialisations for sm_{', sm_'.join(map(str, archs))} "
-          f"({jobs} job{'s' if jobs > 1 else ''})", flush=True)
+    print(
+        f"# compiling {len(_LAUNCHES)} specialisations for sm_{', sm_'.join(map(str, archs))} "
+        f"({jobs} job{'s' if jobs > 1 else ''})",
+        flush=True,
+    )
     if jobs > 1:
         ctx = multiprocessing.get_context("fork")
         with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=ctx) as pool:
@@ -232,18 +255,53 @@ def compile_only(archs: list[int], json_path: str | None, subset: str, jobs: int
     else:
         results = [_compile_one(i) for i in range(len(_LAUNCHES))]
     rows = results
-    keys = ("kernel", "arch", "num_warps", "registers", "spill_bytes", "shared_bytes", "sass_instructions",
-            "blocks_per_sm")
-    table = [{**r["labels"], **{k: r.get(k) for k in keys},
-              "sass/elem": r.get("sass_per_element"), "st128": r.get("stores", {}).get("128", 0),
-              "fails": ",".join(r["budget_failures"]) or "-"} for r in rows]
-    cols = ["arch", "kernel", "op", "dtype", "window", "padding", "r", "layout", "epilogue", "mode",
-            "num_warps", "registers", "spill_bytes", "shared_bytes", "sass_instructions", "sass/elem",
-            "st128", "blocks_per_sm", "fails"]
+    keys = (
+        "kernel",
+        "arch",
+        "num_warps",
+        "registers",
+        "spill_bytes",
+        "shared_bytes",
+        "sass_instructions",
+        "blocks_per_sm",
+    )
+    table = [
+        {
+            **r["labels"],
+            **{k: r.get(k) for k in keys},
+            "sass/elem": r.get("sass_per_element"),
+            "st128": r.get("stores", {}).get("128", 0),
+            "fails": ",".join(r["budget_failures"]) or "-",
+        }
+        for r in rows
+    ]
+    cols = [
+        "arch",
+        "kernel",
+        "op",
+        "dtype",
+        "window",
+        "padding",
+        "r",
+        "layout",
+        "epilogue",
+        "mode",
+        "num_warps",
+        "registers",
+        "spill_bytes",
+        "shared_bytes",
+        "sass_instructions",
+        "sass/elem",
+        "st128",
+        "blocks_per_sm",
+        "fails",
+    ]
     _print_table(table, cols)
     failed = [r for r in rows if r["budget_failures"]]
-    print(f"\n{len(rows)} specialisations compiled in {time.perf_counter() - t0:.0f} s; "
-          f"{len(failed)} miss a budget")
+    print(
+        f"\n{len(rows)} specialisations compiled in {time.perf_counter() - t0:.0f} s; "
+        f"{len(failed)} miss a budget"
+    )
     for name, text in {"compiles": "every specialisation compiles", **_compile.BUDGETS}.items():
         n = sum(name in r["budget_failures"] for r in rows)
         print(f"  {'MISSED' if n else 'ok':6s} {text}" + (f" ({n} rows)" if n else ""))
@@ -257,16 +315,24 @@ def compile_only(archs: list[int], json_path: str | None, subset: str, jobs: int
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--compile-only", action="store_true",
-                   help="compile every Triton specialisation for --arch on this machine (no GPU needed)")
+    p.add_argument(
+        "--compile-only",
+        action="store_true",
+        help="compile every Triton specialisation for --arch on this machine (no GPU needed)",
+    )
     p.add_argument("--arch", default="90", help="with --compile-only: comma-separated SM versions (80, 90)")
     p.add_argument("--json", dest="json_path", default=None, help="with --compile-only: output JSON file")
     p.add_argument("--subset", choices=("all", "ci"), default="all", help="with --compile-only")
     p.add_argument("--jobs", type=int, default=1, help="with --compile-only: parallel compile processes")
     p.add_argument("--fp64", action="store_true", help="with --compile-only: add the float64 SSIM kernels")
     p.add_argument("--repeats", type=int, default=7, help="CPU timing repeats (median)")
-    p.add_argument("--compile", dest="compile_", action=argparse.BooleanOptionalAction, default=None,
-                   help="include torch.compile providers (default: on for CUDA, off for CPU)")
+    p.add_argument(
+        "--compile",
+        dest="compile_",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="include torch.compile providers (default: on for CUDA, off for CPU)",
+    )
     p.add_argument("--quick", action="store_true", help="first shape of each op only")
     args = p.parse_args(argv)
     if args.compile_only:
@@ -281,9 +347,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     compile_ = (device == "cuda") if args.compile_ is None else args.compile_
     name = torch.cuda.get_device_name() if device == "cuda" else (platform.processor() or platform.machine())
     timer = _timer(device, args.repeats)
-    note = ("CUDA: triton.testing.do_bench medians" if device == "cuda" else
-            "CPU: reference (torch) paths only, shapes / 4 per side, time.perf_counter medians; "
-            "the Triton kernels are not timed (the interpreter is a test vehicle)")
+    note = (
+        "CUDA: triton.testing.do_bench medians"
+        if device == "cuda"
+        else "CPU: reference (torch) paths only, shapes / 4 per side, time.perf_counter medians; "
+        "the Triton kernels are not timed (the interpreter is a test vehicle)"
+    )
     print(f"# kernels benchmark on {device} ({name}); {note}")
     ssim_rows = bench_ssim(device, timer, compile_, args.quick)
     _print_table(ssim_rows, ["shape", "window", "provider", "fwd_ms", "fwd_bwd_ms", "peak_extra_mib"])
@@ -296,10 +365,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "device_name": name,
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(),
         "note": note,
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__,
-                    "cuda": torch.version.cuda},
-        "params": {"repeats": args.repeats, "compile": compile_, "quick": args.quick, "sigma": 1.5,
-                   "padding": "same", "gbps": "2 × tensor bytes (one read, one write) / time"},
+        "machine": {
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "torch": torch.__version__,
+            "cuda": torch.version.cuda,
+        },
+        "params": {
+            "repeats": args.repeats,
+            "compile": compile_,
+            "quick": args.quick,
+            "sigma": 1.5,
+            "padding": "same",
+            "gbps": "2 × tensor bytes (one read, one write) / time",
+        },
         "ssim": ssim_rows,
         "pixel_shuffle": shuffle_rows,
     }

@@ -1,9 +1,9 @@
-"""Loader throughput: `srdata.loader` against a per-file TIFF baseline (the original's way).
+"""Loader throughput: `srcaco2.srdata.loader` against a per-file TIFF baseline (the original's way).
 
-    python -m benchmarks.loader [--store PATH] [--scale 4] [--h-size 128] [--batch-size 8]
+    python -m srcaco2.benchmarks.loader [--store PATH] [--scale 4] [--h-size 128] [--batch-size 8]
                                 [--samples 2000] [--repeats 3] [--workers 0,1,2]
 
-Builds a synthetic store with `srdata.writer` (unless ``--store`` is given), writes every window
+Builds a synthetic store with `srcaco2.srdata.writer` (unless ``--store`` is given), writes every window
 of the train split as a registered HR/LR TIFF pair in the released naming (``hr_div_1/…``,
 ``hr_div_s/…``), then times, over the same windows, crop size, batch size and worker counts:
 
@@ -47,8 +47,8 @@ RESULTS = os.path.join(os.path.dirname(__file__), "results", "loader.json")
 
 def build_store(path: str, *, n_tiles: int = 3, tile_size: int = 2048, seed: int = 0) -> None:
     """Synthetic store: cells as bright squares on a dark background, LR = area means, shifts 0."""
-    from srdata.array_store import write_store_from_arrays
-    from srdata.schema import SCALES, STRIDE, WINDOW_SIZE
+    from srcaco2.srdata.array_store import write_store_from_arrays
+    from srcaco2.srdata.schema import SCALES, STRIDE, WINDOW_SIZE
 
     rng = np.random.default_rng(seed)
     images: dict[int, dict[int, np.ndarray]] = {}
@@ -87,7 +87,7 @@ def write_tiffs(store: str, out: str, scale: int, marker: str) -> list[tuple[str
     """Every train window of the store as a registered (HR, LR) TIFF pair; returns the pairs."""
     import tifffile
 
-    from srdata.loader import WindowDataset
+    from srcaco2.srdata.loader import WindowDataset
 
     ds = WindowDataset(store, "train", scale, marker)
     pairs = []
@@ -128,7 +128,7 @@ class BaselineDataset:
         import tifffile
         import torch
 
-        from srdata.transforms import dihedral
+        from srcaco2.srdata.transforms import dihedral
 
         rng = np.random.default_rng([self.seed, i])
         hp, lp = self.pairs[int(rng.integers(len(self.pairs)))]
@@ -282,7 +282,7 @@ def _time_srdata(
 ) -> list:
     """Cold: first epoch of `repeats` fresh loaders (new workers, empty caches, worker start-up
     included). Warm: `repeats` further epochs of the last one (its caches filled)."""
-    from srdata.loader import make_loader
+    from srcaco2.srdata.loader import make_loader
 
     cold, warm, cold_bps = [], [], []
     for r in range(args.repeats):

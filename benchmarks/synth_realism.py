@@ -1,11 +1,11 @@
-"""Realism of `srdata.synth`: the real SR-CACO-2 sample and synthetic CELL2 acquisitions side by side.
+"""Realism of `srcaco2.srdata.synth`: the real SR-CACO-2 sample and synthetic CELL2 acquisitions side by side.
 
-Run ``python -m benchmarks.synth_realism [--tiles 2] [--hr-size 1280] [--seed 0] [--min-windows 8]``.
+Run ``python -m srcaco2.benchmarks.synth_realism [--tiles 2] [--hr-size 1280] [--seed 0] [--min-windows 8]``.
 
 For every scan (HR, /2, /4, /8) of a 512² HR region and its LR regions, with the project's own
-functions (TV-L1 shift and registered LR patch: `srdata.real_sample.registered_region`, i.e.
-`srdata.registration.window_shift` and `srdata.schema.lr_patch_origin`; bicubic:
-`trainers.metrics.bicubic_upsample`; metrics: `trainers.metrics.patch_metrics`):
+functions (TV-L1 shift and registered LR patch: `srcaco2.srdata.real_sample.registered_region`, i.e.
+`srcaco2.srdata.registration.window_shift` and `srcaco2.srdata.schema.lr_patch_origin`; bicubic:
+`srcaco2.trainers.metrics.bicubic_upsample`; metrics: `srcaco2.trainers.metrics.patch_metrics`):
 
 * background level and noise std (mean and std of the scan where the smoothed HR < 2.5 grey
   levels, 16 px away from any cell);
@@ -84,7 +84,7 @@ def _spectrum_slope(img: np.ndarray) -> float:
 def _bicubic_scores(lr: np.ndarray, hr: np.ndarray, s: int) -> dict[str, float]:
     import torch
 
-    from trainers.metrics import bicubic_upsample, patch_metrics
+    from srcaco2.trainers.metrics import bicubic_upsample, patch_metrics
 
     x = torch.from_numpy(lr.astype(np.float32) / 255.0)[None, None]
     sr = bicubic_upsample(x, s)[0, 0].numpy()
@@ -108,7 +108,7 @@ def region_stats(acq: dict[int, np.ndarray]) -> dict[str, Any]:
         ``residual``, ``shift`` (dy, dx HR px), ``shift_lr_px``, ``psnr_unreg``, ``roi_psnr_unreg``,
         ``psnr_reg``, ``roi_psnr_reg``.
     """
-    from srdata.real_sample import registered_region
+    from srcaco2.srdata.real_sample import registered_region
 
     hr = np.asarray(acq[1])
     if hr.shape != (REGION, REGION):
@@ -160,7 +160,7 @@ def synthetic_regions(
 
     Parameters
     ----------
-    params : srdata.synth.SynthParams
+    params : srcaco2.srdata.synth.SynthParams
     tiles : int
         Tiles 1..`tiles` are generated.
     frac : (float, float)
@@ -170,7 +170,7 @@ def synthetic_regions(
     -------
     list of dict of int to ndarray, as `region_stats` takes them.
     """
-    from srdata.synth import synth_tile
+    from srcaco2.srdata.synth import synth_tile
 
     out = []
     for t in range(1, tiles + 1):
@@ -246,7 +246,7 @@ def compare(params: Any, tiles: int, min_windows: int = 8, max_windows: int | No
     ValueError
         Fewer than `min_windows` cell-rich regions in the synthetic tiles (use more or larger tiles).
     """
-    from srdata.real_sample import load_real_sample
+    from srcaco2.srdata.real_sample import load_real_sample
 
     real = region_stats(load_real_sample())
     regions = synthetic_regions(params, tiles)
@@ -315,7 +315,7 @@ def _parse_overrides(items: list[str]) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from srdata.synth import SynthParams
+    from srcaco2.srdata.synth import SynthParams
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--tiles", type=int, default=2, help="synthetic tiles (default 2)")

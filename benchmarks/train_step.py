@@ -1,11 +1,11 @@
 """Training-step time and peak memory per method: the original's way vs this toolkit's fast path.
 
-It times `srtrain fit`'s own step, `trainers.engine.step.train_step` (forward, loss
+It times `srtrain fit`'s own step, `srcaco2.trainers.engine.step.train_step` (forward, loss
 ``MSE − 5·SSIM(19, same)``, backward, SGD Nesterov step; no host read inside), in two variants:
 
 * ``baseline``: fp32, eager, NCHW, the SSIM as 5 dense depthwise convolutions
-  (`kernels.ssim.ssim_5conv`, the original's formulation);
-* ``fast``: bf16 autocast (CUDA), `kernels.ssim.ssim` (the Triton kernel on CUDA), channels-last,
+  (`srcaco2.kernels.ssim.ssim_5conv`, the original's formulation);
+* ``fast``: bf16 autocast (CUDA), `srcaco2.kernels.ssim.ssim` (the Triton kernel on CUDA), channels-last,
   and ``torch.compile`` with ``--compile``.
 
 On a CUDA machine the default is the benchmark's batch (8 crops of 128²) and full networks. On a
@@ -16,7 +16,7 @@ table and the JSON: CPU numbers only show that the script works, not what a GPU 
 from pinned memory included); ``pipelined_step_ms`` the mean over `steps` steps run back to back
 with one read at the end, as `fit` runs between its reads (``train.sync_every``).
 
-Run: ``python -m benchmarks.train_step [--methods vdsr,swinir] [--scale 4] [--steps 10] [--compile]``;
+Run: ``python -m srcaco2.benchmarks.train_step [--methods vdsr,swinir] [--scale 4] [--steps 10] [--compile]``;
 JSON goes to ``benchmarks/results/train_step_<device>.json``.
 """
 
@@ -33,14 +33,14 @@ from pathlib import Path
 
 import torch
 
-from trainers.engine.step import StepContext, batch_to_device, train_step
+from srcaco2.trainers.engine.step import StepContext, batch_to_device, train_step
 
 CPU_METHODS = ("srcnn", "vdsr", "dfcan", "mslapsrn")
 """The reduced CPU run's methods (small and quick); on CUDA every registered network is timed."""
 
 
 def _cuda_methods() -> list[str]:
-    from trainers.models.registry import model_names
+    from srcaco2.trainers.models.registry import model_names
 
     return [m for m in model_names() if m != "bicubic"]  # every network of the registry
 
@@ -48,10 +48,10 @@ def _cuda_methods() -> list[str]:
 def bench_one(method: str, variant: str, *, scale: int, batch: int, h_size: int, steps: int, warmup: int,
               device: torch.device, compile_model: bool) -> dict:  # fmt: skip
     """Median step time (ms) and peak memory (MiB, CUDA only) of one method and variant."""
-    from kernels.ssim import ssim, ssim_5conv
-    from trainers.config import LossConfig
-    from trainers.losses import SRLoss
-    from trainers.models import build_model
+    from srcaco2.kernels.ssim import ssim, ssim_5conv
+    from srcaco2.trainers.config import LossConfig
+    from srcaco2.trainers.losses import SRLoss
+    from srcaco2.trainers.models import build_model
 
     torch.manual_seed(0)
     fast = variant == "fast"
@@ -135,8 +135,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
         name = torch.cuda.get_device_name()
     meta = {"device": name, "torch": torch.__version__, "reduced": reduced, "scale": args.scale,
             "batch": batch, "h_size": h_size, "steps": steps, "compile": args.compile,
-            "step_fn": "trainers.engine.step.train_step", "cpu_count": os.cpu_count(),
-            "load_avg_1min_at_end": os.getloadavg()[0], "command": "python -m benchmarks.train_step "
+            "step_fn": "srcaco2.trainers.engine.step.train_step", "cpu_count": os.cpu_count(),
+            "load_avg_1min_at_end": os.getloadavg()[0], "command": "python -m srcaco2.benchmarks.train_step "
             + " ".join(argv if argv is not None else sys.argv[1:])}  # fmt: skip
     path.write_text(json.dumps({"meta": meta, "results": rows}, indent=2))
     print(f"-> {path}")

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import click
 
-from cli._commands import LazyGroup, configure_logging, verbose_option
+from srcaco2.cli._commands import LazyGroup, configure_logging, verbose_option
 
 _COMMANDS = {
-    "synth": "cli.srdata_synth:synth",
-    "build": "cli.srdata_build:build",
-    "import-patches": "cli.srdata_import:import_patches",
-    "info": "cli.srdata_inspect:info",
-    "verify": "cli.srdata_inspect:verify",
-    "export-patches": "cli.srdata_export:export_patches",
+    "synth": "srcaco2.cli.srdata_synth:synth",
+    "build": "srcaco2.cli.srdata_build:build",
+    "import-patches": "srcaco2.cli.srdata_import:import_patches",
+    "info": "srcaco2.cli.srdata_inspect:info",
+    "verify": "srcaco2.cli.srdata_inspect:verify",
+    "export-patches": "srcaco2.cli.srdata_export:export_patches",
 }
 
 

@@ -62,10 +62,10 @@ def build(
     """
     from tqdm import tqdm
 
-    from srdata.build import BuildConfig, BuildError, build_store
-    from srdata.layout import RawInputError
-    from srdata.lease import LeaseLostError
-    from srdata.schema import StoreFormatError
+    from srcaco2.srdata.build import BuildConfig, BuildError, build_store
+    from srcaco2.srdata.layout import RawInputError
+    from srcaco2.srdata.lease import LeaseLostError
+    from srcaco2.srdata.schema import StoreFormatError
 
     def _list(text: str | None) -> list[str] | None:
         return None if text is None else [v.strip() for v in text.split(",") if v.strip()]

@@ -1,4 +1,4 @@
-"""`srdata export-patches STORE OUT` (logic in `srdata.export_patches`)."""
+"""`srdata export-patches STORE OUT` (logic in `srcaco2.srdata.export_patches`)."""
 
 from __future__ import annotations
 
@@ -47,8 +47,8 @@ def export_patches(
 
     from tqdm import tqdm
 
-    from srdata.export_patches import export_patches as run
-    from srdata.schema import StoreFormatError
+    from srcaco2.srdata.export_patches import export_patches as run
+    from srcaco2.srdata.schema import StoreFormatError
 
     try:
         with tqdm(unit="window", file=sys.stderr, disable=None, desc="export") as bar:

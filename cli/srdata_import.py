@@ -1,4 +1,4 @@
-"""`srdata import-patches PATCHES STORE` (logic in `srdata.import_patches`)."""
+"""`srdata import-patches PATCHES STORE` (logic in `srcaco2.srdata.import_patches`)."""
 
 from __future__ import annotations
 
@@ -46,9 +46,9 @@ def import_patches(
     """Build STORE from a released SR-CACO-2 patch folder PATCHES (hr_div_1/, hr_div_{2,4,8}/, folds/)."""
     import os
 
-    from srdata.import_patches import import_patches as run
-    from srdata.lease import LeaseLostError
-    from srdata.schema import StoreFormatError
+    from srcaco2.srdata.import_patches import import_patches as run
+    from srcaco2.srdata.lease import LeaseLostError
+    from srcaco2.srdata.schema import StoreFormatError
 
     if not os.path.isdir(patches):
         raise click.ClickException(

@@ -1,4 +1,4 @@
-"""`srdata info STORE` and `srdata verify STORE` (logic in `srdata.inspect`)."""
+"""`srdata info STORE` and `srdata verify STORE` (logic in `srcaco2.srdata.inspect`)."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ def _um(v: float | None) -> str:
 
 
 def format_info(d: dict[str, Any]) -> str:
-    """Readable text of a `srdata.inspect.store_info` dict."""
+    """Readable text of a `srcaco2.srdata.inspect.store_info` dict."""
     lines = [
         f"store     {d['path']}  ({_human(d['store_bytes'])}, format {d['format_version']}, "
         f"source {d['source'].get('kind', '?')})",
@@ -93,8 +93,8 @@ def format_info(d: dict[str, Any]) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def info(store: str, as_json: bool) -> None:
     """Summarise STORE (path or fsspec URL): tiles, shapes, chunks, windows, ROI, predictions, size."""
-    from srdata.inspect import store_info
-    from srdata.schema import StoreFormatError
+    from srcaco2.srdata.inspect import store_info
+    from srcaco2.srdata.schema import StoreFormatError
 
     try:
         d = store_info(store)
@@ -111,7 +111,7 @@ def info(store: str, as_json: bool) -> None:
 )
 def verify(store: str, no_chunks: bool, workers: int) -> None:
     """Check STORE against the store contract; list every problem and exit 1 if there is any."""
-    from srdata.inspect import open_checked, verify_store
+    from srcaco2.srdata.inspect import open_checked, verify_store
 
     problems = verify_store(store, read_chunks=not no_chunks, workers=workers)
     if problems:
@@ -120,7 +120,7 @@ def verify(store: str, no_chunks: bool, workers: int) -> None:
         click.echo(f"{len(problems)} problem(s) in {store}", err=True)
         raise SystemExit(1)
     _root, attrs = open_checked(store)
-    from srdata.inspect import checksummed
+    from srcaco2.srdata.inspect import checksummed
 
     what = "metadata and index" if no_chunks else "metadata, index and every chunk"
     click.echo(

@@ -32,7 +32,7 @@ import click
 def synth(out: str, n_tiles: int, hr_size: int, seed: int, no_noise: bool, no_misregistration: bool) -> None:
     """Write N synthetic tiles (cysts of packed nuclei: CELL0 puncta, CELL1 membranes, CELL2 nuclei) to OUT.
 
-    A physical model calibrated on a real SR-CACO-2 sample (srdata.synth.SynthParams): HR and each
+    A physical model calibrated on a real SR-CACO-2 sample (srcaco2.srdata.synth.SynthParams): HR and each
     LR scan are separate acquisitions with their own focus, PSF, pixel integration, gain,
     background, shot and read noise, and a stage offset of 1-2.5 LR px (register them at build
     time). OUT receives HighRes1024/, LowRes512/, LowRes256/, LowRes128/ with (3, H, W) uint8 TIFFs
@@ -41,14 +41,14 @@ def synth(out: str, n_tiles: int, hr_size: int, seed: int, no_noise: bool, no_mi
     """
     from tqdm import tqdm
 
-    from srdata.synth import SynthParams, write_synth
+    from srcaco2.srdata.synth import SynthParams, write_synth
 
     params = SynthParams(
         hr_size=hr_size, seed=seed, noise=not no_noise, misregistration=not no_misregistration
     )
     from pathlib import Path
 
-    from srdata.storefs import StoreNotWritableError, ensure_writable
+    from srcaco2.srdata.storefs import StoreNotWritableError, ensure_writable
 
     try:
         ensure_writable(out, fix="choose a writable OUT folder")  # refuse before the first tile

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import click
 
-from cli._commands import LazyGroup, configure_logging, verbose_option
+from srcaco2.cli._commands import LazyGroup, configure_logging, verbose_option
 
 _COMMANDS = {
-    "fit": "cli.srtrain_fit:fit",
-    "eval": "cli.srtrain_eval:eval_cmd",
-    "eval-runs": "cli.srtrain_eval_runs:eval_runs_cmd",
-    "table": "cli.srtrain_eval:table",
-    "predict": "cli.srtrain_predict:predict",
-    "methods": "cli.srtrain_methods:methods",
-    "demo": "cli.srtrain_demo:demo",
+    "fit": "srcaco2.cli.srtrain_fit:fit",
+    "eval": "srcaco2.cli.srtrain_eval:eval_cmd",
+    "eval-runs": "srcaco2.cli.srtrain_eval_runs:eval_runs_cmd",
+    "table": "srcaco2.cli.srtrain_eval:table",
+    "predict": "srcaco2.cli.srtrain_predict:predict",
+    "methods": "srcaco2.cli.srtrain_methods:methods",
+    "demo": "srcaco2.cli.srtrain_demo:demo",
 }
 
 

@@ -26,8 +26,8 @@ def demo(out_dir, epochs, samples_per_epoch, tiles, hr_size, overrides):
 
     from tqdm import tqdm
 
-    from trainers.config import ConfigError
-    from trainers.demo import DemoSettings, run_demo
+    from srcaco2.trainers.config import ConfigError
+    from srcaco2.trainers.demo import DemoSettings, run_demo
 
     changes = {k: v for k, v in dict(epochs=epochs, samples_per_epoch=samples_per_epoch, tiles=tiles,
                                      hr_size=hr_size).items() if v is not None}  # fmt: skip

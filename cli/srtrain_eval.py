@@ -41,7 +41,7 @@ def eval_cmd(
     """
     from tqdm import tqdm
 
-    from trainers.evaluate import evaluate
+    from srcaco2.trainers.evaluate import evaluate
 
     bar = None  # created on the first batch, so that a refused input prints only its error
 
@@ -97,8 +97,8 @@ def table(runs, out_dir, frc, compare_paper):
     numbers per method, scale, marker and metric; cells beyond ±0.01 dB PSNR / ±0.0001 NRMSE and
     SSIM are marked (the paper prints 2 and 4 decimals).
     """
-    from trainers.evaluate import read_eval
-    from trainers.tables import write_tables
+    from srcaco2.trainers.evaluate import read_eval
+    from srcaco2.trainers.tables import write_tables
 
     try:
         summaries = []

@@ -6,7 +6,7 @@ import textwrap
 
 import click
 
-from trainers.config import RECIPE_DIFFERENCES, RECIPES
+from srcaco2.trainers.config import RECIPE_DIFFERENCES, RECIPES
 
 __all__ = ["fit", "build_config"]
 
@@ -35,7 +35,7 @@ def build_config(store, method, scale, marker, config_path, overrides, recipe=No
     """The run's config: --config file (or --recipe), then the explicit options, then --set."""
     import dataclasses
 
-    from trainers.config import apply_overrides, load_config, recipe_config
+    from srcaco2.trainers.config import apply_overrides, load_config, recipe_config
 
     if config_path:
         if recipe:
@@ -96,9 +96,9 @@ def fit(
 
     from tqdm import tqdm
 
-    from trainers.config import ConfigError
-    from trainers.fit import RunDirError, TrainingDivergedError
-    from trainers.fit import fit as run_fit
+    from srcaco2.trainers.config import ConfigError
+    from srcaco2.trainers.fit import RunDirError, TrainingDivergedError
+    from srcaco2.trainers.fit import fit as run_fit
 
     rank = int(os.environ.get("RANK", "0"))
     if init_from:

@@ -13,7 +13,7 @@ def method_rows() -> list[dict]:
     """One row per registered model; parameter counts are taken on the meta device (no memory)."""
     import torch
 
-    from trainers.models import MODEL_NAMES, build_model, model_info
+    from srcaco2.trainers.models import MODEL_NAMES, build_model, model_info
 
     rows = []
     for name in MODEL_NAMES:
@@ -61,9 +61,13 @@ def methods(as_json: bool) -> None:
         return
     head = ("name", "family", "paper", "x2", "x4", "x8", "halo x2/x4/x8")
     table = [head] + [
-        (r["name"], r["family"] or "?", r["paper"] or r.get("error", "?"),
-         *(_fmt(r["params"].get(f"x{s}")) for s in (2, 4, 8)),
-         "global" if r.get("global_reason") else "/".join(str(r["halo"].get(f"x{s}")) for s in (2, 4, 8)))
+        (
+            r["name"],
+            r["family"] or "?",
+            r["paper"] or r.get("error", "?"),
+            *(_fmt(r["params"].get(f"x{s}")) for s in (2, 4, 8)),
+            "global" if r.get("global_reason") else "/".join(str(r["halo"].get(f"x{s}")) for s in (2, 4, 8)),
+        )
         for r in rows
     ]
     widths = [max(len(str(t[i])) for t in table) for i in range(len(head))]

@@ -13,7 +13,7 @@ __all__ = ["predict", "halo_table"]
 
 def halo_table() -> list[str]:
     """Lines of the per-network default-halo table shown by ``srtrain predict --help``."""
-    from trainers.models import available_models
+    from srcaco2.trainers.models import available_models
 
     lines = ["network     halo x2/x4/x8 (LR px)  grid"]
     for i in available_models():
@@ -151,8 +151,8 @@ def predict(
             param_hint="--overlap",
         )
     model, meth, s, mk, overrides = _load_model(checkpoint, method, scale, marker)
-    from trainers._ddp import resolve_device
-    from trainers.predict import plan_tiling
+    from srcaco2.trainers._ddp import resolve_device
+    from srcaco2.trainers.predict import plan_tiling
 
     try:
         dev = resolve_device(device)
@@ -197,7 +197,7 @@ def _load_model(
 ) -> tuple[Any, str, int, str, dict[str, Any] | None]:
     """(model, method, scale, marker, overrides) from a checkpoint or a weight-free method."""
     if checkpoint is not None:
-        from trainers.checkpoints import load_pretrained
+        from srcaco2.trainers.checkpoints import load_pretrained
 
         try:
             model, info = load_pretrained(checkpoint, scale=int(scale) if scale else None, marker=marker)
@@ -210,8 +210,8 @@ def _load_model(
             marker or info.get("marker") or "CELL2",
             info.get("overrides"),
         )
-    from trainers.evaluate import check_weight_free_method
-    from trainers.models import build_model
+    from srcaco2.trainers.evaluate import check_weight_free_method
+    from srcaco2.trainers.models import build_model
 
     try:
         method = check_weight_free_method(method)  # a network without weights would predict noise
@@ -240,7 +240,7 @@ def _progress(bar: Any) -> Any:
 def _predict_file(model: Any, meth: str, s: int, plan: Any, input_path: str, output_path: str | None,
                   channels: tuple[int, ...], in_max: float | None, pixel_size_um: float | None,
                   overwrite: bool, batch_size: int, dev: Any, source: str) -> None:  # fmt: skip
-    from trainers.predict_image import predict_image
+    from srcaco2.trainers.predict_image import predict_image
 
     if output_path is None:
         stem = os.path.basename(input_path.rstrip("/"))
@@ -267,8 +267,8 @@ def _predict_file(model: Any, meth: str, s: int, plan: Any, input_path: str, out
 def _predict_store(model: Any, meth: str, s: int, mk: str, plan: Any, store: str, tiles: tuple[int, ...],
                    name: str | None, out_store: str | None, batch_size: int, dev: Any, source: str,
                    panels: int, split: str, panel_dir: str | None) -> None:  # fmt: skip
-    from srdata.schema import StoreFormatError, open_root, read_attrs
-    from trainers.predict import predict_to_store
+    from srcaco2.srdata.schema import StoreFormatError, open_root, read_attrs
+    from srcaco2.trainers.predict import predict_to_store
 
     try:
         attrs = read_attrs(open_root(store, mode="r"), where=store)
@@ -282,16 +282,16 @@ def _predict_store(model: Any, meth: str, s: int, mk: str, plan: Any, store: str
         raise click.ClickException(f"{store}: no marker {mk!r}; markers are {attrs.markers}")
     if s not in attrs.scales:
         raise click.ClickException(f"{store}: no x{s} acquisition; scales are {attrs.scales}")
-    from srdata.storefs import StoreNotWritableError, ensure_writable
+    from srcaco2.srdata.storefs import StoreNotWritableError, ensure_writable
 
     try:  # refuse an unwritable target before predicting
         ensure_writable(out_store or store, fix="predict into a writable store with --out-store PATH")
     except StoreNotWritableError as exc:
         raise click.ClickException(str(exc)) from None
     pname = name or f"{meth}_x{s}_{mk}"
-    from srdata.integrity import CheckedReader, ChunkError
-    from srdata.lease import LeaseLostError, store_lease
-    from srdata.schema import image_path
+    from srcaco2.srdata.integrity import CheckedReader, ChunkError
+    from srcaco2.srdata.lease import LeaseLostError, store_lease
+    from srcaco2.srdata.schema import image_path
 
     src = open_root(store, mode="r")
     checked = CheckedReader(store)
@@ -317,7 +317,7 @@ def _predict_store(model: Any, meth: str, s: int, mk: str, plan: Any, store: str
     except (StoreFormatError, LeaseLostError) as exc:  # missing chunk, another writer, lost lease
         raise click.ClickException(str(exc)) from None
     if panels > 0:
-        from trainers.report import write_window_panels
+        from srcaco2.trainers.report import write_window_panels
 
         try:
             pngs = write_window_panels(model, store, panel_dir or f"panels_{pname}", split=split, scale=s,

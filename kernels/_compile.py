@@ -2,7 +2,8 @@
 
 How
 ---
-A launcher (``kernels.ssim._launch_forward`` …) is run on ``meta`` tensors of a real training shape with a
+A launcher (``srcaco2.kernels.ssim._launch_forward`` …) is run on ``meta`` tensors of a real training shape
+with a
 :class:`Recorder` in place of its jitted kernel: the recorder keeps the exact arguments of
 ``kernel[grid](*args, **kwargs)``. :func:`compile_launch` then binds them as Triton's own launcher would
 (the same integer/pointer specialisation: ints equal to 1 become constants, ints and pointers divisible
@@ -95,7 +96,8 @@ class Recorder:
 
 @dataclasses.dataclass
 class CompileResult:
-    """Resources of one compiled specialisation (the JSON row of ``benchmarks.kernels --compile-only``)."""
+    """Resources of one compiled specialisation (the JSON row of ``srcaco2.benchmarks.kernels
+    --compile-only``)."""
 
     kernel: str
     arch: int
@@ -295,15 +297,16 @@ def ssim_launches(
     windows: Iterable[int] = (11, 19),
     shape: tuple[int, int, int, int] = SSIM_SHAPE,
 ) -> list[Launch]:
-    """Every launch of ``kernels.ssim.ssim`` (forward and backward) and ``kernels.fused_loss`` at ``shape``.
+    """Every launch of ``srcaco2.kernels.ssim.ssim`` (forward and backward) and
+    ``srcaco2.kernels.fused_loss`` at ``shape``.
 
     Forward: window × padding × dtype × {no grad, grad x (3 partials), grad x and y (4), map, map + grad,
     mask, mask + grad, mask + grad x and y}; backward: window × padding × dtype × {per-image, map
     weights} × {dx, dy, both}; fused loss (same padding): window × sr dtype (hr float32) × {no grad, dsr,
     dsr and dhr}, backward {dsr, both}.
     """
-    from kernels import _ssim_ops, _ssim_triton
-    from kernels._dispatch import jit_kernels
+    from srcaco2.kernels import _ssim_ops, _ssim_triton
+    from srcaco2.kernels._dispatch import jit_kernels
 
     jit_kernels(vars(_ssim_triton))  # binds tl in the module
     fwd, bwd = Recorder(_ssim_triton._kernel_ssim_fwd), Recorder(_ssim_triton._kernel_ssim_bwd)
@@ -374,10 +377,10 @@ def shuffle_launches(
     epilogue_dtypes: Iterable[str] = ("fp32", "bf16", "fp16"),
     epilogues: Iterable[str] = tuple(_EPILOGUES),
 ) -> list[Launch]:
-    """Launches of ``kernels.pixel_shuffle.pixel_shuffle``: r × layout × (plain per element width,
+    """Launches of ``srcaco2.kernels.pixel_shuffle.pixel_shuffle``: r × layout × (plain per element width,
     each epilogue per float dtype, fp64 with the network epilogue, the int64-index variant)."""
-    from kernels import pixel_shuffle as ps
-    from kernels._dispatch import jit_kernels
+    from srcaco2.kernels import pixel_shuffle as ps
+    from srcaco2.kernels._dispatch import jit_kernels
 
     jit_kernels(vars(ps))
     rec = Recorder(ps._kernel_pixel_shuffle)

@@ -24,8 +24,14 @@ from typing import Any, Literal
 
 import torch
 
-__all__ = ["BACKENDS", "device_guard", "interpreter_enabled", "jit_kernels", "resolve_backend",
-           "triton_available"]
+__all__ = [
+    "BACKENDS",
+    "device_guard",
+    "interpreter_enabled",
+    "jit_kernels",
+    "resolve_backend",
+    "triton_available",
+]
 
 BACKENDS = ("auto", "triton", "torch")
 

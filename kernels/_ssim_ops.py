@@ -1,13 +1,15 @@
 """Launchers of the SSIM kernels and their torch custom ops (``srcaco2::ssim*``, ``srcaco2::mse_ssim_loss*``).
 
-Part 3/4 of ``kernels.ssim`` (its docstring has the maths and the byte counts): the Gaussian taps (cached
+Part 3/4 of ``srcaco2.kernels.ssim`` (its docstring has the maths and the byte counts): the Gaussian taps
+(cached
 per window, sigma, dtype and device, so no host→device copy runs per call), the launch configuration,
 and the custom ops that make the kernels opaque, shape-known nodes for ``torch.compile`` (fake
 implementations give the output shapes; the autograd formulas call the backward ops).
 
 Launch configuration (``BH × BW`` = 16 × 64 for maps ≥ 64 wide, 4 warps, taps loop unrolled 4×)
 ------------------------------------------------------------------------------------------------
-Compiled for sm_90 (``python -m benchmarks.kernels --compile-only``): the forward, fully unrolled over the
+Compiled for sm_90 (``python -m srcaco2.benchmarks.kernels --compile-only``): the forward, fully unrolled
+over the
 19 taps, kept all 38 shifted loads in flight and took 180 registers (2 resident blocks/SM); unrolled
 4× it takes ≈ 93 registers (5 blocks/SM, 20 warps), no spills. Tiles 16 × 32 take ≈ 56 registers but
 replicate the horizontal pass over 4 warps (a 32-wide row on 128 threads); 32 × 64 needs > 160.
@@ -24,8 +26,8 @@ from typing import Any
 
 import torch
 
-from kernels import _ssim_triton
-from kernels._dispatch import device_guard, jit_kernels
+from srcaco2.kernels import _ssim_triton
+from srcaco2.kernels._dispatch import device_guard, jit_kernels
 
 __all__: list[str] = []
 
@@ -95,7 +97,7 @@ def launch_forward(x, y, mask, window, sigma, pad, data_range, store_map, n_part
 
     Returns (map (B, C, H', W') or None, per-tile Σ S (B·C, tiles), partials (n, B·C, H', W') or None,
     per-tile Σ (x − y)² (B·C, tiles) or None). ``mse`` needs ``pad > 0`` ("same": tiles cover the image).
-    ``kernel`` replaces the jitted forward (``kernels._compile.Recorder``).
+    ``kernel`` replaces the jitted forward (``srcaco2.kernels._compile.Recorder``).
     """
     fwd = kernel if kernel is not None else _jitted()[0]
     b, c, h, w = x.shape
@@ -117,9 +119,37 @@ def launch_forward(x, y, mask, window, sigma, pad, data_range, store_map, n_part
     c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
     with device_guard(x):
         fwd[(ntw * nth * b * c,)](
-            x, y, g, m, smap, parts, sums, sse, c, h, w, ho, wo, ntw, nth, *x.stride(), *y.stride(), *ms,
-            c1, c2, PAD=pad, WIN=window, BH=bh, BW=bw, HAS_MASK=mask is not None, STORE_MAP=store_map,
-            NPART=n_partials, MSE=mse, UNROLL=UNROLL, ACC=_acc(x.dtype), num_warps=NUM_WARPS,
+            x,
+            y,
+            g,
+            m,
+            smap,
+            parts,
+            sums,
+            sse,
+            c,
+            h,
+            w,
+            ho,
+            wo,
+            ntw,
+            nth,
+            *x.stride(),
+            *y.stride(),
+            *ms,
+            c1,
+            c2,
+            PAD=pad,
+            WIN=window,
+            BH=bh,
+            BW=bw,
+            HAS_MASK=mask is not None,
+            STORE_MAP=store_map,
+            NPART=n_partials,
+            MSE=mse,
+            UNROLL=UNROLL,
+            ACC=_acc(x.dtype),
+            num_warps=NUM_WARPS,
         )
     return (smap if store_map else None), sums, (parts if n_partials else None), (sse if mse else None)
 
@@ -142,11 +172,36 @@ def launch_backward(x, y, parts, wmap, scale, window, sigma, pad, need_x, need_y
     ws = wmap.stride() if wmap is not None else (0, 0, 0, 0)
     with device_guard(x):
         bwd[(ntw * nth * b * c,)](
-            x, y, g, parts, (wmap if wmap is not None else parts), scale,
-            (kmse if kmse is not None else scale), gx, gy, c, h, w, ho, wo, ntw, nth,
-            *x.stride(), *y.stride(), *ws, 1 if scale.numel() > 1 else 0,
-            PADT=window - 1 - pad, WIN=window, BH=bh, BW=bw, HAS_W=wmap is not None,
-            GRAD_X=need_x, GRAD_Y=need_y, MSE=kmse is not None, UNROLL=UNROLL, ACC=_acc(x.dtype),
+            x,
+            y,
+            g,
+            parts,
+            (wmap if wmap is not None else parts),
+            scale,
+            (kmse if kmse is not None else scale),
+            gx,
+            gy,
+            c,
+            h,
+            w,
+            ho,
+            wo,
+            ntw,
+            nth,
+            *x.stride(),
+            *y.stride(),
+            *ws,
+            1 if scale.numel() > 1 else 0,
+            PADT=window - 1 - pad,
+            WIN=window,
+            BH=bh,
+            BW=bw,
+            HAS_W=wmap is not None,
+            GRAD_X=need_x,
+            GRAD_Y=need_y,
+            MSE=kmse is not None,
+            UNROLL=UNROLL,
+            ACC=_acc(x.dtype),
             num_warps=NUM_WARPS,
         )
     return (gx if need_x else None), (gy if need_y else None)
@@ -158,9 +213,17 @@ def _empty(like: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
 
 # ------------------------------------------------------------------------------------ custom op: ssim
 @torch.library.custom_op("srcaco2::ssim", mutates_args=())
-def ssim_op(x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None, window: int, sigma: float, pad: int,
-            data_range: float, per_pixel: bool, n_partials: int) -> tuple[torch.Tensor, torch.Tensor,
-                                                                            torch.Tensor]:
+def ssim_op(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    mask: torch.Tensor | None,
+    window: int,
+    sigma: float,
+    pad: int,
+    data_range: float,
+    per_pixel: bool,
+    n_partials: int,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(out, partials, den): out = per-image (masked) mean SSIM (B,) or the map (B, C, H', W');
     partials (n_partials, B·C, H', W') (empty when 0); den (B,) the per-image denominators."""
     smap, sums, parts, _ = launch_forward(x, y, mask, window, sigma, pad, data_range, per_pixel, n_partials)
@@ -184,9 +247,18 @@ def _(x, y, mask, window, sigma, pad, data_range, per_pixel, n_partials):
 
 
 @torch.library.custom_op("srcaco2::ssim_backward", mutates_args=())
-def ssim_backward_op(x: torch.Tensor, y: torch.Tensor, parts: torch.Tensor, wmap: torch.Tensor | None,
-                     scale: torch.Tensor, window: int, sigma: float, pad: int, need_x: bool,
-                     need_y: bool) -> tuple[torch.Tensor, torch.Tensor]:
+def ssim_backward_op(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    parts: torch.Tensor,
+    wmap: torch.Tensor | None,
+    scale: torch.Tensor,
+    window: int,
+    sigma: float,
+    pad: int,
+    need_x: bool,
+    need_y: bool,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(dx, dy) of Σ_b scale_b Σ_p wmap_p S_p (each empty when not needed)."""
     dx, dy = launch_backward(x, y, parts, wmap, scale, window, sigma, pad, need_x, need_y)
     return (dx if dx is not None else _empty(x, x.dtype)), (dy if dy is not None else _empty(y, y.dtype))
@@ -194,8 +266,10 @@ def ssim_backward_op(x: torch.Tensor, y: torch.Tensor, parts: torch.Tensor, wmap
 
 @ssim_backward_op.register_fake
 def _(x, y, parts, wmap, scale, window, sigma, pad, need_x, need_y):
-    return (torch.empty_like(x, memory_format=torch.contiguous_format) if need_x else x.new_empty((0,)),
-            torch.empty_like(y, memory_format=torch.contiguous_format) if need_y else y.new_empty((0,)))
+    return (
+        torch.empty_like(x, memory_format=torch.contiguous_format) if need_x else x.new_empty((0,)),
+        torch.empty_like(y, memory_format=torch.contiguous_format) if need_y else y.new_empty((0,)),
+    )
 
 
 def _ssim_setup(ctx, inputs, output):
@@ -213,8 +287,10 @@ def _ssim_backward(ctx, g_out, g_parts, g_den):
     if g_out is None or not (need_x or need_y):
         return none
     if n_partials == 0 or (need_y and n_partials < 4):
-        raise RuntimeError("ssim: the forward saved no partials for this gradient; call it with "
-                           "x/y requiring grad (the dispatcher sets n_partials from requires_grad)")
+        raise RuntimeError(
+            "ssim: the forward saved no partials for this gradient; call it with "
+            "x/y requiring grad (the dispatcher sets n_partials from requires_grad)"
+        )
     if per_pixel:
         wmap, scale = g_out, torch.ones_like(den)
     else:
@@ -228,12 +304,19 @@ ssim_op.register_autograd(_ssim_backward, setup_context=_ssim_setup)
 
 # ------------------------------------------------------------------------- custom op: fused training loss
 @torch.library.custom_op("srcaco2::mse_ssim_loss", mutates_args=())
-def mse_ssim_loss_op(sr: torch.Tensor, hr: torch.Tensor, window: int, sigma: float, l2_weight: float,
-                     ssim_weight: float, n_partials: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor,
-                                                                   torch.Tensor]:
+def mse_ssim_loss_op(
+    sr: torch.Tensor,
+    hr: torch.Tensor,
+    window: int,
+    sigma: float,
+    l2_weight: float,
+    ssim_weight: float,
+    n_partials: int,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """(loss, mse, ssim, partials): ``l2·mean((sr − hr)²) − λ·mean(SSIM same-padded map)``, one kernel."""
-    _, sums, parts, sse = launch_forward(sr, hr, None, window, sigma, window // 2, 1.0, False, n_partials,
-                                         mse=True)
+    _, sums, parts, sse = launch_forward(
+        sr, hr, None, window, sigma, window // 2, 1.0, False, n_partials, mse=True
+    )
     n = float(sr.numel())
     mse = sse.sum() / n
     s = sums.sum() / n
@@ -251,19 +334,30 @@ def _(sr, hr, window, sigma, l2_weight, ssim_weight, n_partials):
 
 
 @torch.library.custom_op("srcaco2::mse_ssim_loss_backward", mutates_args=())
-def mse_ssim_loss_backward_op(sr: torch.Tensor, hr: torch.Tensor, parts: torch.Tensor, kssim: torch.Tensor,
-                              kmse: torch.Tensor, window: int, sigma: float, need_sr: bool,
-                              need_hr: bool) -> tuple[torch.Tensor, torch.Tensor]:
+def mse_ssim_loss_backward_op(
+    sr: torch.Tensor,
+    hr: torch.Tensor,
+    parts: torch.Tensor,
+    kssim: torch.Tensor,
+    kmse: torch.Tensor,
+    window: int,
+    sigma: float,
+    need_sr: bool,
+    need_hr: bool,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(dsr, dhr) = kssim·∂ΣS/∂· + kmse·(±(sr − hr)) (each empty when not needed); kssim, kmse (1,)."""
-    dx, dy = launch_backward(sr, hr, parts, None, kssim, window, sigma, window // 2, need_sr, need_hr,
-                             kmse=kmse)
+    dx, dy = launch_backward(
+        sr, hr, parts, None, kssim, window, sigma, window // 2, need_sr, need_hr, kmse=kmse
+    )
     return (dx if dx is not None else _empty(sr, sr.dtype)), (dy if dy is not None else _empty(hr, hr.dtype))
 
 
 @mse_ssim_loss_backward_op.register_fake
 def _(sr, hr, parts, kssim, kmse, window, sigma, need_sr, need_hr):
-    return (torch.empty_like(sr, memory_format=torch.contiguous_format) if need_sr else sr.new_empty((0,)),
-            torch.empty_like(hr, memory_format=torch.contiguous_format) if need_hr else hr.new_empty((0,)))
+    return (
+        torch.empty_like(sr, memory_format=torch.contiguous_format) if need_sr else sr.new_empty((0,)),
+        torch.empty_like(hr, memory_format=torch.contiguous_format) if need_hr else hr.new_empty((0,)),
+    )
 
 
 def _loss_setup(ctx, inputs, output):

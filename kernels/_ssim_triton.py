@@ -1,6 +1,7 @@
-"""Triton bodies of the fused SSIM forward and backward (part 2 of ``kernels.ssim``; see its docstring).
+"""Triton bodies of the fused SSIM forward and backward (part 2 of ``srcaco2.kernels.ssim``; see its
+docstring).
 
-Plain functions: ``kernels.ssim._jitted`` wraps them with ``triton.jit`` on first use (``tl`` is bound
+Plain functions: ``srcaco2.kernels.ssim._jitted`` wraps them with ``triton.jit`` on first use (``tl`` is bound
 then), so importing this module never imports Triton.
 
 Layout: one program per (BH × BW) output tile of one (b, c) plane, 1-D grid (tiles fastest along W so
@@ -19,17 +20,49 @@ from __future__ import annotations
 
 from typing import Any
 
-tl: Any = None  # triton.language, bound by kernels._dispatch.jit_kernels
+tl: Any = None  # triton.language, bound by srcaco2.kernels._dispatch.jit_kernels
 
 
 def _kernel_ssim_fwd(
-    x_ptr, y_ptr, g_ptr, m_ptr, s_ptr, d_ptr, sum_ptr, sse_ptr,
-    C, H, W, Ho, Wo, NTW, NTH,
-    sxb, sxc, sxh, sxw, syb, syc, syh, syw, smb, smc, smh, smw,
-    c1, c2,
-    PAD: tl.constexpr, WIN: tl.constexpr, BH: tl.constexpr, BW: tl.constexpr,
-    HAS_MASK: tl.constexpr, STORE_MAP: tl.constexpr, NPART: tl.constexpr, MSE: tl.constexpr,
-    UNROLL: tl.constexpr, ACC: tl.constexpr,
+    x_ptr,
+    y_ptr,
+    g_ptr,
+    m_ptr,
+    s_ptr,
+    d_ptr,
+    sum_ptr,
+    sse_ptr,
+    C,
+    H,
+    W,
+    Ho,
+    Wo,
+    NTW,
+    NTH,
+    sxb,
+    sxc,
+    sxh,
+    sxw,
+    syb,
+    syc,
+    syh,
+    syw,
+    smb,
+    smc,
+    smh,
+    smw,
+    c1,
+    c2,
+    PAD: tl.constexpr,
+    WIN: tl.constexpr,
+    BH: tl.constexpr,
+    BW: tl.constexpr,
+    HAS_MASK: tl.constexpr,
+    STORE_MAP: tl.constexpr,
+    NPART: tl.constexpr,
+    MSE: tl.constexpr,
+    UNROLL: tl.constexpr,
+    ACC: tl.constexpr,
 ):
     pid = tl.program_id(0)
     tile = pid % (NTW * NTH)
@@ -90,8 +123,9 @@ def _kernel_ssim_fwd(
     inv = 1.0 / (b1 * b2)
     s = a1 * a2 * inv
     if HAS_MASK:
-        wgt = tl.load(m_ptr + b * smb + c * smc + rows[:, None] * smh + cols[None, :] * smw,
-                      mask=ok, other=0.0).to(ACC)
+        wgt = tl.load(
+            m_ptr + b * smb + c * smc + rows[:, None] * smh + cols[None, :] * smw, mask=ok, other=0.0
+        ).to(ACC)
     else:
         wgt = tl.where(ok, 1.0, 0.0).to(ACC)
     tl.store(sum_ptr + bc.to(tl.int64) * (NTW * NTH) + tile, tl.sum(tl.sum(s * wgt, axis=1), axis=0))
@@ -111,17 +145,51 @@ def _kernel_ssim_fwd(
         tl.store(d_ptr + step + offs, wgt * (-s / b2), mask=ok)
         tl.store(d_ptr + 2 * step + offs, wgt * (2.0 * a1 * inv), mask=ok)
         if NPART > 3:
-            tl.store(d_ptr + 3 * step + offs, wgt * (2.0 * a_x * (a2 - a1) * inv - 2.0 * a_y * s * corr),
-                     mask=ok)
+            tl.store(
+                d_ptr + 3 * step + offs, wgt * (2.0 * a_x * (a2 - a1) * inv - 2.0 * a_y * s * corr), mask=ok
+            )
 
 
 def _kernel_ssim_bwd(
-    x_ptr, y_ptr, g_ptr, d_ptr, w_ptr, scale_ptr, kmse_ptr, gx_ptr, gy_ptr,
-    C, H, W, Ho, Wo, NTW, NTH,
-    sxb, sxc, sxh, sxw, syb, syc, syh, syw, swb, swc, swh, sww, sscale,
-    PADT: tl.constexpr, WIN: tl.constexpr, BH: tl.constexpr, BW: tl.constexpr,
-    HAS_W: tl.constexpr, GRAD_X: tl.constexpr, GRAD_Y: tl.constexpr, MSE: tl.constexpr,
-    UNROLL: tl.constexpr, ACC: tl.constexpr,
+    x_ptr,
+    y_ptr,
+    g_ptr,
+    d_ptr,
+    w_ptr,
+    scale_ptr,
+    kmse_ptr,
+    gx_ptr,
+    gy_ptr,
+    C,
+    H,
+    W,
+    Ho,
+    Wo,
+    NTW,
+    NTH,
+    sxb,
+    sxc,
+    sxh,
+    sxw,
+    syb,
+    syc,
+    syh,
+    syw,
+    swb,
+    swc,
+    swh,
+    sww,
+    sscale,
+    PADT: tl.constexpr,
+    WIN: tl.constexpr,
+    BH: tl.constexpr,
+    BW: tl.constexpr,
+    HAS_W: tl.constexpr,
+    GRAD_X: tl.constexpr,
+    GRAD_Y: tl.constexpr,
+    MSE: tl.constexpr,
+    UNROLL: tl.constexpr,
+    ACC: tl.constexpr,
 ):
     pid = tl.program_id(0)
     tile = pid % (NTW * NTH)
@@ -175,10 +243,12 @@ def _kernel_ssim_bwd(
     scale = tl.load(scale_ptr + b * sscale).to(ACC)  # sscale 0: one scalar for the batch (fused loss)
     if MSE:
         kmse = tl.load(kmse_ptr).to(ACC)  # d loss / d Σ(x − y)² · 2
-    xv = tl.load(x_ptr + b * sxb + c * sxc + rows[:, None] * sxh + cols[None, :] * sxw, mask=ok,
-                 other=0.0).to(ACC)
-    yv = tl.load(y_ptr + b * syb + c * syc + rows[:, None] * syh + cols[None, :] * syw, mask=ok,
-                 other=0.0).to(ACC)
+    xv = tl.load(
+        x_ptr + b * sxb + c * sxc + rows[:, None] * sxh + cols[None, :] * sxw, mask=ok, other=0.0
+    ).to(ACC)
+    yv = tl.load(
+        y_ptr + b * syb + c * syc + rows[:, None] * syh + cols[None, :] * syw, mask=ok, other=0.0
+    ).to(ACC)
     offs = bc.to(tl.int64) * (H * W) + rows[:, None] * W + cols[None, :]
     if GRAD_X:
         gx = scale * (a_mx + 2.0 * xv * a_e2 + yv * a_xy)

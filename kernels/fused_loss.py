@@ -9,7 +9,8 @@ already holds both terms.
 
 Bytes moved per pixel (b_sr, b_hr bytes per element; fp32 partials)
 -------------------------------------------------------------------
-- Separate ops (``mean((sr.float() − hr)²) − λ·kernels.ssim.ssim``), fp32: cast (bf16 only: 2 + 4), diff
+- Separate ops (``mean((sr.float() − hr)²) − λ·srcaco2.kernels.ssim.ssim``), fp32: cast (bf16 only: 2 + 4),
+  diff
   (8 + 4), square (4 + 4), mean (4), SSIM forward (8 + 12 partials) → ≈ 48 B/px forward; backward: MSE
   chain (≈ 16), SSIM backward (12 + 8 + 4), gradient sum (12) → ≈ 52 B/px; ≈ 100 B/px in all.
 - Fused (this op): forward reads sr, hr (b_sr + b_hr) and writes the 3 partials ∂S/∂μx, ∂S/∂E[x²],
@@ -19,7 +20,8 @@ Bytes moved per pixel (b_sr, b_hr bytes per element; fp32 partials)
   The 24 B/px above the floor buy a backward that does not redo the forward's 5 blurs (2× FLOPs).
 - The per-tile sums ((B·C) × tiles × 2 floats) and the final scalar arithmetic are negligible.
 
-Gradient: ``dL/dsr = −λ/N · dΣS/dsr + 2·l2/N · (sr − hr)`` (N = B·C·H·W; ``kernels.ssim`` has dΣS/dsr),
+Gradient: ``dL/dsr = −λ/N · dΣS/dsr + 2·l2/N · (sr − hr)`` (N = B·C·H·W; ``srcaco2.kernels.ssim`` has
+dΣS/dsr),
 computed in the SSIM backward kernel with the MSE term added before the single store.
 """
 
@@ -29,8 +31,8 @@ import math
 
 import torch
 
-from kernels import _ssim_ops
-from kernels._dispatch import resolve_backend
+from srcaco2.kernels import _ssim_ops
+from srcaco2.kernels._dispatch import resolve_backend
 
 __all__ = ["mse_ssim_loss"]
 
@@ -38,10 +40,11 @@ _FLOATS = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
 # --------------------------------------------------------------------------------------------- 1. reference
-def _reference(sr: torch.Tensor, hr: torch.Tensor, window: int, sigma: float, l2_weight: float,
-               ssim_weight: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _reference(
+    sr: torch.Tensor, hr: torch.Tensor, window: int, sigma: float, l2_weight: float, ssim_weight: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Separate torch ops in float32 (float64 for float64 sr): (loss, mse, ssim) scalars."""
-    from kernels.ssim import _reference as ssim_map
+    from srcaco2.kernels.ssim import _reference as ssim_map
 
     dt = _ssim_ops.compute_dtype(sr.dtype)
     sr, hr = sr.to(dt), hr.to(dt)
@@ -79,9 +82,16 @@ def _check(sr, hr, window, sigma, l2_weight, ssim_weight) -> None:
             raise ValueError(f"mse_ssim_loss: {name} must be a finite number, got {v!r}")
 
 
-def mse_ssim_loss(sr: torch.Tensor, hr: torch.Tensor, *, l2_weight: float = 1.0, ssim_weight: float = 5.0,
-                  window: int = 19, sigma: float = 1.5, backend: str = "auto",
-                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def mse_ssim_loss(
+    sr: torch.Tensor,
+    hr: torch.Tensor,
+    *,
+    l2_weight: float = 1.0,
+    ssim_weight: float = 5.0,
+    window: int = 19,
+    sigma: float = 1.5,
+    backend: str = "auto",
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``l2_weight · mean((sr − hr)²) − ssim_weight · SSIM(sr, hr)`` in one forward and one backward kernel.
 
     SSIM: Gaussian window ``window`` (σ ``sigma``), zero "same" padding, data range 1, mean over the
@@ -119,6 +129,7 @@ def mse_ssim_loss(sr: torch.Tensor, hr: torch.Tensor, *, l2_weight: float = 1.0,
     n_partials = 0
     if torch.is_grad_enabled():
         n_partials = 4 if hr.requires_grad else (3 if sr.requires_grad else 0)
-    loss, mse, s, _ = _ssim_ops.mse_ssim_loss_op(sr, hr, window, float(sigma), float(l2_weight),
-                                                 float(ssim_weight), n_partials)
+    loss, mse, s, _ = _ssim_ops.mse_ssim_loss_op(
+        sr, hr, window, float(sigma), float(l2_weight), float(ssim_weight), n_partials
+    )
     return loss, mse, s

@@ -16,7 +16,7 @@ Bytes moved per output element (b = bytes per element)
   row; channels_last: stride r² within a pixel's channels), each input sector used by the same or a
   neighbouring program, so L2 keeps the read traffic at ≈ b per element.
 
-Launch layout and instruction budget (``python -m benchmarks.kernels --compile-only``)
+Launch layout and instruction budget (``python -m srcaco2.benchmarks.kernels --compile-only``)
 --------------------------------------------------------------------------------
 3-D grid; a program writes a (BR × BW) block: NCHW, BR output rows × BW output columns of one (b, c)
 plane; channels_last, BR output columns × BW channels of one output row. The runtime divisions (b, c
@@ -43,7 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kernels._dispatch import device_guard, jit_kernels, resolve_backend
+from srcaco2.kernels._dispatch import device_guard, jit_kernels, resolve_backend
 
 __all__ = ["pixel_shuffle", "PixelShuffle", "ACTIVATIONS"]
 
@@ -51,15 +51,31 @@ Activation = Literal["relu", "leaky_relu", "gelu", "sigmoid", "prelu"]
 ACTIVATIONS = (None, "relu", "leaky_relu", "gelu", "sigmoid", "prelu")
 _ACT_CODE = {None: 0, "relu": 1, "leaky_relu": 2, "gelu": 3, "sigmoid": 4, "prelu": 5}
 _BITS = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
-_DTYPES = (torch.bool, torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64,
-           torch.float16, torch.bfloat16, torch.float32, torch.float64)
-tl: Any = None  # triton.language, bound on first kernel use by kernels._dispatch.jit_kernels
+_DTYPES = (
+    torch.bool,
+    torch.uint8,
+    torch.int8,
+    torch.int16,
+    torch.int32,
+    torch.int64,
+    torch.float16,
+    torch.bfloat16,
+    torch.float32,
+    torch.float64,
+)
+tl: Any = None  # triton.language, bound on first kernel use by srcaco2.kernels._dispatch.jit_kernels
 
 
 # --------------------------------------------------------------------------------------------- 1. reference
-def _reference(x: torch.Tensor, r: int, bias: torch.Tensor | None, activation: str | None,
-               negative_slope: float, weight: torch.Tensor | None,
-               clamp: tuple[float, float] | None) -> torch.Tensor:
+def _reference(
+    x: torch.Tensor,
+    r: int,
+    bias: torch.Tensor | None,
+    activation: str | None,
+    negative_slope: float,
+    weight: torch.Tensor | None,
+    clamp: tuple[float, float] | None,
+) -> torch.Tensor:
     """Separate torch ops (the spec): each reads and writes the whole tensor once."""
     if bias is not None:
         x = x + bias.view(1, -1, 1, 1).to(x.dtype)  # read b, write b (before the shuffle: conv bias)
@@ -81,9 +97,29 @@ def _reference(x: torch.Tensor, r: int, bias: torch.Tensor | None, activation: s
 
 # ------------------------------------------------------------------------------------------------ 2. kernel
 def _kernel_pixel_shuffle(
-    x_ptr, o_ptr, b_ptr, p_ptr, COUT, OH, OW, sxb, sxc, sxh, sxw, slope, lo, hi,
-    R: tl.constexpr, CL: tl.constexpr, BR: tl.constexpr, BW: tl.constexpr, I64: tl.constexpr,
-    HAS_BIAS: tl.constexpr, ACT: tl.constexpr, PRELU_N: tl.constexpr, CLAMP: tl.constexpr,
+    x_ptr,
+    o_ptr,
+    b_ptr,
+    p_ptr,
+    COUT,
+    OH,
+    OW,
+    sxb,
+    sxc,
+    sxh,
+    sxw,
+    slope,
+    lo,
+    hi,
+    R: tl.constexpr,
+    CL: tl.constexpr,
+    BR: tl.constexpr,
+    BW: tl.constexpr,
+    I64: tl.constexpr,
+    HAS_BIAS: tl.constexpr,
+    ACT: tl.constexpr,
+    PRELU_N: tl.constexpr,
+    CLAMP: tl.constexpr,
     ACC: tl.constexpr,
 ):
     # A program writes a (BR, BW) block of output rows; runtime divisions happen once per program, and
@@ -120,8 +156,9 @@ def _kernel_pixel_shuffle(
         live = (oh < OH)[:, None] & (ow < OW)[None, :]
         cin = (c * (R * R) + i * R)[:, None] + j[None, :]
         if I64:
-            src = (i.to(tl.int64) * (R * sxc) + ih.to(tl.int64) * sxh)[:, None] + \
-                (j.to(tl.int64) * sxc + iw.to(tl.int64) * sxw)[None, :]
+            src = (i.to(tl.int64) * (R * sxc) + ih.to(tl.int64) * sxh)[:, None] + (
+                j.to(tl.int64) * sxc + iw.to(tl.int64) * sxw
+            )[None, :]
         else:
             src = (i * (R * sxc) + ih * sxh)[:, None] + (j * sxc + iw * sxw)[None, :]
         dst = (oh * OW)[:, None] + ow[None, :]
@@ -211,16 +248,38 @@ def _launch(x, r, bias, activation, negative_slope, weight, clamp, kernel=None):
     else:
         grid = (b * cout, _cdiv(oh, br), _cdiv(ow, bw))
     if max(grid[1:]) > 65535:
-        raise ValueError(f"pixel_shuffle: output {tuple(out.shape)} too large for one launch "
-                         f"(grid {grid}, at most 65535 blocks along y and z); split the batch")
+        raise ValueError(
+            f"pixel_shuffle: output {tuple(out.shape)} too large for one launch "
+            f"(grid {grid}, at most 65535 blocks along y and z); split the batch"
+        )
     kern = kernel if kernel is not None else _jitted()
     with device_guard(x):
         kern[grid](
-            xs, os_, bias if bias is not None else xs, weight if weight is not None else xs,
-            cout, oh, ow, sxb, sxc, sxh, sxw, float(negative_slope), float(lo), float(hi),
-            R=r, CL=cl, BR=br, BW=bw, I64=span >= 2**31, HAS_BIAS=bias is not None,
-            ACT=_ACT_CODE[activation], PRELU_N=(weight.numel() if weight is not None else 0),
-            CLAMP=clamp is not None, ACC=acc, num_warps=warps,
+            xs,
+            os_,
+            bias if bias is not None else xs,
+            weight if weight is not None else xs,
+            cout,
+            oh,
+            ow,
+            sxb,
+            sxc,
+            sxh,
+            sxw,
+            float(negative_slope),
+            float(lo),
+            float(hi),
+            R=r,
+            CL=cl,
+            BR=br,
+            BW=bw,
+            I64=span >= 2**31,
+            HAS_BIAS=bias is not None,
+            ACT=_ACT_CODE[activation],
+            PRELU_N=(weight.numel() if weight is not None else 0),
+            CLAMP=clamp is not None,
+            ACC=acc,
+            num_warps=warps,
         )
     return out
 
@@ -231,9 +290,17 @@ def _cdiv(a: int, b: int) -> int:
 
 # --------------------------------------------------------------------- 4. custom op (autograd, fake impl)
 @torch.library.custom_op("srcaco2::pixel_shuffle", mutates_args=())
-def _pixel_shuffle_op(x: torch.Tensor, r: int, bias: torch.Tensor | None, activation: str,
-                      negative_slope: float, weight: torch.Tensor | None, lo: float, hi: float,
-                      has_clamp: bool) -> torch.Tensor:
+def _pixel_shuffle_op(
+    x: torch.Tensor,
+    r: int,
+    bias: torch.Tensor | None,
+    activation: str,
+    negative_slope: float,
+    weight: torch.Tensor | None,
+    lo: float,
+    hi: float,
+    has_clamp: bool,
+) -> torch.Tensor:
     """The Triton kernel as a torch custom op (``activation`` "" for none); opaque to torch.compile."""
     return _launch(x, r, bias, activation or None, negative_slope, weight, (lo, hi) if has_clamp else None)
 
@@ -242,8 +309,12 @@ def _pixel_shuffle_op(x: torch.Tensor, r: int, bias: torch.Tensor | None, activa
 def _(x, r, bias, activation, negative_slope, weight, lo, hi, has_clamp):
     b, cin, h, w = x.shape
     cl = not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
-    return torch.empty((b, cin // (r * r), h * r, w * r), dtype=x.dtype, device=x.device,
-                       memory_format=torch.channels_last if cl else torch.contiguous_format)
+    return torch.empty(
+        (b, cin // (r * r), h * r, w * r),
+        dtype=x.dtype,
+        device=x.device,
+        memory_format=torch.channels_last if cl else torch.contiguous_format,
+    )
 
 
 def _ps_setup(ctx, inputs, output):
@@ -317,8 +388,10 @@ def _check(x, r, bias, activation, weight, clamp) -> None:
     if isinstance(r, bool) or not isinstance(r, int) or r < 1:
         raise ValueError(f"pixel_shuffle: r must be an int >= 1, got {r!r}")
     if x.shape[1] % (r * r):
-        raise ValueError(f"pixel_shuffle: channels must be divisible by r²={r * r}, got C={x.shape[1]}; "
-                         f"the conv before the shuffle needs C_out·{r * r} channels")
+        raise ValueError(
+            f"pixel_shuffle: channels must be divisible by r²={r * r}, got C={x.shape[1]}; "
+            f"the conv before the shuffle needs C_out·{r * r} channels"
+        )
     if x.dtype not in _DTYPES:
         raise TypeError(f"pixel_shuffle: x.dtype must be one of {_DTYPES}, got {x.dtype}")
     if activation not in ACTIVATIONS:
@@ -326,25 +399,41 @@ def _check(x, r, bias, activation, weight, clamp) -> None:
     fused = bias is not None or activation is not None or clamp is not None
     if fused and not x.is_floating_point():
         raise TypeError(f"pixel_shuffle: bias/activation/clamp need a floating x, got {x.dtype}")
-    if bias is not None and (not isinstance(bias, torch.Tensor) or bias.shape != (x.shape[1],)
-                             or bias.device != x.device):
-        raise ValueError(f"pixel_shuffle: bias must be a ({x.shape[1]},) tensor (one per input channel) on "
-                         f"{x.device}, got {getattr(bias, 'shape', bias)!r}")
+    if bias is not None and (
+        not isinstance(bias, torch.Tensor) or bias.shape != (x.shape[1],) or bias.device != x.device
+    ):
+        raise ValueError(
+            f"pixel_shuffle: bias must be a ({x.shape[1]},) tensor (one per input channel) on "
+            f"{x.device}, got {getattr(bias, 'shape', bias)!r}"
+        )
     cout = x.shape[1] // (r * r)
     if (activation == "prelu") != (weight is not None):
         raise ValueError("pixel_shuffle: weight is required with activation='prelu' and only with it")
-    if weight is not None and (not isinstance(weight, torch.Tensor) or weight.ndim != 1
-                               or weight.numel() not in (1, cout) or weight.device != x.device):
-        raise ValueError(f"pixel_shuffle: prelu weight must be a (1,) or ({cout},) tensor on {x.device}, "
-                         f"got {getattr(weight, 'shape', weight)!r}")
+    if weight is not None and (
+        not isinstance(weight, torch.Tensor)
+        or weight.ndim != 1
+        or weight.numel() not in (1, cout)
+        or weight.device != x.device
+    ):
+        raise ValueError(
+            f"pixel_shuffle: prelu weight must be a (1,) or ({cout},) tensor on {x.device}, "
+            f"got {getattr(weight, 'shape', weight)!r}"
+        )
     if clamp is not None and (len(clamp) != 2 or not clamp[0] <= clamp[1]):
         raise ValueError(f"pixel_shuffle: clamp must be (lo, hi) with lo <= hi, got {clamp!r}")
 
 
-def pixel_shuffle(x: torch.Tensor, r: int, *, bias: torch.Tensor | None = None,
-                  activation: Activation | None = None, negative_slope: float = 0.01,
-                  weight: torch.Tensor | None = None, clamp: tuple[float, float] | None = None,
-                  backend: str = "auto") -> torch.Tensor:
+def pixel_shuffle(
+    x: torch.Tensor,
+    r: int,
+    *,
+    bias: torch.Tensor | None = None,
+    activation: Activation | None = None,
+    negative_slope: float = 0.01,
+    weight: torch.Tensor | None = None,
+    clamp: tuple[float, float] | None = None,
+    backend: str = "auto",
+) -> torch.Tensor:
     """(B, C·r², H, W) → (B, C, r·H, r·W), then optional bias, activation and clamp in the same pass.
 
     Parameters
@@ -359,7 +448,7 @@ def pixel_shuffle(x: torch.Tensor, r: int, *, bias: torch.Tensor | None = None,
     negative_slope : float, default 0.01, for "leaky_relu".
     weight : (1,) or (C,) float tensor, the PReLU slopes (per *output* channel); only with "prelu".
     clamp : (lo, hi), optional, applied last.
-    backend : {"auto", "triton", "torch"}, see ``kernels._dispatch``.
+    backend : {"auto", "triton", "torch"}, see ``srcaco2.kernels._dispatch``.
 
     Returns
     -------
@@ -387,8 +476,9 @@ def pixel_shuffle(x: torch.Tensor, r: int, *, bias: torch.Tensor | None = None,
     if resolve_backend(backend, x, *extra, op="pixel_shuffle") == "torch":
         return _reference(x, r, bias, activation, negative_slope, weight, clamp)
     lo, hi = (float(clamp[0]), float(clamp[1])) if clamp is not None else (0.0, 0.0)
-    return _pixel_shuffle_op(x, r, bias, activation or "", float(negative_slope), weight, lo, hi,
-                             clamp is not None)
+    return _pixel_shuffle_op(
+        x, r, bias, activation or "", float(negative_slope), weight, lo, hi, clamp is not None
+    )
 
 
 class PixelShuffle(nn.Module):
@@ -399,12 +489,15 @@ class PixelShuffle(nn.Module):
     "gelu" and "sigmoid" (a pointwise activation commutes with the shuffle: DFCAN's GELU before it).
     """
 
-    def __init__(self, upscale_factor: int,
-                 activation: Literal["relu", "gelu", "sigmoid"] | None = None) -> None:
+    def __init__(
+        self, upscale_factor: int, activation: Literal["relu", "gelu", "sigmoid"] | None = None
+    ) -> None:
         super().__init__()
         if activation not in (None, "relu", "gelu", "sigmoid"):
-            raise ValueError(f"PixelShuffle: activation must be None, 'relu', 'gelu' or 'sigmoid' (the "
-                             f"parameter-free ones), got {activation!r}")
+            raise ValueError(
+                f"PixelShuffle: activation must be None, 'relu', 'gelu' or 'sigmoid' (the "
+                f"parameter-free ones), got {activation!r}"
+            )
         self.upscale_factor = int(upscale_factor)
         self.activation = activation
 

@@ -41,8 +41,8 @@ from typing import Any, Literal
 import torch
 import torch.nn.functional as F
 
-from kernels import _ssim_ops
-from kernels._dispatch import resolve_backend
+from srcaco2.kernels import _ssim_ops
+from srcaco2.kernels._dispatch import resolve_backend
 
 __all__ = ["ssim", "ssim_loss", "ssim_5conv"]
 
@@ -90,8 +90,10 @@ def _check(x, y, window, sigma, padding, data_range, reduction, mask) -> None:
         raise ValueError(f"ssim: reduction must be one of {_REDUCTIONS}, got {reduction!r}")
     b, c, h, w = x.shape
     if padding == "valid" and (h < window or w < window):
-        raise ValueError(f"ssim: padding='valid' needs H, W >= window={window}, got H={h}, W={w}; "
-                         "use padding='same' or a smaller window")
+        raise ValueError(
+            f"ssim: padding='valid' needs H, W >= window={window}, got H={h}, W={w}; "
+            "use padding='same' or a smaller window"
+        )
     if mask is None:
         return
     ho, wo = (h, w) if padding == "same" else (h - window + 1, w - window + 1)
@@ -99,10 +101,16 @@ def _check(x, y, window, sigma, padding, data_range, reduction, mask) -> None:
         raise TypeError(f"ssim: mask must be a torch.Tensor or None, got {type(mask).__name__}")
     if reduction == "none":
         raise ValueError("ssim: mask needs reduction 'mean' or 'per_image', got 'none'")
-    if mask.ndim != 4 or mask.shape[0] not in (1, b) or mask.shape[1] not in (1, c) or \
-            tuple(mask.shape[2:]) != (ho, wo):
-        raise ValueError(f"ssim: mask must have shape ({b} or 1, {c} or 1, {ho}, {wo}) (the map of "
-                         f"padding={padding!r}), got {tuple(mask.shape)}")
+    if (
+        mask.ndim != 4
+        or mask.shape[0] not in (1, b)
+        or mask.shape[1] not in (1, c)
+        or tuple(mask.shape[2:]) != (ho, wo)
+    ):
+        raise ValueError(
+            f"ssim: mask must have shape ({b} or 1, {c} or 1, {ho}, {wo}) (the map of "
+            f"padding={padding!r}), got {tuple(mask.shape)}"
+        )
     if mask.device != x.device:
         raise ValueError(f"ssim: mask is on {mask.device}, x on {x.device}")
     if not (mask.dtype == torch.bool or mask.is_floating_point()):
@@ -110,8 +118,9 @@ def _check(x, y, window, sigma, padding, data_range, reduction, mask) -> None:
 
 
 # --------------------------------------------------------------------------------------------- 1. reference
-def _reference(x: torch.Tensor, y: torch.Tensor, window: int, sigma: float, padding: str,
-               data_range: float) -> torch.Tensor:
+def _reference(
+    x: torch.Tensor, y: torch.Tensor, window: int, sigma: float, padding: str, data_range: float
+) -> torch.Tensor:
     """SSIM map (B, C, H', W') by one separable depthwise blur of the 5 stacked statistics (the spec)."""
     dt = _compute_dtype(x.dtype)
     x, y = x.to(dt), y.to(dt)
@@ -135,9 +144,17 @@ def _ssim_from_stats(mux, muy, exx, eyy, exy, data_range: float) -> torch.Tensor
     return (a1 * a2) / (b1 * b2)  # ≈ 10 elementwise reads + 8 writes over (B, C, H', W')
 
 
-def ssim_5conv(x: torch.Tensor, y: torch.Tensor, *, window: int = 19, sigma: float = 1.5,
-               padding: Padding = "same", data_range: float = 1.0, reduction: Reduction = "mean",
-               mask: torch.Tensor | None = None) -> torch.Tensor:
+def ssim_5conv(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    window: int = 19,
+    sigma: float = 1.5,
+    padding: Padding = "same",
+    data_range: float = 1.0,
+    reduction: Reduction = "mean",
+    mask: torch.Tensor | None = None,
+) -> torch.Tensor:
     """The benchmark's literal formulation: 5 dense w×w depthwise convs (μx, μy, E[x²], E[y²], E[xy]).
 
     Same arguments, checks and result as :func:`ssim` (``backend`` aside); kept for the benchmark
@@ -172,9 +189,18 @@ def _reduce(smap: torch.Tensor, mask: torch.Tensor | None, reduction: str) -> to
 
 
 # ------------------------------------------------------------------------------------------- 5. dispatcher
-def ssim(x: torch.Tensor, y: torch.Tensor, *, window: int = 11, sigma: float = 1.5,
-         padding: Padding = "same", data_range: float = 1.0, reduction: Reduction = "mean",
-         mask: torch.Tensor | None = None, backend: str = "auto") -> torch.Tensor:
+def ssim(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    window: int = 11,
+    sigma: float = 1.5,
+    padding: Padding = "same",
+    data_range: float = 1.0,
+    reduction: Reduction = "mean",
+    mask: torch.Tensor | None = None,
+    backend: str = "auto",
+) -> torch.Tensor:
     """Gaussian-window SSIM of ``x`` against ``y`` (differentiable w.r.t. both).
 
     Parameters
@@ -197,7 +223,7 @@ def ssim(x: torch.Tensor, y: torch.Tensor, *, window: int = 11, sigma: float = 1
         Weights over the map for a masked per-image mean Σ mask·S / Σ mask (an empty mask gives 0).
         Not differentiated; not allowed with ``reduction="none"``.
     backend : {"auto", "triton", "torch"}, default "auto"
-        "auto": the Triton kernel on CUDA, the torch reference elsewhere (see ``kernels._dispatch``).
+        "auto": the Triton kernel on CUDA, the torch reference elsewhere (see ``srcaco2.kernels._dispatch``).
 
     Returns
     -------
@@ -232,8 +258,9 @@ def ssim(x: torch.Tensor, y: torch.Tensor, *, window: int = 11, sigma: float = 1
     n_partials = 4 if y.requires_grad else (3 if x.requires_grad else 0)
     if not torch.is_grad_enabled():
         n_partials = 0
-    out, _, _ = _ssim_ops.ssim_op(x, y, mask, window, float(sigma), pad, float(data_range),
-                                  reduction == "none", n_partials)
+    out, _, _ = _ssim_ops.ssim_op(
+        x, y, mask, window, float(sigma), pad, float(data_range), reduction == "none", n_partials
+    )
     return out.mean() if reduction == "mean" else out
 
 

@@ -10,7 +10,7 @@ __all__ = ["open_store"]
 def __getattr__(name: str) -> Any:
     # Lazy: `import srdata` stays light; xarray/dask load on first use of `srdata.open_store`.
     if name == "open_store":
-        from srdata.xr import open_store
+        from srcaco2.srdata.xr import open_store
 
         return open_store
     raise AttributeError(f"module 'srdata' has no attribute {name!r}")

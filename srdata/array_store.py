@@ -1,6 +1,6 @@
 """A complete store from in-memory arrays: the small stores tests, benchmarks and examples need.
 
-`srdata.build` is the way from raw tiles; this writes the same contract (root attrs, OME-NGFF images,
+`srcaco2.srdata.build` is the way from raw tiles; this writes the same contract (root attrs, OME-NGFF images,
 ROI, index written last) directly from numpy arrays, with every index column the caller does not
 give filled with the contract's default.
 """
@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from srdata.lease import leased
-from srdata.schema import (
+from srcaco2.srdata.lease import leased
+from srcaco2.srdata.schema import (
     FORMAT_VERSION,
     MARKERS,
     SCALES,
@@ -24,7 +24,7 @@ from srdata.schema import (
     acquisition_name,
     pixel_sizes,
 )
-from srdata.writer import create_store, mark_tile_finished, write_image, write_index, write_roi
+from srcaco2.srdata.writer import create_store, mark_tile_finished, write_image, write_index, write_roi
 
 __all__ = ["write_store_from_arrays"]
 
@@ -39,7 +39,7 @@ _INDEX_DEFAULTS: dict[str, Any] = {
 }
 
 
-@leased("srdata.array_store.write_store_from_arrays", arg="path")  # one writer per store
+@leased("srcaco2.srdata.array_store.write_store_from_arrays", arg="path")  # one writer per store
 def write_store_from_arrays(
     path: str,
     tiles: Mapping[int, Mapping[int, np.ndarray]],
@@ -71,8 +71,8 @@ def write_store_from_arrays(
         Index columns (`INDEX_COLUMNS` names, N rows each); ``tile``, ``y0`` and ``x0`` are required
         and rows are written in the order given. Missing columns get: ``size`` 640, ``accepted``
         True, ``split`` -1, ``official_patch_id`` -1, ``shift`` 0 (N, 3, 3, 2) and ``roi_fraction``
-        the ROI fraction of each window's central 128² (`srdata.roi.window_roi_fraction`).
-        Default: every tile's full stride-256 grid (`srdata.roi.window_grid`) with those defaults.
+        the ROI fraction of each window's central 128² (`srcaco2.srdata.roi.window_roi_fraction`).
+        Default: every tile's full stride-256 grid (`srcaco2.srdata.roi.window_grid`) with those defaults.
     pixel_size_um : float, None or mapping of str to float
         HR pixel size in micrometres (``/s`` gets ``s`` times it), or a value per acquisition name
         (``{"hr": 0.1, "x2": 0.2, ...}``); None = unknown (docs/store.md#pixel-size).
@@ -102,7 +102,7 @@ def write_store_from_arrays(
     StoreFormatError
         Something already exists at `path`.
     """
-    from srdata.roi import window_grid, window_roi_fraction
+    from srcaco2.srdata.roi import window_grid, window_roi_fraction
 
     if not tiles:
         raise ValueError(f"{path}: no tiles given; pass at least one {{tile: {{1: hr, 2: lr, ...}}}}")

@@ -8,14 +8,14 @@ followed by ``index_complete``. A rerun skips finished tiles, so a build killed 
 rerun ends with the same arrays, chunk for chunk, as an uninterrupted build.
 
 Pixels never pass through the calling process (the *client*): the raw TIFFs are Dask arrays of
-lazy region reads (`srdata.rawtiles.lazy_tile`), the pyramids, the ROI mask and the per-window ROI
+lazy region reads (`srcaco2.srdata.rawtiles.lazy_tile`), the pyramids, the ROI mask and the per-window ROI
 fractions are Dask graphs computed where the scheduler runs them, and only metadata (a histogram
 for Otsu, a grid of ROI counts, the shifts) comes back. (With ``--scheduler processes`` Dask's
 local process scheduler itself routes every intermediate result through the calling process;
 use a ``dask.distributed`` cluster - a ``LocalCluster`` on one machine - to keep pixels off it.)
 
 Registration (TV-L1, the slow part: 9 estimates per window by default; numba ~0.1-0.2 s per 640²
-estimate, skimage ~2-4 s) runs as a stream of window tasks (`srdata.registration.
+estimate, skimage ~2-4 s) runs as a stream of window tasks (`srcaco2.srdata.registration.
 register_store_windows`): each task reads its own window from the store being written (level 0 of
 HR and LR, already written) and returns only the shifts; tasks are submitted with a bounded number
 in flight to a thread pool (numba releases the GIL), a process pool, or the ``dask.distributed``
@@ -40,12 +40,12 @@ from typing import Any, Literal
 
 import numpy as np
 
-from srdata.layout import RawInputError
-from srdata.lease import leased
-from srdata.rawtiles import RawTiles, lazy_tile, raw_pixel_size, validate_raw
-from srdata.registration import DEFAULT_IMPLEMENTATION, IMPLEMENTATIONS, register_store_windows
-from srdata.roi import CENTER, roi_mask, roi_threshold_lazy, window_grid, window_roi_fraction_lazy
-from srdata.schema import (
+from srcaco2.srdata.layout import RawInputError
+from srcaco2.srdata.lease import leased
+from srcaco2.srdata.rawtiles import RawTiles, lazy_tile, raw_pixel_size, validate_raw
+from srcaco2.srdata.registration import DEFAULT_IMPLEMENTATION, IMPLEMENTATIONS, register_store_windows
+from srcaco2.srdata.roi import CENTER, roi_mask, roi_threshold_lazy, window_grid, window_roi_fraction_lazy
+from srcaco2.srdata.schema import (
     FORMAT_VERSION,
     INDEX_COLUMNS,
     MARKERS,
@@ -59,14 +59,14 @@ from srdata.schema import (
     roi_path,
     split_code,
 )
-from srdata.split import (
+from srcaco2.srdata.split import (
     is_official_set,
     official_fold_lines,
     official_patch_ids,
     official_patches,
     tile_split,
 )
-from srdata.writer import (
+from srcaco2.srdata.writer import (
     create_store,
     mark_tile_finished,
     remove_store,
@@ -106,7 +106,7 @@ class BuildConfig:
     roi_method : {"fixed", "otsu"}
         ``otsu``: per-tile threshold from ``skimage.filters.threshold_otsu`` of HR CELL2.
     split : {"auto", "official"}
-        See `srdata.split.tile_split`.
+        See `srcaco2.srdata.split.tile_split`.
     register : bool
         Estimate per-window shifts (TV-L1); False stores shift 0.
     register_markers : tuple of str, optional
@@ -118,9 +118,9 @@ class BuildConfig:
     pixel_size_um : float, optional
         HR pixel size, micrometres (OME-NGFF scale metadata; /s acquisitions get s times it).
         None (default): read from the HR TIFFs' metadata, else recorded as unknown
-        (`srdata.rawtiles.raw_pixel_size`).
+        (`srcaco2.srdata.rawtiles.raw_pixel_size`).
     registration_impl : {"numba", "skimage"}
-        TV-L1 implementation (same algorithm and parameters; `srdata.registration`), recorded in
+        TV-L1 implementation (same algorithm and parameters; `srcaco2.srdata.registration`), recorded in
         ``source["registration"]["implementation"]``.
     """
 
@@ -207,8 +207,8 @@ def dask_scheduler(scheduler: str = "threads", workers: int | None = None) -> It
         # one pool for the whole build (dask would start a new one for every compute)
         from concurrent.futures import ProcessPoolExecutor
 
-        from srdata._lifeline import initializer
-        from srdata.registration import _mp_context
+        from srcaco2.srdata._lifeline import initializer
+        from srcaco2.srdata.registration import _mp_context
 
         n = int(workers or os.cpu_count() or 1)
         # the lifeline: pool processes exit within seconds if this process dies (even by kill -9)
@@ -374,7 +374,7 @@ def _build_tile(
     Every pixel operation is a Dask graph run by the active scheduler (reads of the raw TIFFs
     included); this function holds metadata only.
     """
-    from srdata.writer import _BLOCK_PX
+    from srcaco2.srdata.writer import _BLOCK_PX
 
     root.create_group(f"tiles/{tile}", overwrite=True)  # drops a partial tile
     # Dask blocks = the writer's blocks (whole c, ~2048 px, multiples of the chunk): no rechunk
@@ -460,7 +460,7 @@ def build_store(
     Parameters
     ----------
     raw : path
-        Directory in the official layout (`srdata.layout`).
+        Directory in the official layout (`srcaco2.srdata.layout`).
     store : str
         Local path or fsspec URL of the Zarr v3 store to write.
     config : BuildConfig
@@ -529,7 +529,7 @@ def build_store(
             f"{store}: writing failed ({type(exc).__name__}: {exc}); fix that cause "
             "and rerun the same `srdata build` command: finished tiles are kept, the failed tile is redone"
         ) from exc
-    from srdata.schema import read_index
+    from srcaco2.srdata.schema import read_index
 
     index = read_index(root, where=str(store))
     acc = index["accepted"]

@@ -14,7 +14,7 @@ which opens it lazily inside its worker process.
 
 Integrity: in a checksummed store (format 2) a damaged chunk fails zarr's crc32c check and a deleted
 one is found in the array's key listing (taken once per array and process); either stops the read
-with one `srdata.integrity.ChunkError` line naming array, chunk and the fix.
+with one `srcaco2.srdata.integrity.ChunkError` line naming array, chunk and the fix.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from srdata.integrity import CheckedReader, ChunkError
-from srdata.schema import StoreFormatError
+from srcaco2.srdata.integrity import CheckedReader, ChunkError
+from srcaco2.srdata.schema import StoreFormatError
 
 __all__ = ["DEFAULT_CACHE_BYTES", "ArrayLRU", "ChunkReader"]
 
@@ -209,7 +209,7 @@ class ChunkReader:
         Parameters
         ----------
         path : str
-            Array path (`srdata.schema.image_path` / `roi_path`).
+            Array path (`srcaco2.srdata.schema.image_path` / `roi_path`).
         channels : sequence of int or None
             Channel indices of a (c, y, x) image; None for a (y, x) array (the ROI mask).
         y0, y1, x0, x1 : int

@@ -1,16 +1,16 @@
 """Map-style datasets over a store's split: whole registered windows and ROI-biased crops.
 
 Both read a store (docs/store.md) through a per-process
-`srdata.cache.ChunkReader`: `WindowDataset` gives whole registered 512² windows (evaluation),
+`srcaco2.srdata.cache.ChunkReader`: `WindowDataset` gives whole registered 512² windows (evaluation),
 `CropDataset` gives ROI-biased random crops (training, docs/protocol.md#training-crops). Both index the
 accepted rows of one split in index order, and both are small and picklable: the constructor reads the index
 (numpy columns) and closes nothing it keeps; the store is opened lazily in whichever process reads
-pixels, and reopened after a fork (``_open`` remembers the pid). `srdata.loader.make_loader` wraps
+pixels, and reopened after a fork (``_open`` remembers the pid). `srcaco2.srdata.loader.make_loader` wraps
 them in a torch DataLoader.
 
 Output: float32 tensors in [0, 1] by default. With ``raw = True`` (set by
-`srdata.loader.PatchLoader`) a batch holds numpy uint8 ``lr``/``hr``, bool ``roi`` and int64
-provenance, 4× fewer bytes to send from a worker; `srdata.transforms.to_float` converts it in the
+`srcaco2.srdata.loader.PatchLoader`) a batch holds numpy uint8 ``lr``/``hr``, bool ``roi`` and int64
+provenance, 4× fewer bytes to send from a worker; `srcaco2.srdata.transforms.to_float` converts it in the
 receiving process to exactly the same float32 values.
 """
 
@@ -22,9 +22,9 @@ from typing import Any, Literal
 
 import numpy as np
 
-from srdata import samplers, transforms
-from srdata.cache import DEFAULT_CACHE_BYTES, ArrayLRU, ChunkReader
-from srdata.schema import (
+from srcaco2.srdata import samplers, transforms
+from srcaco2.srdata.cache import DEFAULT_CACHE_BYTES, ArrayLRU, ChunkReader
+from srcaco2.srdata.schema import (
     MARGIN,
     MARKERS,
     PATCH_SIZE,
@@ -40,8 +40,8 @@ from srdata.schema import (
     roi_path,
     split_code,
 )
-from srdata.split import fold_order
-from srdata.transforms import to_float
+from srcaco2.srdata.split import fold_order
+from srcaco2.srdata.transforms import to_float
 
 __all__ = ["WindowDataset", "CropDataset", "to_float"]
 
@@ -206,7 +206,8 @@ class _StoreDataset:
         return self._open().region(self._roi_array(self.tile[k]), None, ty, ty + h, tx, tx + h)
 
     def _lr_patch(self, k: int) -> np.ndarray:
-        """(C, 512/s, 512/s) uint8 registered LR patch (rule of `srdata.schema.read_lr_patch`), cached."""
+        """(C, 512/s, 512/s) uint8 registered LR patch (rule of `srcaco2.srdata.schema.read_lr_patch`),
+        cached."""
         reader = self._open()
         key = ("lrp", k)
         got = reader.cache.get(key)
@@ -319,7 +320,7 @@ class CropDataset(_StoreDataset):
     augment : bool
         Same random dihedral transform (8 modes) on LR, HR and ROI.
     use_interpolated_low : bool
-        LR synthesised from the HR patch (`srdata.transforms.interpolated_low`) with noise in its
+        LR synthesised from the HR patch (`srcaco2.srdata.transforms.interpolated_low`) with noise in its
         ROI from a per-sample generator (seed, epoch, position); the original reseeded with the
         window index instead. The ROI-threshold check of `make_loader` is skipped then.
     roi_threshold : int
@@ -375,7 +376,7 @@ class CropDataset(_StoreDataset):
         return state
 
     def plan(self, epoch: int) -> samplers.EpochPlan:
-        """The epoch's plan (`srdata.samplers.epoch_plan`), cached for the last two epochs."""
+        """The epoch's plan (`srcaco2.srdata.samplers.epoch_plan`), cached for the last two epochs."""
         got = self._plans.get(epoch)
         if got is None:
             got = samplers.epoch_plan(len(self), self.n_total, self.seed, epoch)

@@ -12,17 +12,17 @@ For every accepted window (``index.accepted``) of the chosen split, marker and s
 ``official_patch_id`` when >= 0, else its per-tile acceptance order (rank among the tile's
 accepted windows in row-major (y0, x0) order, counted over all splits, as the original's
 sliding window numbered them). The LR patch applies the window's stored registration shift for
-that marker and scale (`srdata.schema.read_lr_patch`).
+that marker and scale (`srcaco2.srdata.schema.read_lr_patch`).
 
 Line order of the fold lists (deterministic, identical for all markers and scales of a split):
 the official fold-list order where the index has it (``fold_line``: a store built from the real
 tiles with the official split, or imported from the released patches), then (tile, y0, x0) for
-windows without a fold line (`srdata.split.fold_order`).
+windows without a fold line (`srcaco2.srdata.split.fold_order`).
 
 Nothing half-written: every file is first written into a temporary folder beside OUT
 (``.<OUT name>.export-<pid>.tmp``); only when every patch has been read and encoded is that folder
 renamed to OUT (or, when OUT already exists, its files moved into OUT). A failed export (a damaged
-chunk: `srdata.integrity.ChunkError`, a full disk, Ctrl-C) removes the temporary folder and leaves
+chunk: `srcaco2.srdata.integrity.ChunkError`, a full disk, Ctrl-C) removes the temporary folder and leaves
 OUT as it was.
 """
 
@@ -37,10 +37,18 @@ from typing import Any
 
 import numpy as np
 
-from srdata.integrity import CheckedReader
-from srdata.patches import fold_dir_name, patch_relpath
-from srdata.schema import MARKERS, SCALES, SPLITS, read_hr_patch, read_index, read_lr_patch, split_code
-from srdata.split import fold_order
+from srcaco2.srdata.integrity import CheckedReader
+from srcaco2.srdata.patches import fold_dir_name, patch_relpath
+from srcaco2.srdata.schema import (
+    MARKERS,
+    SCALES,
+    SPLITS,
+    read_hr_patch,
+    read_index,
+    read_lr_patch,
+    split_code,
+)
+from srcaco2.srdata.split import fold_order
 
 __all__ = ["export_patches", "window_pids", "atomic_write_bytes"]
 
@@ -72,7 +80,7 @@ def window_pids(index: dict[str, np.ndarray]) -> np.ndarray:
     Parameters
     ----------
     index : dict of str to ndarray
-        The window table (`srdata.schema.read_index`).
+        The window table (`srcaco2.srdata.schema.read_index`).
 
     Returns
     -------
@@ -142,14 +150,14 @@ def export_patches(
     ------
     StoreFormatError
         `store` is not a store of this version or has no complete index;
-        `srdata.integrity.ChunkError` (a subclass): a chunk read is missing or damaged (one line
+        `srcaco2.srdata.integrity.ChunkError` (a subclass): a chunk read is missing or damaged (one line
         naming array and chunk; OUT is left untouched).
     OSError
         OUT's folder cannot be written (OUT is left untouched).
     ValueError
         Unknown split, or a marker / scale that the store does not hold.
     """
-    from srdata.inspect import open_checked
+    from srcaco2.srdata.inspect import open_checked
 
     root, attrs = open_checked(store)
     if split is not None:

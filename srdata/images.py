@@ -4,7 +4,7 @@
 OME-TIFF) or the level 0 of an OME-Zarr image (NGFF 0.4 / 0.5), uint8 or uint16, with its
 channel names and pixel size when the file states them. `TiffRowWriter` writes an ImageJ
 hyperstack TIFF through a memory map (`tifffile.memmap`), so rows written one band at a time
-never need the whole image in RAM. The OME-Zarr output is `srdata.ome.OmeImageWriter`.
+never need the whole image in RAM. The OME-Zarr output is `srcaco2.srdata.ome.OmeImageWriter`.
 """
 
 from __future__ import annotations
@@ -128,7 +128,7 @@ def _load_tiff(path: str) -> InputImage:
 
 
 def _load_ome_zarr(path: str) -> InputImage:
-    from srdata.ome import open_ome_zarr_image
+    from srcaco2.srdata.ome import open_ome_zarr_image
 
     img = open_ome_zarr_image(path)
     data = _check_pixels(np.asarray(img.data[...]), path, "".join(img.axes))

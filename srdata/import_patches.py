@@ -37,8 +37,8 @@ from typing import Any
 
 import numpy as np
 
-from srdata.lease import leased
-from srdata.patches import (
+from srcaco2.srdata.lease import leased
+from srcaco2.srdata.patches import (
     PatchesInputError,
     PatchName,
     find_fold_root,
@@ -46,7 +46,7 @@ from srdata.patches import (
     scan_patches,
     window_key,
 )
-from srdata.schema import (
+from srcaco2.srdata.schema import (
     FORMAT_VERSION,
     MARGIN,
     MARKERS,
@@ -158,10 +158,10 @@ def import_patches(
     PatchesInputError, PatchNameError
         Bad patches folder (see `scan_patches`, `read_fold_order`).
     StoreFormatError
-        `store` exists (without `overwrite`); `srdata.lease.StoreLockedError` (a subclass): another
+        `store` exists (without `overwrite`); `srcaco2.srdata.lease.StoreLockedError` (a subclass): another
         process writes `store`.
     """
-    from srdata import writer
+    from srcaco2.srdata import writer
 
     base = Path(patches)
     windows, markers, scales = scan_patches(base)
@@ -361,7 +361,7 @@ def _mosaic(
 
 def _write_coverage(root: Any, tile: int, mask: np.ndarray, *, chunk: int, pixel_size_um: float) -> None:
     """``tiles/<tile>/coverage/0``: uint8 (y, x) HR px, 1 = covered by a released HR patch."""
-    from srdata.writer import ARRAY_CONFIG, compressors, ome_multiscales
+    from srcaco2.srdata.writer import ARRAY_CONFIG, compressors, ome_multiscales
 
     grp = root.create_group(f"tiles/{int(tile)}/coverage", overwrite=True)
     arr = grp.create_array(

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from srdata.schema import (
+from srcaco2.srdata.schema import (
     MARGIN,
     MARKERS,
     PREDICTION_ATTRS,
@@ -361,7 +361,7 @@ def _read_all_chunks(arrays: list[tuple[str, Any]], workers: int, *, checksummed
     With `checksummed` (format 2: every chunk is written and carries a crc32c), an array without the
     crc32c codec is a problem, and so is every chunk with no stored object.
     """
-    from srdata.integrity import has_checksums, missing_chunks
+    from srcaco2.srdata.integrity import has_checksums, missing_chunks
 
     problems: list[str] = []
     gone: set[tuple[str, tuple[int, ...]]] = set()

@@ -1,8 +1,8 @@
 """Chunk integrity: which chunks of an array are missing or damaged, and the one-line error that says so.
 
-Stores of format version 2 (`srdata.schema.FORMAT_VERSION`) carry a crc32c checksum in every chunk
+Stores of format version 2 (`srcaco2.srdata.schema.FORMAT_VERSION`) carry a crc32c checksum in every chunk
 (zarr's ``crc32c`` codec, checked by zarr on every read) and have every chunk written, empty ones
-included (`srdata.writer.ARRAY_CONFIG`). So:
+included (`srcaco2.srdata.writer.ARRAY_CONFIG`). So:
 
 - a flipped bit makes zarr raise on read; `find_bad_chunk` then decodes chunk by chunk to name the
   damaged one (only on that error path);
@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from srdata.schema import StoreFormatError
+from srcaco2.srdata.schema import StoreFormatError
 
 __all__ = [
     "ChunkError",

@@ -48,9 +48,9 @@ import uuid
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
-from srdata._lifeline import process_alive, process_start_time
-from srdata.schema import StoreFormatError
-from srdata.storefs import StoreFiles, StoreNotWritableError, is_url
+from srcaco2.srdata._lifeline import process_alive, process_start_time
+from srcaco2.srdata.schema import StoreFormatError
+from srcaco2.srdata.storefs import StoreFiles, StoreNotWritableError, is_url
 
 __all__ = [
     "LEASE_SUFFIX",
@@ -356,7 +356,7 @@ def store_lease(
 def check_held() -> None:
     """Raise `LeaseLostError` if a lease this process holds was taken over (a no-op without leases).
 
-    Writers call it right before recording progress (`srdata.writer.mark_tile_finished`), so a
+    Writers call it right before recording progress (`srcaco2.srdata.writer.mark_tile_finished`), so a
     writer that lost its store never marks a tile finished.
     """
     with _HELD_LOCK:

@@ -1,6 +1,6 @@
 """Streaming loader: aligned LR/HR (and ROI) crops of a store's windows as torch batches.
 
-`make_loader` wraps a dataset of `srdata.datasets` (`WindowDataset` for evaluation, `CropDataset`
+`make_loader` wraps a dataset of `srcaco2.srdata.datasets` (`WindowDataset` for evaluation, `CropDataset`
 for training) in a torch DataLoader whose sampler emits whole-batch keys ``(epoch, global
 positions)``, so every sample is a pure function of ``(seed, epoch, global position)``: batches do
 not depend on the number of workers, and resume is "skip the batches already done".
@@ -29,11 +29,11 @@ from typing import Any, Literal
 
 import numpy as np
 
-from srdata import samplers
-from srdata.cache import DEFAULT_CACHE_BYTES
-from srdata.datasets import CropDataset, WindowDataset
-from srdata.schema import PATCH_SIZE, SCALES, image_path
-from srdata.transforms import to_float
+from srcaco2.srdata import samplers
+from srcaco2.srdata.cache import DEFAULT_CACHE_BYTES
+from srcaco2.srdata.datasets import CropDataset, WindowDataset
+from srcaco2.srdata.schema import PATCH_SIZE, SCALES, image_path
+from srcaco2.srdata.transforms import to_float
 
 __all__ = ["WindowDataset", "CropDataset", "PatchLoader", "LoaderSettings", "make_loader"]
 
@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 class LoaderSettings:
     """How `make_loader` reads and samples a split: everything but the data's identity and the run's seed.
 
-    One object, embedded as is in ``trainers.config.DataConfig.loader`` (so ``srtrain fit --set
+    One object, embedded as is in ``srcaco2.trainers.config.DataConfig.loader`` (so ``srtrain fit --set
     data.loader.num_workers=4`` reaches the loader without a re-declared copy); `make_loader`
     also takes each field as a keyword.
 
@@ -247,7 +247,7 @@ class PatchLoader:
             self.dataset.raw = self.worker_transfer == "uint8"
             kwargs = dict(self._dl_kwargs)
             if self.num_workers:  # workers exit when this process dies, however it dies
-                from srdata._lifeline import worker_init_fn
+                from srcaco2.srdata._lifeline import worker_init_fn
 
                 kwargs["worker_init_fn"] = worker_init_fn(kwargs.get("worker_init_fn"))
             self._dl = torch.utils.data.DataLoader(

@@ -1,12 +1,12 @@
 """OME-NGFF images written row band by row band, and OME-Zarr images read back (one module for both).
 
-`OmeImageWriter` is the streamed counterpart of `srdata.writer.write_image`: level 0 of an
+`OmeImageWriter` is the streamed counterpart of `srcaco2.srdata.writer.write_image`: level 0 of an
 OME-NGFF 0.5 multiscales image (Zarr v3) is written as rows arrive (a whole-tile prediction never
 exists in memory at once), then the display levels in one Dask compute from level 0, then the
 metadata, last, so that an interrupted write is visibly incomplete (no ``attrs["ome"]``). It
-uses the store's codecs (`srdata.writer.compressors`) and metadata builders
-(`srdata.writer.ome_multiscales`, ``_omero``), so store tiles, store predictions and standalone
-OME-Zarr outputs are written the same way. Used by `trainers.predict` for ``predictions/`` groups
+uses the store's codecs (`srcaco2.srdata.writer.compressors`) and metadata builders
+(`srcaco2.srdata.writer.ome_multiscales`, ``_omero``), so store tiles, store predictions and standalone
+OME-Zarr outputs are written the same way. Used by `srcaco2.trainers.predict` for ``predictions/`` groups
 of a store and for ``srtrain predict --output X.ome.zarr``.
 
 `open_ome_zarr_image` opens the level 0 of an OME-Zarr image (NGFF 0.4 on Zarr v2 or 0.5 on
@@ -25,7 +25,6 @@ import numpy as np
 __all__ = ["OmeImageWriter", "OmeImage", "open_ome_zarr_image"]
 
 log = logging.getLogger(__name__)
-
 
 
 class OmeImageWriter:
@@ -50,7 +49,7 @@ class OmeImageWriter:
     dtype : {"uint8", "uint16"}
         Pixel type; the OMERO display window spans its full range.
     n_levels : int, optional
-        Levels including 0 (default `srdata.writer.default_n_levels`).
+        Levels including 0 (default `srcaco2.srdata.writer.default_n_levels`).
 
     Examples
     --------
@@ -74,7 +73,7 @@ class OmeImageWriter:
         dtype: str = "uint8",
         n_levels: int | None = None,
     ) -> None:
-        from srdata.writer import ARRAY_CONFIG, compressors, default_n_levels
+        from srcaco2.srdata.writer import ARRAY_CONFIG, compressors, default_n_levels
 
         c, h, w = (int(n) for n in shape)
         if len(channel_names) != c:
@@ -131,7 +130,7 @@ class OmeImageWriter:
         """
         import dask.array as da
 
-        from srdata.writer import ARRAY_CONFIG, ome_image_metadata, pyramid_levels
+        from srcaco2.srdata.writer import ARRAY_CONFIG, ome_image_metadata, pyramid_levels
 
         if min(self._rows_done) != self.shape[1]:
             raise ValueError(

@@ -20,7 +20,7 @@ import os
 import re
 from pathlib import Path
 
-from srdata.schema import MARKERS, PATCH_SIZE, SCALES, SPLITS, WINDOW_SIZE, split_code
+from srcaco2.srdata.schema import MARKERS, PATCH_SIZE, SCALES, SPLITS, WINDOW_SIZE, split_code
 
 __all__ = [
     "PatchName",

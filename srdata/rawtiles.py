@@ -1,4 +1,4 @@
-"""Read and validate raw tiles (official layout, `srdata.layout`) before anything is written.
+"""Read and validate raw tiles (official layout, `srcaco2.srdata.layout`) before anything is written.
 
 Every check runs on TIFF headers only (`inspect_tile`, `validate_raw`), so a bad input set fails
 in seconds with one message naming the file and the fix, before a store is created.
@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from srdata.layout import RawInputError, discover_tiles, folder_name, tile_path
+from srcaco2.srdata.layout import RawInputError, discover_tiles, folder_name, tile_path
 
 __all__ = [
     "TileInfo", "RawTiles", "TiffRegion", "inspect_tile", "validate_raw", "read_tile", "load_tile",

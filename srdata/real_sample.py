@@ -2,7 +2,7 @@
 
 One 512² HR region of CELL2 (mCherry-H2B nuclei) and its three separate, unregistered
 low-resolution acquisitions (/2, /4, /8), from the benchmark's public repository; see the
-``README.md`` and ``LICENSE`` beside the files. Used to calibrate `srdata.synth`, by
+``README.md`` and ``LICENSE`` beside the files. Used to calibrate `srcaco2.srdata.synth`, by
 ``benchmarks/synth_realism.py`` and by the demo report.
 """
 
@@ -40,8 +40,8 @@ def registered_region(
     """Register an LR region to its HR region as docs/protocol.md#registration does a window, and crop the
     margins.
 
-    The TV-L1 shift (`srdata.registration.window_shift`) is estimated on the whole region; the
-    registered LR patch starts at `srdata.schema.lr_patch_origin` (the block-centre convention of
+    The TV-L1 shift (`srcaco2.srdata.registration.window_shift`) is estimated on the whole region; the
+    registered LR patch starts at `srcaco2.srdata.schema.lr_patch_origin` (the block-centre convention of
     the store), zero-filled where it leaves the region.
 
     Parameters
@@ -60,8 +60,8 @@ def registered_region(
     hr_patch : (H - 2·margin)² uint8
     shift : (dy, dx) HR px
     """
-    from srdata.registration import window_shift
-    from srdata.schema import lr_patch_origin
+    from srcaco2.srdata.registration import window_shift
+    from srcaco2.srdata.schema import lr_patch_origin
 
     s = int(scale)
     hr, lr = np.asarray(hr), np.asarray(lr)

@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from srdata.schema import STRIDE, WINDOW_SIZE
+from srcaco2.srdata.schema import STRIDE, WINDOW_SIZE
 
 __all__ = [
     "CENTER",
@@ -129,9 +129,7 @@ def _otsu_from_counts(counts: np.ndarray) -> int:
     return int(np.floor(t)) + 1
 
 
-def roi_threshold_lazy(
-    cell2: Any, *, method: Literal["fixed", "otsu"] = "fixed", threshold: int = 4
-) -> int:
+def roi_threshold_lazy(cell2: Any, *, method: Literal["fixed", "otsu"] = "fixed", threshold: int = 4) -> int:
     """`roi_threshold` of a (y, x) uint8 Dask array: for ``otsu`` only a 256-bin histogram is computed
     (per block, on the workers) and brought back."""
     if method == "fixed":

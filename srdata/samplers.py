@@ -33,7 +33,7 @@ import math
 
 import numpy as np
 
-from srdata.schema import PATCH_SIZE
+from srcaco2.srdata.schema import PATCH_SIZE
 
 __all__ = [
     "ROI_GAIN",
@@ -165,7 +165,7 @@ class EpochPlan:
     u : (T,) float64 in [0, 1)
         Uniform draw of the crop position (`sample_crop`).
     mode : (T,) int8 in 0..7
-        Dihedral transform (`srdata.transforms.dihedral`).
+        Dihedral transform (`srcaco2.srdata.transforms.dihedral`).
     """
 
     __slots__ = ("window", "u", "mode")

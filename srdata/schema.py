@@ -1,8 +1,10 @@
 """The store contract (format version 2; version 1 still read): names, paths, attributes and reading rules.
 
 This module is the single source of truth for what a SR-CACO-2 store looks like on disk. The
-builder (`srdata.build`, `srdata.import_patches`) writes it, every reader (`srdata.loader`,
-`srdata.export_patches`, `srdata.inspect`, `trainers`) reads it through the names defined here.
+builder (`srcaco2.srdata.build`, `srcaco2.srdata.import_patches`) writes it, every reader
+(`srcaco2.srdata.loader`,
+`srcaco2.srdata.export_patches`, `srcaco2.srdata.inspect`, `trainers`) reads it through the names defined
+here.
 See docs/store.md for the prose version.
 
 Layout (all paths relative to the root group; coordinates in HR pixels unless named otherwise)::
@@ -254,7 +256,7 @@ def pixel_centres(n: int, pixel_size_um: float | None, *, scale: int = 1) -> np.
 
     ``((i + 0.5) * scale - 0.5) * p`` with ``p = pixel_size_um / scale`` the HR pixel size in
     micrometres, or ``p = 1`` (HR pixels) when `pixel_size_um` is None: the frame of
-    `srdata.writer.ome_multiscales` (docs/store.md#coordinates).
+    `srcaco2.srdata.writer.ome_multiscales` (docs/store.md#coordinates).
 
     Returns
     -------

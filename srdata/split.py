@@ -16,7 +16,7 @@ from typing import Literal
 
 import numpy as np
 
-from srdata.schema import split_code
+from srcaco2.srdata.schema import split_code
 
 __all__ = [
     "OFFICIAL_SPLIT",
@@ -57,7 +57,7 @@ def official_patches() -> dict[str, np.ndarray]:
     """
     from importlib import resources
 
-    text = resources.files("srdata").joinpath("data/official_patches.csv").read_text()
+    text = resources.files("srcaco2.srdata").joinpath("data/official_patches.csv").read_text()
     lines = text.strip().splitlines()
     header = lines[0].split(",")
     rows = [ln.split(",") for ln in lines[1:]]
@@ -175,7 +175,7 @@ def fold_order(index: dict[str, np.ndarray], rows: np.ndarray) -> tuple[np.ndarr
     Parameters
     ----------
     index : dict of str to ndarray
-        The window table (`srdata.schema.read_index`); ``fold_line`` may be absent.
+        The window table (`srcaco2.srdata.schema.read_index`); ``fold_line`` may be absent.
     rows : (N,) int
         Row numbers to order.
 

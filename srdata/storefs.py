@@ -1,5 +1,5 @@
 """Small file operations on a store path or fsspec URL: exclusive create, read, replace, remove, and a
-writability probe (used by the store lease, `srdata.lease`, and by commands that write outputs)."""
+writability probe (used by the store lease, `srcaco2.srdata.lease`, and by commands that write outputs)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import threading
 import time
 import uuid
 
-from srdata.schema import StoreFormatError
+from srcaco2.srdata.schema import StoreFormatError
 
 __all__ = ["StoreFiles", "StoreNotWritableError", "ensure_writable", "is_url"]
 

@@ -99,7 +99,7 @@ def add_roi_noise(
     Parameters
     ----------
     lr : (..., y, x) uint8
-    rng : numpy Generator (per sample, `srdata.samplers.sample_rng`)
+    rng : numpy Generator (per sample, `srcaco2.srdata.samplers.sample_rng`)
 
     Returns
     -------

@@ -1,6 +1,6 @@
 """Write a SR-CACO-2 store: create/validate the root, OME-NGFF images, ROI masks, the window index.
 
-Every write follows the store contract of `srdata.schema` (docs/store.md) and is
+Every write follows the store contract of `srcaco2.srdata.schema` (docs/store.md) and is
 *safe to interrupt*: a tile is recorded in ``attrs["srcaco2"]["finished_tiles"]`` only by
 `mark_tile_finished`, which the builder calls after all the tile's arrays are written, and
 ``index_complete`` is set by `write_index` only after every index column is written.
@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from srdata.schema import (
+from srcaco2.srdata.schema import (
     FORMAT_VERSION,
     INDEX_COLUMNS,
     MARKERS,
@@ -82,7 +82,7 @@ def compressors() -> tuple[Any, ...]:
     """The codec tuple every array of a store is written with: blosc (`COMPRESSION`), then crc32c.
 
     The crc32c codec appends a 4-byte checksum to each compressed chunk and zarr checks it on every
-    read, so a flipped bit is an error (format version 2, `srdata.schema.FORMAT_VERSION`).
+    read, so a flipped bit is an error (format version 2, `srcaco2.srdata.schema.FORMAT_VERSION`).
     """
     from zarr.codecs import BloscCodec, Crc32cCodec
 
@@ -213,7 +213,7 @@ def update_attrs(root: Any, **changes: Any) -> StoreAttrs:
 def _check_tile_written(root: Any, tile: int) -> None:
     """Re-check that every image group of `tile` is complete: OME metadata, every listed level, and
     (checksummed arrays) every chunk stored. Raises `StoreFormatError` naming what is absent."""
-    from srdata.integrity import has_checksums, missing_chunks
+    from srcaco2.srdata.integrity import has_checksums, missing_chunks
 
     key = f"tiles/{int(tile)}"
     where = str(getattr(root, "store", "<store>"))
@@ -252,16 +252,16 @@ def mark_tile_finished(root: Any, tile: int) -> None:
     """Record `tile` in ``finished_tiles``; call only after all its arrays are written.
 
     Before recording, re-checks that the tile's arrays are all present (`_check_tile_written`) and
-    that this process still holds the store's lease if it took one (`srdata.lease.check_held`).
+    that this process still holds the store's lease if it took one (`srcaco2.srdata.lease.check_held`).
 
     Raises
     ------
     StoreFormatError
         An array, level or chunk of the tile is absent.
-    srdata.lease.LeaseLostError
+    srcaco2.srdata.lease.LeaseLostError
         Another writer took the store over.
     """
-    from srdata.lease import check_held
+    from srcaco2.srdata.lease import check_held
 
     check_held()
     _check_tile_written(root, tile)
@@ -684,7 +684,7 @@ def write_roi(
 ) -> None:
     """Write a tile's ROI mask as an OME-NGFF label image of its HR image.
 
-    The mask goes to `srdata.schema.roi_path` (``tiles/<tile>/hr/labels/roi/<level>``); the
+    The mask goes to `srcaco2.srdata.schema.roi_path` (``tiles/<tile>/hr/labels/roi/<level>``); the
     ``labels`` group lists it (``{"labels": ["roi"]}``) and its ``image-label`` metadata links it
     back to ``tiles/<tile>/hr`` (`ome_label_metadata`). Write the HR image first: rewriting HR
     drops its labels.

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from srdata.schema import (
+from srcaco2.srdata.schema import (
     INDEX_COLUMNS,
     MARKERS,
     OPTIONAL_INDEX_COLUMNS,
@@ -106,7 +106,7 @@ def open_store(path: str | Any) -> xr.DataTree:
           (the label image ``tiles/<t>/hr/labels/roi``; ``tiles/<t>/roi`` in version-1 stores).
         - ``/tiles/<t>/coverage`` (only in imported stores): variable ``coverage``, like ``roi``,
           1 where a released HR patch covered the pixel.
-        - ``/index``: the window table, dim ``window`` (see `srdata.schema.INDEX_COLUMNS`); ``shift``
+        - ``/index``: the window table, dim ``window`` (see `srcaco2.srdata.schema.INDEX_COLUMNS`); ``shift``
           has dims ``("window", "marker", "scale", "yx")``.
 
     Raises
@@ -121,7 +121,7 @@ def open_store(path: str | Any) -> xr.DataTree:
     """
     import xarray as xr
 
-    from srdata.inspect import open_checked
+    from srcaco2.srdata.inspect import open_checked
 
     root, attrs = open_checked(path)
     where = str(path)

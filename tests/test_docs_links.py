@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import ast
 import importlib.util
-import shutil
 import sys
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+
 
 def _load(name: str):
     spec = importlib.util.spec_from_file_location(name, ROOT / ".ci" / f"{name}.py")

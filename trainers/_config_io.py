@@ -1,4 +1,4 @@
-"""Typed conversion behind `trainers.config`: YAML / ``--set`` text → dataclass fields, with errors
+"""Typed conversion behind `srcaco2.trainers.config`: YAML / ``--set`` text → dataclass fields, with errors
 that name the key, the value, the expected type and the closest known key."""
 
 from __future__ import annotations

@@ -1,12 +1,13 @@
 """Reading the original benchmark's published weights (docs/protocol.md#pretrained-evaluation,
-#weights-archive), for `trainers.checkpoints`.
+#weights-archive), for `srcaco2.trainers.checkpoints`.
 
 An original run directory holds ``config_model.yml`` and ``best-models/G-model.pth`` (a plain
 state_dict) under names like
 ``.../{NET}/caco2_train_X_{s}_in_{lr}_out_512_cell_{CELLk}/id_...-x_{s}-netG_{NET}-sd_0-...``.
 This module finds the weights file, unwraps the state_dict, reads method / scale / marker (and
 hyperparameters that differ from the benchmark's) from the yml and the directory names, and
-explains in one message why a state_dict does not fit a network. `trainers.checkpoints.load_pretrained`
+explains in one message why a state_dict does not fit a network.
+`srcaco2.trainers.checkpoints.load_pretrained`
 is the public entry point.
 """
 
@@ -18,7 +19,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from trainers.checkpoints import CheckpointError
+from srcaco2.trainers.checkpoints import CheckpointError
 
 __all__ = [
     "resolve_weights_path",
@@ -32,9 +33,27 @@ log = logging.getLogger(__name__)
 
 # The original's net_type names (docs/protocol.md#method-registry, run-directory ``netG_{NET}``) -> registry
 # names.
-_NET_TYPES = {n.lower(): n.lower() for n in (
-    "SRCNN", "VDSR", "MemNet", "DRRN", "swinir", "DFCAN", "OmniSR", "GRL", "ENLCN", "ACT", "NLSN",
-    "EDSR_LIIF", "SRFBN", "DBPN", "MSLapSRN", "ProSR")}
+_NET_TYPES = {
+    n.lower(): n.lower()
+    for n in (
+        "SRCNN",
+        "VDSR",
+        "MemNet",
+        "DRRN",
+        "swinir",
+        "DFCAN",
+        "OmniSR",
+        "GRL",
+        "ENLCN",
+        "ACT",
+        "NLSN",
+        "EDSR_LIIF",
+        "SRFBN",
+        "DBPN",
+        "MSLapSRN",
+        "ProSR",
+    )
+}
 _NET_TYPES.update({"mslapsr": "mslapsrn", "edsr-liif": "edsr_liif", "omni_sr": "omnisr"})
 _METHOD_KEYS = ("net_type", "netg", "net_g", "netG", "method", "arch")
 _SCALE_KEYS = ("scale", "upscale", "sr_scale", "upscale_factor")
@@ -64,7 +83,7 @@ def unwrap_state_dict(obj: Any, path: Path) -> dict[str, Any]:
     if isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
         keys = list(obj)
         if all(isinstance(k, str) and k.startswith("module.") for k in keys):  # saved from DataParallel
-            return {k[len("module."):]: v for k, v in obj.items()}
+            return {k[len("module.") :]: v for k, v in obj.items()}
         return dict(obj)
     if isinstance(obj, dict):
         for key in ("state_dict", "params_ema", "params", "model", "G"):
@@ -152,7 +171,7 @@ def _from_names(path: Path) -> dict[str, Any]:
 
 def infer_original(weights: Path, run_dir: Path | None) -> dict[str, Any]:
     """What an original weights file holds, from its yml (preferred) and its directory names."""
-    from trainers.models.registry import reference_layout
+    from srcaco2.trainers.models.registry import reference_layout
 
     dirs = [run_dir] if run_dir is not None else [weights.parent, weights.parent.parent]
     yml = next((d / n for n in _YML_NAMES for d in dirs if (d / n).is_file()), None)
@@ -171,8 +190,13 @@ def infer_original(weights: Path, run_dir: Path | None) -> dict[str, Any]:
         if k not in found:
             found[k] = v
         elif found[k] != v:
-            log.warning("%s: %s=%r from the yml but %r from the directory name; using the yml", weights, k,
-                        found[k], v)
+            log.warning(
+                "%s: %s=%r from the yml but %r from the directory name; using the yml",
+                weights,
+                k,
+                found[k],
+                v,
+            )
     if "source" not in found and names:
         found["source"] = "the directory names"
     if cfg is not None and found.get("method") and found.get("scale"):
@@ -195,8 +219,11 @@ def explain_mismatch(
     """None when `state` fits `expected`; else ONE message (missing, unexpected, shapes, a hint)."""
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
-    reshaped = [(k, tuple(state[k].shape), tuple(v.shape)) for k, v in expected.items()
-                if k in state and tuple(state[k].shape) != tuple(v.shape)]
+    reshaped = [
+        (k, tuple(state[k].shape), tuple(v.shape))
+        for k, v in expected.items()
+        if k in state and tuple(state[k].shape) != tuple(v.shape)
+    ]
     if not reshaped and (not strict or not (missing or unexpected)):
         return None
     parts = [f"{path} does not fit {method} x{scale}:"]
@@ -216,15 +243,17 @@ def explain_mismatch(
 
 def _guess_layouts(state: Mapping[str, Any]) -> list[tuple[str, int]]:
     """Every registered (method, scale) whose reference layout has exactly these keys and shapes."""
-    from trainers.models.registry import MODEL_NAMES, reference_layout
+    from srcaco2.trainers.models.registry import MODEL_NAMES, reference_layout
 
     shapes = {k: list(getattr(v, "shape", ())) for k, v in state.items()}
     hits = []
     for name in MODEL_NAMES:
         for s in (2, 4, 8):
             ref = reference_layout(name, s)
-            if ref and len(ref["state_dict"]) == len(shapes) and all(
-                shapes.get(row[0]) == list(row[1]) for row in ref["state_dict"]
+            if (
+                ref
+                and len(ref["state_dict"]) == len(shapes)
+                and all(shapes.get(row[0]) == list(row[1]) for row in ref["state_dict"])
             ):
                 hits.append((name, s))
     return hits

@@ -14,7 +14,7 @@ import numpy as np
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-    from trainers.config import OptimConfig
+    from srcaco2.trainers.config import OptimConfig
 
 __all__ = [
     "MyStepLR",

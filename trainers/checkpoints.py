@@ -13,7 +13,7 @@ checkpoint under the final name.
 `load_pretrained` also reads the original benchmark's published weights
 (docs/protocol.md#pretrained-evaluation, #weights-archive): a run directory holding ``config_model.yml`` and
 ``best-models/G-model.pth`` (a plain state_dict), or the ``G-model.pth`` file itself (the reading rules live
-in `trainers._pretrained`). Nothing is ever unpickled beyond tensors and plain containers.
+in `srcaco2.trainers._pretrained`). Nothing is ever unpickled beyond tensors and plain containers.
 """
 
 from __future__ import annotations
@@ -280,7 +280,7 @@ def _validated(obj: Any, path: Path) -> dict[str, Any]:
             kind = "a plain state_dict (e.g. an original G-model.pth)"
         raise CheckpointError(
             f"{path} is not a {CHECKPOINT_FORMAT} file but {kind}; load original weights with "
-            "trainers.checkpoints.load_pretrained(path, method=..., scale=...)"
+            "srcaco2.trainers.checkpoints.load_pretrained(path, method=..., scale=...)"
         )
     version = obj.get("version")
     if not isinstance(version, int) or version > CHECKPOINT_VERSION or version < 1:
@@ -350,8 +350,8 @@ def load_pretrained(
         conflict with the file; keys or shapes that do not fit the network (one message listing
         missing, unexpected and reshaped keys, and which registered network they do fit).
     """
-    from trainers._pretrained import explain_mismatch
-    from trainers.models import build_model
+    from srcaco2.trainers._pretrained import explain_mismatch
+    from srcaco2.trainers.models import build_model
 
     state, info = read_weights(path, method=method, scale=scale, marker=marker, map_location=map_location)
     method, scale, marker = info["method"], info["scale"], info["marker"]
@@ -366,8 +366,12 @@ def load_pretrained(
             model, overrides = candidate, attempt
             break
         if len(attempts) > 1 and attempt is attempts[0]:
-            log.warning("%s: hyperparameters %s read from the yml do not fit the weights; trying the "
-                        "benchmark defaults", weights_path, yml_overrides)
+            log.warning(
+                "%s: hyperparameters %s read from the yml do not fit the weights; trying the "
+                "benchmark defaults",
+                weights_path,
+                yml_overrides,
+            )
     if model is None:
         raise CheckpointError(problem)
     result = model.load_state_dict(state, strict=strict)
@@ -405,8 +409,13 @@ def read_weights(
     FileNotFoundError, CheckpointError
         As `load_pretrained` (except the fit to a network, which this does not check).
     """
-    from trainers._pretrained import infer_original, method_from, resolve_weights_path, unwrap_state_dict
-    from trainers.models.registry import MODEL_NAMES
+    from srcaco2.trainers._pretrained import (
+        infer_original,
+        method_from,
+        resolve_weights_path,
+        unwrap_state_dict,
+    )
+    from srcaco2.trainers.models.registry import MODEL_NAMES
 
     weights_path, run_dir = resolve_weights_path(Path(path))
     if method is not None:
@@ -538,7 +547,7 @@ def load_init_weights(model: Any, path: str | os.PathLike, *, method: str, scale
         Unreadable file, another method or scale, or keys / shapes that do not fit `model` (the
         message names the path and the overrides the weights were made with).
     """
-    from trainers._pretrained import explain_mismatch
+    from srcaco2.trainers._pretrained import explain_mismatch
 
     state, info = read_weights(path, method=method, scale=scale)
     problem = explain_mismatch(model.state_dict(), state, method, scale, Path(info["source"]), strict=True)

@@ -50,8 +50,8 @@ __all__ = [
     "save_config",
 ]
 
-from srdata.loader import LoaderSettings
-from trainers._config_io import ConfigError, all_keys, coerce, from_dict, hints, unknown_key
+from srcaco2.srdata.loader import LoaderSettings
+from srcaco2.trainers._config_io import ConfigError, all_keys, coerce, from_dict, hints, unknown_key
 
 log = logging.getLogger(__name__)
 
@@ -76,8 +76,8 @@ class DataConfig:
         HR crop side in HR pixels (multiple of `scale`); the LR crop is ``h_size / scale``.
     batch_size : int
         Crops per optimiser step (per process under DDP).
-    loader : srdata.loader.LoaderSettings
-        The loader's own settings object, passed as is to `srdata.loader.make_loader`: workers,
+    loader : srcaco2.srdata.loader.LoaderSettings
+        The loader's own settings object, passed as is to `srcaco2.srdata.loader.make_loader`: workers,
         pinned memory, chunk cache, prefetch, preload, crops per epoch (``samples_per_epoch``) and
         the crop sampling (``roi_bias``, ``roi_threshold`` 4, ``aligned``, ``augment``,
         ``use_interpolated_low``). Keys ``data.loader.<name>``; the flat keys of configs written
@@ -146,7 +146,7 @@ class ModelConfig:
     init_from: str = ""
 
     def __post_init__(self) -> None:
-        from trainers.models.registry import MODEL_NAMES
+        from srcaco2.trainers.models.registry import MODEL_NAMES
 
         if self.method not in MODEL_NAMES:
             close = difflib.get_close_matches(str(self.method).lower(), MODEL_NAMES, n=3, cutoff=0.5)
@@ -334,7 +334,7 @@ class RunConfig:
 
     def validate(self) -> RunConfig:
         """Cross-field checks (the model supports the scale); returns self."""
-        from trainers.models.registry import model_info
+        from srcaco2.trainers.models.registry import model_info
 
         info = model_info(self.model.method)
         if self.data.scale not in info.scales:
@@ -371,18 +371,24 @@ class RecipeDifference:
 
 RECIPE_DIFFERENCES: tuple[RecipeDifference, ...] = (
     RecipeDifference(
-        "optim.schedule", "original", "epoch",
+        "optim.schedule",
+        "original",
+        "epoch",
         "the benchmark steps MyStepLR after every iteration, so the lr falls from 0.01 to its 1e-4 floor "
         "after 210 iterations and stays there for the other 99.8 % of training; the default steps it "
         "per epoch (0.01 halved every 30 epochs), which is what the recipe's numbers describe",
     ),
     RecipeDifference(
-        "data.loader.aligned", "false", "true",
+        "data.loader.aligned",
+        "false",
+        "true",
         "the benchmark cuts the LR crop at floor(x0/s) for any HR corner x0, so LR and HR crops are "
         "misaligned by (x0 mod s, y0 mod s) HR px (up to s-1); the default draws corners on the LR grid",
     ),
     RecipeDifference(
-        "train.amp", "off", "auto",
+        "train.amp",
+        "off",
+        "auto",
         "the benchmark trains in fp32; the default uses bf16 autocast on CUDA (fp32 on CPU), with SSIM, "
         "the loss sums and DFCAN's FFTs kept in fp32",
     ),

@@ -1,11 +1,11 @@
 """`srtrain demo`: realistic synthetic tiles → registered store → a short CPU training → "is it any good?".
 
 The whole pipeline of the toolkit on data it generates itself, small enough for a laptop
-(a few minutes on 2 CPU cores): `srdata.synth` writes raw tiles in the official layout, each LR
+(a few minutes on 2 CPU cores): `srcaco2.srdata.synth` writes raw tiles in the official layout, each LR
 scan a separate noisy acquisition offset by 1–2.5 LR px (the physical model calibrated on the
-real sample, see ``benchmarks/synth_realism.py``); `srdata.build` turns them into a store and
-registers the trained marker and scale with TV-L1 as the benchmark did; `trainers.fit` trains a
-reduced-width VDSR at ×4 on CELL2; `trainers.evaluate` scores it and the bicubic baseline on the
+real sample, see ``benchmarks/synth_realism.py``); `srcaco2.srdata.build` turns them into a store and
+registers the trained marker and scale with TV-L1 as the benchmark did; `srcaco2.trainers.fit` trains a
+reduced-width VDSR at ×4 on CELL2; `srcaco2.trainers.evaluate` scores it and the bicubic baseline on the
 test split with the paper's metrics (Tables 4/5 layout), and both are scored on the real
 SR-CACO-2 sample shipped with the package (its ×4 pair, registered the same way). ``report.md``
 shows the tables, the real-sample verdict, the training curves and full-resolution panels, with
@@ -123,15 +123,15 @@ def run_demo(
     Raw tiles and the store are reused when present (the build resumes); the training run is
     redone. `stage(name)` is called at each stage; `fit_callback` receives the training events.
     """
-    from srdata.build import BuildConfig, build_store
-    from srdata.real_sample import REAL_SAMPLE_MARKER
-    from srdata.synth import SynthParams, write_synth
-    from trainers.checkpoints import load_pretrained
-    from trainers.config import apply_overrides, paper_config, save_config
-    from trainers.evaluate import evaluate
-    from trainers.fit import fit
-    from trainers.report import write_report, write_training_curves, write_window_panels
-    from trainers.tables import build_table, render_markdown, write_tables
+    from srcaco2.srdata.build import BuildConfig, build_store
+    from srcaco2.srdata.real_sample import REAL_SAMPLE_MARKER
+    from srcaco2.srdata.synth import SynthParams, write_synth
+    from srcaco2.trainers.checkpoints import load_pretrained
+    from srcaco2.trainers.config import apply_overrides, paper_config, save_config
+    from srcaco2.trainers.evaluate import evaluate
+    from srcaco2.trainers.fit import fit
+    from srcaco2.trainers.report import write_report, write_training_curves, write_window_panels
+    from srcaco2.trainers.tables import build_table, render_markdown, write_tables
 
     s = settings
     note = stage or (lambda name: None)
@@ -197,8 +197,9 @@ def run_demo(
         real_verdict = f"not scored: the real sample is {REAL_SAMPLE_MARKER} only, the model is {s.marker}"
         real_md = real_verdict
     what = {
-        "data": f"{s.tiles} synthetic tiles of {s.hr_size}² HR px (`srdata.synth`, seed {s.seed}; every LR "
-                f"scan a separate acquisition: own noise, focus, gain and a stage offset of 1–2.5 LR px) → "
+        "data": f"{s.tiles} synthetic tiles of {s.hr_size}² HR px (`srcaco2.srdata.synth`, seed {s.seed}; "
+                f"every LR scan a separate acquisition: own noise, focus, gain and a stage offset of "
+                f"1–2.5 LR px) → "
                 f"`{store.name}` ({summary.get('accepted')} accepted windows: train {summary.get('train')}, "
                 f"val {summary.get('val')}, test {summary.get('test')}), {s.marker} ×{s.scale} registered by "
                 "the build (TV-L1, docs/protocol.md#registration)",
@@ -207,7 +208,8 @@ def run_demo(
                     f"{cfg.optim.name} lr {cfg.optim.lr}, "
                     f"loss {cfg.loss.l2_weight:g}·MSE − {cfg.loss.ssim_weight:g}·SSIM(19); "
                     f"best by val ROI-PSNR at step {res.best_step}",
-        "evaluation": f"test split, {ev_sr.meta['n_windows']} windows, docs/protocol.md#evaluation metrics (8-bit, border crop "
+        "evaluation": f"test split, {ev_sr.meta['n_windows']} windows, the paper's metrics "
+                      f"(docs/protocol.md#evaluation: 8-bit, border crop "
                       f"{s.scale}, ROI thresholds 4..10); bicubic = antialiased torch bicubic",
         "run directory": f"`{_rel(out / 'run', out)}/` (config.yaml, best.pt, last.pt, metrics.csv, val.csv)",
         "verdict (synthetic)": verdict,
@@ -219,7 +221,7 @@ def run_demo(
         results_title="Synthetic test split: model vs bicubic",
         notes=["The demo recipe is shortened for a CPU (see `trainers/demo.py`); "
                "`srtrain fit` without --set trains the paper's recipe.",
-               "How realistic the synthetic data is: `python -m benchmarks.synth_realism` "
+               "How realistic the synthetic data is: `python -m srcaco2.benchmarks.synth_realism` "
                "(real sample vs synthetic, statistic by statistic)."],
         sections=[(f"Real SR-CACO-2 sample (×{s.scale}, {REAL_SAMPLE_MARKER})", real_md)],
         images=[("Training curves", curves)] + ([("Real sample panel", real["panel"])] if real else []),
@@ -240,8 +242,8 @@ def score_real_sample(
     """Score a ×`scale` CELL2 model and bicubic on the real sample's registered pair.
 
     The /`scale` scan is registered to the HR region as a window is (TV-L1 shift on the 512²
-    region, `srdata.real_sample.registered_region`), 64 px are cropped from every side, and both
-    methods are scored with `trainers.metrics.patch_metrics` on the central 384² HR px.
+    region, `srcaco2.srdata.real_sample.registered_region`), 64 px are cropped from every side, and both
+    methods are scored with `srcaco2.trainers.metrics.patch_metrics` on the central 384² HR px.
 
     Parameters
     ----------
@@ -259,10 +261,10 @@ def score_real_sample(
     import numpy as np
     import torch
 
-    from srdata.real_sample import load_real_sample, registered_region
-    from trainers.evaluate import predict_batch
-    from trainers.metrics import patch_metrics
-    from trainers.report import save_panel
+    from srcaco2.srdata.real_sample import load_real_sample, registered_region
+    from srcaco2.trainers.evaluate import predict_batch
+    from srcaco2.trainers.metrics import patch_metrics
+    from srcaco2.trainers.report import save_panel
 
     acq = load_real_sample()
     lr, hr, shift = registered_region(acq[1], acq[int(scale)], int(scale))

@@ -3,9 +3,9 @@
 The benchmark's published archive holds 144 original run directories (docs/protocol.md#weights-archive:
 ``config_model.yml`` + ``best-models/G-model.pth``); runs of this toolkit hold ``best.pt``.
 `discover_runs` finds both at any depth and says what it skips and why; `eval_runs` evaluates
-each exactly as ``srtrain eval`` does (`trainers.evaluate.evaluate_decoded`, the same code path,
+each exactly as ``srtrain eval`` does (`srcaco2.trainers.evaluate.evaluate_decoded`, the same code path,
 hence the same numbers bit for bit) plus the bicubic baseline once per marker × scale, with every
-(marker, scale)'s windows decoded once (`trainers.evaluate.decode_windows`) and reused by all the
+(marker, scale)'s windows decoded once (`srcaco2.trainers.evaluate.decode_windows`) and reused by all the
 runs of that pair.
 
 Output directory ``OUT``::
@@ -155,7 +155,7 @@ class EvalRunsObserver:
 
 # -------------------------------------------------------------------------------------- discovery
 def _original_identity(run_dir: Path) -> tuple[dict[str, Any] | None, str | None]:
-    from trainers._pretrained import infer_original
+    from srcaco2.trainers._pretrained import infer_original
 
     weights = run_dir / ORIGINAL_WEIGHTS
     try:
@@ -172,7 +172,7 @@ def _original_identity(run_dir: Path) -> tuple[dict[str, Any] | None, str | None
 
 
 def _our_identity(path: Path) -> tuple[dict[str, Any] | None, str | None]:
-    from trainers.checkpoints import load_checkpoint
+    from srcaco2.trainers.checkpoints import load_checkpoint
 
     try:
         meta = load_checkpoint(path)["meta"]
@@ -230,7 +230,7 @@ def discover_runs(
     ValueError
         An unknown method, marker or scale in the filters.
     """
-    from trainers.models.registry import MODEL_NAMES
+    from srcaco2.trainers.models.registry import MODEL_NAMES
 
     root = Path(root)
     if not root.exists():
@@ -316,7 +316,7 @@ def discover_runs(
 # ----------------------------------------------------------------------------------------- planning
 def _complete(out: Path, entry: RunEntry, store: str, split: str, n_windows: int) -> bool:
     """True when `out` holds a finished evaluation of `entry` on the same data."""
-    from trainers.evaluate import read_eval
+    from srcaco2.trainers.evaluate import read_eval
 
     if not (out / "windows.csv").is_file():
         return False
@@ -342,7 +342,7 @@ def _complete(out: Path, entry: RunEntry, store: str, split: str, n_windows: int
 
 
 def _count_windows(store: str, split: str, marker: str, scale: int, max_windows: int | None) -> int:
-    from srdata.datasets import WindowDataset
+    from srcaco2.srdata.datasets import WindowDataset
 
     ds = WindowDataset(store, split, scale, marker, max_windows=max_windows)
     try:
@@ -369,7 +369,7 @@ def plan_jobs(
     StoreFormatError, ValueError
         Not a store, or an unknown split.
     """
-    from srdata.schema import SPLITS, open_root, read_attrs
+    from srcaco2.srdata.schema import SPLITS, open_root, read_attrs
 
     store = str(store)
     attrs = read_attrs(open_root(store, mode="r"), where=store)
@@ -405,7 +405,7 @@ def _run_one(
     job: Job, windows: Any, *, device: Any, pixel_size_um: float | None, observer: EvalRunsObserver
 ) -> dict[str, Any]:
     """Evaluate one job on decoded windows and write its results; returns the split's means."""
-    from trainers.evaluate import evaluate_decoded, load_eval_model, write_eval
+    from srcaco2.trainers.evaluate import evaluate_decoded, load_eval_model, write_eval
 
     e = job.entry
     if e.kind == "bicubic":
@@ -458,7 +458,7 @@ def _remove_stale_temporaries(out: Path) -> None:
 
 def _collect_summaries(runs_dir: Path, store: str, split: str) -> list[dict[str, Any]]:
     """Every complete result under ``OUT/runs`` of this store and split (earlier calls included)."""
-    from trainers.evaluate import read_eval
+    from srcaco2.trainers.evaluate import read_eval
 
     out = []
     if not runs_dir.is_dir():
@@ -516,9 +516,9 @@ def eval_runs(
     FileNotFoundError, ValueError, StoreFormatError
         Bad `root`, filters, store or split (before any evaluation).
     """
-    from trainers._ddp import resolve_device
-    from trainers.evaluate import decode_windows, hr_pixel_size_um
-    from trainers.tables import write_tables
+    from srcaco2.trainers._ddp import resolve_device
+    from srcaco2.trainers.evaluate import decode_windows, hr_pixel_size_um
+    from srcaco2.trainers.tables import write_tables
 
     obs = observer or EvalRunsObserver()
     store = str(store)
@@ -575,7 +575,7 @@ def eval_runs(
 
 
 def _read_metrics(out: Path) -> dict[str, Any] | None:
-    from trainers.evaluate import read_eval
+    from srcaco2.trainers.evaluate import read_eval
 
     try:
         return read_eval(out)["metrics"]

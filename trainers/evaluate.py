@@ -1,20 +1,20 @@
 """Evaluation of a model (or the bicubic baseline) on a split of a store, the paper's protocol.
 
 Every window of the split (its 512² patch, in index order) is super-resolved in one pass, scored
-by `trainers.metrics.patch_metrics` (8-bit rounding, border crop = scale, valid 11×11 SSIM, ROI
+by `srcaco2.trainers.metrics.patch_metrics` (8-bit rounding, border crop = scale, valid 11×11 SSIM, ROI
 thresholds 4..10) and written as one CSV row; the split's score is the mean of the per-window
 values (docs/protocol.md#aggregation). An evaluation directory holds ``windows.csv`` and ``summary.json``;
-`trainers.tables` turns many of them into the paper's Tables 4 and 5.
+`srcaco2.trainers.tables` turns many of them into the paper's Tables 4 and 5.
 
 The split's windows are decoded once (`decode_windows`, held as uint8) and scored by
-`evaluate_model`; `evaluate` (``srtrain eval``) and `trainers.eval_runs` (``srtrain eval-runs``,
+`evaluate_model`; `evaluate` (``srtrain eval``) and `srcaco2.trainers.eval_runs` (``srtrain eval-runs``,
 many runs sharing one decode) both go through these two functions, so their numbers are the same
 bit for bit. The decoded split is held in memory as uint8 (≈ 0.3 MB per window: the 1,471 test
 windows of one marker × scale take ≈ 0.4-0.5 GB).
 
 Beyond the paper's protocol, each row also holds the Fourier ring correlation resolution of the
 prediction against the ground truth (`FRC_THRESHOLD`: the fixed 1/7 threshold of
-`trainers.metrics.frc_resolution`, on the same 8-bit, border-cropped images as the other metrics):
+`srcaco2.trainers.metrics.frc_resolution`, on the same 8-bit, border-cropped images as the other metrics):
 ``frc_px`` in HR pixels and ``frc_um`` in micrometres (× the store's HR pixel size; empty when the
 store does not give a positive one). Lower is finer; 2 px (Nyquist) when the correlation never
 falls below the threshold.
@@ -68,7 +68,7 @@ ROW_FIELDS: tuple[str, ...] = (
 resolution in HR pixels / micrometres, beyond the paper's protocol)."""
 
 FRC_THRESHOLD: float = 1.0 / 7.0
-"""The FRC threshold of `trainers.metrics.frc_resolution` (fixed 1/7, not the ½-bit curve)."""
+"""The FRC threshold of `srcaco2.trainers.metrics.frc_resolution` (fixed 1/7, not the ½-bit curve)."""
 
 
 class NonFiniteOutputError(ValueError):
@@ -94,7 +94,7 @@ def check_store_args(store: str | Path, split: str, marker: str, scale: int) -> 
     ValueError
         Unknown split, or a marker / scale the store does not hold.
     """
-    from srdata.schema import SPLITS, open_root, read_attrs
+    from srcaco2.srdata.schema import SPLITS, open_root, read_attrs
 
     attrs = read_attrs(open_root(str(store), mode="r"), where=str(store))
     if split not in SPLITS:
@@ -114,7 +114,7 @@ def check_weight_free_method(method: str | None) -> str:
         No method, an unknown name (with the closest known names), or a network that needs a
         checkpoint.
     """
-    from trainers.models.registry import MODEL_NAMES
+    from srcaco2.trainers.models.registry import MODEL_NAMES
 
     if not method:
         raise ValueError("give a checkpoint (--checkpoint PATH) or --method bicubic")
@@ -154,7 +154,7 @@ def predict_batch(
     """
     import torch
 
-    from trainers.metrics import bicubic_upsample
+    from srcaco2.trainers.metrics import bicubic_upsample
 
     if isinstance(model, str):
         if model != "bicubic":
@@ -172,7 +172,7 @@ class DecodedWindows:
 
     Held compactly (``lr``/``hr`` as uint8, the provenance columns as int64 tensors; the ROI mask
     is not kept: the metrics derive it from the ground truth) and turned back into the loader's
-    float32 batches (``uint8 / 255``, `srdata.transforms.to_float`) on every iteration, so each
+    float32 batches (``uint8 / 255``, `srcaco2.srdata.transforms.to_float`) on every iteration, so each
     pass yields exactly the batches the loader yielded. Iterate it as many times as needed
     (one pass per evaluated model).
 
@@ -202,7 +202,7 @@ class DecodedWindows:
         return len(self._batches)
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
-        from srdata.transforms import to_float
+        from srcaco2.srdata.transforms import to_float
 
         for raw in self._batches:
             yield to_float(raw)
@@ -260,7 +260,7 @@ def decode_windows(
     """
     import numpy as np
 
-    from srdata.loader import make_loader
+    from srcaco2.srdata.loader import make_loader
 
     loader = make_loader(
         str(store), split=split, scale=int(scale), marker=marker, batch_size=batch_size, h_size=512,
@@ -295,7 +295,7 @@ def decode_windows(
 
 def hr_pixel_size_um(store: str | Path) -> float | None:
     """The store's HR pixel size in µm, or None when it does not give a finite positive one."""
-    from srdata.schema import open_root, read_attrs
+    from srcaco2.srdata.schema import open_root, read_attrs
 
     attrs = read_attrs(open_root(str(store), mode="r"), where=str(store))
     px = (attrs.pixel_size_um or {}).get("hr")
@@ -308,7 +308,7 @@ def hr_pixel_size_um(store: str | Path) -> float | None:
 
 def _frc_cells(sr: Any, hr: Any, scale: int, pixel_size_um: float | None) -> dict[str, float | None]:
     """FRC resolution of one window on the metrics' images (8-bit levels, border crop = scale)."""
-    from trainers.metrics import frc_resolution, quantize_8bit
+    from srcaco2.trainers.metrics import frc_resolution, quantize_8bit
 
     b = int(scale)
     e, h = quantize_8bit(sr)[b:-b, b:-b], quantize_8bit(hr)[b:-b, b:-b]
@@ -357,7 +357,7 @@ def evaluate_model(
     """
     import torch
 
-    from trainers.metrics import patch_metrics
+    from srcaco2.trainers.metrics import patch_metrics
 
     was_training = getattr(model, "training", False)
     if not isinstance(model, str):
@@ -398,7 +398,7 @@ def evaluate_model(
 def summarize(rows: list[dict[str, Any]]) -> dict[str, float | None]:
     """The split's means: the six paper metrics (`METRIC_NAMES`), plus ``frc_px`` / ``frc_um`` when
     the rows hold them (``frc_um`` None when any window lacks it)."""
-    from trainers.metrics import METRIC_NAMES, mean_metrics
+    from srcaco2.trainers.metrics import METRIC_NAMES, mean_metrics
 
     means = mean_metrics(rows)
     out: dict[str, float | None] = {k: means[k] for k in METRIC_NAMES}
@@ -407,7 +407,6 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, float | None]:
         um = [r.get("frc_um") for r in rows]
         out["frc_um"] = None if any(v is None for v in um) else float(sum(um) / len(um))
     return out
-
 
 
 def load_eval_model(
@@ -425,10 +424,10 @@ def load_eval_model(
     FileNotFoundError
         No such checkpoint.
     ValueError
-        (`trainers.checkpoints.CheckpointError`) unreadable weights, a layout that does not fit,
+        (`srcaco2.trainers.checkpoints.CheckpointError`) unreadable weights, a layout that does not fit,
         or a method / scale / marker other than asked.
     """
-    from trainers.checkpoints import load_pretrained
+    from srcaco2.trainers.checkpoints import load_pretrained
 
     if not Path(checkpoint).exists():
         raise FileNotFoundError(f"checkpoint {checkpoint} does not exist")
@@ -484,7 +483,7 @@ def evaluate(
         method = check_weight_free_method(method)
     elif method is not None and str(method).lower() == "bicubic":
         raise ValueError("--checkpoint and --method bicubic exclude each other")
-    from trainers._ddp import resolve_device
+    from srcaco2.trainers._ddp import resolve_device
 
     dev = resolve_device(device)
     if checkpoint is None:
@@ -516,7 +515,7 @@ def evaluate_decoded(
 ) -> EvalResult:
     """Evaluate a loaded model (or ``"bicubic"``) on decoded windows as `srtrain eval` does.
 
-    The one scoring path of `evaluate` and `trainers.eval_runs`: bf16 autocast on CUDA, torch
+    The one scoring path of `evaluate` and `srcaco2.trainers.eval_runs`: bf16 autocast on CUDA, torch
     seeded per batch, FRC columns, NaN / inf outputs refused (`NonFiniteOutputError`).
 
     Returns

@@ -1,7 +1,7 @@
 """Training loop (`srtrain fit`): one (method, marker, scale) model on a store, resumable exactly.
 
 `fit` builds the network, the loader and the optimiser from a `RunConfig` and hands them to the
-engine (`trainers.engine`: `train_step`, `TrainLoop`, `Validator`). It trains with bf16 autocast
+engine (`srcaco2.trainers.engine`: `train_step`, `TrainLoop`, `Validator`). It trains with bf16 autocast
 on CUDA (fp32 on CPU; the loss and SSIM always in fp32), validates on the first N val windows with
 the paper's metrics and keeps the best model by ROI PSNR (``best.pt``), and writes ``last.pt``
 atomically (every ``train.checkpoint_every`` steps, at validation and at the end), keeping the one
@@ -14,7 +14,7 @@ Under ``torchrun`` it runs data parallel (NCCL on GPUs, gloo on CPU); rank 0 val
 writes checkpoints.
 
 The step never waits for the device: per-step losses are read every ``train.sync_every`` steps
-and before each validation / checkpoint (`trainers.engine.monitor`), so progress events arrive in
+and before each validation / checkpoint (`srcaco2.trainers.engine.monitor`), so progress events arrive in
 bursts of that many steps.
 
 The library reports through ``callback(event, info)``: ``"start"`` (total_steps,
@@ -30,11 +30,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from trainers._rundir import CsvLog, RunDirError, prepare_run_dir
-from trainers.config import RunConfig, config_from_dict, save_config
-from trainers.engine.loop import TRAIN_FIELDS, VAL_FIELDS, cpu_state, val_interval
-from trainers.engine.monitor import TrainingDivergedError
-from trainers.engine.validation import better as _better
+from srcaco2.trainers._rundir import CsvLog, RunDirError, prepare_run_dir
+from srcaco2.trainers.config import RunConfig, config_from_dict, save_config
+from srcaco2.trainers.engine.loop import TRAIN_FIELDS, VAL_FIELDS, cpu_state, val_interval
+from srcaco2.trainers.engine.monitor import TrainingDivergedError
+from srcaco2.trainers.engine.validation import better as _better
 
 __all__ = ["FitResult", "TrainingDivergedError", "RunDirError", "fit", "val_interval", "TRAIN_FIELDS"]
 
@@ -63,7 +63,7 @@ class FitResult:
 
 
 def _make_train_loader(cfg: RunConfig, rank: int, world: int, *, pin_memory: bool) -> Any:
-    from srdata.loader import make_loader
+    from srcaco2.srdata.loader import make_loader
 
     d = cfg.data
     settings = dataclasses.replace(d.loader, pin_memory=d.loader.pin_memory and pin_memory)
@@ -110,7 +110,7 @@ def fit(
     OSError
         A checkpoint could not be written (e.g. disk full); the previous one stays valid.
     """
-    from trainers import _ddp
+    from srcaco2.trainers import _ddp
 
     dist = _ddp.init_distributed(device)
     out = Path(out_dir)
@@ -145,14 +145,14 @@ def _fit(
 ) -> FitResult:
     import torch
 
-    from trainers import _ddp
-    from trainers._state import WeightEMA, build_optimizer, build_scheduler, set_rng_state
-    from trainers.checkpoints import load_init_weights, load_resume_checkpoint
-    from trainers.engine.loop import TrainLoop
-    from trainers.engine.step import StepContext
-    from trainers.engine.validation import Validator
-    from trainers.losses import SRLoss
-    from trainers.models import build_model
+    from srcaco2.trainers import _ddp
+    from srcaco2.trainers._state import WeightEMA, build_optimizer, build_scheduler, set_rng_state
+    from srcaco2.trainers.checkpoints import load_init_weights, load_resume_checkpoint
+    from srcaco2.trainers.engine.loop import TrainLoop
+    from srcaco2.trainers.engine.step import StepContext
+    from srcaco2.trainers.engine.validation import Validator
+    from srcaco2.trainers.losses import SRLoss
+    from srcaco2.trainers.models import build_model
 
     if dist.is_main:  # only rank 0 checks / clears the run directory; the others wait for it
         prepare_run_dir(out, resume=resume, force=force)

@@ -8,7 +8,7 @@ over the K + 1 outputs — exactly ``[loss(final, H) + Σ_k loss(out_k, H_k)] / 
 SSIM and the accumulation run in float32 whatever the autocast dtype of the network.
 
 With the default SSIM (``ssim_fn=None``) and "same" padding, one output's loss is the fused op
-`kernels.fused_loss.mse_ssim_loss`: on CUDA one Triton forward and one backward kernel read sr (in its
+`srcaco2.kernels.fused_loss.mse_ssim_loss`: on CUDA one Triton forward and one backward kernel read sr (in its
 own dtype, no cast pass) and hr once per pass and write one gradient; elsewhere its torch reference.
 """
 
@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-    from trainers.config import LossConfig
+    from srcaco2.trainers.config import LossConfig
 
 __all__ = ["SRLoss", "image_loss", "resized_target"]
 
@@ -64,11 +64,12 @@ def image_loss(
     hr : (B, 1, H, W) float32 in [0, 1]
 
     ssim_fn : callable, optional
-        SSIM implementation with the signature of `kernels.ssim.ssim`; the benchmark passes
-        ``kernels.ssim.ssim_5conv`` for the original's formulation. Default: the fused MSE − SSIM op
-        (`kernels.fused_loss.mse_ssim_loss`) for "same" padding, `kernels.ssim.ssim` for "valid".
+        SSIM implementation with the signature of `srcaco2.kernels.ssim.ssim`; the benchmark passes
+        ``srcaco2.kernels.ssim.ssim_5conv`` for the original's formulation. Default: the fused MSE − SSIM op
+        (`srcaco2.kernels.fused_loss.mse_ssim_loss`) for "same" padding, `srcaco2.kernels.ssim.ssim` for
+        "valid".
     backend : {"auto", "triton", "torch"}
-        Backend of the default implementations (see `kernels._dispatch`): Triton on CUDA with "auto".
+        Backend of the default implementations (see `srcaco2.kernels._dispatch`): Triton on CUDA with "auto".
 
     Returns
     -------
@@ -80,13 +81,14 @@ def image_loss(
     import torch
 
     if ssim_fn is None and padding == "same":
-        from kernels.fused_loss import mse_ssim_loss
+        from srcaco2.kernels.fused_loss import mse_ssim_loss
 
-        total, mse, s = mse_ssim_loss(sr, hr, l2_weight=l2_weight, ssim_weight=ssim_weight, window=window,
-                                      sigma=sigma, backend=backend)
+        total, mse, s = mse_ssim_loss(
+            sr, hr, l2_weight=l2_weight, ssim_weight=ssim_weight, window=window, sigma=sigma, backend=backend
+        )
         return total.float(), {"mse": mse.detach().float(), "ssim": s.detach().float()}
     if ssim_fn is None:
-        from kernels.ssim import ssim
+        from srcaco2.kernels.ssim import ssim
 
         ssim_fn = functools.partial(ssim, backend=backend)
 
@@ -117,7 +119,7 @@ class SRLoss:
     Examples
     --------
     >>> import torch
-    >>> from trainers.config import LossConfig
+    >>> from srcaco2.trainers.config import LossConfig
     >>> loss, parts = SRLoss(LossConfig())(torch.rand(2, 1, 32, 32), torch.rand(2, 1, 32, 32))
     >>> sorted(parts)
     ['mse', 'ssim']

@@ -271,6 +271,6 @@ def bicubic_upsample(lr: Any, scale: int) -> Any:
     -------
     (B, C, s·h, s·w) float tensor in [0, 1]
     """
-    from trainers.models._interp import antialiased_bicubic
+    from srcaco2.trainers.models._interp import antialiased_bicubic
 
     return antialiased_bicubic(lr, int(scale))

@@ -16,8 +16,8 @@ ENLCN, GRL, ACT, Omni-SR) has no finite exact halo, so its default is whole-imag
 bounds memory at the cost of small differences near core borders.
 
 Memory stays bounded: float accumulators cover one band of tile rows (``(C, s·tile, s·W)``
-float32, reused); finished rows are quantised and handed to a sink (`srdata.ome.OmeImageWriter` for
-`predict_to_store` and `trainers.predict_image`, or a numpy array for `predict_tiled`).
+float32, reused); finished rows are quantised and handed to a sink (`srcaco2.srdata.ome.OmeImageWriter` for
+`predict_to_store` and `srcaco2.trainers.predict_image`, or a numpy array for `predict_tiled`).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from trainers.tiling import (  # re-exported: the geometry lives there
+from srcaco2.trainers.tiling import (  # re-exported: the geometry lives there
     DEFAULT_OVERLAP,
     DEFAULT_TILE,
     Tiling,
@@ -53,9 +53,10 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+
 def __getattr__(attr: str) -> Any:  # PEP 562: INPUT_GRID is derived from the registry on first use
     if attr == "INPUT_GRID":
-        from trainers import tiling
+        from srcaco2.trainers import tiling
 
         return tiling.INPUT_GRID
     raise AttributeError(f"module {__name__!r} has no attribute {attr!r}")
@@ -261,8 +262,8 @@ def predict_tiled(
 
 
 def prediction_path(name: str, tile: int) -> str:
-    """Group of a whole-tile prediction in a store (`srdata.schema.prediction_path`)."""
-    from srdata.schema import prediction_path as _path
+    """Group of a whole-tile prediction in a store (`srcaco2.srdata.schema.prediction_path`)."""
+    from srcaco2.srdata.schema import prediction_path as _path
 
     return _path(name, tile)
 
@@ -291,7 +292,7 @@ def predict_to_store(
     """Predict a whole tile of a store and write it as an OME-NGFF image ``predictions/<name>/<tile>``.
 
     Reads the /`scale` acquisition of `tile_id` (the given markers), writes level 0 row band by
-    row band (`srdata.ome.OmeImageWriter`) into `out_store` (default: the same store) — axes
+    row band (`srcaco2.srdata.ome.OmeImageWriter`) into `out_store` (default: the same store) — axes
     (c, y, x), uint8, HR pixels, the HR chunking and pixel size — then the display levels, then
     the OME metadata and ``attrs["srcaco2_prediction"]`` (markers, scale, source_tile, method,
     tiling), last, so an interrupted prediction is visibly incomplete.
@@ -310,8 +311,8 @@ def predict_to_store(
     str
         The group path written.
     """
-    from srdata.ome import OmeImageWriter
-    from srdata.schema import MARKERS, PREDICTION_ATTRS, image_path, open_root, read_attrs
+    from srcaco2.srdata.ome import OmeImageWriter
+    from srcaco2.srdata.schema import MARKERS, PREDICTION_ATTRS, image_path, open_root, read_attrs
 
     plan = tiling or plan_tiling(method, scale, tile=tile, overlap=overlap, halo=halo, whole=whole)
     src = open_root(store, mode="r")

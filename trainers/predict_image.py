@@ -1,8 +1,8 @@
 """Super-resolve a user's own image file (TIFF or OME-Zarr) into an OME-Zarr image or a TIFF.
 
 The image is read whole (it is the low-resolution input: 1/s² of the output), tiled with the
-network's defaults (`trainers.predict.plan_tiling`), and the output is streamed row band by row
-band into its file (`srdata.ome.OmeImageWriter` or `srdata.images.TiffRowWriter`), so the
+network's defaults (`srcaco2.trainers.predict.plan_tiling`), and the output is streamed row band by row
+band into its file (`srcaco2.srdata.ome.OmeImageWriter` or `srcaco2.srdata.images.TiffRowWriter`), so the
 super-resolved image itself never has to fit in RAM (a 9,344² x8 output passes through one band of
 tile rows at a time).
 
@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from trainers.predict import Tiling, plan_tiling, predict_tiled
+from srcaco2.trainers.predict import Tiling, plan_tiling, predict_tiled
 
 __all__ = ["predict_image", "output_kind", "PREDICTION_INFO_KEY"]
 
@@ -71,7 +71,7 @@ def predict_image(
         ``(B, C, h, w)`` float32 in [0, 1] -> ``(B, C, s·h, s·w)``, in eval mode. Channels are
         predicted one at a time (the benchmark's networks take one channel).
     input_path : str
-        TIFF (2-D or channel-first, uint8 or uint16) or OME-Zarr image (`srdata.images.load_image`).
+        TIFF (2-D or channel-first, uint8 or uint16) or OME-Zarr image (`srcaco2.srdata.images.load_image`).
     output_path : str
         ``*.ome.zarr`` / ``*.zarr`` (OME-NGFF 0.5 multiscales with channel names, colours and the
         pixel size divided by `scale`) or ``*.tif`` / ``*.tiff`` (ImageJ hyperstack).
@@ -110,7 +110,7 @@ def predict_image(
         Missing input, existing output without `overwrite`, a bad format / channel / size; on any
         failure during prediction the partial output is removed.
     """
-    from srdata.images import TiffRowWriter, load_image
+    from srcaco2.srdata.images import TiffRowWriter, load_image
 
     kind = output_kind(output_path)
     img = load_image(input_path)
@@ -127,7 +127,7 @@ def predict_image(
     c, h, w = len(picks), int(img.data.shape[1]), int(img.data.shape[2])
     plan = tiling or plan_tiling(method, s)
     if method is not None:
-        from trainers.models import model_info
+        from srcaco2.trainers.models import model_info
 
         need = model_info(method).min_input_size()
         if min(h, w) < need:
@@ -156,7 +156,7 @@ def predict_image(
     else:
         import zarr
 
-        from srdata.ome import OmeImageWriter
+        from srcaco2.srdata.ome import OmeImageWriter
 
         if os.path.exists(output_path):
             shutil.rmtree(output_path)

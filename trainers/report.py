@@ -198,9 +198,9 @@ def write_window_panels(
     -------
     list of Path, one PNG per window.
     """
-    from srdata.loader import make_loader
-    from trainers.evaluate import predict_batch
-    from trainers.metrics import patch_metrics
+    from srcaco2.srdata.loader import make_loader
+    from srcaco2.trainers.evaluate import predict_batch
+    from srcaco2.trainers.metrics import patch_metrics
 
     loader = make_loader(str(store), split=split, scale=scale, marker=marker, batch_size=1,
                          h_size=512, mode="eval", max_windows=n)  # fmt: skip

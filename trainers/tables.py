@@ -5,7 +5,7 @@ Rows: methods grouped by family (Bicubic | Pre-upsampling | Post-upsampling | It
 their plain mean (over the markers present). The best value of each column within a scale is
 bold. Written as Markdown, CSV and LaTeX.
 
-Also: an FRC table (``kind="frc"``, the FRC resolution columns of `trainers.evaluate`, beyond the
+Also: an FRC table (``kind="frc"``, the FRC resolution columns of `srcaco2.trainers.evaluate`, beyond the
 paper's protocol), the paper's published Tables 4 and 5 (`load_paper_tables`, shipped as
 ``trainers/data/paper_tables.csv``) and the difference ours − paper (`compare_paper`,
 `write_delta`).
@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from trainers.models.registry import FAMILIES  # the paper's families: one home, the registry
+from srcaco2.trainers.models.registry import FAMILIES  # the paper's families: one home, the registry
 
 __all__ = [
     "FAMILIES",
@@ -70,10 +70,10 @@ DELTA_TOLERANCES: dict[str, float] = {"psnr": 0.01, "nrmse": 1e-4, "ssim": 1e-4}
 def method_facts(method: str) -> tuple[str, str]:
     """(family, display name) of a method, as the paper's tables group and print it.
 
-    Read from the model registry (`trainers.models.registry.ModelInfo`), the facts' one home;
+    Read from the model registry (`srcaco2.trainers.models.registry.ModelInfo`), the facts' one home;
     unknown methods: family ``"other"``, the name as given.
     """
-    from trainers.models.registry import UnknownModelError, model_info
+    from srcaco2.trainers.models.registry import UnknownModelError, model_info
 
     try:
         info = model_info(str(method).lower())
@@ -110,7 +110,7 @@ class TableData:
 
 
 def _order_key(method: str) -> tuple[int, int, str]:
-    from trainers.models.registry import model_names
+    from srcaco2.trainers.models.registry import model_names
 
     fam, _ = method_facts(method)
     names = list(model_names())
@@ -174,9 +174,7 @@ def build_table(summaries: Iterable[Mapping[str, Any]], *, kind: str) -> TableDa
             if present:
                 row[(m, "Mean")] = sum(present) / len(present)
         values[key] = row
-    rows = sorted(
-        ((method_facts(m)[0], m, s) for m, s in values), key=lambda r: (_order_key(r[1]), r[2])
-    )
+    rows = sorted(((method_facts(m)[0], m, s) for m, s in values), key=lambda r: (_order_key(r[1]), r[2]))
     best: dict[tuple[int, str, str], float] = {}
     for m, _, pick, _ in metrics:
         for c in _COLS:
@@ -228,9 +226,7 @@ def render_latex(t: TableData) -> str:
     out = [
         r"\begin{tabular}{ll" + "r" * ncols + "}",
         r"\toprule",
-        " & & "
-        + " & ".join(rf"\multicolumn{{4}}{{c}}{{{label}}}" for _, label, _, _ in t.metrics)
-        + r" \\",
+        " & & " + " & ".join(rf"\multicolumn{{4}}{{c}}{{{label}}}" for _, label, _, _ in t.metrics) + r" \\",
         "Method & Scale & " + " & ".join(c for _ in t.metrics for c in _COLS) + r" \\",
         r"\midrule",
     ]

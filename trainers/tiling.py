@@ -2,7 +2,7 @@
 
 `plan_tiling` turns a network's registration (`ModelInfo.receptive_halo`, `ModelInfo.input_grid`)
 into a `Tiling`: core side, overlap, halo and crop grid, and whether the tiled result equals
-whole-image inference. `tile_starts` and `blend_ramp` are the geometry `trainers.predict` uses.
+whole-image inference. `tile_starts` and `blend_ramp` are the geometry `srcaco2.trainers.predict` uses.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ DEFAULT_OVERLAP = 16
 
 def __getattr__(attr: str) -> Any:  # PEP 562: a derived table, computed on first use
     if attr == "INPUT_GRID":
-        from trainers.models import available_models
+        from srcaco2.trainers.models import available_models
 
         return {i.name: i.input_grid for i in available_models() if i.input_grid > 1}
     raise AttributeError(f"module {__name__!r} has no attribute {attr!r}")
@@ -41,7 +41,7 @@ def __getattr__(attr: str) -> Any:  # PEP 562: a derived table, computed on firs
 
 def input_grid(method: str) -> int:
     """Crop alignment (LR px) for `method`: its `ModelInfo.input_grid` (1 for unregistered names)."""
-    from trainers.models import UnknownModelError, model_info
+    from srcaco2.trainers.models import UnknownModelError, model_info
 
     try:
         return model_info(str(method)).input_grid
@@ -120,7 +120,7 @@ def plan_tiling(
     reach: int | None = None
     align = 1
     if method is not None:
-        from trainers.models import model_info
+        from srcaco2.trainers.models import model_info
 
         info = model_info(method)
         reach = info.receptive_halo(scale, overrides)

@@ -5,10 +5,10 @@ For one accepted 640² window, one marker and one scale s: the LR (640/s)² wind
 640² by pixel repetition (PIL NEAREST for an integer factor), TV-L1 (skimage's algorithm with its
 default parameters) estimates the flow (v, u) from the HR plane (reference) to it, and the shift
 is ``(round(mean v), round(mean u))`` in HR pixels. The store keeps the shift in the index;
-`srdata.schema.read_lr_patch` applies it exactly as the original warp + crop + downsample did.
+`srcaco2.srdata.schema.read_lr_patch` applies it exactly as the original warp + crop + downsample did.
 
 Two implementations of the same TV-L1 (`IMPLEMENTATIONS`): ``numba`` (default,
-`srdata.registration.tvl1`, 13-20x faster on one core, the same flows, releases the GIL)
+`srcaco2.srdata.registration.tvl1`, 13-20x faster on one core, the same flows, releases the GIL)
 and ``skimage`` (``skimage.registration.optical_flow_tvl1``, the reference; holds the GIL).
 
 Many windows run as a *stream* (`stream_tasks`): tasks are submitted to a pool - threads, a
@@ -28,7 +28,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from srdata.schema import MARKERS, SCALES, WINDOW_SIZE, acquisition_name
+from srcaco2.srdata.schema import MARKERS, SCALES, WINDOW_SIZE, acquisition_name
 
 __all__ = [
     "DEFAULT_IMPLEMENTATION",
@@ -79,7 +79,7 @@ def optical_flow(
     """
     _check_implementation(implementation)
     if implementation == "numba":
-        from srdata.registration.tvl1 import optical_flow_tvl1
+        from srcaco2.srdata.registration.tvl1 import optical_flow_tvl1
     else:
         from skimage.registration import optical_flow_tvl1
     return optical_flow_tvl1(reference, moving)
@@ -141,7 +141,7 @@ def register_window(
 
 @functools.lru_cache(maxsize=4)
 def _open_store(store: str) -> Any:
-    from srdata.schema import open_root
+    from srcaco2.srdata.schema import open_root
 
     return open_root(store, mode="r")
 
@@ -264,7 +264,7 @@ def stream_tasks(
     if pool == "threads":
         ex: Any = ThreadPoolExecutor(nproc, thread_name_prefix="srdata-reg")
     elif pool == "processes":
-        from srdata import _lifeline
+        from srcaco2.srdata import _lifeline
 
         # the lifeline: pool processes exit within seconds if this process dies (even by kill -9)
         ex = ProcessPoolExecutor(nproc, mp_context=_mp_context(), initializer=_lifeline.initializer())

@@ -3,7 +3,7 @@
 A scan at scale s blurs the specimen as it sees it (its own focus) with its PSF, integrates it
 over s × s HR px at its own stage offset, scales it by its gain, adds background light and shot
 noise (Poisson in photons, ``grey_per_photon`` grey levels each), a detector offset and read
-noise, and rounds to uint8 (the model and its parameters: `srdata.synth.model.SynthParams`).
+noise, and rounds to uint8 (the model and its parameters: `srcaco2.srdata.synth.model.SynthParams`).
 
 Tiles are generated in HR row bands (memory ~ 12 float32 planes of ``(band + margins) × width``)
 with vectorised numpy; everything is a pure function of ``(params, tile)``.
@@ -19,9 +19,9 @@ from collections.abc import Callable
 
 import numpy as np
 
-from srdata.layout import FOLDERS, tile_path
-from srdata.synth.model import LR_SCALES, SCANS, SynthParams
-from srdata.synth.scene import make_specimen, render
+from srcaco2.srdata.layout import FOLDERS, tile_path
+from srcaco2.srdata.synth.model import LR_SCALES, SCANS, SynthParams
+from srcaco2.srdata.synth.scene import make_specimen, render
 
 __all__ = ["synth_tile", "tile_misregistration", "write_synth", "read_synth_params"]
 
@@ -34,7 +34,7 @@ def tile_misregistration(tile: int, params: SynthParams = SynthParams()) -> dict
     The /s scan sees the specimen at HR position ``(y + dy, x + dx)`` where HR sees ``(y, x)``;
     the offset has a random direction and a length uniform in ``params.shift_lr_px`` LR px
     (rounded to HR px), drawn per tile and scan. The registration shift that re-aligns the
-    scan (`srdata.registration.window_shift`) is about ``(-dy, -dx)`` (plus the (s - 1)/2 px
+    scan (`srcaco2.srdata.registration.window_shift`) is about ``(-dy, -dx)`` (plus the (s - 1)/2 px
     centre offset of s × s integration).
     """
     if not params.misregistration:
@@ -144,7 +144,7 @@ def write_synth(
     """
     import tifffile
 
-    from srdata.synth.scene import focus_planes
+    from srcaco2.srdata.synth.scene import focus_planes
 
     if n_tiles < 1:
         raise ValueError(f"n_tiles must be >= 1, got {n_tiles}")
@@ -163,7 +163,7 @@ def write_synth(
             progress(t)
     meta = {
         "kind": "synth",
-        "model": "srdata.synth.SynthParams (see its docstring)",
+        "model": "srcaco2.srdata.synth.SynthParams (see its docstring)",
         "n_tiles": n_tiles,
         "tiles": tiles,
         **params.to_json(),

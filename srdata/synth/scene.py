@@ -12,7 +12,7 @@ import dataclasses
 
 import numpy as np
 
-from srdata.synth.model import SCANS, SynthParams
+from srcaco2.srdata.synth.model import SCANS, SynthParams
 
 __all__ = ["Specimen", "make_specimen", "render", "focus_planes"]
 

@@ -32,13 +32,13 @@ def _sets(*extra: str) -> list[str]:
 
 
 def _srdata(*args: object):
-    from cli.srdata import main
+    from srcaco2.cli.srdata import main
 
     return CliRunner().invoke(main, [str(a) for a in args])
 
 
 def _srtrain(*args: object):
-    from cli.srtrain import main
+    from srcaco2.cli.srtrain import main
 
     return CliRunner().invoke(main, [str(a) for a in args])
 
@@ -57,7 +57,7 @@ def _refused(res, *words: str, code: int | None = None) -> None:
 @pytest.fixture(scope="session")
 def raw(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Three synthetic 1024² tiles in the official raw layout."""
-    from srdata.synth import SynthParams, write_synth
+    from srcaco2.srdata.synth import SynthParams, write_synth
 
     root = tmp_path_factory.mktemp("bad_raw") / "raw"
     # seed 5: accepted windows on every tile (so train, val and test all have some)
@@ -307,7 +307,7 @@ def _first_window_chunk(store: str, split: str = "test") -> tuple[int, int, int,
     """(tile, c, iy, ix) of the HR CELL2 chunk under the centre of the split's first window."""
     import numpy as np
 
-    from srdata.schema import open_root, read_index, split_code
+    from srcaco2.srdata.schema import open_root, read_index, split_code
 
     index = read_index(open_root(store, mode="r"))
     r = int(np.flatnonzero((index["split"] == split_code(split)) & index["accepted"])[0])

@@ -10,8 +10,9 @@ def microscopy_like(shape: tuple[int, ...], seed: int) -> torch.Tensor:
     """(B, C, H, W) float64 in [0, 1]: dark background (≈0.01), a few bright Gaussian blobs, noise."""
     g = torch.Generator().manual_seed(seed)
     b, c, h, w = shape
-    yy, xx = torch.meshgrid(torch.arange(h, dtype=torch.float64), torch.arange(w, dtype=torch.float64),
-                            indexing="ij")
+    yy, xx = torch.meshgrid(
+        torch.arange(h, dtype=torch.float64), torch.arange(w, dtype=torch.float64), indexing="ij"
+    )
     out = torch.full(shape, 0.01, dtype=torch.float64)
     for i in range(b):
         for j in range(c):

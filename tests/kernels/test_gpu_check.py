@@ -1,11 +1,11 @@
-"""benchmarks.gpu_check without a GPU: it stops at once with a message that says what is missing."""
+"""srcaco2.benchmarks.gpu_check without a GPU: it stops at once with a message that says what is missing."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from benchmarks import gpu_check
+from srcaco2.benchmarks import gpu_check
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA device is present")

@@ -1,4 +1,5 @@
-"""kernels._compile: the package's Triton launches compile for sm_90 on this CPU machine (no GPU) within
+"""srcaco2.kernels._compile: the package's Triton launches compile for sm_90 on this CPU machine (no GPU)
+within
 their budgets (no spills, SSIM forward ≤ 128 registers with ≥ 4 blocks/SM, pixel shuffle ≤ 16 SASS
 instructions per element with 128-bit stores). Errors the interpreter tolerates fail here."""
 
@@ -11,7 +12,7 @@ import sys
 
 import pytest
 
-from kernels import _compile
+from srcaco2.kernels import _compile
 
 triton = pytest.importorskip("triton")
 _BIN = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin")
@@ -43,14 +44,39 @@ def test_ci_subset_compiles_for_sm90_within_budgets(tmp_path):
     out = tmp_path / "compile.json"
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     env["PYTHONPATH"] = os.pathsep.join([_ROOT, env.get("PYTHONPATH", "")])
-    proc = subprocess.run([sys.executable, "-m", "benchmarks.kernels", "--compile-only", "--arch", "90",
-                           "--subset", "ci", "--json", str(out)], cwd=_ROOT, env=env, capture_output=True,
-                          text=True, timeout=600)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "srcaco2.benchmarks.kernels",
+            "--compile-only",
+            "--arch",
+            "90",
+            "--subset",
+            "ci",
+            "--json",
+            str(out),
+        ],
+        cwd=_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     rows = json.loads(out.read_text())
     assert {r["kernel"] for r in rows} == {"ssim_fwd", "ssim_bwd", "loss_fwd", "loss_bwd", "pixel_shuffle"}
-    required = {"kernel", "arch", "constexprs", "num_warps", "registers", "spill_bytes", "shared_bytes",
-                "sass_instructions", "blocks_per_sm"}
+    required = {
+        "kernel",
+        "arch",
+        "constexprs",
+        "num_warps",
+        "registers",
+        "spill_bytes",
+        "shared_bytes",
+        "sass_instructions",
+        "blocks_per_sm",
+    }
     for r in rows:
         assert required <= set(r) and r["arch"] == 90
         assert r["registers"] > 0 and r["sass_instructions"] > 50 and r["constexprs"]
@@ -61,7 +87,19 @@ def test_ci_subset_compiles_for_sm90_within_budgets(tmp_path):
 
 
 def test_budget_checker_flags_a_violation():
-    r = _compile.CompileResult(kernel="ssim_fwd", arch=90, constexprs={}, num_warps=4, registers=180,
-                               spill_bytes=8, local_instructions=2, shared_bytes=0, sass_instructions=1000,
-                               blocks_per_sm=2, stores={"32": 1}, loads={}, labels={})
+    r = _compile.CompileResult(
+        kernel="ssim_fwd",
+        arch=90,
+        constexprs={},
+        num_warps=4,
+        registers=180,
+        spill_bytes=8,
+        local_instructions=2,
+        shared_bytes=0,
+        sass_instructions=1000,
+        blocks_per_sm=2,
+        stores={"32": 1},
+        loads={},
+        labels={},
+    )
     assert _compile.budget_failures(r) == ["no_spills", "ssim_fwd_registers"]

@@ -8,11 +8,11 @@ import pytest
 import torch
 from torch import nn
 
-from kernels import _ssim_ops
-from kernels._dispatch import interpreter_enabled
-from kernels.pixel_shuffle import PixelShuffle, _pixel_shuffle_op
-from trainers.config import LossConfig
-from trainers.losses import SRLoss
+from srcaco2.kernels import _ssim_ops
+from srcaco2.kernels._dispatch import interpreter_enabled
+from srcaco2.kernels.pixel_shuffle import PixelShuffle, _pixel_shuffle_op
+from srcaco2.trainers.config import LossConfig
+from srcaco2.trainers.losses import SRLoss
 
 needs_interp = pytest.mark.skipif(
     not (interpreter_enabled() or torch.cuda.is_available()),
@@ -41,8 +41,9 @@ def test_opcheck_pixel_shuffle_op():
     x = _rand(1, 8, 3, 4, seed=4, grad=True) - 0.5
     bias = _rand(8, seed=5, grad=True)
     torch.library.opcheck(_pixel_shuffle_op, (x, 2, None, "", 0.01, None, 0.0, 0.0, False), test_utils=CHECKS)
-    torch.library.opcheck(_pixel_shuffle_op, (x, 2, bias, "relu", 0.01, None, -0.2, 0.3, True),
-                          test_utils=CHECKS)
+    torch.library.opcheck(
+        _pixel_shuffle_op, (x, 2, bias, "relu", 0.01, None, -0.2, 0.3, True), test_utils=CHECKS
+    )
 
 
 class _Tiny(nn.Module):
@@ -68,7 +69,7 @@ def _forward(model, loss_fn, lr, hr):
 
 @pytest.mark.parametrize("path", ["torch", pytest.param("triton", marks=needs_interp)])
 def test_compile_fullgraph_network_and_loss(path, monkeypatch):
-    import kernels.pixel_shuffle as ps_mod
+    import srcaco2.kernels.pixel_shuffle as ps_mod
 
     if path == "triton":  # route the module through the custom op (CUDA does this with "auto")
         real = ps_mod.pixel_shuffle

@@ -1,4 +1,4 @@
-"""kernels._dispatch: backend choice rules; kernel modules import without importing Triton."""
+"""srcaco2.kernels._dispatch: backend choice rules; kernel modules import without importing Triton."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 import pytest
 import torch
 
-from kernels._dispatch import resolve_backend
+from srcaco2.kernels._dispatch import resolve_backend
 
 
 def test_resolve_backend_rules(monkeypatch):
@@ -27,7 +27,9 @@ def test_resolve_backend_rules(monkeypatch):
 
 
 def test_import_is_light():
-    code = ("import sys, kernels.ssim, kernels.pixel_shuffle, kernels._dispatch; "
-            "print('triton' in sys.modules)")
+    code = (
+        "import sys, srcaco2.kernels.ssim, srcaco2.kernels.pixel_shuffle, srcaco2.kernels._dispatch; "
+        "print('triton' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

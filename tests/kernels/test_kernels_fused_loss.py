@@ -1,4 +1,4 @@
-"""kernels.fused_loss: the fused MSE − λ·SSIM(19) loss against an independent float64 formulation (the
+"""srcaco2.kernels.fused_loss: the fused MSE − λ·SSIM(19) loss against an independent float64 formulation (the
 benchmark's 5 dense convs + torch MSE), values and gradients, fp32 and bf16 sr, on shapes that span
 several kernel tiles in both directions (Triton under the interpreter on CPU); bad input."""
 
@@ -7,9 +7,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from kernels._dispatch import interpreter_enabled
-from kernels.fused_loss import mse_ssim_loss
-from kernels.ssim import ssim_5conv
+from srcaco2.kernels._dispatch import interpreter_enabled
+from srcaco2.kernels.fused_loss import mse_ssim_loss
+from srcaco2.kernels.ssim import ssim_5conv
 
 needs_interp = pytest.mark.skipif(
     not (interpreter_enabled() or torch.cuda.is_available()),
@@ -91,8 +91,12 @@ def test_torch_path_matches_independent_reference():
         ((torch.zeros(1, 1, 8, 8, dtype=torch.int32), torch.zeros(1, 1, 8, 8)), {}, TypeError, "dtype"),
         ((torch.zeros(1, 1, 8, 8), torch.zeros(1, 1, 8, 8)), {"window": 4}, ValueError, "odd int"),
         ((torch.zeros(1, 1, 8, 8), torch.zeros(1, 1, 8, 8)), {"sigma": -1.0}, ValueError, "sigma"),
-        ((torch.zeros(1, 1, 8, 8), torch.zeros(1, 1, 8, 8)), {"ssim_weight": float("nan")}, ValueError,
-         "ssim_weight"),
+        (
+            (torch.zeros(1, 1, 8, 8), torch.zeros(1, 1, 8, 8)),
+            {"ssim_weight": float("nan")},
+            ValueError,
+            "ssim_weight",
+        ),
         ((torch.zeros(1, 1, 8, 8), torch.zeros(1, 1, 8, 8)), {"backend": "gpu"}, ValueError, "backend"),
         ((torch.zeros(0, 1, 8, 8), torch.zeros(0, 1, 8, 8)), {}, ValueError, "empty"),
     ],

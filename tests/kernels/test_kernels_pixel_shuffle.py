@@ -1,4 +1,4 @@
-"""kernels.pixel_shuffle: bit-exact equality with torch for every dtype and layout, fused epilogue ==
+"""srcaco2.kernels.pixel_shuffle: bit-exact equality with torch for every dtype and layout, fused epilogue ==
 separate ops, backward == pixel_unshuffle, the module, and bad input (Triton under the interpreter on CPU)."""
 
 from __future__ import annotations
@@ -8,16 +8,26 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kernels._dispatch import interpreter_enabled
-from kernels.pixel_shuffle import ACTIVATIONS, PixelShuffle, pixel_shuffle
+from srcaco2.kernels._dispatch import interpreter_enabled
+from srcaco2.kernels.pixel_shuffle import ACTIVATIONS, PixelShuffle, pixel_shuffle
 
 needs_interp = pytest.mark.skipif(
     not (interpreter_enabled() or torch.cuda.is_available()),
     reason="the Triton path needs CUDA or TRITON_INTERPRET=1 (tests/conftest.py sets it on CPU machines)",
 )
 DEV = "cuda" if torch.cuda.is_available() else "cpu"
-DTYPES = [torch.float32, torch.float16, torch.bfloat16, torch.float64, torch.uint8, torch.int8, torch.int16,
-          torch.int32, torch.int64, torch.bool]
+DTYPES = [
+    torch.float32,
+    torch.float16,
+    torch.bfloat16,
+    torch.float64,
+    torch.uint8,
+    torch.int8,
+    torch.int16,
+    torch.int32,
+    torch.int64,
+    torch.bool,
+]
 # fused epilogue vs separate ops: the kernel rounds once, separate half-precision ops round after each op
 EPI_TOL = {torch.float32: 2e-6, torch.float64: 1e-12, torch.float16: 2e-3, torch.bfloat16: 1.6e-2}
 
@@ -89,18 +99,38 @@ def test_fused_epilogue_equals_separate_ops(activation, dtype):
     kw = {"bias": bias, "activation": activation, "weight": weight, "clamp": (-0.8, 0.9)}
     leaves = [t.clone().requires_grad_(True) for t in (x, bias) + ((weight,) if weight is not None else ())]
     dev = [t.detach().to(DEV).requires_grad_(True) for t in leaves]
-    got = pixel_shuffle(dev[0], 2, backend="triton", bias=dev[1], activation=activation,
-                        weight=dev[2] if weight is not None else None, clamp=kw["clamp"])
+    got = pixel_shuffle(
+        dev[0],
+        2,
+        backend="triton",
+        bias=dev[1],
+        activation=activation,
+        weight=dev[2] if weight is not None else None,
+        clamp=kw["clamp"],
+    )
     want = F.pixel_shuffle(x + bias.view(1, -1, 1, 1), 2)
-    act = {None: lambda t: t, "relu": F.relu, "leaky_relu": F.leaky_relu, "gelu": F.gelu,
-           "sigmoid": torch.sigmoid, "prelu": lambda t: F.prelu(t, weight)}[activation]
+    act = {
+        None: lambda t: t,
+        "relu": F.relu,
+        "leaky_relu": F.leaky_relu,
+        "gelu": F.gelu,
+        "sigmoid": torch.sigmoid,
+        "prelu": lambda t: F.prelu(t, weight),
+    }[activation]
     want = act(want).clamp(-0.8, 0.9)
     assert got.dtype == dtype
     torch.testing.assert_close(got.cpu(), want, rtol=0, atol=EPI_TOL[dtype])
     # gradients of the fused op (recomputed in torch) against autograd through the separate ops
     up = torch.randn(got.shape, generator=g).to(dtype)
-    ref = pixel_shuffle(leaves[0], 2, backend="torch", bias=leaves[1], activation=activation,
-                        weight=leaves[2] if weight is not None else None, clamp=kw["clamp"])
+    ref = pixel_shuffle(
+        leaves[0],
+        2,
+        backend="torch",
+        bias=leaves[1],
+        activation=activation,
+        weight=leaves[2] if weight is not None else None,
+        clamp=kw["clamp"],
+    )
     for a, b in zip(torch.autograd.grad(got, dev, up.to(DEV)), torch.autograd.grad(ref, leaves, up)):
         torch.testing.assert_close(a.cpu(), b, rtol=0, atol=EPI_TOL[dtype] * max(1.0, b.abs().max().item()))
 
@@ -126,8 +156,12 @@ def test_module_has_no_parameters_and_matches_torch():
         ((torch.zeros(1, 4, 3, 3), 2), {"activation": "tanh"}, ValueError, "'relu', 'leaky_relu'"),
         ((torch.zeros(1, 4, 3, 3), 2), {"bias": torch.zeros(1)}, ValueError, r"\(4,\) tensor"),
         ((torch.zeros(1, 4, 3, 3), 2), {"activation": "prelu"}, ValueError, "weight is required"),
-        ((torch.zeros(1, 8, 3, 3), 2), {"activation": "prelu", "weight": torch.ones(3)}, ValueError,
-         r"\(1,\) or \(2,\)"),
+        (
+            (torch.zeros(1, 8, 3, 3), 2),
+            {"activation": "prelu", "weight": torch.ones(3)},
+            ValueError,
+            r"\(1,\) or \(2,\)",
+        ),
         ((torch.zeros(1, 4, 3, 3), 2), {"clamp": (1.0, 0.0)}, ValueError, "lo <= hi"),
         (([[1.0]], 2), {}, TypeError, "torch.Tensor"),
     ],
@@ -147,20 +181,24 @@ def test_bad_input(args, kwargs, exc, match):
     ],
 )
 def test_spans_several_programs(shape, r, layout):
-    from kernels.pixel_shuffle import config
+    from srcaco2.kernels.pixel_shuffle import config
 
     x = _input(torch.float32, shape, seed=7)
     if layout == "channels_last":
         x = x.to(memory_format=torch.channels_last)
     b, c, h, w = shape
     br, bw, _ = config(c // (r * r), h * r, w * r, layout == "channels_last")
-    grid = (-(-w * r // br), -(-c // (r * r) // bw)) if layout == "channels_last" else \
-        (-(-h * r // br), -(-w * r // bw))
+    grid = (
+        (-(-w * r // br), -(-c // (r * r) // bw))
+        if layout == "channels_last"
+        else (-(-h * r // br), -(-w * r // bw))
+    )
     assert max(grid) >= 2
     assert _same_bits(pixel_shuffle(x.to(DEV), r, backend="triton").cpu(), F.pixel_shuffle(x, r))
     bias = torch.randn(c, generator=torch.Generator().manual_seed(1))
-    got = pixel_shuffle(x.to(DEV), r, bias=bias.to(DEV), activation="relu", clamp=(0.0, 1.5),
-                        backend="triton")
+    got = pixel_shuffle(
+        x.to(DEV), r, bias=bias.to(DEV), activation="relu", clamp=(0.0, 1.5), backend="triton"
+    )
     want = F.pixel_shuffle(x + bias.view(1, -1, 1, 1), r).relu().clamp(0.0, 1.5)
     torch.testing.assert_close(got.cpu(), want, rtol=0, atol=2e-6, equal_nan=True)
 

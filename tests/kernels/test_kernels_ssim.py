@@ -1,4 +1,4 @@
-"""kernels.ssim: the torch reference against skimage and the 5-conv formulation; the Triton kernel
+"""srcaco2.kernels.ssim: the torch reference against skimage and the 5-conv formulation; the Triton kernel
 (under TRITON_INTERPRET=1 on CPU) against the float64 reference, values and gradients; bad input."""
 
 from __future__ import annotations
@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from kernels import ssim as ssim_mod
-from kernels._dispatch import interpreter_enabled
-from kernels.ssim import _reference, ssim, ssim_5conv, ssim_loss
+from srcaco2.kernels import ssim as ssim_mod
+from srcaco2.kernels._dispatch import interpreter_enabled
+from srcaco2.kernels.ssim import _reference, ssim, ssim_5conv, ssim_loss
 
 needs_interp = pytest.mark.skipif(
     not (interpreter_enabled() or torch.cuda.is_available()),
@@ -47,13 +47,27 @@ def test_reference_matches_skimage_valid_11(pair, kind, data_range):
 
     x, y = pair((3, 1, 40, 36), seed=7, kind=kind)
     x, y = x * data_range, y * data_range
-    ours = ssim(x, y, window=11, sigma=1.5, padding="valid", data_range=data_range, reduction="per_image",
-                backend="torch")
+    ours = ssim(
+        x,
+        y,
+        window=11,
+        sigma=1.5,
+        padding="valid",
+        data_range=data_range,
+        reduction="per_image",
+        backend="torch",
+    )
     # skimage filters the whole image (reflect padding) then drops (win - 1) / 2 = 5 px per side and
     # averages: that is exactly the mean of the valid map.
     ref = [
-        structural_similarity(x[i, 0].numpy(), y[i, 0].numpy(), gaussian_weights=True, sigma=1.5,
-                              use_sample_covariance=False, data_range=data_range)
+        structural_similarity(
+            x[i, 0].numpy(),
+            y[i, 0].numpy(),
+            gaussian_weights=True,
+            sigma=1.5,
+            use_sample_covariance=False,
+            data_range=data_range,
+        )
         for i in range(3)
     ]
     np.testing.assert_allclose(ours.numpy(), np.array(ref), rtol=0, atol=1e-10)
@@ -63,8 +77,14 @@ def test_reference_matches_skimage_valid_11(pair, kind, data_range):
 @pytest.mark.parametrize("padding", ["same", "valid"])
 def test_reference_gradcheck(pair, padding):
     x, y = pair((1, 2, 7, 8), seed=3)
-    mask = torch.rand((1, 1, 7, 8) if padding == "same" else (1, 1, 3, 4), dtype=torch.float64,
-                      generator=torch.Generator().manual_seed(1)) > 0.3
+    mask = (
+        torch.rand(
+            (1, 1, 7, 8) if padding == "same" else (1, 1, 3, 4),
+            dtype=torch.float64,
+            generator=torch.Generator().manual_seed(1),
+        )
+        > 0.3
+    )
     x.requires_grad_(True)
     y.requires_grad_(True)
 
@@ -171,7 +191,9 @@ def test_kernel_gradcheck_fp64(pair):
     for padding in ("same", "valid"):
         assert torch.autograd.gradcheck(
             lambda a, b, p=padding: ssim(a.to(DEV), b.to(DEV), window=3, padding=p, backend="triton"),
-            (x, y), fast_mode=True)
+            (x, y),
+            fast_mode=True,
+        )
 
 
 @needs_interp
@@ -258,7 +280,7 @@ def test_kernel_spans_several_tiles_in_both_directions(pair, padding):
 
 
 def test_taps_are_cached_per_device_and_dtype():
-    from kernels import _ssim_ops
+    from srcaco2.kernels import _ssim_ops
 
     a = _ssim_ops.taps(19, 1.5, torch.float32, torch.device("cpu"))
     assert a is _ssim_ops.taps(19, 1.5, torch.float32, torch.device("cpu"))  # no new copy per call

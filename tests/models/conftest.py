@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import torch
 
-from trainers.models import build_model, reference_layout
+from srcaco2.trainers.models import build_model, reference_layout
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from trainers.models.registry import build_model, model_info
+from srcaco2.trainers.models.registry import build_model, model_info
 
 TINY = dict(n_feats=8, n_resgroups=2, n_resblocks=1, reduction=4, n_heads=4, n_layers=4, n_fusionblocks=2)
 

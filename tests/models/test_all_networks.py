@@ -1,8 +1,8 @@
-"""Cross-network checks: every registered network at tiny widths (`trainers.models.tiny`).
+"""Cross-network checks: every registered network at tiny widths (`srcaco2.trainers.models.tiny`).
 
 Per network and scale: odd input sizes and the smallest accepted size, bf16 autocast on CPU,
 train-mode forward/backward (multi-output lists, final last), the computed receptive halo against
-autograd, and tiled inference (`trainers.predict.predict_tiled`) against whole-image inference:
+autograd, and tiled inference (`srcaco2.trainers.predict.predict_tiled`) against whole-image inference:
 exact (±1 in 8 bits) for local networks with halo >= the receptive radius, small and seam-free
 for global / window-attention networks; and a control showing that the seam measure does catch
 unblended tiles.
@@ -16,9 +16,15 @@ import numpy as np
 import pytest
 import torch
 
-from trainers.models import MODEL_NAMES, build_model, model_info
-from trainers.models.tiny import GLOBAL_MODELS, TINY_OVERRIDES, min_input_size, receptive_halo, tiny_overrides
-from trainers.predict import input_grid, plan_tiling, predict_tiled, tile_starts
+from srcaco2.trainers.models import MODEL_NAMES, build_model, model_info
+from srcaco2.trainers.models.tiny import (
+    GLOBAL_MODELS,
+    TINY_OVERRIDES,
+    min_input_size,
+    receptive_halo,
+    tiny_overrides,
+)
+from srcaco2.trainers.predict import input_grid, plan_tiling, predict_tiled, tile_starts
 
 SCALES = (2, 4)
 CASES = [(n, s) for n in MODEL_NAMES for s in SCALES]

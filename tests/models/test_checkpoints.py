@@ -9,21 +9,29 @@ from pathlib import Path
 import pytest
 import torch
 
-from trainers.checkpoints import (
+from srcaco2.trainers.checkpoints import (
     CHECKPOINT_FORMAT,
     CheckpointError,
     load_checkpoint,
     load_pretrained,
     save_checkpoint,
 )
-from trainers.models import build_model
+from srcaco2.trainers.models import build_model
 
 TINY = dict(num_features=8, num_trunk_layers=1)
 
 
 def _meta(**kw) -> dict:
-    return {"method": "vdsr", "scale": 2, "marker": "CELL1", "in_channels": 1, "overrides": dict(TINY),
-            "step": 7, "epoch": 1, **kw}
+    return {
+        "method": "vdsr",
+        "scale": 2,
+        "marker": "CELL1",
+        "in_channels": 1,
+        "overrides": dict(TINY),
+        "step": 7,
+        "epoch": 1,
+        **kw,
+    }
 
 
 def _save_tiny(path: Path, **meta) -> tuple[torch.nn.Module, Path]:
@@ -34,8 +42,9 @@ def _save_tiny(path: Path, **meta) -> tuple[torch.nn.Module, Path]:
     opt.step()
     state = {"optimizer": opt.state_dict(), "rng": (1, [2, 3])}
     cfg = {"data": {"scale": 2}, "lr": 1e-4}
-    out = save_checkpoint(path, model_state=model.state_dict(), config=cfg, meta=_meta(**meta),
-                          training_state=state)
+    out = save_checkpoint(
+        path, model_state=model.state_dict(), config=cfg, meta=_meta(**meta), training_state=state
+    )
     return model, out
 
 
@@ -56,8 +65,9 @@ def test_save_load_roundtrip_is_weights_only(tmp_path: Path) -> None:
 def test_save_refuses_objects_that_weights_only_cannot_read(tmp_path: Path) -> None:
     model = build_model("vdsr", 2, **TINY)
     with pytest.raises(TypeError, match=r"config\['root'\].*PosixPath"):
-        save_checkpoint(tmp_path / "a.pt", model_state=model.state_dict(), config={"root": tmp_path},
-                        meta=_meta())
+        save_checkpoint(
+            tmp_path / "a.pt", model_state=model.state_dict(), config={"root": tmp_path}, meta=_meta()
+        )
     with pytest.raises(ValueError, match="method"):
         save_checkpoint(tmp_path / "a.pt", model_state=model.state_dict(), config={}, meta={"scale": 2})
     assert not list(tmp_path.iterdir())
@@ -90,8 +100,9 @@ def test_load_pretrained_our_checkpoint(tmp_path: Path) -> None:
     assert type(loaded2) is type(loaded)
 
 
-@pytest.mark.parametrize("kw, what", [({"method": "srcnn"}, "method"), ({"scale": 4}, "scale"),
-                                      ({"marker": "CELL2"}, "marker")])
+@pytest.mark.parametrize(
+    "kw, what", [({"method": "srcnn"}, "method"), ({"scale": 4}, "scale"), ({"marker": "CELL2"}, "marker")]
+)
 def test_load_pretrained_refuses_another_method_scale_or_marker(tmp_path: Path, kw, what) -> None:
     _, path = _save_tiny(tmp_path / "best.pt")
     with pytest.raises(CheckpointError, match=f"{what}="):
@@ -99,8 +110,12 @@ def test_load_pretrained_refuses_another_method_scale_or_marker(tmp_path: Path, 
 
 
 def _original_run(root: Path, net: str, scale: int, cell: str, yml: str | None = None) -> Path:
-    run = (root / net / f"caco2_train_X_{scale}_in_{512 // scale}_out_512_cell_{cell}" /
-           f"id_01_11_2024_23_29_32_039193__8492855-tsk_super-resolution-x_{scale}-netG_{net}-sd_0-l2_yes-ssim_yes")
+    run = (
+        root
+        / net
+        / f"caco2_train_X_{scale}_in_{512 // scale}_out_512_cell_{cell}"
+        / f"id_01_11_2024_23_29_32_039193__8492855-tsk_super-resolution-x_{scale}-netG_{net}-sd_0-l2_yes-ssim_yes"  # noqa: E501
+    )
     (run / "best-models").mkdir(parents=True)
     if yml is not None:
         (run / "config_model.yml").write_text(yml)
@@ -110,8 +125,10 @@ def _original_run(root: Path, net: str, scale: int, cell: str, yml: str | None =
 def test_load_pretrained_original_run_dir_from_yml(tmp_path: Path) -> None:
     torch.manual_seed(2)
     src = build_model("drrn", 8).eval()
-    yml = ("net_type: DRRN\nscale: 8\ntrain_dsets: caco2_train_X_8_in_64_out_512_cell_CELL0\n"
-           "num_residual_units: 25\nbetas: !!python/tuple [0.9, 0.999]\n")
+    yml = (
+        "net_type: DRRN\nscale: 8\ntrain_dsets: caco2_train_X_8_in_64_out_512_cell_CELL0\n"
+        "num_residual_units: 25\nbetas: !!python/tuple [0.9, 0.999]\n"
+    )
     # the directory names disagree with the yml: the yml wins
     run = _original_run(tmp_path / "a", net="VDSR", scale=2, cell="CELL1", yml=yml)
     torch.save(src.state_dict(), run / "best-models" / "G-model.pth")
@@ -180,8 +197,10 @@ def test_pickle_with_code_is_refused(tmp_path: Path) -> None:
 
 
 def test_original_yml_hyperparameters_become_overrides(tmp_path: Path) -> None:
-    yml = ("netG: DBPN\nscale: 2\nbase_filter: 4\nfeat: 8\n"
-           "test_dsets: caco2_test_X_2_in_256_out_512_cell_CELL2\n")
+    yml = (
+        "netG: DBPN\nscale: 2\nbase_filter: 4\nfeat: 8\n"
+        "test_dsets: caco2_test_X_2_in_256_out_512_cell_CELL2\n"
+    )
     run = _original_run(tmp_path, net="DBPN", scale=2, cell="CELL2", yml=yml)
     weights = build_model("dbpn", 2, base_filter=4, feat=8).state_dict()
     torch.save(weights, run / "best-models" / "G-model.pth")
@@ -191,7 +210,9 @@ def test_original_yml_hyperparameters_become_overrides(tmp_path: Path) -> None:
 
 
 def test_unsupported_version_is_refused(tmp_path: Path) -> None:
-    torch.save({"format": CHECKPOINT_FORMAT, "version": 99, "model": {}, "config": {}, "meta": {}},
-               tmp_path / "future.pt")
+    torch.save(
+        {"format": CHECKPOINT_FORMAT, "version": 99, "model": {}, "config": {}, "meta": {}},
+        tmp_path / "future.pt",
+    )
     with pytest.raises(CheckpointError, match="version 99"):
         load_checkpoint(tmp_path / "future.pt")

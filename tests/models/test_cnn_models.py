@@ -13,9 +13,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from trainers.models import build_model
-from trainers.models._interp import antialiased_bicubic, opencv_bicubic_uint8, torch_bicubic
-from trainers.models.dfcan import fft_power_spectrum
+from srcaco2.trainers.models import build_model
+from srcaco2.trainers.models._interp import antialiased_bicubic, opencv_bicubic_uint8, torch_bicubic
+from srcaco2.trainers.models.dfcan import fft_power_spectrum
 
 MINE = ["srcnn", "vdsr", "drrn", "memnet", "dfcan", "mslapsrn", "dbpn", "srfbn", "prosr"]
 MULTI = {"srfbn", "prosr", "mslapsrn"}
@@ -73,8 +73,9 @@ def test_tiny_forward_backward(name: str, scale: int) -> None:
     assert final.shape == (1, 1, h * scale, w * scale)
     loss.backward()
     unused = {f"init_conv_{k}." for k in range(1, LEVELS[scale])} if name == "prosr" else set()
-    grads = [p.grad for n, p in model.named_parameters()
-             if p.requires_grad and not n.startswith(tuple(unused))]
+    grads = [
+        p.grad for n, p in model.named_parameters() if p.requires_grad and not n.startswith(tuple(unused))
+    ]
     assert grads and all(g is not None and torch.isfinite(g).all() for g in grads)
     assert any(g.abs().sum() > 0 for g in grads)
 

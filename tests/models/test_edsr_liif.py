@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from trainers.models.edsr_liif import make_coord
-from trainers.models.registry import build_model, model_info
+from srcaco2.trainers.models.edsr_liif import make_coord
+from srcaco2.trainers.models.registry import build_model, model_info
 
 TINY = dict(n_feats=4, n_resblocks=2, hidden_list=[16, 16])
 

@@ -9,8 +9,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from trainers.models.enlcn import ENLCA, gaussian_orthogonal_random_matrix
-from trainers.models.registry import build_model, model_info
+from srcaco2.trainers.models.enlcn import ENLCA, gaussian_orthogonal_random_matrix
+from srcaco2.trainers.models.registry import build_model, model_info
 
 TINY = dict(n_feats=8, n_resblock=2)
 

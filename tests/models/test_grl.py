@@ -6,8 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from trainers.models._grl_blocks import BUFFER_NAMES, table_index_mask
-from trainers.models.registry import build_model, model_info
+from srcaco2.trainers.models._grl_blocks import BUFFER_NAMES, table_index_mask
+from srcaco2.trainers.models.registry import build_model, model_info
 
 TINY = {
     "embed_dim": 36,

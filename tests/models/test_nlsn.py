@@ -6,8 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from trainers.models.nlsn import NonLocalSparseAttention
-from trainers.models.registry import build_model, model_info
+from srcaco2.trainers.models.nlsn import NonLocalSparseAttention
+from srcaco2.trainers.models.registry import build_model, model_info
 
 TINY = dict(n_feats=8, n_resblocks=2, chunk_size=16, n_hashes=2)
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from trainers.models.registry import build_model, model_info
+from srcaco2.trainers.models.registry import build_model, model_info
 
 TINY = {"num_feat": 16, "res_num": 1, "block_num": 1}
 

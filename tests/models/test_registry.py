@@ -7,7 +7,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from trainers.models import (
+from srcaco2.trainers.models import (
     MODEL_NAMES,
     UnknownModelError,
     available_models,
@@ -45,8 +45,13 @@ def test_available_models_lists_all_seventeen() -> None:
     infos = available_models()
     assert [i.name for i in infos] == list(MODEL_NAMES)
     assert len(infos) == 17
-    assert {i.family for i in infos} <= {"bicubic", "pre-upsampling", "post-upsampling",
-                                         "iterative up-and-down", "progressive"}
+    assert {i.family for i in infos} <= {
+        "bicubic",
+        "pre-upsampling",
+        "post-upsampling",
+        "iterative up-and-down",
+        "progressive",
+    }
     assert {i.name for i in infos if i.multi_output} == {"srfbn", "prosr", "mslapsrn"}
 
 
@@ -69,7 +74,7 @@ def test_every_builder_refuses_an_unknown_override_the_same_way(name: str) -> No
 
 
 def test_resolve_hparams_merges_skips_none_and_guards_builder_names() -> None:
-    from trainers.models._hparams import resolve_hparams
+    from srcaco2.trainers.models._hparams import resolve_hparams
 
     defaults = {"a": 1, "b": [2], "upscale": 4}
     hp = resolve_hparams("m", defaults, {"a": None, "b": [5]}, fixed={"upscale": 8})
@@ -82,7 +87,7 @@ def test_resolve_hparams_merges_skips_none_and_guards_builder_names() -> None:
 
 
 def test_methods_cli_table_and_json() -> None:
-    from cli.srtrain import main
+    from srcaco2.cli.srtrain import main
 
     runner = CliRunner()
     res = runner.invoke(main, ["methods"])

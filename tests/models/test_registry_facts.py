@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from trainers.models import FAMILIES, MODEL_NAMES, available_models, model_info, register_model
-from trainers.models.registry import _discover
+from srcaco2.trainers.models import FAMILIES, MODEL_NAMES, available_models, model_info, register_model
+from srcaco2.trainers.models.registry import _discover
 
 
 def test_every_module_registers_one_model_with_every_fact() -> None:
@@ -38,7 +38,7 @@ def test_benchmark_halos_are_the_computed_ones() -> None:
 def test_display_names_and_families_match_the_paper_tables() -> None:
     """The paper's Table 4 rows, in order: family, then the name as printed (docs/protocol.md#method-table,
     #tables)."""
-    from trainers import tables
+    from srcaco2.trainers import tables
 
     paper_rows = [
         ("bicubic", "bicubic", "Bicubic"),
@@ -60,7 +60,7 @@ def test_display_names_and_families_match_the_paper_tables() -> None:
 
 
 def test_predict_input_grid_is_derived() -> None:
-    from trainers import predict
+    from srcaco2.trainers import predict
 
     assert predict.INPUT_GRID == {"swinir": 8, "grl": 8, "omnisr": 8, "act": 3}
     assert predict.input_grid("SwinIR") == 8 and predict.input_grid("vdsr") == 1
@@ -68,7 +68,7 @@ def test_predict_input_grid_is_derived() -> None:
 
 
 def test_tiny_tables_are_derived() -> None:
-    from trainers.models import tiny
+    from srcaco2.trainers.models import tiny
 
     assert set(tiny.TINY_OVERRIDES) == set(MODEL_NAMES)
     assert tiny.GLOBAL_MODELS == frozenset(i.name for i in available_models() if i.is_global)
@@ -95,10 +95,10 @@ def test_a_registration_lacking_a_fact_is_refused() -> None:
 
 
 def test_a_registration_outside_its_own_module_or_twice_is_refused() -> None:
-    with pytest.raises(ValueError, match="must be registered by module trainers.models.newnet"):
+    with pytest.raises(ValueError, match="must be registered by module srcaco2.trainers.models.newnet"):
         register_model("newnet", **_FACTS, reach=lambda s, hp: 1)(_builder)
     model_info("vdsr")
-    _builder.__module__ = "trainers.models.vdsr"
+    _builder.__module__ = "srcaco2.trainers.models.vdsr"
     try:
         with pytest.raises(ValueError, match="registered twice"):
             register_model("vdsr", **_FACTS, reach=lambda s, hp: 1)(_builder)
@@ -107,7 +107,7 @@ def test_a_registration_outside_its_own_module_or_twice_is_refused() -> None:
 
 
 def test_a_broken_module_is_listed_last_and_hides_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
-    from trainers.models import registry
+    from srcaco2.trainers.models import registry
 
     found = registry._discover()
     monkeypatch.setattr(registry, "_discover", lambda: (*found, "aaa_broken"))

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from trainers.models.registry import build_model, model_info
+from srcaco2.trainers.models.registry import build_model, model_info
 
 TINY = {"embed_dim": 12, "depths": [2, 2], "num_heads": [2, 2], "img_size": 16}
 

@@ -11,7 +11,7 @@ import pytest
 @pytest.fixture(scope="session")
 def raw_tiny_cache(tmp_path_factory: pytest.TempPathFactory) -> str:
     """Two synthetic 768² tiles (one accepted 640² window each, seed 5) in the official raw layout."""
-    from srdata.synth import SynthParams, write_synth
+    from srcaco2.srdata.synth import SynthParams, write_synth
 
     root = tmp_path_factory.mktemp("rel_raw") / "raw"
     write_synth(root, n_tiles=2, params=SynthParams(hr_size=768, seed=5))
@@ -29,7 +29,7 @@ def raw_tiny(raw_tiny_cache: str, tmp_path: Path) -> str:
 @pytest.fixture(scope="session")
 def raw_small(tmp_path_factory: pytest.TempPathFactory) -> str:
     """Three synthetic 1024² tiles (four windows each): enough for a split with train/val/test."""
-    from srdata.synth import SynthParams, write_synth
+    from srcaco2.srdata.synth import SynthParams, write_synth
 
     root = tmp_path_factory.mktemp("rel_raw_small") / "raw"
     # seed 5: accepted windows on every tile (so train, val and test all have some)
@@ -40,7 +40,7 @@ def raw_small(tmp_path_factory: pytest.TempPathFactory) -> str:
 @pytest.fixture(scope="session")
 def store_small(raw_small: str, tmp_path_factory: pytest.TempPathFactory) -> str:
     """A format-2 store built from `raw_small` (no registration, 256 px chunks); copy before damaging."""
-    from srdata.build import BuildConfig, build_store
+    from srcaco2.srdata.build import BuildConfig, build_store
 
     path = tmp_path_factory.mktemp("rel_store") / "s.zarr"
     build_store(raw_small, str(path), BuildConfig(register=False, chunk=256))

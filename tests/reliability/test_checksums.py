@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from srdata.integrity import ChunkError, find_bad_chunk, has_checksums, missing_chunks
-from srdata.schema import image_path, open_root
+from srcaco2.srdata.integrity import ChunkError, find_bad_chunk, has_checksums, missing_chunks
+from srcaco2.srdata.schema import image_path, open_root
 
 
 def _copy(store: str, tmp_path: Path) -> Path:
@@ -24,7 +24,7 @@ def _copy(store: str, tmp_path: Path) -> Path:
 
 
 def _srdata(*args: object):
-    from cli.srdata import main
+    from srcaco2.cli.srdata import main
 
     return CliRunner().invoke(main, [str(a) for a in args])
 
@@ -81,7 +81,7 @@ def test_random_four_byte_flips_are_all_detected(store_small, tmp_path):
 
 @pytest.mark.parametrize("workers", [0, 2])
 def test_loader_stops_with_one_line_naming_the_chunk(store_small, tmp_path, workers):
-    from srdata.loader import make_loader
+    from srcaco2.srdata.loader import make_loader
 
     bad = _copy(store_small, tmp_path)
     loader = make_loader(str(bad), "test", 4, "CELL2", 1, 512, mode="eval", num_workers=workers)
@@ -106,7 +106,7 @@ def _as_format_1(path: Path) -> None:
     import zarr
     from zarr.codecs import BloscCodec
 
-    from srdata.writer import COMPRESSION
+    from srcaco2.srdata.writer import COMPRESSION
 
     root = zarr.open_group(str(path), mode="r+")
 
@@ -138,8 +138,8 @@ def _as_format_1(path: Path) -> None:
 
 
 def test_format_1_store_stays_readable_and_is_flagged(store_small, tmp_path):
-    from srdata.inspect import store_info, verify_store
-    from srdata.loader import make_loader
+    from srcaco2.srdata.inspect import store_info, verify_store
+    from srcaco2.srdata.loader import make_loader
 
     v1 = _copy(store_small, tmp_path)
     _as_format_1(v1)
@@ -168,7 +168,7 @@ def test_resuming_a_format_1_store_is_refused(store_small, raw_small, tmp_path):
 @pytest.mark.parametrize("scheme", ["file", "memory"])
 def test_build_into_an_fsspec_url(raw_tiny, tmp_path, scheme):
     """`srdata build RAW file:///abs/new/folders/s.zarr` (the audit: always failed) and memory://."""
-    from srdata.inspect import verify_store
+    from srcaco2.srdata.inspect import verify_store
 
     url = (
         f"file://{tmp_path}/new/folders/s.zarr"
@@ -184,8 +184,8 @@ def test_build_into_an_fsspec_url(raw_tiny, tmp_path, scheme):
 
 
 def test_import_patches_takes_the_store_lease(tmp_path):
-    from srdata.import_patches import import_patches
-    from srdata.lease import StoreLockedError, store_lease
+    from srcaco2.srdata.import_patches import import_patches
+    from srcaco2.srdata.lease import StoreLockedError, store_lease
 
     store = str(tmp_path / "s.zarr")
     with store_lease(store, operation="srdata build"):

@@ -1,4 +1,5 @@
-"""One writer per store (`srdata.lease`): refusal naming the holder, stale takeover, heartbeat, URLs."""
+"""One writer per store (`srcaco2.srdata.lease`): refusal naming the holder, stale takeover, heartbeat,
+URLs."""
 
 from __future__ import annotations
 
@@ -13,14 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from srdata.lease import (
+from srcaco2.srdata.lease import (
     LeaseLostError,
     StoreLockedError,
     lease_path,
     read_lease,
     store_lease,
 )
-from srdata.storefs import StoreNotWritableError
+from srcaco2.srdata.storefs import StoreNotWritableError
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -172,13 +173,13 @@ def test_two_concurrent_builds_one_refused_store_verifies(raw_tiny, tmp_path):
     """The audit's case: two builds on one store. One is refused naming the other; the store verifies."""
     from click.testing import CliRunner
 
-    from cli.srdata import main
-    from srdata.inspect import verify_store
+    from srcaco2.cli.srdata import main
+    from srcaco2.srdata.inspect import verify_store
 
     store = tmp_path / "s.zarr"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     first = subprocess.Popen(
-        [sys.executable, "-m", "cli.srdata", "build", raw_tiny, str(store), "--chunk", "256",
+        [sys.executable, "-m", "srcaco2.cli.srdata", "build", raw_tiny, str(store), "--chunk", "256",
          "--no-register"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip

@@ -93,7 +93,7 @@ def test_kill9_of_fit_with_two_loader_workers_leaves_no_descendant(store_small, 
             "model.overrides.num_features=4", "model.overrides.num_trunk_layers=1",
             "train.tensorboard=false", "eval.val_windows=1", "eval.every=100000",
             "train.max_steps=1000000", "data.num_workers=2"]  # fmt: skip
-    args = [sys.executable, "-m", "cli.srtrain", "fit", "--store", store_small, "--method", "vdsr",
+    args = [sys.executable, "-m", "srcaco2.cli.srtrain", "fit", "--store", store_small, "--method", "vdsr",
             "--scale", "4", "--marker", "CELL2", "--device", "cpu",
             "--out", str(tmp_path / "run")]  # fmt: skip
     for s in sets:
@@ -109,7 +109,7 @@ def test_kill9_of_build_during_registration_leaves_no_descendant(raw_tiny, tmp_p
     args = [
         sys.executable,
         "-m",
-        "cli.srdata",
+        "srcaco2.cli.srdata",
         "build",
         raw_tiny,
         str(store),
@@ -130,7 +130,7 @@ def test_kill9_of_build_during_registration_leaves_no_descendant(raw_tiny, tmp_p
 _BLOCKED_CHILD = textwrap.dedent(
     """
     import multiprocessing as mp, os, sys, time
-    from srdata import _lifeline
+    from srcaco2.srdata import _lifeline
 
     def child(anchor):
         _lifeline.child_init(*anchor)
@@ -174,7 +174,7 @@ def test_pdeathsig_not_armed_for_children_of_a_helper_thread(tmp_path, reaper):
     code = textwrap.dedent(
         """
         import multiprocessing as mp, threading, time, sys
-        from srdata import _lifeline
+        from srcaco2.srdata import _lifeline
 
         def child(anchor):
             _lifeline.child_init(*anchor)
@@ -204,9 +204,9 @@ def test_pdeathsig_not_armed_for_children_of_a_helper_thread(tmp_path, reaper):
 def test_dask_process_scheduler_and_a_forkserver_pool_arm_the_lifeline():
     import dask
 
-    from srdata import _lifeline
-    from srdata.build import dask_scheduler
-    from srdata.registration import _mp_context
+    from srcaco2.srdata import _lifeline
+    from srcaco2.srdata.build import dask_scheduler
+    from srcaco2.srdata.registration import _mp_context
 
     with dask_scheduler("processes", workers=1):
         (in_dask,) = dask.compute(dask.delayed(_lifeline.armed)())

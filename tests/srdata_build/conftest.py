@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from srdata.synth import SynthParams, write_synth
+from srcaco2.srdata.synth import SynthParams, write_synth
 
 
 def _synth(base, name: str, **kw) -> str:

@@ -13,11 +13,11 @@ import pytest
 import tifffile
 from click.testing import CliRunner
 
-from cli.srdata import main
-from srdata.inspect import store_info
-from srdata.layout import tile_path
-from srdata.roi import window_grid
-from srdata.schema import open_root, read_attrs, read_index, read_lr_patch, roi_path
+from srcaco2.cli.srdata import main
+from srcaco2.srdata.inspect import store_info
+from srcaco2.srdata.layout import tile_path
+from srcaco2.srdata.roi import window_grid
+from srcaco2.srdata.schema import open_root, read_attrs, read_index, read_lr_patch, roi_path
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FAST = ["--no-register", "--chunk", "256"]
@@ -91,7 +91,7 @@ def test_rerun_is_idempotent(raw_small, reference_store, tmp_path):
 
 KILLER = """
 import os, signal, sys
-from srdata.build import BuildConfig, build_store
+from srcaco2.srdata.build import BuildConfig, build_store
 stage, tile, done = sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
 def cb(ev):
     if ev.stage == stage and ev.tile == tile and ev.done >= done:
@@ -179,7 +179,7 @@ def test_info_registration_none(reference_store):
 
 REG_KILLER = """
 import os, signal, sys
-from srdata.build import BuildConfig, build_store
+from srcaco2.srdata.build import BuildConfig, build_store
 def cb(ev):
     if ev.stage == "register" and ev.done >= 1:
         os.kill(os.getpid(), signal.SIGKILL)
@@ -192,7 +192,7 @@ def test_sigkill_during_registration_resumes_per_window(raw_cache, tmp_path):
     """Tile 1 of the small set has 2 accepted windows: kill after the first one's shift is persisted."""
     import shutil
 
-    from srdata.build import BuildConfig, build_store
+    from srcaco2.srdata.build import BuildConfig, build_store
 
     raw = str(tmp_path / "raw")
     shutil.copytree(raw_cache["small"], raw, ignore=shutil.ignore_patterns("*-[23].tif"))
@@ -292,7 +292,7 @@ def test_bad_store_paths(raw_tiny, tmp_path):
 
 
 def test_oserror_mid_write(raw_tiny, tmp_path, monkeypatch):
-    import srdata.build as b
+    import srcaco2.srdata.build as b
 
     real = b.write_image
     calls = []
@@ -330,7 +330,7 @@ def test_synth_cli(tmp_path):
 def test_fsspec_url_and_distributed_scheduler(raw_tiny, tmp_path):
     from dask.distributed import LocalCluster
 
-    from srdata.build import BuildConfig, build_store
+    from srcaco2.srdata.build import BuildConfig, build_store
 
     local = str(tmp_path / "local.zarr")
     assert _build(raw_tiny, local, *FAST).exit_code == 0

@@ -9,9 +9,9 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from srdata.build import BuildConfig, build_store
-from srdata.layout import tile_path
-from srdata.schema import open_root, read_attrs, read_index
+from srcaco2.srdata.build import BuildConfig, build_store
+from srcaco2.srdata.layout import tile_path
+from srcaco2.srdata.schema import open_root, read_attrs, read_index
 
 
 def _files(store):
@@ -28,8 +28,8 @@ def _files(store):
 def test_distributed_build_equals_local_and_client_holds_no_pixels(raw_small, tmp_path, monkeypatch):
     from dask.distributed import LocalCluster
 
-    import srdata.rawtiles
-    import srdata.registration
+    import srcaco2.srdata.rawtiles
+    import srcaco2.srdata.registration
 
     cfg = BuildConfig(chunk=256, register_markers=("CELL2",), register_scales=(8,))
     local = str(tmp_path / "local.zarr")
@@ -38,7 +38,10 @@ def test_distributed_build_equals_local_and_client_holds_no_pixels(raw_small, tm
     # instrument the client: a raw-TIFF region read or a window registration here is a failure
     pid = os.getpid()
     calls = []
-    real_get, real_task = srdata.rawtiles.TiffRegion.__getitem__, srdata.registration._store_window_shift
+    real_get, real_task = (
+        srcaco2.srdata.rawtiles.TiffRegion.__getitem__,
+        srcaco2.srdata.registration._store_window_shift,
+    )
 
     def spy_get(self, key):
         calls.append(("tiff", os.getpid()))
@@ -48,8 +51,8 @@ def test_distributed_build_equals_local_and_client_holds_no_pixels(raw_small, tm
         calls.append(("register", os.getpid()))
         return real_task(*args)
 
-    monkeypatch.setattr(srdata.rawtiles.TiffRegion, "__getitem__", spy_get)
-    monkeypatch.setattr(srdata.registration, "_store_window_shift", spy_task)
+    monkeypatch.setattr(srcaco2.srdata.rawtiles.TiffRegion, "__getitem__", spy_get)
+    monkeypatch.setattr(srcaco2.srdata.registration, "_store_window_shift", spy_task)
     dist = str(tmp_path / "dist.zarr")
     with LocalCluster(
         n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, memory_limit="2GiB"

@@ -1,4 +1,5 @@
-"""srdata.layout / srdata.rawtiles / srdata.roi / srdata.split on their own."""
+"""srcaco2.srdata.layout / srcaco2.srdata.rawtiles / srcaco2.srdata.roi / srcaco2.srdata.split on their
+own."""
 
 from __future__ import annotations
 
@@ -8,10 +9,16 @@ import numpy as np
 import pytest
 import tifffile
 
-from srdata.layout import RawInputError, discover_tiles, tile_path
-from srdata.rawtiles import inspect_tile, load_tile, validate_raw
-from srdata.roi import roi_mask, roi_threshold, window_grid, window_roi_fraction
-from srdata.split import OFFICIAL_SPLIT, is_official_set, official_patch_ids, official_patches, tile_split
+from srcaco2.srdata.layout import RawInputError, discover_tiles, tile_path
+from srcaco2.srdata.rawtiles import inspect_tile, load_tile, validate_raw
+from srcaco2.srdata.roi import roi_mask, roi_threshold, window_grid, window_roi_fraction
+from srcaco2.srdata.split import (
+    OFFICIAL_SPLIT,
+    is_official_set,
+    official_patch_ids,
+    official_patches,
+    tile_split,
+)
 
 
 def test_validate_and_crop(raw_tiny):

@@ -27,12 +27,12 @@ from ome_zarr_models.v05.image import Image
 from ome_zarr_models.v05.image_label import ImageLabel
 from ome_zarr_models.v05.labels import Labels
 
-import srdata
-from srdata.array_store import write_store_from_arrays
-from srdata.inspect import store_info, verify_store
-from srdata.rawtiles import raw_pixel_size, tiff_pixel_size_um, validate_raw
-from srdata.real_sample import REAL_SAMPLE_DIR
-from srdata.schema import (
+from srcaco2 import srdata
+from srcaco2.srdata.array_store import write_store_from_arrays
+from srcaco2.srdata.inspect import store_info, verify_store
+from srcaco2.srdata.rawtiles import raw_pixel_size, tiff_pixel_size_um, validate_raw
+from srcaco2.srdata.real_sample import REAL_SAMPLE_DIR
+from srcaco2.srdata.schema import (
     FORMAT_VERSION,
     MARKERS,
     SCALES,
@@ -42,7 +42,7 @@ from srdata.schema import (
     roi_group_path,
     roi_path,
 )
-from srdata.writer import ome_image_metadata, write_image
+from srcaco2.srdata.writer import ome_image_metadata, write_image
 
 HR = 768
 CHUNK = 64
@@ -222,8 +222,8 @@ def test_predictions_and_coverage_validate_and_overlay(store, tmp_path):
     """A real `predict_to_store` output (bicubic x4) and an imported store's coverage mask."""
     import torch.nn.functional as F
 
-    from srdata.import_patches import _write_coverage
-    from trainers.predict import predict_to_store
+    from srcaco2.srdata.import_patches import _write_coverage
+    from srcaco2.trainers.predict import predict_to_store
 
     p = str(tmp_path / "p.zarr")
     shutil.copytree(store, p)
@@ -310,7 +310,7 @@ def test_format_version_1_stores_stay_readable(store, tmp_path):
     np.testing.assert_array_equal(srdata.open_store(old)["tiles/5/roi"]["roi"].values, want)
     assert store_info(old)["tiles"][0]["roi_fraction"] == pytest.approx(want.mean())
     assert verify_store(old, read_chunks=False) == []
-    from srdata.datasets import WindowDataset  # the loader reads the ROI through roi_path as well
+    from srcaco2.srdata.datasets import WindowDataset  # the loader reads the ROI through roi_path as well
 
     new_ds = WindowDataset(store, split="test", scale=4, marker="CELL2")
     old_ds = WindowDataset(old, split="test", scale=4, marker="CELL2")
@@ -385,7 +385,7 @@ def test_real_sample_records_no_pixel_size():
 
 
 def test_build_reads_the_pixel_size_from_the_tiffs(raw_tiny, tmp_path, caplog):
-    from srdata.build import BuildConfig, build_store
+    from srcaco2.srdata.build import BuildConfig, build_store
 
     raw = validate_raw(raw_tiny)
     assert raw_pixel_size(raw).origin == "unknown"  # synthetic tiles carry no calibration

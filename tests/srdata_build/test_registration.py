@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from srdata.registration import register_windows, upsample_nearest, window_shift
-from srdata.schema import read_hr_patch, read_lr_patch
+from srcaco2.srdata.registration import register_windows, upsample_nearest, window_shift
+from srcaco2.srdata.schema import read_hr_patch, read_lr_patch
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -93,7 +93,7 @@ def test_partial_registration_record_is_checked(tmp_path):
     """A progress record of other windows/options or a half-written one is ignored (recomputed)."""
     import zarr
 
-    from srdata.build import _load_partial, _scratch_path
+    from srcaco2.srdata.build import _load_partial, _scratch_path
 
     root = zarr.open_group(str(tmp_path / "s.zarr"), mode="a", zarr_format=3)
     y0, x0 = np.array([0, 256], np.int32), np.array([0, 0], np.int32)
@@ -125,7 +125,7 @@ if not os.path.isdir(REAL_SAMPLE):
 def test_warp_matches_skimage_warp_edge():
     from skimage.transform import warp
 
-    from srdata.registration.tvl1 import warp_edge_bilinear
+    from srcaco2.srdata.registration.tvl1 import warp_edge_bilinear
 
     rng = np.random.default_rng(7)
     img = rng.random((57, 64)).astype(np.float32)
@@ -142,7 +142,7 @@ def _synth_pairs(raw, n=20, size=192):
     """(hr, upsampled lr, scale) crops of the small synthetic set, LR displaced by 1-2 LR px."""
     import tifffile
 
-    from srdata.layout import tile_path
+    from srcaco2.srdata.layout import tile_path
 
     rng = np.random.default_rng(11)
     tiles = {s: tifffile.imread(tile_path(raw, 1, s)) for s in (1, 2, 4, 8)}
@@ -161,7 +161,7 @@ def _synth_pairs(raw, n=20, size=192):
 def test_numba_tvl1_matches_skimage_on_synthetic_windows(raw_small):
     from skimage.registration import optical_flow_tvl1 as reference
 
-    from srdata.registration import optical_flow
+    from srcaco2.srdata.registration import optical_flow
 
     for k, (hr, up, s) in enumerate(_synth_pairs(raw_small)):
         ref = reference(hr, up)
@@ -189,7 +189,7 @@ def test_numba_tvl1_on_the_real_sample():
 def test_register_windows_pools_and_implementations_agree(raw_small):
     import tifffile
 
-    from srdata.layout import tile_path
+    from srcaco2.srdata.layout import tile_path
 
     hr = tifffile.imread(tile_path(raw_small, 1, 1))
     lrs = {s: tifffile.imread(tile_path(raw_small, 1, s)) for s in (2, 4, 8)}
@@ -210,7 +210,7 @@ def test_stream_is_bounded(pool):
     """At most `max_in_flight` tasks are taken from the iterator ahead of the results."""
     import time
 
-    from srdata.registration import stream_tasks
+    from srcaco2.srdata.registration import stream_tasks
 
     taken = []
 
@@ -237,7 +237,7 @@ def _slow_square(k):
 
 
 def test_numba_cache_dir_fallback(monkeypatch, tmp_path):
-    import srdata.registration.tvl1 as tvl1
+    import srcaco2.srdata.registration.tvl1 as tvl1
 
     monkeypatch.delenv("NUMBA_CACHE_DIR", raising=False)
     monkeypatch.setattr(tvl1.os, "access", lambda path, mode: False)  # read-only package dir and home

@@ -1,4 +1,4 @@
-"""srdata.synth: layout, determinism, marker brightness, ROI pass/fail mix, separate LR acquisitions,
+"""srcaco2.srdata.synth: layout, determinism, marker brightness, ROI pass/fail mix, separate LR acquisitions,
 stage offsets, parameters in synth.json, exact area-mean mode."""
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import tifffile
 
-from srdata.layout import discover_tiles, tile_path
-from srdata.roi import window_grid, window_roi_fraction
-from srdata.synth import SynthParams, read_synth_params, synth_tile, tile_misregistration
+from srcaco2.srdata.layout import discover_tiles, tile_path
+from srcaco2.srdata.roi import window_grid, window_roi_fraction
+from srcaco2.srdata.synth import SynthParams, read_synth_params, synth_tile, tile_misregistration
 
 
 def test_layout_and_json(raw_small):
@@ -52,7 +52,7 @@ def test_realistic_enough():
 
 
 def _bg_noise(img: np.ndarray, hr: np.ndarray, s: int) -> float:
-    from benchmarks.synth_realism import background_mask
+    from srcaco2.benchmarks.synth_realism import background_mask
 
     n = hr.shape[0] // s
     m = background_mask(hr).reshape(n, s, n, s).all(axis=(1, 3)) if s > 1 else background_mask(hr)
@@ -108,7 +108,7 @@ def test_offset_moves_the_lr_scan():
 
 
 def test_params_in_synth_json_and_validation(tmp_path):
-    from srdata.synth import write_synth
+    from srcaco2.srdata.synth import write_synth
 
     p = SynthParams(hr_size=64, seed=9, haze=0.3, grey_per_photon=(0.3, 0.6, 0.4, 0.3))
     write_synth(tmp_path, n_tiles=1, params=p)

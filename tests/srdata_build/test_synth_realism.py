@@ -12,9 +12,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from benchmarks.synth_realism import GOALS, SCALES, check_goals, mean_stats, region_stats, synthetic_regions
-from srdata.real_sample import load_real_sample, registered_region
-from srdata.synth import SynthParams
+from srcaco2.benchmarks.synth_realism import (
+    GOALS,
+    SCALES,
+    check_goals,
+    mean_stats,
+    region_stats,
+    synthetic_regions,
+)
+from srcaco2.srdata.real_sample import load_real_sample, registered_region
+from srcaco2.srdata.synth import SynthParams
 
 
 @pytest.fixture(scope="module")

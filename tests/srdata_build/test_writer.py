@@ -1,4 +1,4 @@
-"""srdata.writer: store creation rules, OME-NGFF images, ROI, index, finished markers."""
+"""srcaco2.srdata.writer: store creation rules, OME-NGFF images, ROI, index, finished markers."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import zarr
 
-from srdata.array_store import write_store_from_arrays
-from srdata.schema import (
+from srcaco2.srdata.array_store import write_store_from_arrays
+from srcaco2.srdata.schema import (
     FORMAT_VERSION,
     INDEX_COLUMNS,
     StoreAttrs,
@@ -19,7 +19,7 @@ from srdata.schema import (
     roi_group_path,
     roi_path,
 )
-from srdata.writer import (
+from srcaco2.srdata.writer import (
     create_store,
     mark_tile_finished,
     update_attrs,
@@ -190,8 +190,8 @@ def _tile(rng: np.random.Generator, size: int, scales=(2, 4, 8)) -> dict[int, np
 
 
 def test_write_store_from_arrays(tmp_path):
-    from srdata.roi import window_roi_fraction
-    from srdata.schema import image_path, roi_path
+    from srcaco2.srdata.roi import window_roi_fraction
+    from srcaco2.srdata.schema import image_path, roi_path
 
     rng = np.random.default_rng(5)
     tiles = {7: _tile(rng, 1024), 3: _tile(rng, 768)}

@@ -1,4 +1,4 @@
-"""Fixtures of tests/srdata_inspect: small synthetic stores written directly with `srdata.writer`
+"""Fixtures of tests/srdata_inspect: small synthetic stores written directly with `srcaco2.srdata.writer`
 (two 1280² HR tiles, 9 windows each at stride 256, some rejected, non-zero shifts)."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from srdata.schema import SCALES, STRIDE, WINDOW_SIZE
+from srcaco2.srdata.schema import SCALES, STRIDE, WINDOW_SIZE
 
 HR_SIZE = 1280
 CHUNK = 512
@@ -21,7 +21,7 @@ PIXEL_SIZE_UM = {"hr": 0.1, "x2": 0.2, "x4": 0.4, "x8": 0.8}
 def make_store(path: str, *, seed: int = 0, tiles: tuple[int, ...] = TILES, max_shift: int = 9) -> str:
     """Write a complete store: random uint8 tiles (sparse CELL2 so the ROI is partial), a window
     grid at stride 256 with some rejected windows, splits, official ids and non-zero shifts."""
-    from srdata.array_store import write_store_from_arrays
+    from srcaco2.srdata.array_store import write_store_from_arrays
 
     rng = np.random.default_rng(seed)
     images: dict[int, dict[int, np.ndarray]] = {}

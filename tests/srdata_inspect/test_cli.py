@@ -10,7 +10,7 @@ import pytest
 import zarr
 from click.testing import CliRunner
 
-from cli.srdata import main
+from srcaco2.cli.srdata import main
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
-"""End to end: `srdata.synth` raw tiles -> `srdata.build` store -> info / verify / export / import."""
+"""End to end: `srcaco2.srdata.synth` raw tiles -> `srcaco2.srdata.build` store -> info / verify / export /
+import."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ import numpy as np
 import pytest
 import zarr
 
-synth_mod = pytest.importorskip("srdata.synth")
-build_mod = pytest.importorskip("srdata.build")
+synth_mod = pytest.importorskip("srcaco2.srdata.synth")
+build_mod = pytest.importorskip("srcaco2.srdata.build")
 
 
 def _files(root: Path) -> list[str]:
@@ -18,10 +19,10 @@ def _files(root: Path) -> list[str]:
 
 
 def test_built_store_round_trip(tmp_path):
-    from srdata.export_patches import export_patches
-    from srdata.import_patches import import_patches
-    from srdata.inspect import store_info, verify_store
-    from srdata.schema import read_index
+    from srcaco2.srdata.export_patches import export_patches
+    from srcaco2.srdata.import_patches import import_patches
+    from srcaco2.srdata.inspect import store_info, verify_store
+    from srcaco2.srdata.schema import read_index
 
     raw = tmp_path / "raw"
     synth_mod.write_synth(raw, n_tiles=1, params=synth_mod.SynthParams(hr_size=1280, seed=3))

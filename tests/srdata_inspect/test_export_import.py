@@ -13,11 +13,11 @@ import pytest
 import tifffile
 import zarr
 
-from srdata.export_patches import export_patches, window_pids
-from srdata.import_patches import PatchesInputError, import_patches
-from srdata.inspect import verify_store
-from srdata.patches import PatchNameError, fold_dir_name, parse_patch_name, patch_relpath
-from srdata.schema import (
+from srcaco2.srdata.export_patches import export_patches, window_pids
+from srcaco2.srdata.import_patches import PatchesInputError, import_patches
+from srcaco2.srdata.inspect import verify_store
+from srcaco2.srdata.patches import PatchNameError, fold_dir_name, parse_patch_name, patch_relpath
+from srcaco2.srdata.schema import (
     MARKERS,
     SCALES,
     SPLITS,

@@ -7,12 +7,12 @@ from pathlib import Path
 import numpy as np
 import zarr
 
-from srdata.datasets import WindowDataset
-from srdata.export_patches import export_patches
-from srdata.import_patches import import_patches
-from srdata.patches import fold_dir_name
-from srdata.schema import MARKERS, SCALES, read_index, split_code
-from srdata.split import fold_order, official_fold_lines, official_patches
+from srcaco2.srdata.datasets import WindowDataset
+from srcaco2.srdata.export_patches import export_patches
+from srcaco2.srdata.import_patches import import_patches
+from srcaco2.srdata.patches import fold_dir_name
+from srcaco2.srdata.schema import MARKERS, SCALES, read_index, split_code
+from srcaco2.srdata.split import fold_order, official_fold_lines, official_patches
 
 
 def test_official_validation_windows_are_the_first_fold_lines():

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import zarr
 
-from srdata.inspect import store_info, verify_store
-from srdata.schema import FORMAT_VERSION, StoreFormatError, roi_group_path, roi_path
+from srcaco2.srdata.inspect import store_info, verify_store
+from srcaco2.srdata.schema import FORMAT_VERSION, StoreFormatError, roi_group_path, roi_path
 
 
 def _edit_attrs(path: str, **changes) -> None:
@@ -143,7 +143,7 @@ def test_verify_missing_acquisition_and_metadata(store):
 
 
 def test_verify_lr_extent_and_chunks(store, synth):
-    from srdata import writer
+    from srcaco2.srdata import writer
 
     root = zarr.open_group(store, mode="r+")
     writer.write_image(

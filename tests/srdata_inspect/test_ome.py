@@ -1,4 +1,4 @@
-"""srdata.ome: the streamed OME-NGFF writer and the OME-Zarr reader."""
+"""srcaco2.srdata.ome: the streamed OME-NGFF writer and the OME-Zarr reader."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import zarr
 
-from srdata.ome import OmeImageWriter, open_ome_zarr_image
+from srcaco2.srdata.ome import OmeImageWriter, open_ome_zarr_image
 
 
 def test_streamed_uint16_image_levels_and_metadata(tmp_path: Path) -> None:

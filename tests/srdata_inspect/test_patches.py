@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from srdata.patches import (
+from srcaco2.srdata.patches import (
     PatchNameError,
     find_fold_root,
     fold_dir_name,

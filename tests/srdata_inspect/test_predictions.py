@@ -7,15 +7,16 @@ import pytest
 import zarr
 from click.testing import CliRunner
 
-from srdata.inspect import list_predictions, store_info, verify_store
-from srdata.schema import PREDICTION_ATTRS, parse_prediction_path, prediction_path
+from srcaco2.srdata.inspect import list_predictions, store_info, verify_store
+from srcaco2.srdata.schema import PREDICTION_ATTRS, parse_prediction_path, prediction_path
 
 
 @pytest.fixture
 def predicted(store: str) -> str:
-    """The synthetic store with a bicubic x4 CELL1 prediction of tile 7 (written by trainers.predict)."""
-    from trainers.models import build_model
-    from trainers.predict import predict_to_store
+    """The synthetic store with a bicubic x4 CELL1 prediction of tile 7 (written by
+    srcaco2.trainers.predict)."""
+    from srcaco2.trainers.models import build_model
+    from srcaco2.trainers.predict import predict_to_store
 
     path = predict_to_store(
         build_model("bicubic", 4).eval(), store, 7, 4, ["CELL1"], name="bic", method="bicubic"
@@ -45,7 +46,7 @@ def test_info_lists_predictions(predicted: str) -> None:
     )
     assert p["shape"] == [1, 1280, 1280] and p["dtype"] == "uint8" and p["complete"] and p["exact"]
     assert p["levels"] == 2  # 1280 px, chunk 512: one display level
-    from cli.srdata import main
+    from srcaco2.cli.srdata import main
 
     res = CliRunner().invoke(main, ["info", predicted])
     assert res.exit_code == 0, res.output
@@ -54,7 +55,7 @@ def test_info_lists_predictions(predicted: str) -> None:
 
 def test_verify_accepts_a_good_prediction(predicted: str) -> None:
     assert verify_store(predicted) == []
-    from cli.srdata import main
+    from srcaco2.cli.srdata import main
 
     res = CliRunner().invoke(main, ["verify", predicted])
     assert res.exit_code == 0, res.output

@@ -8,8 +8,8 @@ import pytest
 import xarray as xr
 import zarr
 
-import srdata
-from srdata.schema import MARKERS, SCALES, StoreFormatError, roi_path
+from srcaco2 import srdata
+from srcaco2.srdata.schema import MARKERS, SCALES, StoreFormatError, roi_path
 
 
 def _check_tree(tree: xr.DataTree, path: str, synth) -> None:

@@ -1,4 +1,4 @@
-"""A small store written with `srdata.writer` from numpy arrays whose content the tests control.
+"""A small store written with `srcaco2.srdata.writer` from numpy arrays whose content the tests control.
 
 Tiles 1, 2 (train) and 3 (val), 1024² HR, 4 windows each (640² at stride 256); window 1 of tile 2
 is rejected. HR: background 0..3 with bright squares (cells); LR at scale s = rint(s×s area mean of
@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from srdata.schema import SCALES, STRIDE, WINDOW_SIZE
+from srcaco2.srdata.schema import SCALES, STRIDE, WINDOW_SIZE
 
 TILE_SIZE = 1024
 TILES = {1: 0, 2: 0, 3: 1}  # tile -> split code
@@ -36,7 +36,7 @@ def make_tile(rng: np.random.Generator) -> np.ndarray:
 
 
 def write_store(path: str, *, seed: int = 0) -> dict:
-    from srdata.array_store import write_store_from_arrays
+    from srcaco2.srdata.array_store import write_store_from_arrays
 
     rng = np.random.default_rng(seed)
     cols: dict[str, list] = {

@@ -6,9 +6,17 @@ import cv2
 import numpy as np
 import pytest
 
-from srdata import transforms
-from srdata.loader import CropDataset, WindowDataset, make_loader
-from srdata.schema import MARKERS, SCALES, image_path, open_root, read_hr_patch, read_lr_patch, roi_path
+from srcaco2.srdata import transforms
+from srcaco2.srdata.loader import CropDataset, WindowDataset, make_loader
+from srcaco2.srdata.schema import (
+    MARKERS,
+    SCALES,
+    image_path,
+    open_root,
+    read_hr_patch,
+    read_lr_patch,
+    roi_path,
+)
 
 
 def _u8(t) -> np.ndarray:
@@ -54,7 +62,7 @@ def test_eval_windows_equal_schema_reads(store):
         ld = make_loader(
             store, "train", scale, batch_size=3, mode="eval", markers=["CELL0", "CELL1", "CELL2"]
         )
-        from srdata.schema import read_index
+        from srcaco2.srdata.schema import read_index
 
         idx = read_index(root)
         got = []

@@ -8,7 +8,7 @@ import inspect
 import pytest
 import torch
 
-from srdata.loader import LoaderSettings, make_loader
+from srcaco2.srdata.loader import LoaderSettings, make_loader
 
 
 def _batches(loader, n=3):

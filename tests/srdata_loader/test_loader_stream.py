@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-from srdata.loader import make_loader
-from srdata.schema import StoreFormatError, open_root
+from srcaco2.srdata.loader import make_loader
+from srcaco2.srdata.schema import StoreFormatError, open_root
 
 HERE = os.path.dirname(__file__)
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -87,7 +87,7 @@ def test_two_rank_sharding(store):
 
 _WORKER_SCRIPT = r"""
 import sys, hashlib
-from srdata.loader import make_loader
+from srcaco2.srdata.loader import make_loader
 import json
 store, ctx, workers, n, bs, epochs = sys.argv[1], sys.argv[2], *map(int, sys.argv[3:7])
 extra = json.loads(sys.argv[7])  # options of the worker loader; the reference is the old path
@@ -145,7 +145,8 @@ def test_damaged_chunk_raises_in_worker(store, tmp_path):
             with open(os.path.join(dirpath, f), "wb") as fh:
                 fh.write(b"not a blosc chunk" * 10)
     script = (
-        "import sys\nfrom srdata.loader import make_loader\nfrom srdata.schema import StoreFormatError\n"
+        "import sys\nfrom srcaco2.srdata.loader import make_loader\n"
+        "from srcaco2.srdata.schema import StoreFormatError\n"
         "ld = make_loader(sys.argv[1], 'train', 4, 'CELL2', 2, 32, samples_per_epoch=16, num_workers=2,"
         " multiprocessing_context='fork')\n"
         "try:\n    list(ld)\nexcept StoreFormatError as e:\n    print('RAISED', e)\n"
@@ -220,7 +221,7 @@ def test_datasets_pickle_small_without_store_handles(store):
     clone = pickle.loads(blob)
     assert clone.cache is None and clone._pid is None and clone._plans == {}
     # a plain torch DataLoader over WindowDataset with default collation
-    from srdata.loader import WindowDataset
+    from srcaco2.srdata.loader import WindowDataset
 
     dl = torch.utils.data.DataLoader(WindowDataset(store, "val", 8, "CELL2"), batch_size=3)
     b = next(iter(dl))

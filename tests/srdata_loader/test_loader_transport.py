@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from srdata import datasets, loader
-from srdata.cache import ArrayLRU, ChunkReader
-from srdata.schema import image_path, open_root, roi_path
+from srcaco2.srdata import datasets, loader
+from srcaco2.srdata.cache import ArrayLRU, ChunkReader
+from srcaco2.srdata.schema import image_path, open_root, roi_path
 
 from .conftest import TILE_SIZE
 

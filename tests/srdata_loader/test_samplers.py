@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from srdata import samplers, transforms
-from srdata.cache import ArrayLRU
+from srcaco2.srdata import samplers, transforms
+from srcaco2.srdata.cache import ArrayLRU
 
 
 def test_crop_positions_range_and_alignment():

@@ -1,4 +1,4 @@
-"""A tiny, learnable store for the trainer tests, written directly with `srdata.writer`.
+"""A tiny, learnable store for the trainer tests, written directly with `srcaco2.srdata.writer`.
 
 Two 1024² HR tiles (4 windows each, stride 256): tile 1 is train, tile 2 holds 2 val and 2 test
 windows. The HR images are smooth blobs (the ROI, CELL2 >= 4, covers part of each window); each
@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from srdata.schema import MARKERS, SCALES, STRIDE, WINDOW_SIZE
+from srcaco2.srdata.schema import MARKERS, SCALES, STRIDE, WINDOW_SIZE
 
 HR_SIZE = 1024
 CHUNK = 256
@@ -29,7 +29,7 @@ def _blobs(rng: np.random.Generator, n: int) -> np.ndarray:
 
 def make_trainer_store(path: str, *, seed: int = 0) -> str:
     """Write the store described in the module docstring at `path`."""
-    from srdata.array_store import write_store_from_arrays
+    from srcaco2.srdata.array_store import write_store_from_arrays
 
     rng = np.random.default_rng(seed)
     images: dict[int, dict[int, np.ndarray]] = {}
@@ -77,7 +77,7 @@ TINY_OVERRIDES = [
 
 def tiny_config(store: str, *extra: str):
     """The paper recipe for VDSR ×4 CELL2 on `store`, shrunk by `TINY_OVERRIDES` and `extra`."""
-    from trainers.config import apply_overrides, paper_config
+    from srcaco2.trainers.config import apply_overrides, paper_config
 
     return apply_overrides(paper_config("vdsr", 4, "CELL2", store=store), TINY_OVERRIDES + list(extra))
 

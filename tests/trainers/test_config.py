@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from trainers.config import (
+from srcaco2.trainers.config import (
     ConfigError,
     RunConfig,
     apply_overrides,
@@ -105,7 +105,7 @@ def test_field_and_cross_field_checks():
 
 
 def test_recipes_differ_exactly_in_the_listed_fields(tmp_path):
-    from trainers.config import RECIPE_DIFFERENCES, recipe_config
+    from srcaco2.trainers.config import RECIPE_DIFFERENCES, recipe_config
 
     default = recipe_config("swinir", 8, "CELL2")
     paper = recipe_config("swinir", 8, "CELL2", recipe="paper")
@@ -138,8 +138,8 @@ def test_fit_cli_recipe_option(tmp_path):
     import click
     from click.testing import CliRunner
 
-    from cli.srtrain_fit import build_config, fit
-    from trainers.config import RECIPE_DIFFERENCES
+    from srcaco2.cli.srtrain_fit import build_config, fit
+    from srcaco2.trainers.config import RECIPE_DIFFERENCES
 
     cfg = build_config("s.zarr", "vdsr", "4", "CELL2", None, ["train.epochs=3"], "paper")
     assert cfg.recipe == "paper" and cfg.optim.schedule == "original" and cfg.train.epochs == 3
@@ -152,7 +152,7 @@ def test_fit_cli_recipe_option(tmp_path):
 
 
 def test_data_config_embeds_the_loader_settings(tmp_path):
-    from srdata.loader import LoaderSettings
+    from srcaco2.srdata.loader import LoaderSettings
 
     cfg = apply_overrides(
         RunConfig(),
@@ -160,7 +160,11 @@ def test_data_config_embeds_the_loader_settings(tmp_path):
          "data.loader.cache_bytes=1000000", "data.loader.pin_memory=false", "data.loader.aligned=false"],
     )  # fmt: skip
     assert cfg.data.loader == LoaderSettings(
-        num_workers=2, preload="auto", prefetch_factor=4, cache_bytes=1_000_000, pin_memory=False,
+        num_workers=2,
+        preload="auto",
+        prefetch_factor=4,
+        cache_bytes=1_000_000,
+        pin_memory=False,
         aligned=False,
     )
     back = load_config(save_config(cfg, tmp_path / "c.yaml"))

@@ -39,7 +39,7 @@ def test_two_cpu_ranks_agree(trainer_store, tmp_path, tiny_overrides):
         torch.testing.assert_close(w0[k], w1[k], rtol=0, atol=0)
     losses = torch.load(out / "rank0.losses")
     assert len(losses) == 3 and losses == torch.load(out / "rank1.losses")  # all-reduced mean loss
-    from trainers.checkpoints import load_checkpoint
+    from srcaco2.trainers.checkpoints import load_checkpoint
 
     ck = load_checkpoint(out / "last.pt")
     assert ck["meta"]["step"] == 3 and ck["training_state"]["loader"]["world_size"] == 2

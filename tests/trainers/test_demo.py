@@ -17,7 +17,7 @@ SMALL = ["--tiles", "3", "--hr-size", "1280", "--epochs", "2", "--samples-per-ep
 
 @pytest.mark.slow
 def test_reduced_demo_end_to_end(tmp_path, monkeypatch):
-    from cli.srtrain import main
+    from srcaco2.cli.srtrain import main
 
     monkeypatch.chdir(tmp_path)  # a relative --out, as `make demo` passes it
     res = CliRunner().invoke(main, ["demo", "--out", "runs/demo", *SMALL])
@@ -59,7 +59,7 @@ def test_report_links_are_relative_to_the_report(tmp_path, monkeypatch):
     """write_report turns absolute and cwd-relative image paths into links from the report's folder."""
     from PIL import Image
 
-    from trainers.report import write_report
+    from srcaco2.trainers.report import write_report
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "a" / "b" / "panels").mkdir(parents=True)
@@ -77,7 +77,7 @@ def test_real_sample_score_and_panel(tmp_path):
     import numpy as np
     from PIL import Image
 
-    from trainers.demo import score_real_sample
+    from srcaco2.trainers.demo import score_real_sample
 
     real = score_real_sample("bicubic", 4, panel=tmp_path / "real.png", sr_label="bicubic-again")
     assert real["shift"] == [1, -7] and real["sr"] == real["bicubic"]
@@ -90,7 +90,7 @@ def test_training_curves_png(tmp_path):
     import numpy as np
     from PIL import Image
 
-    from trainers.report import write_training_curves
+    from srcaco2.trainers.report import write_training_curves
 
     run = tmp_path / "run"
     run.mkdir()

@@ -8,11 +8,11 @@ import math
 import pytest
 import torch
 
-from trainers._state import WeightEMA, build_optimizer
-from trainers.config import LossConfig, OptimConfig
-from trainers.engine import StepContext, StepMonitor, StepOutput, batch_to_device, train_step
-from trainers.losses import SRLoss
-from trainers.models import build_model
+from srcaco2.trainers._state import WeightEMA, build_optimizer
+from srcaco2.trainers.config import LossConfig, OptimConfig
+from srcaco2.trainers.engine import StepContext, StepMonitor, StepOutput, batch_to_device, train_step
+from srcaco2.trainers.losses import SRLoss
+from srcaco2.trainers.models import build_model
 
 # Every way a CPU tensor's value reaches Python; on CUDA each of these waits for the device.
 _READS = ("item", "tolist", "numpy", "__float__", "__int__", "__bool__", "__index__", "__complex__")
@@ -147,8 +147,8 @@ def test_monitor_reads_once_and_names_the_first_nonfinite_step():
 
 
 def test_loop_reads_the_device_every_sync_every_steps(tiny, trainer_store, tmp_path, monkeypatch):
-    from trainers.engine import monitor
-    from trainers.fit import fit
+    from srcaco2.trainers.engine import monitor
+    from srcaco2.trainers.fit import fit
 
     groups = []
     real = monitor.StepMonitor.flush
@@ -165,8 +165,8 @@ def test_loop_reads_the_device_every_sync_every_steps(tiny, trainer_store, tmp_p
 
 
 def test_benchmark_times_fits_own_step():
-    import benchmarks.train_step as bench
-    import trainers.engine.step as engine_step
+    import srcaco2.benchmarks.train_step as bench
+    import srcaco2.trainers.engine.step as engine_step
 
     assert bench.train_step is engine_step.train_step
     row = bench.bench_one("srcnn", "baseline", scale=4, batch=1, h_size=16, steps=1, warmup=0,

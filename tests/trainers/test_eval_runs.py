@@ -22,9 +22,9 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from benchmarks.eval_runs import original_run_dir, write_original_run, write_our_run
-from trainers.eval_runs import discover_runs, eval_runs
-from trainers.tables import DELTA_TOLERANCES, load_paper_tables
+from srcaco2.benchmarks.eval_runs import original_run_dir, write_original_run, write_our_run
+from srcaco2.trainers.eval_runs import discover_runs, eval_runs
+from srcaco2.trainers.tables import DELTA_TOLERANCES, load_paper_tables
 
 REPO = Path(__file__).resolve().parents[2]
 ORIGINALS = ("dbpn", "swinir", "srfbn", "nlsn")
@@ -124,7 +124,7 @@ def test_outputs_layout_tables_and_report(evaluated, tree):
 
 @pytest.mark.slow
 def test_results_identical_to_separate_srtrain_eval_calls(evaluated, trainer_store, tmp_path):
-    from cli.srtrain import main
+    from srcaco2.cli.srtrain import main
 
     out, report = evaluated
     for job in report.jobs:
@@ -169,7 +169,7 @@ def test_sigkill_mid_way_then_rerun_gives_the_same_outputs(evaluated, tree, trai
     work = tmp_path / "out"
     pythonpath = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
     env = dict(os.environ, PYTHONPATH=pythonpath, CUDA_VISIBLE_DEVICES="")
-    cmd = [sys.executable, "-m", "cli.srtrain", "eval-runs", str(tree), "--store", trainer_store,
+    cmd = [sys.executable, "-m", "srcaco2.cli.srtrain", "eval-runs", str(tree), "--store", trainer_store,
            "--out", str(work), "--device", "cpu"]  # fmt: skip
     proc = subprocess.Popen(cmd, env=env, cwd=REPO, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
@@ -187,7 +187,7 @@ def test_sigkill_mid_way_then_rerun_gives_the_same_outputs(evaluated, tree, trai
     if done == 7:
         pytest.skip("every run was finished before the kill")
     assert done >= 3 and not (work / "eval_runs.json").exists()
-    from cli.srtrain import main
+    from srcaco2.cli.srtrain import main
 
     # what a kill inside a write leaves: a temporary file beside the final name
     (work / "runs" / "nlsn_x4_CELL2").mkdir(parents=True, exist_ok=True)
@@ -202,7 +202,7 @@ def test_sigkill_mid_way_then_rerun_gives_the_same_outputs(evaluated, tree, trai
 
 
 def test_broken_runs_are_reported_and_the_others_go_on(trainer_store, tmp_path):
-    from cli.srtrain import main
+    from srcaco2.cli.srtrain import main
 
     root = tmp_path / "archive"
     good = write_our_run(root / "ours" / "vdsr", "vdsr", 2, "CELL0")
@@ -237,13 +237,13 @@ def test_broken_runs_are_reported_and_the_others_go_on(trainer_store, tmp_path):
 
 
 def _dbpn_state() -> dict:
-    from trainers.models import build_model
+    from srcaco2.trainers.models import build_model
 
     return build_model("dbpn", 2, base_filter=4, feat=8, num_stages=1).state_dict()
 
 
 def test_cli_plan_dry_run_and_bad_input(tree, trainer_store, tmp_path):
-    from cli.srtrain import main
+    from srcaco2.cli.srtrain import main
 
     args = ["eval-runs", str(tree), "--store", trainer_store, "--out", str(tmp_path / "o"), "--dry-run"]
     res = CliRunner().invoke(main, [*args, "--methods", "nlsn,swinir"])

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from srdata.loader import make_loader
-from srdata.schema import StoreFormatError
-from trainers.evaluate import evaluate, read_eval
-from trainers.metrics import bicubic_upsample, patch_metrics
+from srcaco2.srdata.loader import make_loader
+from srcaco2.srdata.schema import StoreFormatError
+from srcaco2.trainers.evaluate import evaluate, read_eval
+from srcaco2.trainers.metrics import bicubic_upsample, patch_metrics
 
 
 def test_bicubic_rows_follow_the_metric_reference(trainer_store, tmp_path):
@@ -36,7 +36,7 @@ def test_bicubic_rows_follow_the_metric_reference(trainer_store, tmp_path):
 
 
 def test_checkpoint_evaluation_and_mismatch(tiny, trainer_store, tmp_path):
-    from trainers.fit import fit
+    from srcaco2.trainers.fit import fit
 
     fit(tiny(trainer_store, "train.max_steps=2", "eval.every=100"), tmp_path / "run")
     best = tmp_path / "run" / "best.pt"
@@ -65,7 +65,7 @@ def test_bad_inputs(trainer_store, tmp_path):
 
 
 def test_cli_eval(trainer_store, tmp_path):
-    from cli.srtrain import main
+    from srcaco2.cli.srtrain import main
 
     args = ["eval", "--store", trainer_store, "--split", "test", "--marker", "CELL2", "--scale", "2",
             "--method", "bicubic", "--out", str(tmp_path / "ev")]  # fmt: skip
@@ -93,7 +93,7 @@ def test_evaluation_seeds_each_batch_and_restores_the_rng(trainer_store):
     (torch seeded before every batch), and the caller's RNG stream is left untouched."""
     import torch
 
-    from trainers.evaluate import evaluate_model
+    from srcaco2.trainers.evaluate import evaluate_model
 
     class _Noisy(torch.nn.Module):
         def forward(self, lr):
@@ -115,8 +115,8 @@ def test_evaluation_seeds_each_batch_and_restores_the_rng(trainer_store):
 def test_frc_columns_beside_the_paper_metrics(trainer_store, tmp_path):
     """FRC resolution per window (1/7 threshold) on the metrics' 8-bit, border-cropped images, in HR
     px and µm (the store's HR pixel size, 0.1 µm here); the paper's six metrics are unchanged."""
-    from trainers.evaluate import FRC_THRESHOLD
-    from trainers.metrics import frc_resolution, quantize_8bit
+    from srcaco2.trainers.evaluate import FRC_THRESHOLD
+    from srcaco2.trainers.metrics import frc_resolution, quantize_8bit
 
     res = evaluate(
         trainer_store, split="test", marker="CELL1", scale=2, method="bicubic", out_dir=tmp_path / "e"
@@ -141,9 +141,9 @@ def test_frc_columns_beside_the_paper_metrics(trainer_store, tmp_path):
 def test_nan_output_is_an_error(trainer_store, tmp_path):
     import torch
 
-    from trainers.checkpoints import save_checkpoint
-    from trainers.evaluate import NonFiniteOutputError
-    from trainers.models import build_model
+    from srcaco2.trainers.checkpoints import save_checkpoint
+    from srcaco2.trainers.evaluate import NonFiniteOutputError
+    from srcaco2.trainers.models import build_model
 
     ov = {"num_features": 4, "num_trunk_layers": 1}
     model = build_model("vdsr", 4, **ov)

@@ -9,9 +9,9 @@ import torch
 import yaml
 from click.testing import CliRunner
 
-from trainers.checkpoints import CheckpointError, load_checkpoint
-from trainers.config import load_config
-from trainers.fit import fit
+from srcaco2.trainers.checkpoints import CheckpointError, load_checkpoint
+from srcaco2.trainers.config import load_config
+from srcaco2.trainers.fit import fit
 
 _SOURCE: dict[str, object] = {}
 
@@ -110,7 +110,7 @@ def test_init_from_refuses_weights_that_do_not_fit(tiny, trainer_store, tmp_path
 
 
 def test_cli_init_from(tiny_overrides, trainer_store, tmp_path, source_run, monkeypatch):
-    from cli.srtrain import main
+    from srcaco2.cli.srtrain import main
 
     monkeypatch.chdir(source_run.parent)
     sets = [a for s in tiny_overrides + ["train.max_steps=1", "eval.every=100"] for a in ("--set", s)]

@@ -8,10 +8,10 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from trainers._state import lr_at
-from trainers.checkpoints import load_checkpoint, load_pretrained
-from trainers.config import apply_overrides, load_config
-from trainers.fit import RunDirError, TrainingDivergedError, fit
+from srcaco2.trainers._state import lr_at
+from srcaco2.trainers.checkpoints import load_checkpoint, load_pretrained
+from srcaco2.trainers.config import apply_overrides, load_config
+from srcaco2.trainers.fit import RunDirError, TrainingDivergedError, fit
 
 
 def _rows(path):
@@ -106,7 +106,7 @@ def test_missing_store_and_marker_errors(tiny, trainer_store, tmp_path):
 
 
 def test_nan_loss_names_step_batch_and_checkpoint(tiny, trainer_store, tmp_path, monkeypatch):
-    from trainers import losses
+    from srcaco2.trainers import losses
 
     real = losses.SRLoss.__call__
     calls = {"n": 0}
@@ -125,7 +125,7 @@ def test_nan_loss_names_step_batch_and_checkpoint(tiny, trainer_store, tmp_path,
 
 
 def test_disk_full_keeps_the_previous_checkpoint(tiny, trainer_store, tmp_path, monkeypatch):
-    from trainers import checkpoints
+    from srcaco2.trainers import checkpoints
 
     cfg = tiny(trainer_store, "train.checkpoint_every=2", "train.max_steps=4", "eval.every=100")
     real_save = torch.save
@@ -149,7 +149,7 @@ def test_disk_full_keeps_the_previous_checkpoint(tiny, trainer_store, tmp_path, 
 
 
 def test_cli_fit_and_resume(tiny_overrides, trainer_store, tmp_path):
-    from cli.srtrain import main
+    from srcaco2.cli.srtrain import main
 
     out = tmp_path / "run"
     sets = [a for s in tiny_overrides + ["train.max_steps=2", "eval.every=100"] for a in ("--set", s)]
@@ -182,7 +182,7 @@ def test_cli_fit_and_resume(tiny_overrides, trainer_store, tmp_path):
 # ------------------------------------------------------------------ never a non-finite checkpoint
 def _poison_weights_at(monkeypatch, step, value):
     """After the optimiser update of `step`, one weight becomes `value` (an update gone wrong)."""
-    from trainers.engine import loop
+    from srcaco2.trainers.engine import loop
 
     real = loop.train_step
     n = {"steps": 0}
@@ -227,7 +227,7 @@ def test_nonfinite_update_on_a_validation_step_saves_nothing(
 def test_nan_loss_on_a_validation_step_is_caught_before_validating(
     tiny, trainer_store, tmp_path, monkeypatch
 ):
-    from trainers import losses
+    from srcaco2.trainers import losses
 
     real = losses.SRLoss.__call__
     calls = {"n": 0}
@@ -249,7 +249,7 @@ def test_nan_loss_on_a_validation_step_is_caught_before_validating(
 
 
 def test_better_never_takes_nan():
-    from trainers.fit import _better
+    from srcaco2.trainers.fit import _better
 
     nan = float("nan")
     assert not _better("roi_psnr", nan, None) and not _better("roi_psnr", nan, 20.0)
@@ -279,7 +279,7 @@ def test_truncated_last_resumes_from_the_previous_one(tiny, trainer_store, tmp_p
     data = (run / "last.pt").read_bytes()
     (run / "last.pt").write_bytes(data[: len(data) // 2])  # an interrupted copy
     events = []
-    with caplog.at_level("WARNING", logger="trainers.fit"):
+    with caplog.at_level("WARNING", logger="srcaco2.trainers.fit"):
         res = fit(None, run, resume=True, callback=lambda e, i: events.append((e, i)))
     assert res.resumed_from == run / "last.prev.pt"
     assert "resuming from" in caplog.text and "last.prev.pt" in caplog.text and "truncated" in caplog.text
@@ -293,7 +293,7 @@ def test_truncated_last_resumes_from_the_previous_one(tiny, trainer_store, tmp_p
 
 
 def test_resume_refuses_when_no_checkpoint_is_usable(tiny, trainer_store, tmp_path):
-    from trainers.checkpoints import CheckpointError, load_resume_checkpoint, save_checkpoint
+    from srcaco2.trainers.checkpoints import CheckpointError, load_resume_checkpoint, save_checkpoint
 
     cfg = tiny(trainer_store, "train.max_steps=2", "train.checkpoint_every=1", "eval.every=100")
     run = tmp_path / "run"
@@ -316,9 +316,10 @@ def test_resume_refuses_when_no_checkpoint_is_usable(tiny, trainer_store, tmp_pa
 def test_a_run_that_failed_before_its_first_checkpoint_is_simply_restarted(
     tiny, trainer_store, tmp_path, monkeypatch
 ):
-    from trainers import losses
+    from srcaco2.trainers import losses
 
     real = losses.SRLoss.__call__
+
     def poisoned(self, outputs, hr):
         loss, parts = real(self, outputs, hr)
         return loss * float("nan"), parts
@@ -348,9 +349,9 @@ def test_a_failed_start_leaves_no_empty_run_folder(tiny, trainer_store, tmp_path
 
 
 def test_cli_reports_on_rank_0_only(tiny_overrides, trainer_store, tmp_path, monkeypatch):
-    import trainers.fit as fit_module
-    from cli.srtrain import main
-    from trainers.fit import FitResult
+    import srcaco2.trainers.fit as fit_module
+    from srcaco2.cli.srtrain import main
+    from srcaco2.trainers.fit import FitResult
 
     def fake_fit(cfg, out_dir, **kw):
         return FitResult(

@@ -8,8 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from trainers.config import LossConfig
-from trainers.losses import SRLoss, image_loss, resized_target
+from srcaco2.trainers.config import LossConfig
+from srcaco2.trainers.losses import SRLoss, image_loss, resized_target
 
 
 def _ssim_same_ref(x: torch.Tensor, y: torch.Tensor, window: int = 19, sigma: float = 1.5) -> torch.Tensor:

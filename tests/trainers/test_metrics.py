@@ -1,4 +1,4 @@
-"""trainers.metrics against scikit-image and hand-computed values (docs/protocol.md#evaluation)."""
+"""srcaco2.trainers.metrics against scikit-image and hand-computed values (docs/protocol.md#evaluation)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 import torch
 from skimage.metrics import normalized_root_mse, peak_signal_noise_ratio, structural_similarity
 
-from trainers.metrics import (
+from srcaco2.trainers.metrics import (
     ROI_THRESHOLDS,
     bicubic_upsample,
     frc_resolution,

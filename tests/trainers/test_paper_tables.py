@@ -2,7 +2,7 @@
 
 `SPEC_TABLE_4` / `SPEC_TABLE_5` are the text of docs/protocol.md#tables copied verbatim (the transcription of
 the paper's doc/roi-perf.png and doc/full-img-perf.png); they are parsed here independently of
-`trainers.tables.load_paper_tables`. When the SPEC itself is reachable (``../shared/reference`` of
+`srcaco2.trainers.tables.load_paper_tables`. When the SPEC itself is reachable (``../shared/reference`` of
 a development checkout, or $SRCACO2_SPEC), the copy is also checked against it.
 """
 
@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from trainers.evaluate import EvalResult, read_eval, write_eval
-from trainers.tables import (
+from srcaco2.trainers.evaluate import EvalResult, read_eval, write_eval
+from srcaco2.trainers.tables import (
     DELTA_TOLERANCES,
     PAPER_TABLES_PATH,
     build_table,
@@ -281,7 +281,7 @@ def test_the_paper_against_itself_is_all_within_tolerance():
 
 
 def test_table_cli_compare_paper_and_frc(tmp_path):
-    from cli.srtrain import main
+    from srcaco2.cli.srtrain import main
 
     dirs = [_summary(tmp_path, "vdsr", 2, m, 35.0) for m in _COLS[:3]]
     out = tmp_path / "tables"

@@ -9,8 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-from trainers.metrics import bicubic_upsample
-from trainers.predict import blend_ramp, predict_tiled, tile_starts
+from srcaco2.trainers.metrics import bicubic_upsample
+from srcaco2.trainers.predict import blend_ramp, predict_tiled, tile_starts
 
 
 class _TinyConvSR(nn.Module):
@@ -104,8 +104,8 @@ def test_bicubic_baseline_tiles_smoothly_and_sink_streams_rows() -> None:
 
 @pytest.fixture(scope="module")
 def small_store(tmp_path_factory: pytest.TempPathFactory) -> str:
-    from srdata.build import BuildConfig, build_store
-    from srdata.synth import SynthParams, write_synth
+    from srcaco2.srdata.build import BuildConfig, build_store
+    from srcaco2.srdata.synth import SynthParams, write_synth
 
     root = tmp_path_factory.mktemp("predict")
     write_synth(root / "raw", n_tiles=1, params=SynthParams(hr_size=768, seed=3))
@@ -117,8 +117,8 @@ def small_store(tmp_path_factory: pytest.TempPathFactory) -> str:
 def test_predict_to_store_writes_an_ome_ngff_image(small_store: str) -> None:
     import zarr
 
-    from trainers.models import build_model
-    from trainers.predict import predict_to_store
+    from srcaco2.trainers.models import build_model
+    from srcaco2.trainers.predict import predict_to_store
 
     model = build_model("bicubic", 4).eval()
     path = predict_to_store(model, small_store, 1, 4, ["CELL2"], name="bic", tile=48, overlap=8, halo=4)
@@ -136,7 +136,7 @@ def test_predict_to_store_writes_an_ome_ngff_image(small_store: str) -> None:
 def test_predict_cli_bicubic_and_bad_input(small_store: str, tmp_path: Path) -> None:
     from click.testing import CliRunner
 
-    from cli.srtrain import main
+    from srcaco2.cli.srtrain import main
 
     runner = CliRunner()
     ok = runner.invoke(main, ["predict", "--store", small_store, "--method", "bicubic", "--scale", "2",
@@ -155,7 +155,7 @@ def test_predict_cli_bicubic_and_bad_input(small_store: str, tmp_path: Path) -> 
 
 
 def test_plan_tiling_defaults_come_from_the_registry() -> None:
-    from trainers.predict import plan_tiling
+    from srcaco2.trainers.predict import plan_tiling
 
     memnet = plan_tiling("memnet", 4)
     assert (memnet.halo, memnet.receptive_halo, memnet.exact) == (110, 110, True)
@@ -210,7 +210,7 @@ def test_uint16_in_and_out() -> None:
 def test_a_failed_store_prediction_leaves_no_group(small_store: str) -> None:
     import zarr
 
-    from trainers.predict import predict_to_store
+    from srcaco2.trainers.predict import predict_to_store
 
     def boom(x: torch.Tensor) -> torch.Tensor:
         raise RuntimeError("network failed")

@@ -13,11 +13,11 @@ import torch
 import zarr
 from click.testing import CliRunner
 
-from srdata.real_sample import REAL_SAMPLE_DIR
-from trainers.metrics import bicubic_upsample, patch_metrics
-from trainers.models import build_model
-from trainers.predict import plan_tiling
-from trainers.predict_image import predict_image
+from srcaco2.srdata.real_sample import REAL_SAMPLE_DIR
+from srcaco2.trainers.metrics import bicubic_upsample, patch_metrics
+from srcaco2.trainers.models import build_model
+from srcaco2.trainers.predict import plan_tiling
+from srcaco2.trainers.predict_image import predict_image
 
 REAL = REAL_SAMPLE_DIR  # the real sample shipped with the package (BSD-3, LICENSE beside it)
 
@@ -129,7 +129,7 @@ def test_bad_inputs_are_refused_and_nothing_is_left(stack16, tmp_path: Path) -> 
 
 
 def test_tiff_above_4gib_is_refused_with_a_hint() -> None:
-    from srdata.images import TiffRowWriter
+    from srcaco2.srdata.images import TiffRowWriter
 
     with pytest.raises(ValueError, match="OME-Zarr"):
         TiffRowWriter("/nonexistent/x.tif", (3, 40000, 40000), dtype=np.uint8, pixel_size_um=None,
@@ -163,7 +163,7 @@ def test_output_is_streamed_not_held(tmp_path: Path) -> None:
 
 def test_cli_real_sample_bicubic_x4(tmp_path: Path) -> None:
     """The issue's command on the real sample; the result scores as the sample's README measured."""
-    from cli.srtrain import main
+    from srcaco2.cli.srtrain import main
 
     src = tmp_path / "div4.tif"
     src.write_bytes((REAL / "div4.tif").read_bytes())
@@ -186,7 +186,7 @@ def test_cli_real_sample_bicubic_x4(tmp_path: Path) -> None:
 
 
 def test_cli_input_usage_errors(tmp_path: Path) -> None:
-    from cli.srtrain import main
+    from srcaco2.cli.srtrain import main
 
     runner = CliRunner()
     src = tmp_path / "div4.tif"
@@ -202,7 +202,7 @@ def test_cli_input_usage_errors(tmp_path: Path) -> None:
 
 
 def test_help_states_default_halos() -> None:
-    from cli.srtrain import main
+    from srcaco2.cli.srtrain import main
 
     res = CliRunner().invoke(main, ["predict", "--help"])
     assert res.exit_code == 0
@@ -213,9 +213,9 @@ def test_help_states_default_halos() -> None:
 def test_cli_checkpoint_of_a_tiny_network_tiles_exactly(tmp_path: Path) -> None:
     """A checkpoint (tiny DRRN, random weights): its recorded overrides set the default halo, and
     the tiled file output equals the network's whole-image output."""
-    from cli.srtrain import main
-    from trainers.checkpoints import load_pretrained, save_checkpoint
-    from trainers.models import model_info
+    from srcaco2.cli.srtrain import main
+    from srcaco2.trainers.checkpoints import load_pretrained, save_checkpoint
+    from srcaco2.trainers.models import model_info
 
     ov = model_info("drrn").tiny_overrides(4)
     torch.manual_seed(0)

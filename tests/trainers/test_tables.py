@@ -8,8 +8,8 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from trainers.evaluate import EvalResult, read_eval, write_eval
-from trainers.tables import build_table, render_markdown, write_tables
+from srcaco2.trainers.evaluate import EvalResult, read_eval, write_eval
+from srcaco2.trainers.tables import build_table, render_markdown, write_tables
 
 
 def _write(tmp_path, method, scale, marker, base):
@@ -57,7 +57,7 @@ def test_layout_means_and_bold(evals):
 
 
 def test_write_all_formats_and_cli(evals, tmp_path):
-    from cli.srtrain import main
+    from srcaco2.cli.srtrain import main
 
     out = tmp_path / "tables"
     res = CliRunner().invoke(main, ["table", *map(str, evals), "--out", str(out)])

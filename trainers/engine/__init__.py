@@ -1,4 +1,4 @@
-"""The training engine behind `trainers.fit.fit`: one step, the loop around it, validation.
+"""The training engine behind `srcaco2.trainers.fit.fit`: one step, the loop around it, validation.
 
 * `step` — `train_step` (forward, loss, backward, clip, optimiser, EMA: device work only, no host
   read) and `batch_to_device` (non-blocking copies of pinned batches);
@@ -9,8 +9,8 @@
 * `loop` — `TrainLoop`: epochs, scheduler, logs, validation, checkpoints (never non-finite).
 """
 
-from trainers.engine.monitor import StepMonitor, TrainingDivergedError
-from trainers.engine.step import StepContext, StepOutput, batch_to_device, train_step
+from srcaco2.trainers.engine.monitor import StepMonitor, TrainingDivergedError
+from srcaco2.trainers.engine.step import StepContext, StepOutput, batch_to_device, train_step
 
 __all__ = [
     "StepContext",

@@ -2,7 +2,7 @@
 
 `TrainLoop.run` trains until ``total`` steps. Host reads happen only between steps, at flush
 points: every ``train.sync_every`` steps, before each validation / checkpoint and at the end
-(`trainers.engine.monitor.StepMonitor`). At a validation or checkpoint step it also checks, on the
+(`srcaco2.trainers.engine.monitor.StepMonitor`). At a validation or checkpoint step it also checks, on the
 device and in one read, that every weight (and EMA weight) is finite, and stops with
 `TrainingDivergedError` otherwise, so ``last.pt`` / ``best.pt`` never hold a NaN or an infinity and
 the error's "last good checkpoint" is a finite one. ``last.pt`` is written with
@@ -24,9 +24,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from trainers.engine.monitor import StepMonitor, StepRecord, TrainingDivergedError, describe_windows
-from trainers.engine.step import StepContext, batch_to_device, train_step
-from trainers.engine.validation import better
+from srcaco2.trainers.engine.monitor import StepMonitor, StepRecord, TrainingDivergedError, describe_windows
+from srcaco2.trainers.engine.step import StepContext, batch_to_device, train_step
+from srcaco2.trainers.engine.validation import better
 
 __all__ = ["TrainLoop", "TRAIN_FIELDS", "VAL_FIELDS", "cpu_state", "val_interval"]
 
@@ -50,25 +50,25 @@ def cpu_state(model: Any) -> dict[str, Any]:
 
 @dataclasses.dataclass
 class TrainLoop:
-    """A run's training state and the loop over it (built by `trainers.fit.fit`).
+    """A run's training state and the loop over it (built by `srcaco2.trainers.fit.fit`).
 
     Attributes
     ----------
     cfg : RunConfig
     out : Path
         Run directory.
-    dist : trainers._ddp.DistInfo
+    dist : srcaco2.trainers._ddp.DistInfo
     ctx : StepContext
         The step's pieces (model, optimiser, criterion, EMA, device, precision).
     scheduler : the learning-rate scheduler
-    loader : srdata.loader.PatchLoader (train)
-    validator : trainers.engine.validation.Validator or None (None on ranks > 0)
+    loader : srcaco2.srdata.loader.PatchLoader (train)
+    validator : srcaco2.trainers.engine.validation.Validator or None (None on ranks > 0)
     total, ipe, v_every : steps in all, per epoch, between validations
     step, best, best_step : where the run stands (restored on resume)
     loader_state : the loader's mid-epoch state from a resumed checkpoint, or None
     last_good : the newest finite ``last.pt`` (or the checkpoint resumed from)
     notify : ``notify(event, info)``; a no-op on ranks > 0
-    train_log, val_log : trainers._rundir.CsvLog
+    train_log, val_log : srcaco2.trainers._rundir.CsvLog
     tb : TensorBoard writer or None
     """
 
@@ -109,7 +109,7 @@ class TrainLoop:
 
     def _check_weights(self) -> None:
         """Stop unless every weight (and EMA weight) is finite: one device read (all ranks)."""
-        from trainers.checkpoints import nonfinite_keys
+        from srcaco2.trainers.checkpoints import nonfinite_keys
 
         bad = nonfinite_keys(self.ctx.model.state_dict())
         kind = "weights"
@@ -154,9 +154,9 @@ class TrainLoop:
         }
 
     def _save(self, name: str, epoch: int, model_state: dict[str, Any], training: bool) -> Path:
-        from trainers._state import rng_state
-        from trainers.checkpoints import save_checkpoint
-        from trainers.config import config_to_dict
+        from srcaco2.trainers._state import rng_state
+        from srcaco2.trainers.checkpoints import save_checkpoint
+        from srcaco2.trainers.config import config_to_dict
 
         state = None
         if training:
@@ -191,7 +191,7 @@ class TrainLoop:
 
     # ------------------------------------------------------------------------------- validation
     def _validate(self, epoch: int) -> None:
-        from trainers.metrics import METRIC_NAMES
+        from srcaco2.trainers.metrics import METRIC_NAMES
 
         eval_model, means = self.validator.run()
         metric = self.cfg.eval.select_metric
@@ -219,7 +219,7 @@ class TrainLoop:
     # ------------------------------------------------------------------------------------- loop
     def run(self) -> None:
         """Train from `step` to `total` (see the module docstring)."""
-        from trainers import _ddp
+        from srcaco2.trainers import _ddp
 
         cfg, ctx, dist = self.cfg, self.ctx, self.dist
         train = cfg.train

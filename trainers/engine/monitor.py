@@ -20,7 +20,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from trainers.engine.step import StepOutput
+from srcaco2.trainers.engine.step import StepOutput
 
 __all__ = ["TrainingDivergedError", "StepRecord", "StepMonitor", "describe_windows"]
 

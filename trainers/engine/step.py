@@ -1,10 +1,10 @@
-"""One optimiser step, the same for `trainers.fit.fit` and `benchmarks.train_step`.
+"""One optimiser step, the same for `srcaco2.trainers.fit.fit` and `srcaco2.benchmarks.train_step`.
 
 `train_step` only queues device work: forward (bf16 autocast when asked), the configured loss,
 backward, gradient clipping, the optimiser step and the weight EMA. It never reads a value back
 to the host (no ``.item()``, ``float()``, ``bool()`` of a tensor, no ``torch.isfinite`` branch), so
 on CUDA the host can prepare the next step while the GPU runs this one; the loss it returns stays
-on the device (`trainers.engine.monitor.StepMonitor` reads many at once). Under DDP the returned
+on the device (`srcaco2.trainers.engine.monitor.StepMonitor` reads many at once). Under DDP the returned
 loss is the mean over ranks (an asynchronous all-reduce on NCCL).
 
 A non-finite loss therefore still updates the weights; the loop reads the losses before every
@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-    from trainers._ddp import DistInfo
-    from trainers._state import WeightEMA
+    from srcaco2.trainers._ddp import DistInfo
+    from srcaco2.trainers._state import WeightEMA
 
 __all__ = ["StepContext", "StepOutput", "batch_to_device", "train_step"]
 
@@ -37,7 +37,7 @@ class StepContext:
     model : torch.nn.Module
         The unwrapped model (parameters to clip, weights for the EMA).
     criterion : callable
-        ``criterion(outputs, hr) -> (loss, {"mse": t, "ssim": t})`` (`trainers.losses.SRLoss`).
+        ``criterion(outputs, hr) -> (loss, {"mse": t, "ssim": t})`` (`srcaco2.trainers.losses.SRLoss`).
     optimizer : torch.optim.Optimizer
     device : torch.device
     amp : bool
@@ -87,7 +87,7 @@ def batch_to_device(
     Parameters
     ----------
     batch : mapping with ``lr`` (B, C, h, w) and ``hr`` (B, C, s·h, s·w) float32 in [0, 1]
-        As `srdata.loader.PatchLoader` yields (page-locked when CUDA is available and the loader's
+        As `srcaco2.srdata.loader.PatchLoader` yields (page-locked when CUDA is available and the loader's
         ``pin_memory`` is on).
     device : torch.device
     channels_last : bool
@@ -122,7 +122,7 @@ def train_step(ctx: StepContext, lr: torch.Tensor, hr: torch.Tensor) -> StepOutp
     """
     import torch
 
-    from trainers._ddp import all_mean
+    from srcaco2.trainers._ddp import all_mean
 
     with torch.autocast(ctx.device.type, dtype=torch.bfloat16, enabled=ctx.amp):
         outputs = ctx.net(lr)

@@ -2,7 +2,7 @@
 
 `Validator.run` scores the model (or its EMA weights, copied into one evaluation network made
 at the start) on the first ``eval.val_windows`` windows of the val split with the paper's metrics
-(`trainers.evaluate.evaluate_model`, which keeps the caller's RNG stream untouched). The val
+(`srcaco2.trainers.evaluate.evaluate_model`, which keeps the caller's RNG stream untouched). The val
 loader is made once, in the main process (no worker processes idle between validations), and
 keeps its decoded-chunk cache, so later validations read no chunk again when the windows fit
 ``data.loader.cache_bytes``.
@@ -19,8 +19,8 @@ import math
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
-    from trainers._state import WeightEMA
-    from trainers.config import RunConfig
+    from srcaco2.trainers._state import WeightEMA
+    from srcaco2.trainers.config import RunConfig
 
 __all__ = ["Validator", "better", "make_val_loader"]
 
@@ -49,7 +49,7 @@ def better(metric: str, new: float, best: float | None) -> bool:
 
 def make_val_loader(cfg: RunConfig, *, pin_memory: bool) -> Any:
     """The val split's first ``eval.val_windows`` windows, read in the main process (eval mode)."""
-    from srdata.loader import make_loader
+    from srcaco2.srdata.loader import make_loader
 
     d = cfg.data
     settings = dataclasses.replace(d.loader, num_workers=0, pin_memory=pin_memory)
@@ -89,9 +89,9 @@ class Validator:
         return self._eval_copy
 
     def run(self) -> tuple[Any, dict[str, float]]:
-        """Score the eval model; returns it and the split means (`trainers.metrics.METRIC_NAMES`)."""
-        from trainers.evaluate import evaluate_model
-        from trainers.metrics import mean_metrics
+        """Score the eval model; returns it and the split means (`srcaco2.trainers.metrics.METRIC_NAMES`)."""
+        from srcaco2.trainers.evaluate import evaluate_model
+        from srcaco2.trainers.metrics import mean_metrics
 
         model = self.eval_model()
         rows = evaluate_model(model, self.loader, self.cfg.data.scale, device=self.device, amp=self.amp)

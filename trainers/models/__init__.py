@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from trainers.models.registry import (
+from srcaco2.trainers.models.registry import (
     FAMILIES,
     ModelInfo,
     UnknownModelError,

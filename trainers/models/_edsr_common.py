@@ -20,7 +20,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from kernels.pixel_shuffle import PixelShuffle
+from srcaco2.kernels.pixel_shuffle import PixelShuffle
 
 __all__ = [
     "default_conv",

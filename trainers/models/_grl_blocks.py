@@ -1,4 +1,5 @@
-"""Building blocks of GRL (see :mod:`trainers.models.grl`): shared tables/indices/masks, attentions, block.
+"""Building blocks of GRL (see :mod:`srcaco2.trainers.models.grl`): shared tables/indices/masks, attentions,
+block.
 
 Shapes use B (batch), H x W (padded LR feature map), C (``embed_dim``), L = H*W tokens.
 """
@@ -11,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trainers.models.swinir import DropPath, Mlp, window_partition, window_reverse
+from srcaco2.trainers.models.swinir import DropPath, Mlp, window_partition, window_reverse
 
 __all__ = ["table_index_mask", "MixAttnBlock", "BUFFER_NAMES"]
 

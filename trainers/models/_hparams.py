@@ -1,6 +1,6 @@
 """The one place where a model builder merges caller overrides into its hyperparameters.
 
-Every ``build(scale, in_channels=1, **overrides)`` in `trainers.models` calls `resolve_hparams`
+Every ``build(scale, in_channels=1, **overrides)`` in `srcaco2.trainers.models` calls `resolve_hparams`
 with its benchmark defaults, so every network refuses an unknown name the same way:
 ``ValueError("<model>: unknown override(s) 'x'; allowed overrides: a, b, c (...)")``.
 """

@@ -4,7 +4,7 @@
 map depends on, per phase of the pixel inside its LR pixel, so strided convolutions, transposed
 convolutions, pixel shuffles and interpolations are exact, not rounded up. Each network module
 declares its reach as a function ``reach(scale, hp) -> Reach`` at registration
-(`trainers.models.registry.register_model`); ``tests/models/test_all_networks.py`` checks the
+(`srcaco2.trainers.models.registry.register_model`); ``tests/models/test_all_networks.py`` checks the
 radius against autograd.
 
 Nothing runs at import.

@@ -41,9 +41,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trainers.models._edsr_common import MeanShift, ResBlock, Upsampler, default_conv
-from trainers.models._hparams import resolve_hparams
-from trainers.models.registry import register_model
+from srcaco2.trainers.models._edsr_common import MeanShift, ResBlock, Upsampler, default_conv
+from srcaco2.trainers.models._hparams import resolve_hparams
+from srcaco2.trainers.models.registry import register_model
 
 __all__ = ["ACT", "build", "DEFAULT_HPARAMS"]
 
@@ -373,11 +373,24 @@ class ACT(nn.Module):
 
 
 @register_model(
-    "act", family="post-upsampling", display_name="ACT", table_rank=6,
+    "act",
+    family="post-upsampling",
+    display_name="ACT",
+    table_rank=6,
     paper="ACT, Yoo et al., WACV 2023",
-    tiny={"n_feats": 8, "n_resgroups": 2, "n_resblocks": 1, "reduction": 4, "n_heads": 4, "n_layers": 4,
-          "n_fusionblocks": 2},
-    hparams=DEFAULT_HPARAMS, reach=None, input_grid=3, min_input=lambda hp: 2 * int(hp["token_size"]),
+    tiny={
+        "n_feats": 8,
+        "n_resgroups": 2,
+        "n_resblocks": 1,
+        "reduction": 4,
+        "n_heads": 4,
+        "n_layers": 4,
+        "n_fusionblocks": 2,
+    },
+    hparams=DEFAULT_HPARAMS,
+    reach=None,
+    input_grid=3,
+    min_input=lambda hp: 2 * int(hp["token_size"]),
     global_reason="self-attention over all 3x3 tokens and channel attention (global pooling)",
 )
 def build(scale: int, in_channels: int = 1, **overrides: object) -> nn.Module:

@@ -4,7 +4,7 @@ The benchmark scores an ``Interpolate`` baseline beside every network (docs/prot
 ``F.interpolate(lr, scale_factor=s, mode="bicubic", antialias=True)`` clamped to [0, 1]. With
 ``antialias=True`` an upsampling bicubic in PyTorch uses Keys a = -0.5 with taps outside the image
 dropped and the weights renormalised (PIL-style), half-pixel centres. This differs from the
-network-internal bicubic of VDSR/DRRN/MemNet/ProSR (a = -0.75, see `trainers.models._interp`).
+network-internal bicubic of VDSR/DRRN/MemNet/ProSR (a = -0.75, see `srcaco2.trainers.models._interp`).
 
 Hyperparameters: none (``scale`` only); the module has no parameters and no state_dict entries.
 """
@@ -14,10 +14,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from trainers.models._hparams import resolve_hparams
-from trainers.models._interp import antialiased_bicubic
-from trainers.models._reach import Reach
-from trainers.models.registry import register_model
+from srcaco2.trainers.models._hparams import resolve_hparams
+from srcaco2.trainers.models._interp import antialiased_bicubic
+from srcaco2.trainers.models._reach import Reach
+from srcaco2.trainers.models.registry import register_model
 
 __all__ = ["Bicubic", "build"]
 
@@ -47,8 +47,13 @@ class Bicubic(nn.Module):
 
 
 @register_model(
-    "bicubic", family="bicubic", display_name="Bicubic", table_rank=0,
-    paper="bicubic interpolation (antialiased, PyTorch)", tiny={}, hparams={},
+    "bicubic",
+    family="bicubic",
+    display_name="Bicubic",
+    table_rank=0,
+    paper="bicubic interpolation (antialiased, PyTorch)",
+    tiny={},
+    hparams={},
     reach=lambda s, hp: Reach.lr().interp(s, 4),
 )
 def build(scale: int, in_channels: int = 1, **overrides) -> nn.Module:

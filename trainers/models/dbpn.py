@@ -29,9 +29,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from trainers.models._hparams import resolve_hparams
-from trainers.models._reach import Reach, union
-from trainers.models.registry import register_model
+from srcaco2.trainers.models._hparams import resolve_hparams
+from srcaco2.trainers.models._reach import Reach, union
+from srcaco2.trainers.models.registry import register_model
 
 __all__ = ["DBPN", "build"]
 
@@ -113,8 +113,9 @@ class DBPN(nn.Module):
         Projection width, first-layer width, weight-shared passes.
     """
 
-    def __init__(self, scale: int, in_channels: int = 1, base_filter: int = 64, feat: int = 256,
-                 num_stages: int = 3) -> None:
+    def __init__(
+        self, scale: int, in_channels: int = 1, base_filter: int = 64, feat: int = 256, num_stages: int = 3
+    ) -> None:
         super().__init__()
         if scale not in _PROJECTION:
             raise ValueError(f"DBPN supports scales {sorted(_PROJECTION)}, got scale={scale}")
@@ -187,9 +188,14 @@ def _reach(scale: int, hp: dict[str, Any]) -> Reach:
 
 
 @register_model(
-    "dbpn", family="iterative up-and-down", display_name="DBPN", table_rank=0,
-    paper="DBPN, Haris et al., CVPR 2018", tiny={"base_filter": 4, "feat": 8, "num_stages": 1},
-    hparams=_DEFAULTS, reach=_reach,
+    "dbpn",
+    family="iterative up-and-down",
+    display_name="DBPN",
+    table_rank=0,
+    paper="DBPN, Haris et al., CVPR 2018",
+    tiny={"base_filter": 4, "feat": 8, "num_stages": 1},
+    hparams=_DEFAULTS,
+    reach=_reach,
 )
 def build(scale: int, in_channels: int = 1, **overrides) -> nn.Module:
     """Build the benchmark DBPN (overrides: ``base_filter``, ``feat``, ``num_stages``)."""

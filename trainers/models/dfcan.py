@@ -25,9 +25,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from kernels.pixel_shuffle import PixelShuffle
-from trainers.models._hparams import resolve_hparams
-from trainers.models.registry import register_model
+from srcaco2.kernels.pixel_shuffle import PixelShuffle
+from srcaco2.trainers.models._hparams import resolve_hparams
+from srcaco2.trainers.models.registry import register_model
 
 __all__ = ["DFCAN", "fft_power_spectrum", "build"]
 
@@ -102,8 +102,16 @@ class DFCAN(nn.Module):
         Spectrum exponent.
     """
 
-    def __init__(self, scale: int, in_channels: int = 1, num_features: int = 64, num_groups: int = 4,
-                 num_blocks: int = 4, reduction_features: int = 4, gamma: float = 0.8) -> None:
+    def __init__(
+        self,
+        scale: int,
+        in_channels: int = 1,
+        num_features: int = 64,
+        num_groups: int = 4,
+        num_blocks: int = 4,
+        reduction_features: int = 4,
+        gamma: float = 0.8,
+    ) -> None:
         super().__init__()
         self.scale = int(scale)
         self.input = nn.Sequential(nn.Conv2d(in_channels, num_features, 3, padding=1), nn.GELU())
@@ -122,10 +130,15 @@ class DFCAN(nn.Module):
 
 
 @register_model(
-    "dfcan", family="post-upsampling", display_name="DFCAN", table_rank=1,
+    "dfcan",
+    family="post-upsampling",
+    display_name="DFCAN",
+    table_rank=1,
     paper="DFCAN, Qiao et al., Nature Methods 2021",
-    tiny={"num_features": 8, "num_groups": 1, "num_blocks": 2, "reduction_features": 2}, hparams=_DEFAULTS,
-    reach=None, global_reason="Fourier transforms and global average pooling over the whole image",
+    tiny={"num_features": 8, "num_groups": 1, "num_blocks": 2, "reduction_features": 2},
+    hparams=_DEFAULTS,
+    reach=None,
+    global_reason="Fourier transforms and global average pooling over the whole image",
 )
 def build(scale: int, in_channels: int = 1, **overrides) -> nn.Module:
     """Build the benchmark DFCAN (overrides: ``num_features``, ``num_groups``, ``num_blocks``,

@@ -24,10 +24,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trainers.models._hparams import resolve_hparams
-from trainers.models._interp import BicubicResidualNet
-from trainers.models._reach import pre_upsampled
-from trainers.models.registry import register_model
+from srcaco2.trainers.models._hparams import resolve_hparams
+from srcaco2.trainers.models._interp import BicubicResidualNet
+from srcaco2.trainers.models._reach import pre_upsampled
+from srcaco2.trainers.models.registry import register_model
 
 __all__ = ["DRRN", "build"]
 
@@ -67,8 +67,9 @@ class DRRN(BicubicResidualNet):
         Width.
     """
 
-    def __init__(self, scale: int, in_channels: int = 1, num_residual_units: int = 25,
-                 num_features: int = 128) -> None:
+    def __init__(
+        self, scale: int, in_channels: int = 1, num_residual_units: int = 25, num_features: int = 128
+    ) -> None:
         super().__init__(scale)
         self.conv1 = nn.Sequential(*_relu_conv(in_channels, num_features))
         self.trunk = _RecursiveBlock(num_features, num_residual_units)
@@ -82,9 +83,14 @@ class DRRN(BicubicResidualNet):
 
 
 @register_model(
-    "drrn", family="pre-upsampling", display_name="DRRN", table_rank=2,
-    paper="DRRN, Tai et al., CVPR 2017", pre_upsampling="torch_bicubic",
-    tiny={"num_features": 8, "num_residual_units": 3}, hparams=_DEFAULTS,
+    "drrn",
+    family="pre-upsampling",
+    display_name="DRRN",
+    table_rank=2,
+    paper="DRRN, Tai et al., CVPR 2017",
+    pre_upsampling="torch_bicubic",
+    tiny={"num_features": 8, "num_residual_units": 3},
+    hparams=_DEFAULTS,
     reach=lambda s, hp: pre_upsampled(s, 2 * int(hp["num_residual_units"]) + 2),
 )
 def build(scale: int, in_channels: int = 1, **overrides) -> nn.Module:

@@ -33,10 +33,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trainers.models._edsr_common import MeanShift, ResBlock, default_conv
-from trainers.models._hparams import resolve_hparams
-from trainers.models._reach import Reach
-from trainers.models.registry import register_model
+from srcaco2.trainers.models._edsr_common import MeanShift, ResBlock, default_conv
+from srcaco2.trainers.models._hparams import resolve_hparams
+from srcaco2.trainers.models._reach import Reach
+from srcaco2.trainers.models.registry import register_model
 
 __all__ = ["EDSREncoder", "MLP", "EDSR_LIIF", "make_coord", "build", "DEFAULT_HPARAMS"]
 
@@ -250,9 +250,13 @@ class EDSR_LIIF(nn.Module):  # noqa: N801  (benchmark class name)
 
 
 @register_model(
-    "edsr_liif", family="post-upsampling", display_name="EDSR-LIIF", table_rank=3,
+    "edsr_liif",
+    family="post-upsampling",
+    display_name="EDSR-LIIF",
+    table_rank=3,
     paper="LIIF (EDSR-baseline encoder), Chen et al., CVPR 2021",
-    tiny={"n_feats": 4, "n_resblocks": 2, "hidden_list": [16, 16]}, hparams=DEFAULT_HPARAMS,
+    tiny={"n_feats": 4, "n_resblocks": 2, "hidden_list": [16, 16]},
+    hparams=DEFAULT_HPARAMS,
     reach=lambda s, hp: Reach.lr().conv(3, times=2 * int(hp["n_resblocks"]) + 3).nearest_pair(s),
 )
 def build(scale: int, in_channels: int = 1, **overrides: object) -> nn.Module:

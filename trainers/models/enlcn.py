@@ -35,9 +35,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trainers.models._edsr_common import MeanShift, attention_edsr_parts, default_conv
-from trainers.models._hparams import resolve_hparams
-from trainers.models.registry import register_model
+from srcaco2.trainers.models._edsr_common import MeanShift, attention_edsr_parts, default_conv
+from srcaco2.trainers.models._hparams import resolve_hparams
+from srcaco2.trainers.models.registry import register_model
 
 __all__ = ["ENLA", "ENLCA", "ENLCN", "build", "DEFAULT_HPARAMS", "gaussian_orthogonal_random_matrix"]
 
@@ -175,8 +175,12 @@ class ENLCN(nn.Module):
         super().__init__()
         self.upscale = int(upscale)
         sub_mean, head, body, tail = attention_edsr_parts(
-            upscale=self.upscale, in_chans=in_chans, n_resblocks=n_resblock, n_feats=n_feats,
-            res_scale=res_scale, img_range=img_range,
+            upscale=self.upscale,
+            in_chans=in_chans,
+            n_resblocks=n_resblock,
+            n_feats=n_feats,
+            res_scale=res_scale,
+            img_range=img_range,
             attention=lambda: ENLCA(n_feats, reduction=4, res_scale=res_scale),
         )
         # registered in the original's state_dict order: sub_mean, add_mean, head, body, tail
@@ -197,9 +201,15 @@ class ENLCN(nn.Module):
 
 
 @register_model(
-    "enlcn", family="post-upsampling", display_name="ENLCN", table_rank=4,
-    paper="ENLCN, Xia et al., AAAI 2022", tiny={"n_feats": 8, "n_resblock": 2}, hparams=DEFAULT_HPARAMS,
-    reach=None, global_reason="linear (kernelised) non-local attention over all positions",
+    "enlcn",
+    family="post-upsampling",
+    display_name="ENLCN",
+    table_rank=4,
+    paper="ENLCN, Xia et al., AAAI 2022",
+    tiny={"n_feats": 8, "n_resblock": 2},
+    hparams=DEFAULT_HPARAMS,
+    reach=None,
+    global_reason="linear (kernelised) non-local attention over all positions",
 )
 def build(scale: int, in_channels: int = 1, **overrides: object) -> nn.Module:
     """Build the benchmark's ENLCN: ``reference/enlcn_x<scale>.json``'s exact layout without overrides.

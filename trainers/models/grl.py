@@ -2,7 +2,7 @@
 
 A re-implementation of the benchmark's "Big" GRL, written from the paper and the facts recorded in
 ``trainers/models/reference/grl_x{2,4,8}.json`` (the published checkpoints load with ``strict=True``).
-Blocks live in :mod:`trainers.models._grl_blocks`.
+Blocks live in :mod:`srcaco2.trainers.models._grl_blocks`.
 
 Architecture (post-upsampling): reflect-pad bottom/right to a multiple of ``pad_size`` (= window 8;
 F.pad 'reflect', falling back to zero padding when reflect is impossible, i.e. pad >= size);
@@ -48,11 +48,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kernels.pixel_shuffle import PixelShuffle
-from trainers.models._grl_blocks import BUFFER_NAMES, MixAttnBlock, table_index_mask
-from trainers.models._hparams import constructor_kwargs, resolve_hparams
-from trainers.models.registry import register_model
-from trainers.models.swinir import init_transformer_weights
+from srcaco2.kernels.pixel_shuffle import PixelShuffle
+from srcaco2.trainers.models._grl_blocks import BUFFER_NAMES, MixAttnBlock, table_index_mask
+from srcaco2.trainers.models._hparams import constructor_kwargs, resolve_hparams
+from srcaco2.trainers.models.registry import register_model
+from srcaco2.trainers.models.swinir import init_transformer_weights
 
 __all__ = ["GRL", "build"]
 
@@ -244,11 +244,22 @@ _ONLY = {
 
 
 @register_model(
-    "grl", family="post-upsampling", display_name="GRL", table_rank=5,
+    "grl",
+    family="post-upsampling",
+    display_name="GRL",
+    table_rank=5,
     paper="GRL, Li et al., CVPR 2023",
-    tiny={"embed_dim": 36, "depths": [2, 1], "num_heads_window": [3, 3], "num_heads_stripe": [3, 3],
-          "img_size": 16, "drop_path_rate": 0.0},
-    hparams=_DEFAULTS, reach=None, input_grid=8,
+    tiny={
+        "embed_dim": 36,
+        "depths": [2, 1],
+        "num_heads_window": [3, 3],
+        "num_heads_stripe": [3, 3],
+        "img_size": 16,
+        "drop_path_rate": 0.0,
+    },
+    hparams=_DEFAULTS,
+    reach=None,
+    input_grid=8,
     global_reason="channel attention (global average pooling) in every block",
 )
 def build(scale: int, in_channels: int = 1, **overrides: Any) -> nn.Module:

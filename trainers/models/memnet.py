@@ -25,10 +25,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from trainers.models._hparams import resolve_hparams
-from trainers.models._interp import BicubicResidualNet
-from trainers.models._reach import pre_upsampled
-from trainers.models.registry import register_model
+from srcaco2.trainers.models._hparams import resolve_hparams
+from srcaco2.trainers.models._interp import BicubicResidualNet
+from srcaco2.trainers.models._reach import pre_upsampled
+from srcaco2.trainers.models.registry import register_model
 
 __all__ = ["MemNet", "build"]
 
@@ -42,8 +42,9 @@ def _bn_relu_conv(cin: int, cout: int, k: int) -> list[nn.Module]:
 class _ResidualBlock(nn.Module):
     def __init__(self, channels: int) -> None:
         super().__init__()
-        self.residual_block = nn.Sequential(*_bn_relu_conv(channels, channels, 3),
-                                            *_bn_relu_conv(channels, channels, 3))
+        self.residual_block = nn.Sequential(
+            *_bn_relu_conv(channels, channels, 3), *_bn_relu_conv(channels, channels, 3)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.residual_block(x) + x
@@ -78,8 +79,14 @@ class MemNet(BicubicResidualNet):
         See the module docstring.
     """
 
-    def __init__(self, scale: int, in_channels: int = 1, num_memory_blocks: int = 6,
-                 num_residual_blocks: int = 6, num_features: int = 64) -> None:
+    def __init__(
+        self,
+        scale: int,
+        in_channels: int = 1,
+        num_memory_blocks: int = 6,
+        num_residual_blocks: int = 6,
+        num_features: int = 64,
+    ) -> None:
         super().__init__(scale)
         self.feature_extractor = nn.Sequential(*_bn_relu_conv(in_channels, num_features, 3))
         self.dense_memory_blocks = nn.ModuleList(
@@ -102,9 +109,14 @@ class MemNet(BicubicResidualNet):
 
 
 @register_model(
-    "memnet", family="pre-upsampling", display_name="MemNet", table_rank=3,
-    paper="MemNet, Tai et al., ICCV 2017", pre_upsampling="torch_bicubic",
-    tiny={"num_features": 8, "num_memory_blocks": 2, "num_residual_blocks": 2}, hparams=_DEFAULTS,
+    "memnet",
+    family="pre-upsampling",
+    display_name="MemNet",
+    table_rank=3,
+    paper="MemNet, Tai et al., ICCV 2017",
+    pre_upsampling="torch_bicubic",
+    tiny={"num_features": 8, "num_memory_blocks": 2, "num_residual_blocks": 2},
+    hparams=_DEFAULTS,
     reach=lambda s, hp: pre_upsampled(
         s, 1 + 2 * int(hp["num_memory_blocks"]) * int(hp["num_residual_blocks"]) ** 2
     ),

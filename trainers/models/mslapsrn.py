@@ -31,9 +31,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from trainers.models._hparams import resolve_hparams
-from trainers.models._reach import Reach, pyramid_levels
-from trainers.models.registry import register_model
+from srcaco2.trainers.models._hparams import resolve_hparams
+from srcaco2.trainers.models._reach import Reach, pyramid_levels
+from srcaco2.trainers.models.registry import register_model
 
 __all__ = ["MSLapSRN", "build"]
 
@@ -68,15 +68,20 @@ class MSLapSRN(nn.Module):
         if 2**levels != scale or levels < 1:
             raise ValueError(f"MS-LapSRN needs a power-of-two scale >= 2, got scale={scale}")
         if in_channels != 1:
-            raise ValueError(f"MS-LapSRN's image branch is single-channel (as in the original); got "
-                             f"in_channels={in_channels}")
+            raise ValueError(
+                f"MS-LapSRN's image branch is single-channel (as in the original); got "
+                f"in_channels={in_channels}"
+            )
         self.scale, self.levels = int(scale), levels
-        self.conv1 = nn.Sequential(nn.Conv2d(in_channels, num_features, 3, padding=1),
-                                   nn.LeakyReLU(0.2, inplace=True))
+        self.conv1 = nn.Sequential(
+            nn.Conv2d(in_channels, num_features, 3, padding=1), nn.LeakyReLU(0.2, inplace=True)
+        )
         for k in range(1, levels + 1):
-            feat = nn.Sequential(*[_ConvBlock(num_features) for _ in range(num_convs)],
-                                 nn.ConvTranspose2d(num_features, num_features, 4, 2, 1),
-                                 nn.LeakyReLU(0.2, inplace=True))
+            feat = nn.Sequential(
+                *[_ConvBlock(num_features) for _ in range(num_convs)],
+                nn.ConvTranspose2d(num_features, num_features, 4, 2, 1),
+                nn.LeakyReLU(0.2, inplace=True),
+            )
             self.add_module(f"laplacian_pyramid_conv{3 * k - 2}", feat)
             self.add_module(f"laplacian_pyramid_conv{3 * k - 1}", nn.ConvTranspose2d(1, 1, 4, 2, 1))
             self.add_module(f"laplacian_pyramid_conv{3 * k}", nn.Conv2d(num_features, 1, 3, padding=1))
@@ -87,8 +92,9 @@ class MSLapSRN(nn.Module):
         outs = []
         for k in range(1, self.levels + 1):
             feat = getattr(self, f"laplacian_pyramid_conv{3 * k - 2}")(feat)
-            img = getattr(self, f"laplacian_pyramid_conv{3 * k - 1}")(img) + \
-                getattr(self, f"laplacian_pyramid_conv{3 * k}")(feat)
+            img = getattr(self, f"laplacian_pyramid_conv{3 * k - 1}")(img) + getattr(
+                self, f"laplacian_pyramid_conv{3 * k}"
+            )(feat)
             outs.append(img)
         return outs if self.training else outs[-1]
 
@@ -104,9 +110,15 @@ def _reach(scale: int, hp: dict[str, Any]) -> Reach:
 
 
 @register_model(
-    "mslapsrn", family="progressive", display_name="MS-LapSRN", table_rank=1,
-    paper="MS-LapSRN, Lai et al., TPAMI 2019", multi_output=True,
-    tiny={"num_features": 8, "num_convs": 2}, hparams=_DEFAULTS, reach=_reach,
+    "mslapsrn",
+    family="progressive",
+    display_name="MS-LapSRN",
+    table_rank=1,
+    paper="MS-LapSRN, Lai et al., TPAMI 2019",
+    multi_output=True,
+    tiny={"num_features": 8, "num_convs": 2},
+    hparams=_DEFAULTS,
+    reach=_reach,
 )
 def build(scale: int, in_channels: int = 1, **overrides) -> nn.Module:
     """Build the benchmark MS-LapSRN (overrides: ``num_features``, ``num_convs``)."""

@@ -45,9 +45,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trainers.models._edsr_common import MeanShift, attention_edsr_parts, default_conv
-from trainers.models._hparams import resolve_hparams
-from trainers.models.registry import register_model
+from srcaco2.trainers.models._edsr_common import MeanShift, attention_edsr_parts, default_conv
+from srcaco2.trainers.models._hparams import resolve_hparams
+from srcaco2.trainers.models.registry import register_model
 
 __all__ = ["NonLocalSparseAttention", "NLSN", "build", "DEFAULT_HPARAMS"]
 
@@ -217,8 +217,13 @@ class NLSN(nn.Module):
             )
 
         sub_mean, head, body, tail = attention_edsr_parts(
-            upscale=self.upscale, in_chans=in_chans, n_resblocks=n_resblocks, n_feats=n_feats,
-            res_scale=res_scale, img_range=img_range, attention=nlsa,
+            upscale=self.upscale,
+            in_chans=in_chans,
+            n_resblocks=n_resblocks,
+            n_feats=n_feats,
+            res_scale=res_scale,
+            img_range=img_range,
+            attention=nlsa,
         )
         # registered in the original's state_dict order: sub_mean, add_mean, head, body, tail
         self.sub_mean = sub_mean
@@ -253,10 +258,15 @@ class NLSN(nn.Module):
 
 
 @register_model(
-    "nlsn", family="post-upsampling", display_name="NLSN", table_rank=0,
+    "nlsn",
+    family="post-upsampling",
+    display_name="NLSN",
+    table_rank=0,
     paper="NLSN, Mei et al., CVPR 2021",
-    tiny={"n_feats": 8, "n_resblocks": 2, "chunk_size": 16, "n_hashes": 2}, hparams=DEFAULT_HPARAMS,
-    reach=None, global_reason="non-local sparse attention over all positions (LSH buckets, random in eval)",
+    tiny={"n_feats": 8, "n_resblocks": 2, "chunk_size": 16, "n_hashes": 2},
+    hparams=DEFAULT_HPARAMS,
+    reach=None,
+    global_reason="non-local sparse attention over all positions (LSH buckets, random in eval)",
     min_input=lambda hp: math.isqrt(int(hp["chunk_size"]) - 1) + 1,  # h * w >= chunk_size
 )
 def build(scale: int, in_channels: int = 1, **overrides: object) -> nn.Module:

@@ -47,9 +47,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kernels.pixel_shuffle import PixelShuffle
-from trainers.models._hparams import resolve_hparams
-from trainers.models.registry import register_model
+from srcaco2.kernels.pixel_shuffle import PixelShuffle
+from srcaco2.trainers.models._hparams import resolve_hparams
+from srcaco2.trainers.models.registry import register_model
 
 __all__ = ["OmniSR", "build"]
 
@@ -341,9 +341,16 @@ def _min_input(hp: dict[str, Any]) -> int:
 
 
 @register_model(
-    "omnisr", family="post-upsampling", display_name="Omni-SR", table_rank=7,
-    paper="Omni-SR, Wang et al., CVPR 2023", tiny={"num_feat": 16, "res_num": 1, "block_num": 1},
-    hparams=_DEFAULTS, reach=None, input_grid=8, min_input=_min_input,
+    "omnisr",
+    family="post-upsampling",
+    display_name="Omni-SR",
+    table_rank=7,
+    paper="Omni-SR, Wang et al., CVPR 2023",
+    tiny={"num_feat": 16, "res_num": 1, "block_num": 1},
+    hparams=_DEFAULTS,
+    reach=None,
+    input_grid=8,
+    min_input=_min_input,
     global_reason="grid attention across the whole image and squeeze-excitation (global mean)",
 )
 def build(scale: int, in_channels: int = 1, **overrides: Any) -> nn.Module:

@@ -38,11 +38,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from kernels.pixel_shuffle import PixelShuffle
-from trainers.models._hparams import resolve_hparams
-from trainers.models._interp import torch_bicubic
-from trainers.models._reach import Reach, pyramid_levels
-from trainers.models.registry import register_model
+from srcaco2.kernels.pixel_shuffle import PixelShuffle
+from srcaco2.trainers.models._hparams import resolve_hparams
+from srcaco2.trainers.models._interp import torch_bicubic
+from srcaco2.trainers.models._reach import Reach, pyramid_levels
+from srcaco2.trainers.models.registry import register_model
 
 __all__ = ["ProSR", "build"]
 
@@ -50,9 +50,18 @@ _LEVELS = {2: [[8] * 9], 4: [[8] * 9, [8] * 3], 8: [[8] * 9, [8] * 3, [8]]}
 
 
 def _defaults(scale: int) -> dict[str, Any]:
-    return {"residual_denseblock": True, "num_init_features": 160, "bn_size": 4, "growth_rate": 40,
-            "ps_woReLU": False, "level_config": [list(c) for c in _LEVELS[scale]], "level_compression": -1,
-            "res_factor": 0.2, "max_num_feature": 312, "block_compression": 0.4}
+    return {
+        "residual_denseblock": True,
+        "num_init_features": 160,
+        "bn_size": 4,
+        "growth_rate": 40,
+        "ps_woReLU": False,
+        "level_config": [list(c) for c in _LEVELS[scale]],
+        "level_compression": -1,
+        "res_factor": 0.2,
+        "max_num_feature": 312,
+        "block_compression": 0.4,
+    }
 
 
 class _Conv(nn.Module):
@@ -73,9 +82,13 @@ class _Compression(nn.Sequential):
 
 class _DenseLayer(nn.Sequential):
     def __init__(self, cin: int, growth_rate: int, bn_size: int) -> None:
-        super().__init__(OrderedDict(conv_1=nn.Conv2d(cin, bn_size * growth_rate, 1),
-                                     relu_2=nn.ReLU(inplace=True),
-                                     conv_2=_Conv(bn_size * growth_rate, growth_rate, 3)))
+        super().__init__(
+            OrderedDict(
+                conv_1=nn.Conv2d(cin, bn_size * growth_rate, 1),
+                relu_2=nn.ReLU(inplace=True),
+                conv_2=_Conv(bn_size * growth_rate, growth_rate, 3),
+            )
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.cat([x, super().forward(x)], 1)
@@ -85,9 +98,12 @@ class _DenseResidualBlock(nn.Module):
     def __init__(self, cin: int, num_layers: int, growth_rate: int, bn_size: int, res_factor: float) -> None:
         super().__init__()
         self.res_factor = float(res_factor)
-        self.dense_block = nn.Sequential(OrderedDict(
-            (f"denselayer{i + 1}", _DenseLayer(cin + i * growth_rate, growth_rate, bn_size))
-            for i in range(num_layers)))
+        self.dense_block = nn.Sequential(
+            OrderedDict(
+                (f"denselayer{i + 1}", _DenseLayer(cin + i * growth_rate, growth_rate, bn_size))
+                for i in range(num_layers)
+            )
+        )
         self.comp = _Compression(cin + num_layers * growth_rate, cin)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -97,7 +113,8 @@ class _DenseResidualBlock(nn.Module):
 class _Upsampler(nn.Module):
     def __init__(self, c: int, with_relu: bool) -> None:
         super().__init__()
-        # shuffle + ReLU in one pass (kernels.pixel_shuffle epilogue); parameter-free, so keys are unchanged
+        # shuffle + ReLU in one pass (srcaco2.kernels.pixel_shuffle epilogue); parameter-free, so keys are
+        # unchanged
         self.m = nn.Sequential(_Conv(c, 4 * c, 3), PixelShuffle(2, activation="relu" if with_relu else None))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -118,17 +135,30 @@ class ProSR(nn.Module):
         The original's constructor arguments (see the module docstring).
     """
 
-    def __init__(self, scale: int, in_channels: int = 1, *, residual_denseblock: bool = True,
-                 num_init_features: int = 160, bn_size: int = 4, growth_rate: int = 40,
-                 ps_woReLU: bool = False, level_config: list[list[int]] | None = None,
-                 level_compression: float = -1, res_factor: float = 0.2, max_num_feature: int = 312,
-                 block_compression: float = 0.4) -> None:
+    def __init__(
+        self,
+        scale: int,
+        in_channels: int = 1,
+        *,
+        residual_denseblock: bool = True,
+        num_init_features: int = 160,
+        bn_size: int = 4,
+        growth_rate: int = 40,
+        ps_woReLU: bool = False,
+        level_config: list[list[int]] | None = None,
+        level_compression: float = -1,
+        res_factor: float = 0.2,
+        max_num_feature: int = 312,
+        block_compression: float = 0.4,
+    ) -> None:
         super().__init__()
         levels = int(round(math.log2(scale)))
         level_config = _LEVELS[scale] if level_config is None else level_config
         if 2**levels != scale or len(level_config) != levels:
-            raise ValueError(f"ProSR needs a power-of-two scale and one level_config entry per x2 level; "
-                             f"got scale={scale}, level_config={level_config}")
+            raise ValueError(
+                f"ProSR needs a power-of-two scale and one level_config entry per x2 level; "
+                f"got scale={scale}, level_config={level_config}"
+            )
         self.scale, self.levels = int(scale), levels
         self.residual_denseblock = bool(residual_denseblock)
         self.block_compression = block_compression  # only for non-residual dense blocks (unused)
@@ -143,7 +173,8 @@ class ProSR(nn.Module):
                 c = out
             for b, num_layers in enumerate(block_config):
                 body[f"residual_denseblock_{b + 1}"] = _DenseResidualBlock(
-                    c, num_layers, growth_rate, bn_size, res_factor)
+                    c, num_layers, growth_rate, bn_size, res_factor
+                )
             final: OrderedDict[str, nn.Module] = OrderedDict()
             if c > max_num_feature:
                 final["final_comp"] = _Compression(c, max_num_feature)
@@ -161,8 +192,10 @@ class ProSR(nn.Module):
         Raises ValueError when ``h`` or ``w`` is 1 (reflection padding needs at least 2 pixels).
         """
         if min(lr.shape[-2:]) < 2:
-            raise ValueError(f"ProSR needs an LR image of at least 2x2 pixels (reflection padding), "
-                             f"got {tuple(lr.shape[-2:])}")
+            raise ValueError(
+                f"ProSR needs an LR image of at least 2x2 pixels (reflection padding), "
+                f"got {tuple(lr.shape[-2:])}"
+            )
         feats = getattr(self, f"init_conv_{self.levels}")(lr)
         outs = []
         for k in range(1, self.levels + 1):
@@ -188,11 +221,22 @@ def _reach(scale: int, hp: dict[str, Any]) -> Reach:
 
 
 @register_model(
-    "prosr", family="progressive", display_name="ProSR", table_rank=0,
-    paper="ProSR, Wang et al., CVPRW 2018", multi_output=True, pre_upsampling="torch_bicubic",
-    tiny=lambda s: {"num_init_features": 8, "growth_rate": 4, "bn_size": 2,
-                    "level_config": [[2]] * pyramid_levels(s)},
-    hparams=_defaults, reach=_reach, min_input=2,
+    "prosr",
+    family="progressive",
+    display_name="ProSR",
+    table_rank=0,
+    paper="ProSR, Wang et al., CVPRW 2018",
+    multi_output=True,
+    pre_upsampling="torch_bicubic",
+    tiny=lambda s: {
+        "num_init_features": 8,
+        "growth_rate": 4,
+        "bn_size": 2,
+        "level_config": [[2]] * pyramid_levels(s),
+    },
+    hparams=_defaults,
+    reach=_reach,
+    min_input=2,
 )
 def build(scale: int, in_channels: int = 1, **overrides) -> nn.Module:
     """Build the benchmark ProSR (overrides: the original's constructor argument names)."""

@@ -3,12 +3,12 @@
 Each network lives in its own module ``trainers/models/<name>.py`` (the module name is the
 registry name; private helpers start with ``_``). Modules are found by listing the package
 folder (no import) and imported lazily on first use, so one broken family never breaks the others
-and ``import trainers.models`` stays cheap. A module registers its builder with `register_model`,
+and ``import srcaco2.trainers.models`` stays cheap. A module registers its builder with `register_model`,
 declaring there, once, what the rest of the toolkit derives from it:
 
 * ``family`` and ``display_name`` (the paper's Tables 4/5 grouping and spelling), ``table_rank``
   (the row order inside the family);
-* the receptive reach (``reach(scale, hp)``, in LR pixels, what `trainers.predict` uses as its
+* the receptive reach (``reach(scale, hp)``, in LR pixels, what `srcaco2.trainers.predict` uses as its
   default halo) or, for a network whose output depends on the whole image, ``global_reason``;
 * ``input_grid`` (the window / token grid crops must start on), ``min_input`` (smallest side);
 * ``multi_output``, ``pre_upsampling``;
@@ -58,7 +58,7 @@ FAMILIES: tuple[str, ...] = (
 
 log = logging.getLogger(__name__)
 
-_PACKAGE = "trainers.models"
+_PACKAGE = "srcaco2.trainers.models"
 _DIR = Path(__file__).parent
 _NOT_NETWORKS = frozenset({"registry", "tiny"})
 _REFERENCE_DIR = _DIR / "reference"
@@ -195,7 +195,7 @@ def register_model(
         Small-width overrides for tests and CPU benchmarks.
     hparams : mapping or callable(scale) -> dict
         The builder's benchmark hyperparameters (what `reach` and `min_input` read).
-    reach : callable(scale, hp) -> `trainers.models._reach.Reach` or int (LR px), or None
+    reach : callable(scale, hp) -> `srcaco2.trainers.models._reach.Reach` or int (LR px), or None
         The receptive reach, computed from the hyperparameters; None exactly when
         `global_reason` is given.
     global_reason : str, optional

@@ -26,10 +26,10 @@ import math
 import torch
 from torch import nn
 
-from trainers.models._hparams import resolve_hparams
-from trainers.models._interp import opencv_bicubic_uint8, torch_bicubic
-from trainers.models._reach import Reach
-from trainers.models.registry import register_model
+from srcaco2.trainers.models._hparams import resolve_hparams
+from srcaco2.trainers.models._interp import opencv_bicubic_uint8, torch_bicubic
+from srcaco2.trainers.models._reach import Reach
+from srcaco2.trainers.models.registry import register_model
 
 __all__ = ["SRCNN", "build"]
 
@@ -49,12 +49,14 @@ class SRCNN(nn.Module):
         Widths of the 5x5 and 1x1 layers.
     """
 
-    def __init__(self, scale: int, in_channels: int = 1, num_features: int = 1024,
-                 num_map_features: int = 128) -> None:
+    def __init__(
+        self, scale: int, in_channels: int = 1, num_features: int = 1024, num_map_features: int = 128
+    ) -> None:
         super().__init__()
         self.scale = int(scale)
-        self.features = nn.Sequential(nn.Conv2d(in_channels, num_features, 5, padding=2),
-                                      nn.ReLU(inplace=True))
+        self.features = nn.Sequential(
+            nn.Conv2d(in_channels, num_features, 5, padding=2), nn.ReLU(inplace=True)
+        )
         self.map = nn.Sequential(nn.Conv2d(num_features, num_map_features, 1), nn.ReLU(inplace=True))
         self.reconstruction = nn.Conv2d(num_map_features, in_channels, 1)
         for m in self.modules():
@@ -77,9 +79,14 @@ class SRCNN(nn.Module):
 
 
 @register_model(
-    "srcnn", family="pre-upsampling", display_name="SRCNN", table_rank=0,
-    paper="SRCNN, Dong et al., ECCV 2014", pre_upsampling="opencv_bicubic_uint8",
-    tiny={"num_features": 8, "num_map_features": 4}, hparams=_DEFAULTS,
+    "srcnn",
+    family="pre-upsampling",
+    display_name="SRCNN",
+    table_rank=0,
+    paper="SRCNN, Dong et al., ECCV 2014",
+    pre_upsampling="opencv_bicubic_uint8",
+    tiny={"num_features": 8, "num_map_features": 4},
+    hparams=_DEFAULTS,
     reach=lambda s, hp: Reach.lr().interp(s, 4).conv(5),  # bicubic, then the 5x5 conv (1x1 after)
 )
 def build(scale: int, in_channels: int = 1, **overrides) -> nn.Module:

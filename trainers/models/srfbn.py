@@ -33,9 +33,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trainers.models._hparams import resolve_hparams
-from trainers.models._reach import Reach, union
-from trainers.models.registry import register_model
+from srcaco2.trainers.models._hparams import resolve_hparams
+from srcaco2.trainers.models._reach import Reach, union
+from srcaco2.trainers.models.registry import register_model
 
 __all__ = ["SRFBN", "build"]
 
@@ -105,8 +105,14 @@ class SRFBN(nn.Module):
         Width, feedback steps, projection groups.
     """
 
-    def __init__(self, scale: int, in_channels: int = 1, num_features: int = 64, num_steps: int = 4,
-                 num_groups: int = 6) -> None:
+    def __init__(
+        self,
+        scale: int,
+        in_channels: int = 1,
+        num_features: int = 64,
+        num_steps: int = 4,
+        num_groups: int = 6,
+    ) -> None:
         super().__init__()
         if scale not in _PROJECTION:
             raise ValueError(f"SRFBN supports scales {sorted(_PROJECTION)}, got scale={scale}")
@@ -151,9 +157,15 @@ def _reach(scale: int, hp: dict[str, Any]) -> Reach:
 
 
 @register_model(
-    "srfbn", family="iterative up-and-down", display_name="SRFBN", table_rank=1,
-    paper="SRFBN, Li et al., CVPR 2019", multi_output=True,
-    tiny={"num_features": 8, "num_steps": 3, "num_groups": 2}, hparams=_DEFAULTS, reach=_reach,
+    "srfbn",
+    family="iterative up-and-down",
+    display_name="SRFBN",
+    table_rank=1,
+    paper="SRFBN, Li et al., CVPR 2019",
+    multi_output=True,
+    tiny={"num_features": 8, "num_steps": 3, "num_groups": 2},
+    hparams=_DEFAULTS,
+    reach=_reach,
 )
 def build(scale: int, in_channels: int = 1, **overrides) -> nn.Module:
     """Build the benchmark SRFBN (overrides: ``num_features``, ``num_steps``, ``num_groups``)."""

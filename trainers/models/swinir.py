@@ -49,10 +49,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kernels.pixel_shuffle import PixelShuffle
-from trainers.models._hparams import constructor_kwargs, resolve_hparams
-from trainers.models._reach import windowed_radius
-from trainers.models.registry import register_model
+from srcaco2.kernels.pixel_shuffle import PixelShuffle
+from srcaco2.trainers.models._hparams import constructor_kwargs, resolve_hparams
+from srcaco2.trainers.models._reach import windowed_radius
+from srcaco2.trainers.models.registry import register_model
 
 __all__ = [
     "SwinIR",
@@ -452,10 +452,16 @@ def _reach(scale: int, hp: dict[str, Any]) -> int:
 
 
 @register_model(
-    "swinir", family="post-upsampling", display_name="SwinIR", table_rank=2,
+    "swinir",
+    family="post-upsampling",
+    display_name="SwinIR",
+    table_rank=2,
     paper="SwinIR, Liang et al., ICCVW 2021",
     tiny={"embed_dim": 12, "depths": [2, 2], "num_heads": [2, 2], "img_size": 16, "drop_path_rate": 0.0},
-    hparams=_DEFAULTS, reach=_reach, input_grid=8, min_input=3,
+    hparams=_DEFAULTS,
+    reach=_reach,
+    input_grid=8,
+    min_input=3,
 )
 def build(scale: int, in_channels: int = 1, **overrides: Any) -> nn.Module:
     """Build the benchmark's SwinIR for ``scale`` (img_size = 128 // scale unless overridden).

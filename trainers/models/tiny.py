@@ -1,13 +1,13 @@
 """Tiny configurations, smallest inputs and receptive halos of the registered networks (thin readers).
 
-Every fact here is declared once, at each network's registration (`trainers.models.registry.
+Every fact here is declared once, at each network's registration (`srcaco2.trainers.models.registry.
 register_model`); these functions keep the names the tests and benchmarks import:
 
 * `tiny_overrides` / `TINY_OVERRIDES`: architecture overrides for `build_model` that keep every
   code path of the network but shrink widths and depths (a CPU forward on ~24x24 takes ms);
 * `min_input_size`: the smallest LR side ``n`` for which an ``n x n`` input is accepted;
 * `receptive_halo`: the receptive-field radius in LR pixels (computed layer by layer by
-  `trainers.models._reach`), None for the networks in `GLOBAL_MODELS`.
+  `srcaco2.trainers.models._reach`), None for the networks in `GLOBAL_MODELS`.
 
 Nothing runs at import; `TINY_OVERRIDES` and `GLOBAL_MODELS` are computed on first use.
 """
@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from trainers.models.registry import available_models, model_info
+from srcaco2.trainers.models.registry import available_models, model_info
 
 __all__ = [  # noqa: F822 - TINY_OVERRIDES and GLOBAL_MODELS are computed on first use
     "TINY_OVERRIDES", "tiny_overrides", "min_input_size", "receptive_halo", "GLOBAL_MODELS",
@@ -30,7 +30,7 @@ def tiny_overrides(name: str, scale: int) -> dict[str, Any]:
     Parameters
     ----------
     name : str
-        A registered model name (`trainers.models.MODEL_NAMES`), case-insensitive.
+        A registered model name (`srcaco2.trainers.models.MODEL_NAMES`), case-insensitive.
     scale : int
         Upscaling factor (2, 4, 8).
 
@@ -72,7 +72,7 @@ def receptive_halo(name: str, scale: int = 4, overrides: Mapping[str, Any] | Non
     """Receptive-field radius in LR pixels of a local network, None for a global one.
 
     A halo of at least this many LR pixels around every tile (crops starting on the network's
-    `input_grid`) makes `trainers.predict.predict_tiled` equal to whole-image inference (up to
+    `input_grid`) makes `srcaco2.trainers.predict.predict_tiled` equal to whole-image inference (up to
     float rounding). For example the benchmark's DRRN (52 HR convolutions of 3x3 after bicubic)
     has ``receptive_halo("drrn", 4) == 15``.
 
@@ -96,4 +96,3 @@ def __getattr__(attr: str) -> Any:  # PEP 562: derived tables, computed from the
     if attr == "GLOBAL_MODELS":
         return frozenset(i.name for i in available_models() if i.is_global)
     raise AttributeError(f"module {__name__!r} has no attribute {attr!r}")
-

@@ -20,10 +20,10 @@ import math
 import torch
 from torch import nn
 
-from trainers.models._hparams import resolve_hparams
-from trainers.models._interp import BicubicResidualNet
-from trainers.models._reach import pre_upsampled
-from trainers.models.registry import register_model
+from srcaco2.trainers.models._hparams import resolve_hparams
+from srcaco2.trainers.models._interp import BicubicResidualNet
+from srcaco2.trainers.models._reach import pre_upsampled
+from srcaco2.trainers.models.registry import register_model
 
 __all__ = ["VDSR", "build"]
 
@@ -53,11 +53,13 @@ class VDSR(BicubicResidualNet):
         Hidden 64 -> 64 layers between ``conv1`` and ``conv2``.
     """
 
-    def __init__(self, scale: int, in_channels: int = 1, num_features: int = 64,
-                 num_trunk_layers: int = 18) -> None:
+    def __init__(
+        self, scale: int, in_channels: int = 1, num_features: int = 64, num_trunk_layers: int = 18
+    ) -> None:
         super().__init__(scale)
-        self.conv1 = nn.Sequential(nn.Conv2d(in_channels, num_features, 3, padding=1, bias=False),
-                                   nn.ReLU(inplace=True))
+        self.conv1 = nn.Sequential(
+            nn.Conv2d(in_channels, num_features, 3, padding=1, bias=False), nn.ReLU(inplace=True)
+        )
         self.trunk = nn.Sequential(*[_ConvReLU(num_features) for _ in range(num_trunk_layers)])
         self.conv2 = nn.Conv2d(num_features, in_channels, 3, padding=1, bias=False)
         for m in self.modules():
@@ -70,9 +72,14 @@ class VDSR(BicubicResidualNet):
 
 
 @register_model(
-    "vdsr", family="pre-upsampling", display_name="VDSR", table_rank=1,
-    paper="VDSR, Kim et al., CVPR 2016", pre_upsampling="torch_bicubic",
-    tiny={"num_features": 8, "num_trunk_layers": 2}, hparams=_DEFAULTS,
+    "vdsr",
+    family="pre-upsampling",
+    display_name="VDSR",
+    table_rank=1,
+    paper="VDSR, Kim et al., CVPR 2016",
+    pre_upsampling="torch_bicubic",
+    tiny={"num_features": 8, "num_trunk_layers": 2},
+    hparams=_DEFAULTS,
     reach=lambda s, hp: pre_upsampled(s, int(hp["num_trunk_layers"]) + 2),
 )
 def build(scale: int, in_channels: int = 1, **overrides) -> nn.Module:
