@@ -163,7 +163,7 @@ class OmeImageWriter:
         ]
         if targets:
             da.store(levels[1:], targets, lock=False)
-        coarsest = (targets[-1] if targets else self.level0)[...]
+        coarsest = targets[-1] if targets else self.level0  # sampled, not read whole
         # one builder for every image group: the store's frame, names, colours, percentile windows
         meta = ome_image_metadata(
             self.name, n, self.pixel_size_um, channel_names=self.channel_names, coarsest=coarsest

@@ -362,13 +362,17 @@ OTHER_COLORS: tuple[str, ...] = ("00FFFF", "FFFF00", "FF8000", "0080FF", "FFFFFF
 """Display colours (RGB hex) of channels that are not one of the markers, in channel order."""
 
 
+_WINDOW_SAMPLE_EDGE = 256  # percentiles of a coarsest level larger than this (per axis) use a strided sample
+
+
 def omero_metadata(coarsest: Any, channel_names: list[str] | tuple[str, ...]) -> dict[str, Any]:
     """The ``omero`` rendering settings: one channel per name, window from the data's percentiles.
 
     Parameters
     ----------
-    coarsest : (c, y, x) integer array
-        The coarsest pyramid level (a few hundred pixels a side: cheap to read at write time).
+    coarsest : (c, y, x) integer array (numpy or zarr)
+        The coarsest pyramid level; a strided sample of at most `_WINDOW_SAMPLE_EDGE` pixels a side
+        is read from it.
     channel_names : sequence of str
         One label per channel (e.g. the markers); colours from `MARKER_COLORS`, other labels from
         `OTHER_COLORS` by channel position (so the channels of a user's image stay distinguishable).
@@ -380,16 +384,20 @@ def omero_metadata(coarsest: Any, channel_names: list[str] | tuple[str, ...]) ->
         "rdefs": {"model": "color"}}``: ``min``/``max`` = the dtype's range, ``start``/``end`` = the
         `WINDOW_PERCENTILES` of that channel (``end >= start + 1``, so a flat channel still opens).
     """
-    a = np.asarray(coarsest)
-    if a.ndim != 3 or a.shape[0] != len(channel_names):
+    shape = tuple(int(n) for n in getattr(coarsest, "shape", np.shape(coarsest)))
+    if len(shape) != 3 or shape[0] != len(channel_names):
         raise ValueError(
-            f"coarsest level must be (c, y, x) with c = {len(channel_names)} channels, got {list(a.shape)}"
+            f"coarsest level must be (c, y, x) with c = {len(channel_names)} channels, got {list(shape)}"
         )
-    info = np.iinfo(a.dtype) if np.issubdtype(a.dtype, np.integer) else None
-    lo_d, hi_d = (float(info.min), float(info.max)) if info else (float(a.min()), float(a.max()))
+    # a strided sample of at most ~_WINDOW_SAMPLE_EDGE² pixels per channel, read straight from the
+    # array (numpy or zarr): memory and time bounded whatever the image size
+    sy, sx = (max(1, -(-n // _WINDOW_SAMPLE_EDGE)) for n in shape[1:])
+    sample = np.asarray(coarsest[:, ::sy, ::sx])
+    info = np.iinfo(sample.dtype) if np.issubdtype(sample.dtype, np.integer) else None
+    lo_d, hi_d = (float(info.min), float(info.max)) if info else (float(sample.min()), float(sample.max()))
     chans = []
     for i, label in enumerate(channel_names):
-        ch = a[i]
+        ch = sample[i]
         if ch.size:
             start, end = (float(v) for v in np.percentile(ch, WINDOW_PERCENTILES))
         else:
