@@ -5,7 +5,8 @@ It times `srtrain fit`'s own step, `srcaco2.trainers.engine.step.train_step` (fo
 
 * ``baseline``: fp32, eager, NCHW, the SSIM as 5 dense depthwise convolutions
   (`srcaco2.kernels.ssim.ssim_5conv`, the original's formulation);
-* ``fast``: bf16 autocast (CUDA), `srcaco2.kernels.ssim.ssim` (the Triton kernel on CUDA), channels-last,
+* ``fast``: the training loss exactly as `fit` builds it (`SRLoss` defaults: the fused Triton
+  MSE − SSIM kernel of `srcaco2.kernels.fused_loss` on CUDA), bf16 autocast (CUDA), channels-last,
   and ``torch.compile`` with ``--compile``.
 
 On a CUDA machine the default is the benchmark's batch (8 crops of 128²) and full networks. On a
@@ -48,7 +49,7 @@ def _cuda_methods() -> list[str]:
 def bench_one(method: str, variant: str, *, scale: int, batch: int, h_size: int, steps: int, warmup: int,
               device: torch.device, compile_model: bool) -> dict:  # fmt: skip
     """Median step time (ms) and peak memory (MiB, CUDA only) of one method and variant."""
-    from srcaco2.kernels.ssim import ssim, ssim_5conv
+    from srcaco2.kernels.ssim import ssim_5conv
     from srcaco2.trainers.config import LossConfig
     from srcaco2.trainers.losses import SRLoss
     from srcaco2.trainers.models import build_model
@@ -61,7 +62,8 @@ def bench_one(method: str, variant: str, *, scale: int, batch: int, h_size: int,
         model = model.to(memory_format=torch.channels_last)
     if fast and compile_model:
         model = torch.compile(model)
-    criterion = SRLoss(LossConfig(), ssim_fn=ssim if fast else ssim_5conv)
+    # fast: fit's own loss (fused MSE - SSIM on CUDA); baseline: the original's 5-conv SSIM
+    criterion = SRLoss(LossConfig()) if fast else SRLoss(LossConfig(), ssim_fn=ssim_5conv)
     opt = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9, nesterov=True)
     ctx = StepContext(net=model, model=model, criterion=criterion, optimizer=opt, device=device,
                       amp=fast and device.type == "cuda", channels_last=channels_last)  # fmt: skip
