@@ -37,6 +37,41 @@ UNROLL = 4  # taps per unrolled step of the horizontal loop: registers vs loads 
 BH_VALID_PARTIALS = 8  # forward tile rows for "valid" padding with partials (gradient of the metric)
 
 
+FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+"""Input dtypes of the SSIM kernels and the fused loss."""
+
+
+def check_image_pair(op: str, names: tuple[str, str], a: Any, b: Any, *, same_dtype: bool) -> None:
+    """Validate the two (B, C, H, W) float images of `op` (``ssim``, ``mse_ssim_loss``), one message each.
+
+    Same shape and device, non-empty, dtypes in `FLOAT_DTYPES` (equal too when `same_dtype`).
+    """
+    for name, t in zip(names, (a, b), strict=True):
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{op}: {name} must be a torch.Tensor, got {type(t).__name__}")
+        if t.ndim != 4:
+            raise ValueError(f"{op}: {name} must be (B, C, H, W) (4 dims), got shape {tuple(t.shape)}")
+        if t.dtype not in FLOAT_DTYPES:
+            raise TypeError(f"{op}: {name}.dtype must be one of {FLOAT_DTYPES}, got {t.dtype}")
+    na, nb = names
+    if a.shape != b.shape:
+        raise ValueError(f"{op}: {na} and {nb} shapes differ: {tuple(a.shape)} vs {tuple(b.shape)}")
+    if same_dtype and a.dtype != b.dtype:
+        raise TypeError(f"{op}: {na} and {nb} dtypes differ: {a.dtype} vs {b.dtype}; cast one of them")
+    if a.device != b.device:
+        raise ValueError(f"{op}: {na} and {nb} devices differ: {a.device} vs {b.device}")
+    if a.numel() == 0:
+        raise ValueError(f"{op}: empty input of shape {tuple(a.shape)}")
+
+
+def check_window_sigma(op: str, window: Any, sigma: Any) -> None:
+    """The Gaussian window of `op`: an odd int in 3..31 and a finite sigma > 0."""
+    if isinstance(window, bool) or not isinstance(window, int) or window % 2 == 0 or not 3 <= window <= 31:
+        raise ValueError(f"{op}: window must be an odd int in 3..31, got {window!r}")
+    if not (isinstance(sigma, (int, float)) and math.isfinite(sigma) and sigma > 0):
+        raise ValueError(f"{op}: sigma must be a finite number > 0, got {sigma!r}")
+
+
 def compute_dtype(dtype: torch.dtype) -> torch.dtype:
     """float64 for float64 inputs, float32 otherwise (half inputs are accumulated in float32)."""
     return torch.float64 if dtype == torch.float64 else torch.float32

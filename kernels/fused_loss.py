@@ -36,8 +36,6 @@ from srcaco2.kernels._dispatch import resolve_backend
 
 __all__ = ["mse_ssim_loss"]
 
-_FLOATS = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
-
 
 # --------------------------------------------------------------------------------------------- 1. reference
 def _reference(
@@ -60,23 +58,8 @@ def _reference(
 
 # ------------------------------------------------------------------------------------------- 5. dispatcher
 def _check(sr, hr, window, sigma, l2_weight, ssim_weight) -> None:
-    for name, t in (("sr", sr), ("hr", hr)):
-        if not isinstance(t, torch.Tensor):
-            raise TypeError(f"mse_ssim_loss: {name} must be a torch.Tensor, got {type(t).__name__}")
-        if t.ndim != 4:
-            raise ValueError(f"mse_ssim_loss: {name} must be (B, C, H, W), got shape {tuple(t.shape)}")
-        if t.dtype not in _FLOATS:
-            raise TypeError(f"mse_ssim_loss: {name}.dtype must be one of {_FLOATS}, got {t.dtype}")
-    if sr.shape != hr.shape:
-        raise ValueError(f"mse_ssim_loss: sr and hr shapes differ: {tuple(sr.shape)} vs {tuple(hr.shape)}")
-    if sr.device != hr.device:
-        raise ValueError(f"mse_ssim_loss: sr and hr devices differ: {sr.device} vs {hr.device}")
-    if sr.numel() == 0:
-        raise ValueError(f"mse_ssim_loss: empty input of shape {tuple(sr.shape)}")
-    if isinstance(window, bool) or not isinstance(window, int) or window % 2 == 0 or not 3 <= window <= 31:
-        raise ValueError(f"mse_ssim_loss: window must be an odd int in 3..31, got {window!r}")
-    if not (isinstance(sigma, (int, float)) and math.isfinite(sigma) and sigma > 0):
-        raise ValueError(f"mse_ssim_loss: sigma must be a finite number > 0, got {sigma!r}")
+    _ssim_ops.check_image_pair("mse_ssim_loss", ("sr", "hr"), sr, hr, same_dtype=False)
+    _ssim_ops.check_window_sigma("mse_ssim_loss", window, sigma)
     for name, v in (("l2_weight", l2_weight), ("ssim_weight", ssim_weight)):
         if not (isinstance(v, (int, float)) and math.isfinite(v)):
             raise ValueError(f"mse_ssim_loss: {name} must be a finite number, got {v!r}")

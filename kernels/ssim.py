@@ -56,32 +56,14 @@ _denominator = _ssim_ops.denominator
 _jitted = _ssim_ops._jitted  # (forward, backward) triton.JITFunction, built on first use
 
 
-_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 _PADDINGS = ("same", "valid")
 _REDUCTIONS = ("mean", "none", "per_image")
 
 
 def _check(x, y, window, sigma, padding, data_range, reduction, mask) -> None:
     """Validate the arguments of :func:`ssim` with messages that say what is allowed."""
-    for name, t in (("x", x), ("y", y)):
-        if not isinstance(t, torch.Tensor):
-            raise TypeError(f"ssim: {name} must be a torch.Tensor, got {type(t).__name__}")
-        if t.ndim != 4:
-            raise ValueError(f"ssim: {name} must be (B, C, H, W) (4 dims), got shape {tuple(t.shape)}")
-        if t.dtype not in _DTYPES:
-            raise TypeError(f"ssim: {name}.dtype must be one of {_DTYPES}, got {t.dtype}")
-    if x.shape != y.shape:
-        raise ValueError(f"ssim: x and y shapes differ: {tuple(x.shape)} vs {tuple(y.shape)}")
-    if x.dtype != y.dtype:
-        raise TypeError(f"ssim: x and y dtypes differ: {x.dtype} vs {y.dtype}; cast one of them")
-    if x.device != y.device:
-        raise ValueError(f"ssim: x and y devices differ: {x.device} vs {y.device}")
-    if x.numel() == 0:
-        raise ValueError(f"ssim: empty input of shape {tuple(x.shape)}")
-    if isinstance(window, bool) or not isinstance(window, int) or window % 2 == 0 or not 3 <= window <= 31:
-        raise ValueError(f"ssim: window must be an odd int in 3..31, got {window!r}")
-    if not (isinstance(sigma, (int, float)) and math.isfinite(sigma) and sigma > 0):
-        raise ValueError(f"ssim: sigma must be a finite number > 0, got {sigma!r}")
+    _ssim_ops.check_image_pair("ssim", ("x", "y"), x, y, same_dtype=True)
+    _ssim_ops.check_window_sigma("ssim", window, sigma)
     if padding not in _PADDINGS:
         raise ValueError(f"ssim: padding must be one of {_PADDINGS}, got {padding!r}")
     if not (isinstance(data_range, (int, float)) and math.isfinite(data_range) and data_range > 0):
