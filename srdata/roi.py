@@ -51,9 +51,7 @@ def roi_threshold(
     if method == "fixed":
         return int(threshold)
     if method == "otsu":
-        from skimage.filters import threshold_otsu
-
-        return int(np.ceil(threshold_otsu(np.asarray(cell2))))
+        return _otsu_from_counts(np.bincount(np.asarray(cell2, dtype=np.uint8).ravel(), minlength=256))
     raise ValueError(f"roi method must be 'fixed' or 'otsu', got {method!r}")
 
 
@@ -115,18 +113,21 @@ def window_roi_fraction(
 
 
 def _otsu_from_counts(counts: np.ndarray) -> int:
-    """`roi_threshold` ``method="otsu"`` from the 256-bin histogram of a uint8 plane."""
+    """`roi_threshold` ``method="otsu"`` from the 256-bin histogram of a uint8 plane: ``ceil(otsu)``.
+
+    The one home of the rule, for the in-memory plane and the lazy (Dask) one alike.
+    """
     from skimage.filters import threshold_otsu
 
     nz = np.flatnonzero(counts)
     if len(nz) == 0:
         raise ValueError("empty CELL2 plane: no Otsu threshold")
     lo, hi = int(nz[0]), int(nz[-1])
-    if lo == hi:  # a constant image: skimage returns its value
-        return lo + 1
+    if lo == hi:  # a constant image: skimage returns its value, and ``>= otsu`` keeps it
+        return lo
     # skimage histograms an integer image over [min, max] with one bin per value
     t = threshold_otsu(hist=(counts[lo : hi + 1], np.arange(lo, hi + 1)))
-    return int(np.floor(t)) + 1
+    return int(np.ceil(t))  # ROI = cell2 >= otsu, as the benchmark's automatic threshold
 
 
 def roi_threshold_lazy(cell2: Any, *, method: Literal["fixed", "otsu"] = "fixed", threshold: int = 4) -> int:

@@ -94,7 +94,10 @@ def test_roi_fraction_and_threshold():
 
 
 def test_otsu_roi_keeps_pixels_at_the_threshold():
+    import dask.array as da
     from skimage.filters import threshold_otsu
+
+    from srcaco2.srdata.roi import roi_threshold_lazy
 
     rng = np.random.default_rng(3)
     integral = 0
@@ -104,6 +107,7 @@ def test_otsu_roi_keeps_pixels_at_the_threshold():
         otsu = threshold_otsu(img)
         t = roi_threshold(img, method="otsu")
         np.testing.assert_array_equal(img >= t, img >= otsu)  # the benchmark keeps >= otsu
+        assert roi_threshold_lazy(da.from_array(img, chunks=32), method="otsu") == t  # the build's path
         integral += float(otsu).is_integer() and bool((img == otsu).any())
     assert integral  # some case has pixels exactly at the (integral) threshold: they are ROI
 
