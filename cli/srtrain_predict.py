@@ -271,7 +271,8 @@ def _predict_store(model: Any, meth: str, s: int, mk: str, plan: Any, store: str
     from srcaco2.trainers.predict import predict_to_store
 
     try:
-        attrs = read_attrs(open_root(store, mode="r"), where=store)
+        src = open_root(store, mode="r")
+        attrs = read_attrs(src, where=store)
     except StoreFormatError as exc:  # what is wrong with STORE and how to fix it
         raise click.ClickException(str(exc)) from None
     todo = list(tiles) or list(attrs.tiles)
@@ -293,7 +294,6 @@ def _predict_store(model: Any, meth: str, s: int, mk: str, plan: Any, store: str
     from srcaco2.srdata.lease import LeaseLostError, store_lease
     from srcaco2.srdata.schema import image_path
 
-    src = open_root(store, mode="r")
     checked = CheckedReader(store)
     lr_arrays = {t: src[image_path(t, s)] for t in todo}
     try:  # a deleted LR chunk would be predicted from zeros: refuse before writing anything

@@ -4,10 +4,11 @@
 OME-NGFF 0.5 multiscales image (Zarr v3) is written as rows arrive (a whole-tile prediction never
 exists in memory at once), then the display levels in one Dask compute from level 0, then the
 metadata, last, so that an interrupted write is visibly incomplete (no ``attrs["ome"]``). It
-uses the store's codecs (`srcaco2.srdata.writer.compressors`) and metadata builders
-(`srcaco2.srdata.writer.ome_multiscales`, ``_omero``), so store tiles, store predictions and standalone
-OME-Zarr outputs are written the same way. Used by `srcaco2.trainers.predict` for ``predictions/`` groups
-of a store and for ``srtrain predict --output X.ome.zarr``.
+uses the store's codecs (`srcaco2.srdata.writer.compressors`, ``ARRAY_CONFIG``) and metadata builder
+(`srcaco2.srdata.writer.ome_image_metadata`: frame, channel names, colours, display windows), so store
+tiles, store predictions and standalone OME-Zarr outputs are written the same way. Used by
+`srcaco2.trainers.predict` for ``predictions/`` groups of a store and for ``srtrain predict --output
+X.ome.zarr``.
 
 `open_ome_zarr_image` opens the level 0 of an OME-Zarr image (NGFF 0.4 on Zarr v2 or 0.5 on
 Zarr v3) lazily, with its channel names and pixel size.
