@@ -1,8 +1,9 @@
 """Full-size-tile, ome-zarr and projection sections of benchmarks/build.py.
 
 * fulltile: one synthetic 9,344² tile (3 markers, `srcaco2.srdata.synth.write_synth`, seed 5), built in
-  a fresh subprocess per scheduler (``threads``, ``processes``, a ``dask.distributed`` `LocalCluster` of 2
-  worker processes), all 9 registrations (3 markers x 3 scales) of every accepted window. A
+  a fresh subprocess per scheduler (``threads``; ``processes``, the `LocalCluster` of 2 worker
+  processes that the build starts itself; ``distributed``, a `LocalCluster` of 2 worker processes made
+  beforehand and given by address), all 9 registrations (3 markers x 3 scales) of every accepted window. A
   sampler thread polls the RSS and CPU time of the client and of every descendant process
   (psutil, every 0.1 s): peak RSS per process, CPU seconds per stage. ``--fulltile-windows K``
   raises the ROI acceptance fraction so that about K windows are accepted (all 9 registrations

@@ -246,7 +246,7 @@ def _load() -> dict:
         with open(RESULTS) as fh:
             data = json.load(fh)
     except (OSError, ValueError):
-        return {}
+        return {"sections": {}}
     if "sections" in data:
         return data
     note = "measured before issue 14 (eager load_tile build, skimage TV-L1 in a process pool)"
@@ -295,9 +295,15 @@ def main(argv: list[str] | None = None) -> dict:
         }
 
     def save() -> None:
+        """Merge this run's sections into the file as it is now (another run may have saved other
+        sections meanwhile: a long tvl1 run beside a fulltile run), atomically."""
         os.makedirs(os.path.dirname(RESULTS), exist_ok=True)
-        with open(RESULTS, "w") as fh:
-            json.dump(data, fh, indent=2)
+        now = _load()
+        now.setdefault("sections", {}).update({k: v for k, v in data["sections"].items() if k in sections})
+        tmp = f"{RESULTS}.{os.getpid()}.tmp"
+        with open(tmp, "w") as fh:
+            json.dump(now, fh, indent=2)
+        os.replace(tmp, RESULTS)
 
     try:
         if "tvl1" in sections:

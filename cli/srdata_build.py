@@ -15,7 +15,10 @@ import click
     "--scheduler", default="threads", show_default=True,
     help="Dask scheduler: threads, processes, sync, or a dask.distributed address (tcp://host:8786).",
 )  # fmt: skip
-@click.option("--workers", type=click.IntRange(min=1), default=None, help="Local threads/processes.")
+@click.option(
+    "--workers", type=click.IntRange(min=1), default=None,
+    help="Threads (threads) or worker processes (processes: a local dask.distributed cluster).",
+)  # fmt: skip
 @click.option(
     "--chunk", type=click.IntRange(min=8), default=512, show_default=True, help="HR chunk edge, px."
 )

@@ -10,9 +10,9 @@ rerun ends with the same arrays, chunk for chunk, as an uninterrupted build.
 Pixels never pass through the calling process (the *client*): the raw TIFFs are Dask arrays of
 lazy region reads (`srcaco2.srdata.rawtiles.lazy_tile`), the pyramids, the ROI mask and the per-window ROI
 fractions are Dask graphs computed where the scheduler runs them, and only metadata (a histogram
-for Otsu, a grid of ROI counts, the shifts) comes back. (With ``--scheduler processes`` Dask's
-local process scheduler itself routes every intermediate result through the calling process;
-use a ``dask.distributed`` cluster - a ``LocalCluster`` on one machine - to keep pixels off it.)
+for Otsu, a grid of ROI counts, the shifts) comes back. (``--scheduler processes`` runs a
+``dask.distributed`` ``LocalCluster`` of that many single-threaded worker processes, not Dask's local
+multiprocessing scheduler, which would route every intermediate result through the client.)
 
 Registration (TV-L1, the slow part: 9 estimates per window by default; numba ~0.1-0.2 s per 640²
 estimate, skimage ~2-4 s) runs as a stream of window tasks (`srcaco2.srdata.registration.
@@ -76,7 +76,7 @@ from srcaco2.srdata.writer import (
     write_roi,
 )
 
-__all__ = ["BuildConfig", "BuildEvent", "BuildError", "build_store", "dask_scheduler"]
+__all__ = ["BuildConfig", "BuildEvent", "BuildError", "build_store", "check_scheduler", "dask_scheduler"]
 
 log = logging.getLogger(__name__)
 
@@ -189,6 +189,24 @@ class BuildEvent:
     detail: str = ""
 
 
+LOCAL_SCHEDULERS = ("threads", "processes", "sync", "synchronous")
+
+
+def check_scheduler(scheduler: str) -> None:
+    """Refuse a scheduler that is neither a local one nor an address (``tcp://host:8786``).
+
+    Raises
+    ------
+    ValueError
+        Naming the accepted values.
+    """
+    if scheduler not in LOCAL_SCHEDULERS and ":" not in scheduler:
+        raise ValueError(
+            f"--scheduler {scheduler!r}: give threads, processes, sync, or the address of a "
+            "dask.distributed scheduler (tcp://host:8786)"
+        )
+
+
 @contextlib.contextmanager
 def dask_scheduler(scheduler: str = "threads", workers: int | None = None) -> Iterator[None]:
     """Run the body with a local Dask scheduler (threads, processes, sync) or a distributed one.
@@ -199,22 +217,19 @@ def dask_scheduler(scheduler: str = "threads", workers: int | None = None) -> It
         ``threads``, ``processes``, ``sync``, or the address of a ``dask.distributed`` scheduler
         (``tcp://host:8786``), used through a `dask.distributed.Client` for the duration.
     workers : int, optional
-        Pool size of the local threads/processes schedulers.
+        Threads of the ``threads`` scheduler; worker processes (one thread each) of the
+        ``processes`` one, a `srcaco2.srdata.cluster.local_cluster`.
     """
     import dask
 
     if scheduler == "processes":
-        # one pool for the whole build (dask would start a new one for every compute)
-        from concurrent.futures import ProcessPoolExecutor
+        # A dask.distributed LocalCluster, not dask's local multiprocessing scheduler: that one routes
+        # every intermediate result (pyramid levels, masks) through this process; on a LocalCluster
+        # the pixels stay in the worker processes and only metadata comes back, as on a cluster.
+        from srcaco2.srdata.cluster import local_cluster
 
-        from srcaco2.srdata._lifeline import initializer
-        from srcaco2.srdata.registration import _mp_context
-
-        n = int(workers or os.cpu_count() or 1)
-        # the lifeline: pool processes exit within seconds if this process dies (even by kill -9)
-        with ProcessPoolExecutor(n, mp_context=_mp_context(), initializer=initializer()) as pool:
-            with dask.config.set({"scheduler": "processes", "pool": pool, "num_workers": n}):
-                yield
+        with local_cluster(int(workers or os.cpu_count() or 1)):
+            yield
         return
     if scheduler in ("threads", "sync", "synchronous"):
         cfg: dict[str, Any] = {"scheduler": "synchronous" if scheduler.startswith("sync") else scheduler}
@@ -223,24 +238,19 @@ def dask_scheduler(scheduler: str = "threads", workers: int | None = None) -> It
         with dask.config.set(cfg):
             yield
         return
-    try:
-        from dask.distributed import Client
-    except ImportError:  # pragma: no cover - distributed is a dev dependency
-        raise ValueError(
-            f"scheduler {scheduler!r} looks like an address but dask.distributed is not installed; "
-            "install `distributed` or use --scheduler threads"
-        ) from None
+    check_scheduler(scheduler)
+    from dask.distributed import Client
+
     with Client(scheduler):
         yield
 
 
 def _registration_pool(scheduler: str, implementation: str = DEFAULT_IMPLEMENTATION) -> str:
     """Where TV-L1 runs: local threads (numba releases the GIL) or processes (skimage holds it),
-    in this process (``sync``), or on the ``dask.distributed`` cluster at `scheduler`."""
+    in this process (``sync``), or on the ``dask.distributed`` cluster (``processes``: the local
+    one `dask_scheduler` starts; an address: that cluster)."""
     if scheduler == "threads":
         return "threads" if implementation == "numba" else "processes"
-    if scheduler == "processes":
-        return "processes"
     if scheduler in ("sync", "synchronous"):
         return "serial"
     return "dask"
@@ -467,11 +477,11 @@ def build_store(
     scheduler : str
         ``threads`` (default), ``processes``, ``sync`` or a ``dask.distributed`` address. Every
         pixel operation (TIFF reads, pyramids, ROI) is a Dask graph run by it; TV-L1 registration
-        streams window tasks to local threads (numba; processes for skimage) for ``threads``, a
-        local process pool for ``processes``, this process for ``sync`` and the cluster's workers
-        for an address.
+        streams window tasks to local threads (numba; processes for skimage) for ``threads``, this
+        process for ``sync`` and the cluster's workers for ``processes`` (a local
+        ``dask.distributed`` cluster, `srcaco2.srdata.cluster.local_cluster`) or an address.
     workers : int, optional
-        Local pool size (threads/processes of the writes and of the registration pool).
+        Local pool size (threads, or worker processes for ``processes``).
     progress : callable, optional
         Receives `BuildEvent` objects (the CLI draws a progress bar from them).
 
@@ -489,6 +499,7 @@ def build_store(
     BuildError
         An I/O error while writing; finished tiles stay finished, the failing tile is not.
     """
+    check_scheduler(scheduler)
     emit = progress or (lambda ev: None)
     emit(BuildEvent("validate"))
     raw_tiles = validate_raw(raw)

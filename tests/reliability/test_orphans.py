@@ -104,7 +104,9 @@ def test_kill9_of_fit_with_two_loader_workers_leaves_no_descendant(store_small, 
 
 
 @pytest.mark.slow
-def test_kill9_of_build_during_registration_leaves_no_descendant(raw_tiny, tmp_path, reaper):
+@pytest.mark.parametrize("scheduler", ["threads", "processes"])
+def test_kill9_of_build_during_registration_leaves_no_descendant(raw_tiny, tmp_path, reaper, scheduler):
+    """threads: skimage's TV-L1 in a forkserver pool; processes: a LocalCluster of 2 workers."""
     store = tmp_path / "s.zarr"
     args = [
         sys.executable,
@@ -119,9 +121,12 @@ def test_kill9_of_build_during_registration_leaves_no_descendant(raw_tiny, tmp_p
         "2",
         "--registration",  # the reference TV-L1 (~2 s per estimate): the pool is busy when killed
         "skimage",
+        "--scheduler",
+        scheduler,
     ]
     proc = _start(args, reaper)
-    # forkserver (or none under spawn) + 2 pool processes (+ the resource tracker)
+    # threads: forkserver (or none under spawn) + 2 pool processes; processes: 2 workers (+ the
+    # resource tracker)
     kids = _wait_children(proc, 3, reaper)
     assert not (store / "index").exists()  # killed during the build, not after it
     _kill_and_check(proc, kids)

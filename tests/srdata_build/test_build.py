@@ -164,6 +164,7 @@ def test_build_with_registration(raw_tiny, tmp_path):
         (["--register-markers", "CELL9"], "CELL9"),
         (["--register-scales", "3"], "register_scales=[3]"),
         (["--register-scales", "x"], "invalid literal"),
+        (["--scheduler", "thread"], "give threads, processes, sync, or the address"),
     ],
 )
 def test_register_subset_bad_values(raw_tiny, tmp_path, args, words):

@@ -1,5 +1,6 @@
-"""A build on a dask.distributed LocalCluster of 2 worker processes: the same store as a local
-build, and no pixel is read, computed or held in the client process."""
+"""A build on a dask.distributed LocalCluster of 2 worker processes (given by its address, or
+started by ``--scheduler processes``): the same store as a local build, and no pixel is read,
+computed or held in the client process."""
 
 from __future__ import annotations
 
@@ -25,7 +26,10 @@ def _files(store):
 
 
 @pytest.mark.slow
-def test_distributed_build_equals_local_and_client_holds_no_pixels(raw_small, tmp_path, monkeypatch):
+@pytest.mark.parametrize("how", ["address", "processes"])
+def test_distributed_build_equals_local_and_client_holds_no_pixels(raw_small, tmp_path, monkeypatch, how):
+    import contextlib
+
     from dask.distributed import LocalCluster
 
     import srcaco2.srdata.rawtiles
@@ -54,12 +58,18 @@ def test_distributed_build_equals_local_and_client_holds_no_pixels(raw_small, tm
     monkeypatch.setattr(srcaco2.srdata.rawtiles.TiffRegion, "__getitem__", spy_get)
     monkeypatch.setattr(srcaco2.srdata.registration, "_store_window_shift", spy_task)
     dist = str(tmp_path / "dist.zarr")
-    with LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, memory_limit="2GiB"
-    ) as cluster:
+    cluster_ctx = (
+        LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, memory_limit="2GiB"
+        )
+        if how == "address"
+        else contextlib.nullcontext()
+    )
+    with cluster_ctx as cluster:
+        scheduler = cluster.scheduler_address if how == "address" else "processes"
         tracemalloc.start()
         try:
-            summary = build_store(raw_small, dist, cfg, scheduler=cluster.scheduler_address)
+            summary = build_store(raw_small, dist, cfg, scheduler=scheduler, workers=2)
             _, peak = tracemalloc.get_traced_memory()
         finally:
             tracemalloc.stop()
