@@ -384,11 +384,11 @@ def _build_tile(
     Every pixel operation is a Dask graph run by the active scheduler (reads of the raw TIFFs
     included); this function holds metadata only.
     """
-    from srcaco2.srdata.writer import _BLOCK_PX
+    from srcaco2.srdata.ome import BLOCK_PX
 
     root.create_group(f"tiles/{tile}", overwrite=True)  # drops a partial tile
     # Dask blocks = the writer's blocks (whole c, ~2048 px, multiples of the chunk): no rechunk
-    blocks = {s: (cfg.chunk // s) * max(1, _BLOCK_PX // (cfg.chunk // s)) for s in _ACQ_SCALES}
+    blocks = {s: (cfg.chunk // s) * max(1, BLOCK_PX // (cfg.chunk // s)) for s in _ACQ_SCALES}
     acq = lazy_tile(raw, tile, blocks=blocks)
     for k, s in enumerate(_ACQ_SCALES):
         write_image(root, tile, s, acq[s], chunk=cfg.chunk // s)  # pixel size: the store's attrs

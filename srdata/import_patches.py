@@ -361,7 +361,8 @@ def _mosaic(
 
 def _write_coverage(root: Any, tile: int, mask: np.ndarray, *, chunk: int, pixel_size_um: float) -> None:
     """``tiles/<tile>/coverage/0``: uint8 (y, x) HR px, 1 = covered by a released HR patch."""
-    from srcaco2.srdata.writer import ARRAY_CONFIG, compressors, ome_multiscales
+    from srcaco2.srdata.ome import ome_multiscales
+    from srcaco2.srdata.writer import ARRAY_CONFIG, compressors
 
     grp = root.create_group(f"tiles/{int(tile)}/coverage", overwrite=True)
     arr = grp.create_array(

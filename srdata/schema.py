@@ -256,7 +256,7 @@ def pixel_centres(n: int, pixel_size_um: float | None, *, scale: int = 1) -> np.
 
     ``((i + 0.5) * scale - 0.5) * p`` with ``p = pixel_size_um / scale`` the HR pixel size in
     micrometres, or ``p = 1`` (HR pixels) when `pixel_size_um` is None: the frame of
-    `srcaco2.srdata.writer.ome_multiscales` (docs/store.md#coordinates).
+    `srcaco2.srdata.ome.ome_multiscales` (docs/store.md#coordinates).
 
     Returns
     -------

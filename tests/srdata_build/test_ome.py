@@ -30,6 +30,7 @@ from ome_zarr_models.v05.labels import Labels
 from srcaco2 import srdata
 from srcaco2.srdata.array_store import write_store_from_arrays
 from srcaco2.srdata.inspect import store_info, verify_store
+from srcaco2.srdata.ome import ome_image_metadata
 from srcaco2.srdata.rawtiles import raw_pixel_size, tiff_pixel_size_um, validate_raw
 from srcaco2.srdata.real_sample import REAL_SAMPLE_DIR
 from srcaco2.srdata.schema import (
@@ -42,7 +43,7 @@ from srcaco2.srdata.schema import (
     roi_group_path,
     roi_path,
 )
-from srcaco2.srdata.writer import ome_image_metadata, write_image
+from srcaco2.srdata.writer import write_image
 
 HR = 768
 CHUNK = 64
