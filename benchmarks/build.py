@@ -268,7 +268,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--tvl1-seed", type=int, default=0, help="window/offset sample (0: + real sample)")
     ap.add_argument("--tvl1-json", default=None, help="summarise these earlier tvl1 runs (comma list)")
     ap.add_argument("--fulltile-size", type=int, default=9344)
-    ap.add_argument("--fulltile-windows", type=int, default=6, help="accepted windows registered (x9)")
+    ap.add_argument("--fulltile-windows", type=int, default=0, help="windows registered (x9), 0: all")
     ap.add_argument("--timeout", type=float, default=3600.0, help="per child build, s")
     ap.add_argument("--keep", default=None, help="keep the work directory here")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
