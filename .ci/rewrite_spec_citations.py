@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import argparse
 import re
-import subprocess
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from check_doc_links import tracked_files  # noqa: E402 - one file lister for both .ci tools
 
 ROOT = Path(__file__).resolve().parents[1]
 MAPPING = ROOT / "docs" / "notes" / "i15-citations.md"
@@ -29,7 +31,6 @@ EXEMPT = {
     ".ci/check_doc_links.py",
     "tests/test_docs_links.py",
 }
-TEXT_SUFFIXES = {".py", ".md", ".toml", ".txt", ".yaml", ".yml", ".cfg", ".ini", ".sh", ".json", ""}
 
 _SECTION_ROW = re.compile(r"^\|\s*§(\d+(?:\.\d+)?)\s*\|[^|]*\|\s*(docs/\S+?)\s*\|\s*$")
 _PAIR_ROW = re.compile(r"^\|\s*(.+?)\s*\|\s*(.+?)\s*\|\s*$")
@@ -208,17 +209,6 @@ def wrap_long_lines(text: str, changed: set[int], limit: int = LINE_LIMIT) -> tu
     return "\n".join(L), [
         k for k, (ln, m) in enumerate(zip(L, mine, strict=True), 1) if m and len(ln) > limit
     ]
-
-
-def tracked_files(root: Path = ROOT) -> list[str]:
-    try:
-        out = subprocess.run(
-            ["git", "-C", str(root), "ls-files", "-z"], capture_output=True, check=True, text=True
-        ).stdout
-        names = [n for n in out.split("\0") if n]
-    except (OSError, subprocess.CalledProcessError):
-        names = [str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and ".git" not in p.parts]
-    return sorted(n for n in names if Path(n).suffix in TEXT_SUFFIXES or Path(n).name == "Makefile")
 
 
 def run(
