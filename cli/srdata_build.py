@@ -65,7 +65,7 @@ def build(
     """
     from tqdm import tqdm
 
-    from srcaco2.srdata.build import BuildConfig, BuildError, build_store
+    from srcaco2.srdata.build import BuildConfig, BuildError, build_store, check_scheduler
     from srcaco2.srdata.layout import RawInputError
     from srcaco2.srdata.lease import LeaseLostError
     from srcaco2.srdata.schema import StoreFormatError
@@ -74,6 +74,7 @@ def build(
         return None if text is None else [v.strip() for v in text.split(",") if v.strip()]
 
     try:
+        check_scheduler(scheduler)
         scales = _list(register_scales)
         cfg = BuildConfig(
             chunk=chunk, roi_threshold=roi_threshold, roi_min_fraction=roi_min_fraction,

@@ -9,6 +9,7 @@ cluster does.
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Iterator
 from typing import Any
 
@@ -53,9 +54,18 @@ def local_cluster(workers: int) -> Iterator[Client]:
     ------
     distributed.Client
     """
-    with LocalCluster(
-        n_workers=max(1, int(workers)), threads_per_worker=1, processes=True, dashboard_address=None,
-        memory_limit="auto",
-    ) as cluster, Client(cluster) as client:  # fmt: skip
-        client.register_plugin(LifelinePlugin(anchor_args()), name="srcaco2-lifeline")
-        yield client
+    # distributed logs every start and stop at INFO through its own handler: keep that for callers
+    # who asked for INFO (``-v``), otherwise only its warnings, for the life of this cluster
+    dlog = logging.getLogger("distributed")
+    before = dlog.level
+    verbose = logging.getLogger().getEffectiveLevel() <= logging.INFO
+    dlog.setLevel(logging.INFO if verbose else logging.WARNING)
+    try:
+        with LocalCluster(
+            n_workers=max(1, int(workers)), threads_per_worker=1, processes=True, dashboard_address=None,
+            memory_limit="auto", silence_logs=dlog.level,
+        ) as cluster, Client(cluster) as client:  # fmt: skip
+            client.register_plugin(LifelinePlugin(anchor_args()), name="srcaco2-lifeline")
+            yield client
+    finally:
+        dlog.setLevel(before)
