@@ -7,7 +7,7 @@ import torch
 
 from srcaco2.trainers.models.registry import build_model, model_info
 
-TINY = dict(n_feats=8, n_resgroups=2, n_resblocks=1, reduction=4, n_heads=4, n_layers=4, n_fusionblocks=2)
+TINY = model_info("act").tiny_overrides(2)  # the registry's tiny config (one home)
 
 
 @pytest.mark.parametrize("scale", [2, 4, 8])

@@ -8,7 +8,7 @@ import torch
 from srcaco2.trainers.models.edsr_liif import make_coord
 from srcaco2.trainers.models.registry import build_model, model_info
 
-TINY = dict(n_feats=4, n_resblocks=2, hidden_list=[16, 16])
+TINY = model_info("edsr_liif").tiny_overrides(2)  # the registry's tiny config (one home)
 
 
 @pytest.mark.parametrize("scale", [2, 4, 8])

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from srcaco2.trainers.models.enlcn import ENLCA, gaussian_orthogonal_random_matrix
 from srcaco2.trainers.models.registry import build_model, model_info
 
-TINY = dict(n_feats=8, n_resblock=2)
+TINY = model_info("enlcn").tiny_overrides(2)  # the registry's tiny config (one home)
 
 
 @pytest.mark.parametrize("scale", [2, 4, 8])

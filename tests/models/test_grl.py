@@ -9,14 +9,7 @@ import torch.nn.functional as F
 from srcaco2.trainers.models._grl_blocks import BUFFER_NAMES, table_index_mask
 from srcaco2.trainers.models.registry import build_model, model_info
 
-TINY = {
-    "embed_dim": 36,
-    "depths": [2, 1],
-    "num_heads_window": [3, 3],
-    "num_heads_stripe": [3, 3],
-    "img_size": 16,
-    "drop_path_rate": 0.0,
-}
+TINY = model_info("grl").tiny_overrides(2)  # the registry's tiny config (one home)
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from srcaco2.trainers.models.nlsn import NonLocalSparseAttention
 from srcaco2.trainers.models.registry import build_model, model_info
 
-TINY = dict(n_feats=8, n_resblocks=2, chunk_size=16, n_hashes=2)
+TINY = model_info("nlsn").tiny_overrides(2)  # the registry's tiny config (one home)
 
 
 def _pin_generator(seed: int):

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from srcaco2.trainers.models.registry import build_model, model_info
 
-TINY = {"num_feat": 16, "res_num": 1, "block_num": 1}
+TINY = model_info("omnisr").tiny_overrides(2)  # the registry's tiny config (one home)
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
