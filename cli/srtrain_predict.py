@@ -152,7 +152,7 @@ def predict(
         )
     model, meth, s, mk, overrides = _load_model(checkpoint, method, scale, marker)
     from srcaco2.trainers._ddp import resolve_device
-    from srcaco2.trainers.predict import plan_tiling
+    from srcaco2.trainers.tiling import plan_tiling
 
     try:
         dev = resolve_device(device)

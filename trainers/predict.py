@@ -29,37 +29,18 @@ from typing import Any
 import numpy as np
 import torch
 
-from srcaco2.trainers.tiling import (  # re-exported: the geometry lives there
+from srcaco2.trainers.tiling import (
     DEFAULT_OVERLAP,
     DEFAULT_TILE,
     Tiling,
     blend_ramp,
-    input_grid,
     plan_tiling,
     tile_starts,
 )
 
-__all__ = [
-    "INPUT_GRID",  # noqa: F822 - derived from the registry on first use
-    "Tiling",
-    "plan_tiling",
-    "input_grid",
-    "tile_starts",
-    "blend_ramp",
-    "predict_tiled",
-    "predict_to_store",
-    "prediction_path",
-]
+__all__ = ["predict_tiled", "predict_to_store", "prediction_path"]
 
 log = logging.getLogger(__name__)
-
-
-def __getattr__(attr: str) -> Any:  # PEP 562: INPUT_GRID is derived from the registry on first use
-    if attr == "INPUT_GRID":
-        from srcaco2.trainers import tiling
-
-        return tiling.INPUT_GRID
-    raise AttributeError(f"module {__name__!r} has no attribute {attr!r}")
 
 
 def _iter_rows_of_tiles(h: int, w: int, tile: int, overlap: int) -> Iterator[tuple[int, list[int]]]:

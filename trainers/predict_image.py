@@ -1,7 +1,7 @@
 """Super-resolve a user's own image file (TIFF or OME-Zarr) into an OME-Zarr image or a TIFF.
 
 The image is read whole (it is the low-resolution input: 1/s² of the output), tiled with the
-network's defaults (`srcaco2.trainers.predict.plan_tiling`), and the output is streamed row band by row
+network's defaults (`srcaco2.trainers.tiling.plan_tiling`), and the output is streamed row band by row
 band into its file (`srcaco2.srdata.ome.OmeImageWriter` or `srcaco2.srdata.images.TiffRowWriter`), so the
 super-resolved image itself never has to fit in RAM (a 9,344² x8 output passes through one band of
 tile rows at a time).
@@ -24,7 +24,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from srcaco2.trainers.predict import Tiling, plan_tiling, predict_tiled
+from srcaco2.trainers.predict import predict_tiled
+from srcaco2.trainers.tiling import Tiling, plan_tiling
 
 __all__ = ["predict_image", "output_kind", "PREDICTION_INFO_KEY"]
 

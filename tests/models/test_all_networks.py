@@ -24,7 +24,8 @@ from srcaco2.trainers.models.tiny import (
     receptive_halo,
     tiny_overrides,
 )
-from srcaco2.trainers.predict import input_grid, plan_tiling, predict_tiled, tile_starts
+from srcaco2.trainers.predict import predict_tiled
+from srcaco2.trainers.tiling import input_grid, plan_tiling, tile_starts
 
 SCALES = (2, 4)
 CASES = [(n, s) for n in MODEL_NAMES for s in SCALES]

@@ -60,11 +60,11 @@ def test_display_names_and_families_match_the_paper_tables() -> None:
 
 
 def test_predict_input_grid_is_derived() -> None:
-    from srcaco2.trainers import predict
+    from srcaco2.trainers import tiling
 
-    assert predict.INPUT_GRID == {"swinir": 8, "grl": 8, "omnisr": 8, "act": 3}
-    assert predict.input_grid("SwinIR") == 8 and predict.input_grid("vdsr") == 1
-    assert predict.input_grid("not_registered") == 1
+    assert tiling.INPUT_GRID == {"swinir": 8, "grl": 8, "omnisr": 8, "act": 3}
+    assert tiling.input_grid("SwinIR") == 8 and tiling.input_grid("vdsr") == 1
+    assert tiling.input_grid("not_registered") == 1
 
 
 def test_tiny_tables_are_derived() -> None:

@@ -10,7 +10,8 @@ import torch
 from torch import nn
 
 from srcaco2.trainers.metrics import bicubic_upsample
-from srcaco2.trainers.predict import blend_ramp, predict_tiled, tile_starts
+from srcaco2.trainers.predict import predict_tiled
+from srcaco2.trainers.tiling import blend_ramp, tile_starts
 
 
 class _TinyConvSR(nn.Module):
@@ -155,7 +156,7 @@ def test_predict_cli_bicubic_and_bad_input(small_store: str, tmp_path: Path) -> 
 
 
 def test_plan_tiling_defaults_come_from_the_registry() -> None:
-    from srcaco2.trainers.predict import plan_tiling
+    from srcaco2.trainers.tiling import plan_tiling
 
     memnet = plan_tiling("memnet", 4)
     assert (memnet.halo, memnet.receptive_halo, memnet.exact) == (110, 110, True)

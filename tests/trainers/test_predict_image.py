@@ -16,8 +16,8 @@ from click.testing import CliRunner
 from srcaco2.srdata.real_sample import REAL_SAMPLE_DIR
 from srcaco2.trainers.metrics import bicubic_upsample, patch_metrics
 from srcaco2.trainers.models import build_model
-from srcaco2.trainers.predict import plan_tiling
 from srcaco2.trainers.predict_image import predict_image
+from srcaco2.trainers.tiling import plan_tiling
 
 REAL = REAL_SAMPLE_DIR  # the real sample shipped with the package (BSD-3, LICENSE beside it)
 
