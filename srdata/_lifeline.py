@@ -15,11 +15,11 @@ its parent itself, by two independent means:
    ``os._exit`` from another thread ends the process even when its main thread is blocked writing
    to a full pipe. This works on every POSIX system and needs no signal.
 
-Usage (all three start children for the toolkit)::
+Usage (the three kinds of children the toolkit starts)::
 
-    ProcessPoolExecutor(n, mp_context=ctx, initializer=child_init, initargs=anchor_args())
+    ProcessPoolExecutor(n, mp_context=ctx, initializer=initializer())   # registration pool
     DataLoader(..., worker_init_fn=worker_init_fn())        # torch worker_init_fn(worker_id)
-    dask.config.set({"multiprocessing.initializer": initializer()})   # dask's process scheduler
+    client.register_plugin(LifelinePlugin(anchor_args()))    # LocalCluster workers (srdata.cluster)
 """
 
 from __future__ import annotations

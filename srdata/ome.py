@@ -50,6 +50,11 @@ def default_n_levels(shape_yx: tuple[int, int], chunk: int) -> int:
     return n
 
 
+def _levels_that_fit(n_levels: int, shape_yx: Sequence[int]) -> int:
+    """`n_levels` capped so that the coarsest level keeps at least one pixel a side (1 at least)."""
+    return max(1, min(int(n_levels), int(math.log2(max(min(shape_yx), 1))) + 1))
+
+
 def ome_multiscales(
     name: str,
     axes: tuple[str, ...],
@@ -352,7 +357,7 @@ def write_multiscale(
             f"{group_path}: expected {len(axes)}-D uint8 {axes}, got {arr.dtype}{list(arr.shape)}"
         )
     n = default_n_levels(arr.shape[-2:], chunk) if n_levels is None else int(n_levels)
-    n = max(1, min(n, int(math.log2(max(min(arr.shape[-2:]), 1))) + 1))
+    n = _levels_that_fit(n, arr.shape[-2:])
     # In-memory input: numpy levels, written by zarr (which encodes chunks concurrently); a Dask
     # graph only adds overhead there. Lazy input: one Dask compute of all levels.
     if lazy:
@@ -524,7 +529,7 @@ class OmeImageWriter:
                 f"{self.name}: {min(self._rows_done)} of {self.shape[1]} rows written; not finishing"
             )
         chunks = (1, self.chunk, self.chunk)
-        n = max(1, min(self.n_levels, int(np.log2(max(min(self.shape[1:]), 1))) + 1))
+        n = _levels_that_fit(self.n_levels, self.shape[1:])
         levels = pyramid_levels(da.from_zarr(self.level0), n, chunks, "mean")
         targets = create_levels(self.group, [lv.shape for lv in levels[1:]], ("c", "y", "x"), chunks,
                                 self.dtype, first=1)  # fmt: skip

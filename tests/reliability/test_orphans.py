@@ -206,7 +206,7 @@ def test_pdeathsig_not_armed_for_children_of_a_helper_thread(tmp_path, reaper):
     assert out.stdout.strip() == "alive", out.stderr
 
 
-def test_dask_process_scheduler_and_a_forkserver_pool_arm_the_lifeline():
+def test_local_cluster_workers_and_a_forkserver_pool_arm_the_lifeline():
     import dask
 
     from srcaco2.srdata import _lifeline
