@@ -6,7 +6,7 @@ import textwrap
 
 import click
 
-from srcaco2.trainers.config import RECIPE_DIFFERENCES, RECIPES
+from srcaco2.trainers.recipes import RECIPE_DIFFERENCES, RECIPES
 
 __all__ = ["fit", "build_config"]
 
@@ -35,7 +35,8 @@ def build_config(store, method, scale, marker, config_path, overrides, recipe=No
     """The run's config: --config file (or --recipe), then the explicit options, then --set."""
     import dataclasses
 
-    from srcaco2.trainers.config import apply_overrides, load_config, recipe_config
+    from srcaco2.trainers.config import apply_overrides, load_config
+    from srcaco2.trainers.recipes import recipe_config
 
     if config_path:
         if recipe:
@@ -133,6 +134,8 @@ def fit(
                 )
             if info.get("init_from"):
                 click.echo(f"initial weights: {info['init_from']}", err=True)
+            if info.get("recipe_warning"):
+                click.echo(f"warning: {info['recipe_warning']}", err=True)
             bar = tqdm(
                 total=info["total_steps"], initial=info["step"], unit="step", desc="fit", dynamic_ncols=True
             )
@@ -143,8 +146,9 @@ def fit(
                 step_ms=f"{1e3 * info['step_time_s']:.0f}", data_ms=f"{1e3 * info['data_time_s']:.0f}",
             )  # fmt: skip
         elif event == "val" and bar is not None:
-            m = info["metrics"]
-            bar.write(f"step {info['step']}: val ROI PSNR {m['roi_psnr']:.2f} dB, PSNR {m['psnr']:.2f} dB"
+            m, b = info["metrics"], info["bicubic"]
+            bar.write(f"step {info['step']}: val ROI PSNR {m['roi_psnr']:.2f} dB "
+                      f"(bicubic {b['roi_psnr']:.2f}), PSNR {m['psnr']:.2f} dB (bicubic {b['psnr']:.2f})"
                       + (" (best)" if info["is_best"] else ""))  # fmt: skip
 
     try:

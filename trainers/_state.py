@@ -1,4 +1,5 @@
-"""Training-state pieces: MyStepLR, weight EMA, RNG snapshots, optimiser and model-input helpers.
+"""Training-state pieces: the lr schedule (MyStepLR, cosine, warm-up), weight EMA, RNG snapshots,
+optimiser and model-input helpers.
 
 Everything here is saved in (and restored from) a checkpoint's ``training_state`` so that a
 resumed run follows the same trajectory as an uninterrupted one.
@@ -6,6 +7,7 @@ resumed run follows the same trajectory as an uninterrupted one.
 
 from __future__ import annotations
 
+import math
 import random
 from typing import TYPE_CHECKING, Any
 
@@ -17,10 +19,11 @@ if TYPE_CHECKING:  # pragma: no cover
     from srcaco2.trainers.config import OptimConfig
 
 __all__ = [
-    "MyStepLR",
     "WeightEMA",
     "build_optimizer",
     "build_scheduler",
+    "lr_factor",
+    "set_scheduler_step",
     "lr_at",
     "rng_state",
     "set_rng_state",
@@ -32,25 +35,8 @@ def lr_at(t: int, *, lr0: float, step_size: int, gamma: float, min_lr: float) ->
     return max(lr0 * gamma ** (t // step_size), min_lr)
 
 
-def MyStepLR(optimizer: torch.optim.Optimizer, *, step_size: int, gamma: float, min_lr: float) -> Any:
-    """Step decay with a floor (the original's ``MyStepLR``), as a `LambdaLR` (state-dict friendly).
-
-    Each parameter group's lr is ``max(base_lr · gamma ** (t // step_size), min_lr)`` after `t`
-    calls of ``scheduler.step()``.
-    """
-    import torch
-
-    bases = [g["lr"] for g in optimizer.param_groups]
-
-    def factor(i: int):
-        base = bases[i]
-        return lambda t: lr_at(t, lr0=base, step_size=step_size, gamma=gamma, min_lr=min_lr) / base
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, [factor(i) for i in range(len(bases))])
-
-
 def build_optimizer(params: Any, config: OptimConfig) -> torch.optim.Optimizer:
-    """SGD (momentum, Nesterov) or Adam from the config."""
+    """SGD (momentum, Nesterov), Adam or AdamW from the config."""
     import torch
 
     if config.name == "sgd":
@@ -61,18 +47,56 @@ def build_optimizer(params: Any, config: OptimConfig) -> torch.optim.Optimizer:
             nesterov=config.nesterov and config.momentum > 0,
             weight_decay=config.weight_decay,
         )
-    return torch.optim.Adam(
-        params, lr=config.lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=config.weight_decay
-    )
+    cls = torch.optim.AdamW if config.name == "adamw" else torch.optim.Adam
+    return cls(params, lr=config.lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=config.weight_decay)
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, config: OptimConfig) -> Any:
-    """MyStepLR (step_size, gamma, min_lr) or a constant lr."""
+def lr_factor(t: int, config: OptimConfig, *, total_steps: int, iters_per_epoch: int) -> float:
+    """The lr of the step after `t` optimiser steps, as a fraction of ``config.lr``.
+
+    The scheduler's value (MyStepLR counting epochs ``t // iters_per_epoch`` or iterations,
+    constant, or cosine from 1 at the end of the warm-up to ``min_lr / lr`` at the last step,
+    ``t = total_steps − 1``) times
+    the linear warm-up ``min(1, (t + 1) / warmup_steps)``.
+    """
+    base = config.lr
+    if config.scheduler == "mysteplr":
+        k = t if config.schedule == "original" else t // max(1, iters_per_epoch)
+        value = (
+            lr_at(k, lr0=base, step_size=config.step_size, gamma=config.gamma, min_lr=config.min_lr) / base
+        )
+    elif config.scheduler == "cosine":
+        span = max(1, total_steps - 1 - config.warmup_steps)  # the last step runs at min_lr
+        progress = min(1.0, max(0.0, (t - config.warmup_steps) / span))
+        floor = min(config.min_lr, base) / base
+        value = floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+    else:
+        value = 1.0
+    if config.warmup_steps > 0:
+        value *= min(1.0, (t + 1) / config.warmup_steps)
+    return value
+
+
+def build_scheduler(
+    optimizer: torch.optim.Optimizer, config: OptimConfig, *, total_steps: int, iters_per_epoch: int
+) -> Any:
+    """A `LambdaLR` stepped after every optimiser step, following `lr_factor`."""
     import torch
 
-    if config.scheduler == "mysteplr":
-        return MyStepLR(optimizer, step_size=config.step_size, gamma=config.gamma, min_lr=config.min_lr)
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda t: 1.0)
+    def factor(t: int) -> float:
+        return lr_factor(t, config, total_steps=total_steps, iters_per_epoch=iters_per_epoch)
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def set_scheduler_step(scheduler: Any, step: int) -> None:
+    """Put a `build_scheduler` scheduler at `step` optimiser steps (a resumed run's lr depends on the
+    step only, whatever granularity the checkpoint's scheduler state was saved with)."""
+    scheduler.last_epoch = step
+    lrs = [base * fn(step) for base, fn in zip(scheduler.base_lrs, scheduler.lr_lambdas, strict=True)]
+    for group, lr in zip(scheduler.optimizer.param_groups, lrs, strict=True):
+        group["lr"] = lr
+    scheduler._last_lr = lrs
 
 
 class WeightEMA:

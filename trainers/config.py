@@ -1,9 +1,7 @@
 """Run configuration: one typed, frozen dataclass tree, saved as YAML beside every run.
 
-A run is ``RunConfig(version=1, recipe, data, model, loss, optim, train, eval)``. `recipe_config`
-builds one of two recipes (`RECIPES`): ``paper``, the SR-CACO-2 benchmark's training exactly as it ran
-(docs/protocol.md#recipe, quirks included), and ``default``, the same hyper-parameters with the quirks listed
-in `RECIPE_DIFFERENCES` fixed; `paper_config` is the ``default`` recipe (its historical name).
+A run is ``RunConfig(version=1, recipe, data, model, loss, optim, train, eval)``; the two training
+recipes that fill it (``default`` and ``paper``) live in `srcaco2.trainers.recipes`.
 `load_config` / `save_config` read and write YAML;
 `apply_overrides` applies ``--set key=value`` dotted overrides, converted by the field's type.
 Unknown keys are refused with the closest suggestion, wrong types with the field, the value and
@@ -11,11 +9,9 @@ the expected type.
 
 Examples
 --------
->>> cfg = paper_config("vdsr", scale=4, marker="CELL2")
->>> cfg.optim.lr, cfg.loss.ssim_window, cfg.data.h_size
-(0.01, 19, 128)
->>> apply_overrides(cfg, ["train.epochs=5"]).train.epochs
-5
+>>> cfg = apply_overrides(RunConfig(), ["model.method=vdsr", "train.epochs=5"])
+>>> cfg.train.epochs, cfg.loss.ssim_window, cfg.data.h_size
+(5, 19, 128)
 """
 
 from __future__ import annotations
@@ -38,11 +34,6 @@ __all__ = [
     "TrainConfig",
     "EvalConfig",
     "RunConfig",
-    "paper_config",
-    "recipe_config",
-    "RECIPES",
-    "RECIPE_DIFFERENCES",
-    "RecipeDifference",
     "apply_overrides",
     "config_to_dict",
     "config_from_dict",
@@ -191,35 +182,42 @@ class OptimConfig:
 
     Attributes
     ----------
-    name : {"sgd", "adam"}
-        Optimiser; SGD uses `momentum` and `nesterov`, Adam ``betas=(0.9, 0.999)``.
+    name : {"sgd", "adam", "adamw"}
+        Optimiser; SGD uses `momentum` and `nesterov`, Adam and AdamW ``betas=(0.9, 0.999)``
+        (AdamW: decoupled `weight_decay`).
     lr, momentum, weight_decay : float
     nesterov : bool
-    scheduler : {"mysteplr", "constant"}
-        MyStepLR: ``lr = max(lr0 · gamma ** (t // step_size), min_lr)``.
+    scheduler : {"mysteplr", "constant", "cosine"}
+        MyStepLR: ``lr = max(lr0 · gamma ** (t // step_size), min_lr)``; cosine: from ``lr0`` at the
+        end of the warm-up down to ``min_lr`` at the run's last step (``train.epochs`` /
+        ``train.max_steps``), ``t`` counted in optimiser steps.
     step_size : int
-        Scheduler steps between decays (30).
+        MyStepLR: scheduler steps between decays (30).
     gamma, min_lr : float
-        Decay factor (0.5) and floor (1e-4).
+        MyStepLR's decay factor (0.5); the floor of MyStepLR and the end value of cosine.
     schedule : {"epoch", "original"}
-        What `t` counts: epochs (default), or iterations as the original code did (the lr then
-        reaches the 1e-4 floor after 210 iterations).
+        What MyStepLR's `t` counts: epochs (default), or iterations as the original code did (the
+        lr then reaches the 1e-4 floor after 210 iterations).
+    warmup_steps : int
+        Linear warm-up: the lr of optimiser step ``k`` (1-based) is multiplied by
+        ``min(1, k / warmup_steps)``; 0 = off.
     grad_clip : float
-        Max global gradient norm; 0 = off.
+        Max global gradient norm (L2 over every parameter, before the step); 0 = off.
     ema_decay : float
         EMA of the weights (e.g. 0.999); 0 = off. Validation and ``best.pt`` use the EMA weights.
     """
 
-    name: Literal["sgd", "adam"] = "sgd"
+    name: Literal["sgd", "adam", "adamw"] = "sgd"
     lr: float = 0.01
     momentum: float = 0.9
     nesterov: bool = True
     weight_decay: float = 0.0
-    scheduler: Literal["mysteplr", "constant"] = "mysteplr"
+    scheduler: Literal["mysteplr", "constant", "cosine"] = "mysteplr"
     step_size: int = 30
     gamma: float = 0.5
     min_lr: float = 1e-4
     schedule: Literal["epoch", "original"] = "epoch"
+    warmup_steps: int = 0
     grad_clip: float = 0.0
     ema_decay: float = 0.0
 
@@ -232,6 +230,10 @@ class OptimConfig:
             raise ConfigError(f"optim.ema_decay={self.ema_decay} must be in [0, 1) (0 = off)")
         if self.grad_clip < 0:
             raise ConfigError(f"optim.grad_clip={self.grad_clip} must be >= 0 (0 = off)")
+        if self.warmup_steps < 0:
+            raise ConfigError(f"optim.warmup_steps={self.warmup_steps} must be >= 0 (0 = off)")
+        if self.min_lr < 0:
+            raise ConfigError(f"optim.min_lr={self.min_lr} must be >= 0")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -262,6 +264,22 @@ class TrainConfig:
         device and read in one transfer every this many steps, and before every validation,
         checkpoint and the end. 1 = every step (the GPU then idles while the host prepares each
         step); a non-finite loss is still reported with its own step and batch.
+    divergence : {"stop", "report"}
+        What the divergence guard (`srcaco2.trainers.engine.guard`) does. ``stop``: a non-finite
+        loss, an output MSE above `explode_mse` or a gradient-norm explosion ends the run at the
+        next read with `TrainingDivergedError` (step, batch windows, the keys that help).
+        ``report`` (the original code): a batch whose loss is non-finite is skipped (no update;
+        one host read per step), explosions are logged as warnings, and `max_skipped` skipped
+        batches in a row (the frozen state the original ends in) end the run.
+    explode_mse : float
+        An output MSE above this (images in [0, 1]: 1 means the output left the data range by a
+        whole dynamic range) is an explosion; 0 = off.
+    max_skipped : int
+        ``report``: consecutive skipped (non-finite) batches that end the run.
+    reseed : bool
+        Re-seed python, numpy and torch with ``seed + step`` (the 0-based index of the step
+        about to run) before every step, as the original did (it changes only random network
+        layers, e.g. SwinIR's stochastic depth: the crops do not depend on the global RNG).
     """
 
     epochs: int = 100
@@ -273,8 +291,16 @@ class TrainConfig:
     log_every: int = 1
     tensorboard: bool = True
     sync_every: int = 20
+    divergence: Literal["stop", "report"] = "stop"
+    explode_mse: float = 1.0
+    max_skipped: int = 20
+    reseed: bool = False
 
     def __post_init__(self) -> None:
+        if self.explode_mse < 0:
+            raise ConfigError(f"train.explode_mse={self.explode_mse} must be >= 0 (0 = off)")
+        if self.max_skipped < 1:
+            raise ConfigError(f"train.max_skipped={self.max_skipped} must be >= 1")
         if self.sync_every < 1:
             raise ConfigError(f"train.sync_every={self.sync_every} must be >= 1 (1 = read every step)")
         if self.epochs < 1:
@@ -300,12 +326,19 @@ class EvalConfig:
         Metric that picks ``best.pt`` (``roi_psnr``); higher is better except for NRMSE.
     batch_size : int
         Windows per forward pass during validation.
+    at_end : bool
+        Also validate after the last step (the original validates only every ``every`` steps).
+    abort_on_bad_metric : bool
+        End the run, as the original did, when a validation image's metric is negative or
+        non-finite (here with a clear message; the original exited silently with status 0).
     """
 
     val_windows: int | None = 128
     every: float = 0.9
     select_metric: Literal["roi_psnr", "psnr", "roi_ssim", "ssim", "roi_nrmse", "nrmse"] = "roi_psnr"
     batch_size: int = 1
+    at_end: bool = True
+    abort_on_bad_metric: bool = False
 
     def __post_init__(self) -> None:
         if self.every <= 0:
@@ -343,108 +376,6 @@ class RunConfig:
                 f"got data.scale={self.data.scale}"
             )
         return self
-
-
-RECIPES: tuple[str, ...] = ("default", "paper")
-"""Training recipes: ``paper`` = the benchmark as it ran; ``default`` = the same with its quirks fixed."""
-
-
-@dataclasses.dataclass(frozen=True)
-class RecipeDifference:
-    """One field where the ``paper`` recipe differs from the ``default`` one.
-
-    Attributes
-    ----------
-    key : str
-        Dotted config key (as ``--set`` takes it).
-    paper, default : str
-        The value under each recipe, as ``--set`` text.
-    why : str
-        What the benchmark did and why the default differs.
-    """
-
-    key: str
-    paper: str
-    default: str
-    why: str
-
-
-RECIPE_DIFFERENCES: tuple[RecipeDifference, ...] = (
-    RecipeDifference(
-        "optim.schedule",
-        "original",
-        "epoch",
-        "the benchmark steps MyStepLR after every iteration, so the lr falls from 0.01 to its 1e-4 floor "
-        "after 210 iterations and stays there for the other 99.8 % of training; the default steps it "
-        "per epoch (0.01 halved every 30 epochs), which is what the recipe's numbers describe",
-    ),
-    RecipeDifference(
-        "data.loader.aligned",
-        "false",
-        "true",
-        "the benchmark cuts the LR crop at floor(x0/s) for any HR corner x0, so LR and HR crops are "
-        "misaligned by (x0 mod s, y0 mod s) HR px (up to s-1); the default draws corners on the LR grid",
-    ),
-    RecipeDifference(
-        "train.amp",
-        "off",
-        "auto",
-        "the benchmark trains in fp32; the default uses bf16 autocast on CUDA (fp32 on CPU), with SSIM, "
-        "the loss sums and DFCAN's FFTs kept in fp32",
-    ),
-)
-"""Every difference between the two recipes: one home, read by `recipe_config`, ``srtrain fit --help``
-and the README."""
-
-
-def recipe_config(
-    method: str, scale: int, marker: str, *, recipe: str = "default", store: str = ""
-) -> RunConfig:
-    """A training recipe for one (method, scale, marker).
-
-    Both recipes share the benchmark's hyper-parameters (docs/protocol.md#recipe): SGD Nesterov (momentum 0.9,
-    lr 0.01, wd 0), MyStepLR(30, 0.5, floor 1e-4), batch 8 of 128² HR crops, 100 epochs (one crop per
-    training window per epoch), loss MSE − 5·SSIM(19, zero same padding), ROI-biased sampling
-    (threshold 4 on the bicubic-upsampled LR), validation on the first 128 val windows of the official
-    fold order every ⌊0.9·iters/epoch⌋ steps, model selection by ROI PSNR (a tie is a new best), seed
-    0. They differ only in `RECIPE_DIFFERENCES`.
-
-    Parameters
-    ----------
-    method : str
-        Registry name (``srtrain methods``).
-    scale : {2, 4, 8}
-    marker : {"CELL0", "CELL1", "CELL2"}
-    recipe : {"default", "paper"}
-        ``paper`` reproduces the benchmark's training, quirks included.
-    store : str
-        Store path (may stay empty in a saved recipe).
-
-    Raises
-    ------
-    ConfigError
-        Unknown recipe, method, scale or marker.
-    """
-    if recipe not in RECIPES:
-        near = difflib.get_close_matches(str(recipe), RECIPES, n=1)
-        hint = f" (did you mean {near[0]!r}?)" if near else ""
-        raise ConfigError(f"recipe={recipe!r} is not one of {', '.join(RECIPES)}{hint}")
-    cfg = RunConfig(
-        recipe=recipe,  # type: ignore[arg-type]
-        data=DataConfig(store=str(store), marker=marker, scale=int(scale)),
-        model=ModelConfig(method=str(method).lower()),
-    )
-    if recipe == "paper":
-        cfg = apply_overrides(cfg, [f"{d.key}={d.paper}" for d in RECIPE_DIFFERENCES])
-    return cfg
-
-
-def paper_config(method: str, scale: int, marker: str, *, store: str = "") -> RunConfig:
-    """The ``default`` recipe (`recipe_config`): the benchmark's hyper-parameters, quirks fixed.
-
-    Kept under its historical name; ``recipe_config(..., recipe="paper")`` is the benchmark exactly.
-    """
-    return recipe_config(method, scale, marker, recipe="default", store=store)
 
 
 def config_to_dict(config: RunConfig) -> dict[str, Any]:

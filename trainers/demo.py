@@ -127,9 +127,10 @@ def run_demo(
     from srcaco2.srdata.real_sample import REAL_SAMPLE_MARKER
     from srcaco2.srdata.synth import SynthParams, write_synth
     from srcaco2.trainers.checkpoints import load_pretrained
-    from srcaco2.trainers.config import apply_overrides, paper_config, save_config
+    from srcaco2.trainers.config import apply_overrides, save_config
     from srcaco2.trainers.evaluate import evaluate
     from srcaco2.trainers.fit import fit
+    from srcaco2.trainers.recipes import recipe_config
     from srcaco2.trainers.report import write_report, write_training_curves, write_window_panels
     from srcaco2.trainers.tables import build_table, render_markdown, write_tables
 
@@ -140,7 +141,7 @@ def run_demo(
         raise NotADirectoryError(f"{out} exists and is not a directory; choose another --out")
     raw, store = out / "raw", out / "store.zarr"
     # the run config first: a bad --set is refused before minutes of synthesis and build
-    cfg = paper_config(s.method, s.scale, s.marker, store=str(store))
+    cfg = recipe_config(s.method, s.scale, s.marker, store=str(store))
     cfg = apply_overrides(cfg, [*DEMO_OVERRIDES, f"train.epochs={s.epochs}",
                                 f"data.samples_per_epoch={s.samples_per_epoch}", f"train.seed={s.seed}",
                                 *s.extra])  # fmt: skip

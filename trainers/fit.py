@@ -18,8 +18,9 @@ and before each validation / checkpoint (`srcaco2.trainers.engine.monitor`), so 
 bursts of that many steps.
 
 The library reports through ``callback(event, info)``: ``"start"`` (total_steps,
-iters_per_epoch, step, resumed_from, resume_problems, init_from), ``"step"`` (step, epoch, loss,
-mse, ssim, lr, step_time_s, data_time_s), ``"val"`` (step, metrics, best, is_best) and ``"end"``.
+iters_per_epoch, step, resumed_from, resume_problems, init_from, recipe_warning), ``"step"`` (step,
+epoch, loss, mse, ssim, grad_norm, skipped, lr, step_time_s, data_time_s), ``"val"`` (step, metrics,
+best, is_best, bicubic: the bicubic baseline's metrics on the same windows) and ``"end"``.
 """
 
 from __future__ import annotations
@@ -32,8 +33,8 @@ from typing import Any
 
 from srcaco2.trainers._rundir import CsvLog, RunDirError, prepare_run_dir
 from srcaco2.trainers.config import RunConfig, config_from_dict, save_config
+from srcaco2.trainers.engine.guard import TrainingDivergedError
 from srcaco2.trainers.engine.loop import TRAIN_FIELDS, VAL_FIELDS, cpu_state, val_interval
-from srcaco2.trainers.engine.monitor import TrainingDivergedError
 from srcaco2.trainers.engine.validation import better as _better
 
 __all__ = ["FitResult", "TrainingDivergedError", "RunDirError", "fit", "val_interval", "TRAIN_FIELDS"]
@@ -146,7 +147,13 @@ def _fit(
     import torch
 
     from srcaco2.trainers import _ddp
-    from srcaco2.trainers._state import WeightEMA, build_optimizer, build_scheduler, set_rng_state
+    from srcaco2.trainers._state import (
+        WeightEMA,
+        build_optimizer,
+        build_scheduler,
+        set_rng_state,
+        set_scheduler_step,
+    )
     from srcaco2.trainers.checkpoints import load_init_weights, load_resume_checkpoint
     from srcaco2.trainers.engine.loop import TrainLoop
     from srcaco2.trainers.engine.step import StepContext
@@ -195,7 +202,6 @@ def _fit(
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(model.parameters(), cfg.optim)
-    scheduler = build_scheduler(optimizer, cfg.optim)
     ema = WeightEMA(model, cfg.optim.ema_decay) if cfg.optim.ema_decay > 0 else None
     loader = _make_train_loader(cfg, dist.rank, dist.world_size, pin_memory=dev.type == "cuda")
     ipe = len(loader)
@@ -209,6 +215,7 @@ def _fit(
         if cfg.train.max_steps is None
         else min(cfg.train.max_steps, cfg.train.epochs * ipe)
     )
+    scheduler = build_scheduler(optimizer, cfg.optim, total_steps=total, iters_per_epoch=ipe)
     validator = Validator(cfg, model, ema, dev, amp) if dist.is_main else None
 
     step, best, best_step, loader_state = 0, None, None, None
@@ -217,6 +224,7 @@ def _fit(
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ts["optimizer"])
         scheduler.load_state_dict(ts["scheduler"])
+        set_scheduler_step(scheduler, ts["step"])  # the lr is a function of the step alone
         if ema is not None and ts.get("ema") is not None:
             ema.load_state_dict(ts["ema"])
         step, best, best_step, loader_state = (
@@ -250,6 +258,7 @@ def _fit(
         amp=amp,
         channels_last=channels_last,
         grad_clip=cfg.optim.grad_clip,
+        skip_nonfinite=cfg.train.divergence == "report",
         ema=ema,
         dist=dist if dist.distributed else None,
     )
@@ -284,6 +293,7 @@ def _fit(
             "resumed_from": None if resumed_from is None else str(resumed_from),
             "resume_problems": list(problems),
             "init_from": None if init_info is None else init_info["source"],
+            "recipe_warning": _recipe_warning(cfg),
         },
     )
     try:
@@ -306,6 +316,16 @@ def _fit(
         resumed_from=resumed_from,
         rank=dist.rank,
     )
+
+
+def _recipe_warning(cfg: RunConfig) -> str | None:
+    """`PAPER_RECIPE_WARNING` for a paper-recipe run without gradient clipping (also logged), else None."""
+    from srcaco2.trainers.recipes import PAPER_RECIPE_WARNING
+
+    if cfg.recipe != "paper" or cfg.optim.grad_clip > 0:
+        return None
+    log.warning("%s", PAPER_RECIPE_WARNING)
+    return PAPER_RECIPE_WARNING
 
 
 def _set_aside_bad_last(out: Path, problems: list[str], used: Path) -> None:

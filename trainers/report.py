@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "line_plot",
     "panel_image",
     "save_panel",
     "best_crop",
@@ -236,8 +237,14 @@ def _read_csv(path: Path) -> list[dict[str, float]]:
         return rows
 
 
-def _plot(draw: Any, box: tuple[int, int, int, int], series: Sequence[tuple[np.ndarray, np.ndarray, tuple]],
-          *, title: str, hline: tuple[float, str] | None = None) -> None:  # fmt: skip
+def line_plot(
+    draw: Any,
+    box: tuple[int, int, int, int],
+    series: Sequence[tuple[np.ndarray, np.ndarray, tuple]],
+    *,
+    title: str,
+    hline: tuple[float, str] | None = None,
+) -> None:
     """A minimal line plot in `box` (left, top, right, bottom) of a PIL ImageDraw."""
     left, top, right, bottom = box
     ml, mb, mt = 52, 22, 18
@@ -302,13 +309,13 @@ def curves_image(train: Sequence[Mapping[str, float]], val: Sequence[Mapping[str
         k = max(2, len(loss) // 20)
         smooth = np.convolve(loss, np.ones(k) / k, mode="valid")
         series.append((st[k - 1 :], smooth, (20, 20, 160)))
-    _plot(draw, (0, 0, 460, 320), series, title="training loss (MSE - SSIM) per step")
+    line_plot(draw, (0, 0, 460, 320), series, title="training loss (MSE - SSIM) per step")
     vs = np.array([r["step"] for r in val if "roi_psnr" in r], np.float64)
     vp = np.array([r["roi_psnr"] for r in val if "roi_psnr" in r], np.float64)
     hline = None
     if bicubic_roi_psnr is not None:
         hline = (float(bicubic_roi_psnr), f"bicubic {bicubic_roi_psnr:.2f} dB")
-    _plot(draw, (460, 0, 920, 320), [(vs, vp, (20, 120, 20))], title="validation ROI-PSNR (dB) vs step",
+    line_plot(draw, (460, 0, 920, 320), [(vs, vp, (20, 120, 20))], title="validation ROI-PSNR (dB) vs step",
           hline=hline)  # fmt: skip
     return img
 

@@ -12,10 +12,11 @@ import torch
 def main() -> None:
     store, out, overrides = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
     torch.set_num_threads(1)
-    from srcaco2.trainers.config import apply_overrides, paper_config
+    from srcaco2.trainers.config import apply_overrides
     from srcaco2.trainers.fit import fit
+    from srcaco2.trainers.recipes import recipe_config
 
-    cfg = apply_overrides(paper_config("vdsr", 4, "CELL2", store=store), overrides)
+    cfg = apply_overrides(recipe_config("vdsr", 4, "CELL2", store=store), overrides)
     res = fit(cfg, out, device="cpu")
     rank = os.environ["RANK"]
     torch.save(

@@ -77,9 +77,10 @@ TINY_OVERRIDES = [
 
 def tiny_config(store: str, *extra: str):
     """The paper recipe for VDSR ×4 CELL2 on `store`, shrunk by `TINY_OVERRIDES` and `extra`."""
-    from srcaco2.trainers.config import apply_overrides, paper_config
+    from srcaco2.trainers.config import apply_overrides
+    from srcaco2.trainers.recipes import recipe_config
 
-    return apply_overrides(paper_config("vdsr", 4, "CELL2", store=store), TINY_OVERRIDES + list(extra))
+    return apply_overrides(recipe_config("vdsr", 4, "CELL2", store=store), TINY_OVERRIDES + list(extra))
 
 
 @pytest.fixture

@@ -11,13 +11,13 @@ from srcaco2.trainers.config import (
     apply_overrides,
     config_to_dict,
     load_config,
-    paper_config,
     save_config,
 )
+from srcaco2.trainers.recipes import recipe_config
 
 
 def test_paper_recipe_values():
-    cfg = paper_config("swinir", scale=8, marker="CELL2")
+    cfg = recipe_config("swinir", scale=8, marker="CELL2", recipe="paper")
     assert (cfg.optim.name, cfg.optim.lr, cfg.optim.momentum, cfg.optim.nesterov) == ("sgd", 0.01, 0.9, True)
     assert (cfg.optim.weight_decay, cfg.optim.step_size, cfg.optim.gamma, cfg.optim.min_lr) == (
         0.0,
@@ -25,7 +25,8 @@ def test_paper_recipe_values():
         0.5,
         1e-4,
     )
-    assert cfg.optim.schedule == "epoch"
+    assert (cfg.optim.schedule, cfg.optim.grad_clip, cfg.optim.warmup_steps) == ("original", 0.0, 0)
+    assert (cfg.train.divergence, cfg.train.reseed, cfg.eval.at_end) == ("report", True, False)
     assert (cfg.data.batch_size, cfg.data.h_size, cfg.train.epochs) == (8, 128, 100)
     assert (cfg.loss.l2_weight, cfg.loss.ssim_weight, cfg.loss.ssim_window, cfg.loss.ssim_padding) == (
         1.0, 5.0, 19, "same")  # fmt: skip
@@ -37,7 +38,7 @@ def test_paper_recipe_values():
 
 def test_yaml_round_trip(tmp_path):
     cfg = apply_overrides(
-        paper_config("vdsr", 4, "CELL1", store="/x/s.zarr"),
+        recipe_config("vdsr", 4, "CELL1", store="/x/s.zarr"),
         ["train.max_steps=7", "model.overrides.num_features=8", "optim.schedule=original"],
     )
     p = save_config(cfg, tmp_path / "config.yaml")
@@ -97,19 +98,18 @@ def test_field_and_cross_field_checks():
     with pytest.raises(ConfigError, match="h_size=130 must be a positive multiple of scale=4"):
         apply_overrides(RunConfig(), ["data.h_size=130"])
     with pytest.raises(ConfigError, match="Did you mean 'swinir'"):
-        paper_config("swinIRR", 4, "CELL2")
+        recipe_config("swinIRR", 4, "CELL2")
     with pytest.raises(ConfigError, match="data.marker='CELL7'"):
-        paper_config("vdsr", 4, "CELL7")
+        recipe_config("vdsr", 4, "CELL7")
     with pytest.raises(ConfigError, match="ssim_window=12 must be odd"):
         apply_overrides(RunConfig(), ["loss.ssim_window=12"])
 
 
 def test_recipes_differ_exactly_in_the_listed_fields(tmp_path):
-    from srcaco2.trainers.config import RECIPE_DIFFERENCES, recipe_config
+    from srcaco2.trainers.recipes import RECIPE_DIFFERENCES, recipe_config
 
     default = recipe_config("swinir", 8, "CELL2")
     paper = recipe_config("swinir", 8, "CELL2", recipe="paper")
-    assert default == paper_config("swinir", scale=8, marker="CELL2")
     assert (default.recipe, paper.recipe) == ("default", "paper")
     # the benchmark's quirks: per-iteration lr steps, crops off the LR grid, fp32
     assert (paper.optim.schedule, paper.data.aligned, paper.train.amp) == ("original", False, "off")
@@ -139,7 +139,7 @@ def test_fit_cli_recipe_option(tmp_path):
     from click.testing import CliRunner
 
     from srcaco2.cli.srtrain_fit import build_config, fit
-    from srcaco2.trainers.config import RECIPE_DIFFERENCES
+    from srcaco2.trainers.recipes import RECIPE_DIFFERENCES
 
     cfg = build_config("s.zarr", "vdsr", "4", "CELL2", None, ["train.epochs=3"], "paper")
     assert cfg.recipe == "paper" and cfg.optim.schedule == "original" and cfg.train.epochs == 3

@@ -122,12 +122,15 @@ def test_train_step_equals_a_plain_step():
         torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
-def test_monitor_reads_once_and_names_the_first_nonfinite_step():
+def test_monitor_reads_once_and_the_guard_names_the_first_nonfinite_step():
+    from srcaco2.trainers.engine.guard import DivergenceGuard, TrainingDivergedError
+
     mon = StepMonitor()
     for step, v in enumerate([0.5, 0.25, float("nan"), float("inf")], start=1):
         t = torch.tensor(v)
         windows = {"tile": torch.tensor([1]), "y0": torch.tensor([step]), "x0": torch.tensor([0])}
-        mon.add(step, 0, StepOutput(t, t * 2, t * 3), lr=0.01, data_time_s=0.0, windows=windows)
+        out = StepOutput(t, t * 2, t * 3, grad_norm=t * 4)
+        mon.add(step, 0, out, lr=0.01, data_time_s=0.0, windows=windows)
     calls = []
     real = torch.Tensor.tolist
 
@@ -137,13 +140,18 @@ def test_monitor_reads_once_and_names_the_first_nonfinite_step():
 
     torch.Tensor.tolist = counting
     try:
-        rows, bad, bad_loss = mon.flush()
+        flushed = mon.flush()
     finally:
         torch.Tensor.tolist = real
-    assert calls == [torch.Size([12])]  # one read for 4 steps × (loss, mse, ssim)
-    assert [r["step"] for r in rows] == [1, 2] and rows[1]["mse"] == 0.5 and rows[1]["ssim"] == 0.75
-    assert bad.step == 3 and math.isnan(bad_loss) and int(bad.windows["y0"][0]) == 3
-    assert mon.flush() == ([], None, None)
+    assert calls == [torch.Size([16])]  # one read for 4 steps × (loss, mse, ssim, grad_norm)
+    rows = [r for r, _ in flushed]
+    assert [r["step"] for r in rows] == [1, 2, 3, 4] and rows[1]["mse"] == 0.5 and rows[1]["ssim"] == 0.75
+    assert rows[1]["grad_norm"] == 1.0 and math.isnan(rows[2]["loss"])
+    guard = DivergenceGuard("stop", explode_mse=1.0, max_skipped=20)
+    with pytest.raises(TrainingDivergedError, match=r"loss is nan at step 3 .*\(1, 3, 0\).*optim.grad_clip"):
+        for row, rec in flushed:
+            guard.check(row, rec.windows, None)
+    assert mon.flush() == []
 
 
 def test_loop_reads_the_device_every_sync_every_steps(tiny, trainer_store, tmp_path, monkeypatch):

@@ -26,7 +26,10 @@ def source_run(tiny, trainer_store, tmp_path_factory):
     return _SOURCE[trainer_store]
 
 
-ONE_STEP = ("train.max_steps=1", "eval.every=100", "optim.lr=1e-9", "optim.scheduler=constant")
+ONE_STEP = (
+    "train.max_steps=1", "eval.every=100", "optim.lr=1e-9", "optim.scheduler=constant",
+    "optim.warmup_steps=0",
+)  # fmt: skip
 """One step at a negligible learning rate: the weights after it are the initial ones within 1e-6."""
 
 

@@ -43,7 +43,8 @@ def test_fit_writes_a_complete_run(tiny, trainer_store, tmp_path):
 @pytest.mark.parametrize("schedule", ["epoch", "original"])
 def test_mysteplr_granularity(tiny, trainer_store, tmp_path, schedule):
     cfg = tiny(trainer_store, "train.epochs=3", "optim.step_size=2", "eval.every=100",
-                      f"optim.schedule={schedule}", "optim.min_lr=0.002")  # fmt: skip
+               "optim.name=sgd", "optim.lr=0.01", "optim.scheduler=mysteplr", "optim.warmup_steps=0",
+               f"optim.schedule={schedule}", "optim.min_lr=0.002")  # fmt: skip
     fit(cfg, tmp_path / "run")
     lrs = [float(r["lr"]) for r in _rows(tmp_path / "run" / "metrics.csv")]
     ipe = 4

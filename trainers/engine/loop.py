@@ -11,7 +11,12 @@ the error's "last good checkpoint" is a finite one. ``last.pt`` is written with
 Randomness: the global torch RNG is seeded once at the start of a run and its state (with python's,
 numpy's and CUDA's) is saved in every ``last.pt`` and restored on resume; the loader's samples
 depend on (seed, epoch, position) only. A resumed run therefore follows the uninterrupted run's
-trajectory step for step without reseeding every step.
+trajectory step for step without reseeding every step. ``train.reseed`` (the paper recipe) re-seeds
+them with ``seed + step`` before every step, as the original did.
+
+Divergence: each flushed step goes through `srcaco2.trainers.engine.guard.DivergenceGuard` (stop or
+report, ``train.divergence``); a validation after a divergence is never best, and a first
+validation more than `FAR_BELOW_BICUBIC_DB` below bicubic is warned about.
 """
 
 from __future__ import annotations
@@ -24,16 +29,32 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from srcaco2.trainers.engine.monitor import StepMonitor, StepRecord, TrainingDivergedError, describe_windows
+from srcaco2.trainers.engine.guard import HELP, DivergenceGuard, TrainingDivergedError, describe_windows
+from srcaco2.trainers.engine.monitor import StepMonitor, StepRecord
 from srcaco2.trainers.engine.step import StepContext, batch_to_device, train_step
 from srcaco2.trainers.engine.validation import better
 
-__all__ = ["TrainLoop", "TRAIN_FIELDS", "VAL_FIELDS", "cpu_state", "val_interval"]
+__all__ = ["TrainLoop", "TRAIN_FIELDS", "VAL_FIELDS", "cpu_state", "reseed", "val_interval"]
 
 log = logging.getLogger(__name__)
 
-TRAIN_FIELDS = ["step", "epoch", "loss", "mse", "ssim", "lr", "step_time_s", "data_time_s"]
+TRAIN_FIELDS = [
+    "step",
+    "epoch",
+    "loss",
+    "mse",
+    "ssim",
+    "grad_norm",
+    "skipped",
+    "lr",
+    "step_time_s",
+    "data_time_s",
+]
 VAL_FIELDS = ["step", "epoch", "psnr", "nrmse", "ssim", "roi_psnr", "roi_nrmse", "roi_ssim", "is_best"]
+
+
+FAR_BELOW_BICUBIC_DB = 3.0
+"""A first validation this far (ROI PSNR, dB) below bicubic is warned about."""
 
 
 def val_interval(every: float, iters_per_epoch: int) -> int:
@@ -41,6 +62,18 @@ def val_interval(every: float, iters_per_epoch: int) -> int:
     if every <= 1:
         return max(1, math.floor(every * iters_per_epoch))
     return int(every)
+
+
+def reseed(seed: int) -> None:
+    """Seed python's, numpy's and torch's (CPU and CUDA) global RNGs with `seed`."""
+    import random
+
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
 
 
 def cpu_state(model: Any) -> dict[str, Any]:
@@ -93,19 +126,23 @@ class TrainLoop:
     tb: Any = None
     losses: list[float] = dataclasses.field(default_factory=list)
     monitor: StepMonitor = dataclasses.field(default_factory=StepMonitor)
+    guard: DivergenceGuard | None = None
+    validations: int = 0
+
+    def __post_init__(self) -> None:
+        if self.guard is None:
+            t = self.cfg.train
+            self.guard = DivergenceGuard(t.divergence, t.explode_mse, t.max_skipped)
 
     # ----------------------------------------------------------------------------------- checks
     def _flush(self) -> None:
-        """Read the pending steps; log them; stop at the first non-finite loss."""
-        rows, bad, bad_loss = self.monitor.flush()
-        for info in rows:
-            self._log_step(info)
-        if bad is not None:
-            raise TrainingDivergedError(
-                f"loss is {bad_loss} at step {bad.step} (epoch {bad.epoch}); batch windows (tile, y0, x0): "
-                f"{describe_windows(bad.windows)}; last good checkpoint: {self.last_good or '(none yet)'}. "
-                "Lower optim.lr, set optim.grad_clip, or resume from the checkpoint"
-            )
+        """Read the pending steps; log them; let the divergence guard stop the run."""
+        for row, rec in self.monitor.flush():
+            finite_or_skipped = math.isfinite(row["loss"]) or row["skipped"]
+            if finite_or_skipped:
+                self._log_step(row)
+            self.guard.check(row, rec.windows, self.last_good)
+            self.monitor.last = rec
 
     def _check_weights(self) -> None:
         """Stop unless every weight (and EMA weight) is finite: one device read (all ranks)."""
@@ -123,7 +160,7 @@ class TrainLoop:
             f"{kind} are non-finite after the update of step {self.step} (its loss was finite; "
             f"{len(bad)} tensor(s), e.g. {', '.join(bad[:3])}); batch windows (tile, y0, x0): {where}; "
             f"nothing was saved at this step; last good checkpoint: {self.last_good or '(none yet)'}. "
-            "Lower optim.lr, set optim.grad_clip, or resume from the checkpoint"
+            f"To recover: {HELP}, or resume from the checkpoint"
         )
 
     # ---------------------------------------------------------------------------------- logging
@@ -191,15 +228,30 @@ class TrainLoop:
 
     # ------------------------------------------------------------------------------- validation
     def _validate(self, epoch: int) -> None:
+        from srcaco2.trainers.engine.validation import BadValidationMetricError, bad_image_metric
         from srcaco2.trainers.metrics import METRIC_NAMES
 
-        eval_model, means = self.validator.run()
+        eval_model, means, rows = self.validator.run()
         metric = self.cfg.eval.select_metric
         value = means[metric]
-        is_best = better(metric, value, self.best)
+        tainted = self.guard.tainted
+        is_best = better(metric, value, self.best) and not tainted
+        self.guard.validated()
+        self.validations += 1
         if not math.isfinite(value):
             log.warning("validation at step %d: %s is %s (finite weights); not a candidate for best.pt",
                         self.step, metric, value)  # fmt: skip
+        elif tainted:
+            log.warning("validation at step %d: the run diverged since the last validation; its %s %.4g is "
+                        "not a candidate for best.pt", self.step, metric, value)  # fmt: skip
+        bicubic = self.validator.bicubic()
+        if self.validations == 1 and means["roi_psnr"] < bicubic["roi_psnr"] - FAR_BELOW_BICUBIC_DB:
+            log.warning(
+                "first validation (step %d): ROI PSNR %.2f dB is %.1f dB below bicubic's %.2f dB on the same "
+                "windows; a short run may simply not have caught up yet, but if it does not recover: %s",
+                self.step, means["roi_psnr"], bicubic["roi_psnr"] - means["roi_psnr"], bicubic["roi_psnr"],
+                HELP,
+            )  # fmt: skip
         if is_best:
             self.best, self.best_step = value, self.step
             self._save("best.pt", epoch, cpu_state(eval_model), training=False)
@@ -214,7 +266,18 @@ class TrainLoop:
         if self.tb is not None:
             for k in METRIC_NAMES:
                 self.tb.add_scalar(f"val/{k}", means[k], self.step)
-        self.notify("val", {"step": self.step, "metrics": means, "best": self.best, "is_best": is_best})
+        self.notify(
+            "val",
+            {"step": self.step, "metrics": means, "best": self.best, "is_best": is_best, "bicubic": bicubic},
+        )
+        bad = bad_image_metric(rows) if self.cfg.eval.abort_on_bad_metric else None
+        if bad is not None:
+            raise BadValidationMetricError(
+                f"validation at step {self.step}: {bad}. The paper recipe stops here as the original code "
+                f"did (it exited silently with status 0); best.pt holds the best score so far "
+                f"({self.best if self.best is None else f'{self.best:.4g}'} at step {self.best_step}). "
+                "To train on: --set eval.abort_on_bad_metric=false"
+            )
 
     # ------------------------------------------------------------------------------------- loop
     def run(self) -> None:
@@ -236,16 +299,19 @@ class TrainLoop:
                 data_time = time.perf_counter() - t_data
                 lr_img, hr = batch_to_device(batch, ctx.device, channels_last=ctx.channels_last)
                 lr_now = ctx.optimizer.param_groups[0]["lr"]
+                if train.reseed:  # the original's set_seed(seed + step) before every step
+                    reseed(train.seed + self.step)
                 out = train_step(ctx, lr_img, hr)
                 self.step += 1
-                if cfg.optim.schedule == "original" or self.step % self.ipe == 0:
-                    self.scheduler.step()
+                self.scheduler.step()  # every step: the lr is a function of the step (_state.lr_factor)
                 windows = {k: batch[k] for k in ("tile", "y0", "x0") if k in batch}
                 self.monitor.add(self.step, epoch, out, lr=lr_now, data_time_s=data_time, windows=windows)
                 done = self.step >= self.total
-                validate = self.step % self.v_every == 0 or done
-                checkpoint = validate or bool(
-                    train.checkpoint_every and self.step % train.checkpoint_every == 0
+                validate = self.step % self.v_every == 0 or (done and cfg.eval.at_end)
+                checkpoint = (
+                    validate
+                    or done
+                    or bool(train.checkpoint_every and self.step % train.checkpoint_every == 0)
                 )
                 if checkpoint or self.step % train.sync_every == 0:
                     self._flush()

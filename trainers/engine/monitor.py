@@ -2,9 +2,10 @@
 
 `StepMonitor.add` records a step's device scalars with host-side facts (step, epoch, learning
 rate, data wait, the batch's windows); `StepMonitor.flush` stacks every pending scalar, reads
-them with ONE device-to-host copy and returns one row per step (the ``metrics.csv`` fields), or
-the first step whose loss is NaN / infinite. The loop flushes every ``train.sync_every`` steps and
-before any validation or checkpoint, so no checkpoint is written after a non-finite loss.
+them with ONE device-to-host copy and returns one row per step (the ``metrics.csv`` fields) with
+its record. The loop flushes every ``train.sync_every`` steps and before any validation or
+checkpoint and hands each row to the divergence guard (`srcaco2.trainers.engine.guard`), so no
+checkpoint is written after a non-finite loss.
 
 Step times: the host does not wait for the device inside a step, so one step's device time cannot
 be measured without a synchronisation. ``step_time_s`` of each step is the wall time since the
@@ -15,29 +16,13 @@ equally by the steps read in the flush: the device's throughput over that span.
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 from collections.abc import Mapping
 from typing import Any
 
 from srcaco2.trainers.engine.step import StepOutput
 
-__all__ = ["TrainingDivergedError", "StepRecord", "StepMonitor", "describe_windows"]
-
-
-class TrainingDivergedError(FloatingPointError):
-    """The loss or the weights became NaN or infinite; the message names the step, the batch and the
-    last good (finite) checkpoint."""
-
-
-def describe_windows(windows: Mapping[str, Any] | None) -> str:
-    """``(tile, y0, x0), ...`` of a batch's provenance columns (host tensors or arrays of shape (B,))."""
-    if not windows:
-        return "(unknown)"
-    return ", ".join(
-        f"({int(t)}, {int(y)}, {int(x)})"
-        for t, y, x in zip(windows["tile"], windows["y0"], windows["x0"], strict=False)
-    )
+__all__ = ["StepRecord", "StepMonitor"]
 
 
 @dataclasses.dataclass
@@ -78,48 +63,49 @@ class StepMonitor:
         """Record a finished step (its values stay on the device)."""
         self.pending.append(StepRecord(step, epoch, float(lr), float(data_time_s), windows, out))
 
-    def flush(self) -> tuple[list[dict[str, Any]], StepRecord | None, float | None]:
+    def flush(self) -> list[tuple[dict[str, Any], StepRecord]]:
         """Read every pending step in one device-to-host transfer.
 
         Returns
         -------
-        rows : list of dict
-            ``step, epoch, loss, mse, ssim, lr, step_time_s, data_time_s`` for each pending step
-            up to (not including) the first non-finite loss.
-        bad : StepRecord or None
-            The first step whose loss is NaN / infinite.
-        bad_loss : float or None
-            Its loss.
+        list of (row, record)
+            For each pending step, in order: ``step, epoch, loss, mse, ssim, grad_norm, skipped, lr,
+            step_time_s, data_time_s`` (host values; the loss may be NaN / infinite) and its record.
         """
         import torch
 
         if not self.pending:
-            return [], None, None
+            return []
         pending, self.pending = self.pending, []
+        nan = float("nan")
         flat = torch.stack(
-            [t.detach().float().reshape(()) for r in pending for t in (r.out.loss, r.out.mse, r.out.ssim)]
+            [
+                t.detach().float().reshape(())
+                for r in pending
+                for t in (r.out.loss, r.out.mse, r.out.ssim)
+                + ((r.out.grad_norm,) if r.out.grad_norm is not None else ())
+            ]
         )
-        values = flat.cpu().tolist()  # the one host read
+        values = iter(flat.cpu().tolist())  # the one host read
         now = time.perf_counter()
         busy = max(0.0, now - self._span_start - sum(r.data_time_s for r in pending))
         per_step = busy / len(pending)
         self._span_start = now
-        rows: list[dict[str, Any]] = []
-        for i, rec in enumerate(pending):
-            loss, mse, ssim = values[3 * i : 3 * i + 3]
-            if not math.isfinite(loss):
-                return rows, rec, loss
-            rows.append(
-                {
-                    "step": rec.step,
-                    "epoch": rec.epoch,
-                    "loss": loss,
-                    "mse": mse,
-                    "ssim": ssim,
-                    "lr": rec.lr,
-                    "step_time_s": per_step,
-                    "data_time_s": rec.data_time_s,
-                }
-            )
-            self.last = rec
-        return rows, None, None
+        out: list[tuple[dict[str, Any], StepRecord]] = []
+        for rec in pending:
+            loss, mse, ssim = next(values), next(values), next(values)
+            norm = next(values) if rec.out.grad_norm is not None else nan
+            row = {
+                "step": rec.step,
+                "epoch": rec.epoch,
+                "loss": loss,
+                "mse": mse,
+                "ssim": ssim,
+                "grad_norm": norm,
+                "skipped": int(rec.out.skipped),
+                "lr": rec.lr,
+                "step_time_s": per_step,
+                "data_time_s": rec.data_time_s,
+            }
+            out.append((row, rec))
+        return out

@@ -8,7 +8,10 @@ on the device (`srcaco2.trainers.engine.monitor.StepMonitor` reads many at once)
 loss is the mean over ranks (an asynchronous all-reduce on NCCL).
 
 A non-finite loss therefore still updates the weights; the loop reads the losses before every
-validation and checkpoint and stops there, so such weights are never saved.
+validation and checkpoint and stops there, so such weights are never saved. Under
+``skip_nonfinite`` (the ``paper`` recipe's ``train.divergence=report``: the original code) the step
+reads its loss back first and skips the update of a non-finite batch, at the cost of one host read
+per step.
 """
 
 from __future__ import annotations
@@ -46,6 +49,8 @@ class StepContext:
         Feed the network channels-last inputs (CUDA).
     grad_clip : float
         Max global gradient norm (0 = off).
+    skip_nonfinite : bool
+        Read the loss back before the update and skip the batch when it is NaN / infinite.
     ema : WeightEMA, optional
         Updated after every optimiser step.
     dist : DistInfo, optional
@@ -60,6 +65,7 @@ class StepContext:
     amp: bool = False
     channels_last: bool = False
     grad_clip: float = 0.0
+    skip_nonfinite: bool = False
     ema: WeightEMA | None = None
     dist: DistInfo | None = None
 
@@ -72,11 +78,15 @@ class StepOutput:
     ----------
     loss : the step's loss (mean over ranks under DDP)
     mse, ssim : the final output's MSE and SSIM on this rank
+    grad_norm : the global L2 norm of the gradients before clipping (this rank; NaN when skipped)
+    skipped : True when the batch was skipped for a non-finite loss (``skip_nonfinite`` only)
     """
 
     loss: Any
     mse: Any
     ssim: Any
+    grad_norm: Any = None
+    skipped: bool = False
 
 
 def batch_to_device(
@@ -128,13 +138,18 @@ def train_step(ctx: StepContext, lr: torch.Tensor, hr: torch.Tensor) -> StepOutp
         outputs = ctx.net(lr)
     loss, parts = ctx.criterion(outputs, hr)
     ctx.optimizer.zero_grad(set_to_none=True)
+    if ctx.skip_nonfinite:  # one host read per step (paper only); every rank skips together under DDP
+        seen = loss.detach() if ctx.dist is None else all_mean(loss.detach(), ctx.dist)
+        if not bool(torch.isfinite(seen)):
+            nan = torch.full((), float("nan"), device=loss.device)
+            return StepOutput(loss=seen, mse=parts["mse"], ssim=parts["ssim"], grad_norm=nan, skipped=True)
     loss.backward()
-    if ctx.grad_clip > 0:
-        torch.nn.utils.clip_grad_norm_(ctx.model.parameters(), ctx.grad_clip)
+    # the norm before clipping; max_norm=inf measures it without changing the gradients
+    norm = torch.nn.utils.clip_grad_norm_(ctx.model.parameters(), ctx.grad_clip or float("inf"))
     ctx.optimizer.step()
     if ctx.ema is not None:
         ctx.ema.update(ctx.model)
     value = loss.detach()
     if ctx.dist is not None:
         value = all_mean(value, ctx.dist)
-    return StepOutput(loss=value, mse=parts["mse"], ssim=parts["ssim"])
+    return StepOutput(loss=value, mse=parts["mse"], ssim=parts["ssim"], grad_norm=norm.detach())

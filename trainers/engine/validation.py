@@ -7,6 +7,10 @@ loader is made once, in the main process (no worker processes idle between valid
 keeps its decoded-chunk cache, so later validations read no chunk again when the windows fit
 ``data.loader.cache_bytes``.
 
+`Validator.bicubic` scores the bicubic baseline once on the same windows (the reference a
+diverging run is compared with). `bad_image_metric` finds the per-image metric that made the
+original code abort a run (negative or non-finite).
+
 `better` decides model selection: higher is better except for NRMSE, a tie is a new best
 (docs/protocol.md#model-selection), and a NaN / infinite score is never best.
 """
@@ -18,11 +22,36 @@ import dataclasses
 import math
 from typing import TYPE_CHECKING, Any
 
+from srcaco2.trainers.engine.guard import TrainingDivergedError
+
 if TYPE_CHECKING:  # pragma: no cover
     from srcaco2.trainers._state import WeightEMA
     from srcaco2.trainers.config import RunConfig
 
-__all__ = ["Validator", "better", "make_val_loader"]
+__all__ = ["Validator", "BadValidationMetricError", "bad_image_metric", "better", "make_val_loader"]
+
+
+class BadValidationMetricError(TrainingDivergedError):
+    """A validation image scored a negative or non-finite metric under ``eval.abort_on_bad_metric``."""
+
+
+def bad_image_metric(rows: list[dict[str, Any]]) -> str | None:
+    """The first per-image metric that is negative or non-finite, described, or None.
+
+    Parameters
+    ----------
+    rows : per-image metric rows (`srcaco2.trainers.evaluate.evaluate_model`), with ``tile``, ``y0``,
+        ``x0`` and every name of `srcaco2.trainers.metrics.METRIC_NAMES`
+    """
+    from srcaco2.trainers.metrics import METRIC_NAMES
+
+    for r in rows:
+        for k in METRIC_NAMES:
+            v = float(r[k])
+            if not math.isfinite(v) or v < 0:
+                where = ", ".join(f"{c} {r[c]}" for c in ("tile", "y0", "x0") if c in r)
+                return f"window ({where}) has {k} = {v:.4g} ({'negative' if v < 0 else 'non-finite'})"
+    return None
 
 
 def better(metric: str, new: float, best: float | None) -> bool:
@@ -78,6 +107,7 @@ class Validator:
         self.cfg, self.model, self.ema, self.device, self.amp = cfg, model, ema, device, amp
         self.loader = make_val_loader(cfg, pin_memory=device.type == "cuda")
         self._eval_copy: Any = None
+        self._bicubic: dict[str, float] | None = None
 
     def eval_model(self) -> Any:
         """The network to score: `model`, or one evaluation copy holding the EMA weights."""
@@ -88,14 +118,25 @@ class Validator:
         self.ema.copy_to(self._eval_copy)
         return self._eval_copy
 
-    def run(self) -> tuple[Any, dict[str, float]]:
-        """Score the eval model; returns it and the split means (`srcaco2.trainers.metrics.METRIC_NAMES`)."""
+    def run(self) -> tuple[Any, dict[str, float], list[dict[str, Any]]]:
+        """Score the eval model; returns it, the split means (`srcaco2.trainers.metrics.METRIC_NAMES`) and
+        the per-image rows."""
         from srcaco2.trainers.evaluate import evaluate_model
         from srcaco2.trainers.metrics import mean_metrics
 
         model = self.eval_model()
         rows = evaluate_model(model, self.loader, self.cfg.data.scale, device=self.device, amp=self.amp)
-        return model, mean_metrics(rows)
+        return model, mean_metrics(rows), rows
+
+    def bicubic(self) -> dict[str, float]:
+        """The bicubic baseline's split means on the same windows (computed once per run)."""
+        if self._bicubic is None:
+            from srcaco2.trainers.evaluate import evaluate_model
+            from srcaco2.trainers.metrics import mean_metrics
+
+            rows = evaluate_model("bicubic", self.loader, self.cfg.data.scale, device=self.device, amp=False)
+            self._bicubic = mean_metrics(rows)
+        return self._bicubic
 
     def close(self) -> None:
         """Drop the loader's cache."""
