@@ -40,6 +40,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
 import socket
 import threading
@@ -118,28 +119,49 @@ def read_lease(store: str | os.PathLike) -> dict[str, Any] | None:
     return rec if isinstance(rec, dict) else None
 
 
+MAX_CLOCK_SKEW_S = 60.0
+"""A heartbeat further than this in the future is not believed (a damaged record or a wrong clock)."""
+
+
+def _number(rec: dict[str, Any], key: str) -> float | None:
+    """``rec[key]`` as a finite float, or None when missing or of the wrong type."""
+    value = rec.get(key)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
 def _stale_reason(rec: dict[str, Any] | None, timeout_s: float) -> str | None:
-    """Why a lease record no longer protects anything (None: it is live)."""
+    """Why a lease record no longer protects anything (None: it is live).
+
+    A record with a field of the wrong type (``heartbeat: null``, ``pid: "abc"``) is unreadable, hence
+    stale; a heartbeat up to `MAX_CLOCK_SKEW_S` in the future counts as now (clock skew between
+    hosts), one further ahead as stale.
+    """
     if rec is None:
         return "unreadable lease record"
-    age = time.time() - float(rec.get("heartbeat", 0))
+    heartbeat, pid = _number(rec, "heartbeat"), _number(rec, "pid")
+    if heartbeat is None or pid is None or pid != int(pid):
+        return "unreadable lease record (a field of the wrong type)"
+    age = time.time() - heartbeat
+    if age < -MAX_CLOCK_SKEW_S:
+        return f"its heartbeat lies {-age:.0f} s in the future"
     if age > timeout_s:
         return f"no heartbeat for {age:.0f} s"
     if rec.get("host") == socket.gethostname():
-        pid = int(rec.get("pid", -1))
-        if pid <= 0 or not process_alive(pid, rec.get("pid_start")):
-            return f"process {pid} on this host is gone"
+        if pid <= 0 or not process_alive(int(pid), rec.get("pid_start")):
+            return f"process {int(pid)} on this host is gone"
     return None
 
 
-def _describe(rec: dict[str, Any], store: str, timeout_s: float) -> str:
-    started = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(float(rec.get("started", 0))))
-    beat = time.time() - float(rec.get("heartbeat", 0))
+def _describe(rec: dict[str, Any], store: str, timeout_s: float, path: str, what: str) -> str:
+    started = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(_number(rec, "started") or 0.0))
+    beat = max(0.0, time.time() - (_number(rec, "heartbeat") or 0.0))
     return (
-        f"{store}: another writer holds this store ({rec.get('operation', '?')}, pid {rec.get('pid')} on "
-        f"host {rec.get('host')}, started {started}, last heartbeat {beat:.0f} s ago); wait for it to "
-        f"finish or stop it, then rerun (a lease left by a killed process is taken over automatically: "
-        f"at once on the same host, after {timeout_s:.0f} s without heartbeat elsewhere)"
+        f"{store}: another writer holds this {what} ({rec.get('operation', '?')}, pid {rec.get('pid')} on "
+        f"host {rec.get('host')}, started {started}, last heartbeat {beat:.0f} s ago; lease {path}); wait "
+        f"for it to finish or stop it, then rerun (a lease left by a killed process is taken over "
+        f"automatically: at once on the same host, after {timeout_s:.0f} s without heartbeat elsewhere)"
     )
 
 
@@ -159,12 +181,14 @@ class Lease:
         The record written (token, host, pid, operation, started, heartbeat).
     """
 
-    def __init__(self, store: str, operation: str, timeout_s: float, heartbeat_s: float) -> None:
+    def __init__(
+        self, store: str, operation: str, timeout_s: float, heartbeat_s: float, what: str = "store"
+    ) -> None:
         if timeout_s <= 0 or heartbeat_s <= 0 or heartbeat_s >= timeout_s:
             raise ValueError(
                 f"need 0 < heartbeat_s < timeout_s, got heartbeat_s={heartbeat_s}, timeout_s={timeout_s}"
             )
-        self.store, self.operation = store, operation
+        self.store, self.operation, self.what = store, operation, what
         self.timeout_s, self.heartbeat_s = float(timeout_s), float(heartbeat_s)
         self.path = lease_path(store)
         self._files = StoreFiles(self.path)
@@ -200,6 +224,11 @@ class Lease:
     def acquire(self) -> None:
         """Take the lease (or a stale one over); raise `StoreLockedError` if a live writer holds it."""
         claim = self._fpath + ".takeover"
+        if self._files.fs is None and os.path.isdir(self._fpath):
+            raise StoreLockedError(
+                f"{self.store}: its lease path {self.path} is a folder, not a lease file; remove that "
+                "folder (nothing of the store is in it) and rerun"
+            )
         deadline = time.monotonic() + max(10.0, self.timeout_s)
         while True:
             self.record["heartbeat"] = time.time()
@@ -218,7 +247,9 @@ class Lease:
                 continue  # released meanwhile: try again
             reason = _stale_reason(rec, self.timeout_s)
             if reason is None:
-                raise StoreLockedError(_describe(rec, self.store, self.timeout_s))  # type: ignore[arg-type]
+                raise StoreLockedError(
+                    _describe(rec, self.store, self.timeout_s, self.path, self.what)  # type: ignore[arg-type]
+                )
             if time.monotonic() > deadline:
                 raise StoreLockedError(
                     f"{self.store}: its lease {self.path} is stale ({reason}) but could not be taken over "
@@ -308,6 +339,7 @@ def store_lease(
     operation: str,
     timeout_s: float | None = None,
     heartbeat_s: float | None = None,
+    what: str = "store",
 ) -> Iterator[Lease]:
     """Hold the single-writer lease of `store` for the duration of the block.
 
@@ -322,6 +354,8 @@ def store_lease(
         environment variable ``SRCACO2_LEASE_TIMEOUT_S``).
     heartbeat_s : float, optional
         Refresh period (default `DEFAULT_HEARTBEAT_S`, at most a third of `timeout_s`).
+    what : str
+        What is protected, in messages (``"store"``, ``"run folder"``).
 
     Yields
     ------
@@ -339,7 +373,7 @@ def store_lease(
         timeout_s = float(os.environ.get("SRCACO2_LEASE_TIMEOUT_S", DEFAULT_TIMEOUT_S))
     if heartbeat_s is None:
         heartbeat_s = min(DEFAULT_HEARTBEAT_S, timeout_s / 3)
-    lease = Lease(os.fspath(store), operation, timeout_s, heartbeat_s)
+    lease = Lease(os.fspath(store), operation, timeout_s, heartbeat_s, what)
     lease.acquire()
     with _HELD_LOCK:
         _HELD.append(lease)

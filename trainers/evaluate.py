@@ -47,6 +47,7 @@ __all__ = [
     "decode_windows",
     "load_eval_model",
     "hr_pixel_size_um",
+    "frc_cells",
     "summarize",
     "predict_batch",
     "evaluate_model",
@@ -306,7 +307,7 @@ def hr_pixel_size_um(store: str | Path) -> float | None:
     return px if math.isfinite(px) and px > 0 else None
 
 
-def _frc_cells(sr: Any, hr: Any, scale: int, pixel_size_um: float | None) -> dict[str, float | None]:
+def frc_cells(sr: Any, hr: Any, scale: int, pixel_size_um: float | None) -> dict[str, float | None]:
     """FRC resolution of one window on the metrics' images (8-bit levels, border crop = scale)."""
     from srcaco2.trainers.metrics import frc_resolution, quantize_8bit
 
@@ -385,7 +386,7 @@ def evaluate_model(
                     row = {k: int(batch[k][b]) for k in ("tile", "window", "y0", "x0")}
                     row.update(m)
                     if frc:
-                        row.update(_frc_cells(sr[b, 0].numpy(), hr[b, 0].numpy(), scale, pixel_size_um))
+                        row.update(frc_cells(sr[b, 0].numpy(), hr[b, 0].numpy(), scale, pixel_size_um))
                     rows.append(row)
                 if progress is not None:
                     progress(i + 1, total)

@@ -25,9 +25,10 @@ best, is_best, bicubic: the bicubic baseline's metrics on the same windows) and 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -106,6 +107,8 @@ def fit(
     ------
     RunDirError
         `out_dir` holds another run and neither `resume` nor `force` is set.
+    srcaco2.srdata.lease.StoreLockedError
+        Another live `fit` writes into `out_dir` (its lease ``<out_dir>.lease`` names it).
     TrainingDivergedError
         NaN / Inf loss (names the step, the batch's (tile, y0, x0) and the last good checkpoint).
     OSError
@@ -117,13 +120,29 @@ def fit(
     out = Path(out_dir)
     created = not out.exists()
     try:
-        return _fit(config, out, dist, resume=resume, force=force, callback=callback)
+        with _run_folder_lease(out, dist.is_main):
+            return _fit(config, out, dist, resume=resume, force=force, callback=callback)
     except BaseException:
         if created and dist.is_main:
             _remove_if_empty(out)
         raise
     finally:
         _ddp.cleanup(dist)
+
+
+@contextlib.contextmanager
+def _run_folder_lease(out: Path, main: bool) -> Iterator[None]:
+    """Hold the run folder's lease (``<out>.lease``, `srcaco2.srdata.lease`) on the main rank, taken
+    before any decision about reusing `out`: a second `fit` into the same folder is refused with one
+    line naming the holder instead of mixing two runs' files."""
+    if not main:
+        yield
+        return
+    from srcaco2.srdata.lease import store_lease
+
+    out.absolute().parent.mkdir(parents=True, exist_ok=True)
+    with store_lease(out, operation="srtrain fit", what="run folder"):
+        yield
 
 
 def _remove_if_empty(path: Path) -> None:

@@ -221,3 +221,52 @@ def test_a_record_being_written_is_not_mistaken_for_a_stale_one(tmp_path):
     with store_lease(store, operation="x") as lease:
         assert read_lease(store)["token"] == lease.record["token"]
     assert time.monotonic() - t0 >= 1.9
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [{"heartbeat": None}, {"pid": "abc"}, {"heartbeat": "yesterday"}, {"pid": 1.5}, {"heartbeat": True}],
+)
+def test_a_record_with_wrong_types_is_stale_not_a_traceback(tmp_path, fields):
+    store = str(tmp_path / "s.zarr")
+    _write_record(store, host="elsewhere", **fields)  # another host: only the record's own fields decide
+    with store_lease(store, operation="x", timeout_s=60) as lease:
+        assert read_lease(store)["token"] == lease.record["token"]
+
+
+def test_future_heartbeat_is_believed_only_within_clock_skew(tmp_path):
+    store = str(tmp_path / "s.zarr")
+    _write_record(store, host="elsewhere", pid=1, heartbeat=time.time() + 30)  # skew: live
+    with pytest.raises(StoreLockedError, match=r"last heartbeat 0 s ago; lease .*s\.zarr\.lease\)"):
+        with store_lease(store, operation="x", timeout_s=60):
+            pass
+    _write_record(store, host="elsewhere", pid=1, heartbeat=time.time() + 3600)  # an hour ahead: stale
+    with store_lease(store, operation="x", timeout_s=60) as lease:
+        assert read_lease(store)["token"] == lease.record["token"]
+
+
+def test_a_lease_path_that_is_a_folder_gives_one_line(tmp_path):
+    store = str(tmp_path / "s.zarr")
+    Path(lease_path(store)).mkdir()
+    with pytest.raises(StoreLockedError, match=r"lease path .*s\.zarr\.lease is a folder, not a lease file"):
+        with store_lease(store, operation="x"):
+            pass
+
+
+def test_two_fits_into_one_run_folder_the_second_is_refused(tmp_path):
+    """The run folder's lease is taken before any decision about reusing --out: the second `fit` is
+    refused with one line naming the holder, and the first one's files are untouched."""
+    from srcaco2.trainers.fit import fit
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text("first run's config\n")
+    with store_lease(run, operation="srtrain fit", what="run folder"):
+        with pytest.raises(StoreLockedError) as err:
+            fit(None, run, resume=True)
+    msg = str(err.value)
+    assert (
+        "another writer holds this run folder (srtrain fit" in msg and "run.lease" in msg and "\n" not in msg
+    )
+    assert (run / "config.yaml").read_text() == "first run's config\n"
+    assert not Path(lease_path(run)).exists()
