@@ -346,14 +346,20 @@ def load_pretrained(
     FileNotFoundError
         No such file / no weights in the directory.
     CheckpointError (a ValueError)
-        Unreadable, truncated or not weights-only file; method / scale / marker unknown or in
-        conflict with the file; keys or shapes that do not fit the network (one message listing
+        Unreadable, truncated or not weights-only file; non-finite weights; method / scale / marker
+        unknown or in conflict with the file; keys or shapes that do not fit the network (one message listing
         missing, unexpected and reshaped keys, and which registered network they do fit).
     """
     from srcaco2.trainers._pretrained import explain_mismatch
     from srcaco2.trainers.models import build_model
 
     state, info = read_weights(path, method=method, scale=scale, marker=marker, map_location=map_location)
+    bad = nonfinite_keys(state)
+    if bad:  # NaN weights would become all-zero (or all-255) pixels downstream
+        raise CheckpointError(
+            f"{info['source']} holds non-finite weights ({len(bad)} tensor(s), e.g. {', '.join(bad[:3])}); "
+            "use another checkpoint (best.pt, last.prev.pt) or retrain"
+        )
     method, scale, marker = info["method"], info["scale"], info["marker"]
     overrides, yml_overrides = info.pop("overrides"), info.pop("yml_overrides")
     in_channels, weights_path = info.pop("in_channels"), Path(info["source"])

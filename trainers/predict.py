@@ -194,6 +194,7 @@ def predict_tiled(
     if halo is None:  # whole-image context: one forward, rows handed out band by band
         with torch.no_grad():
             pred = model(lr_t[None].to(device))[0]
+        _check_finite(pred, 0, s * h)
         band = s * min(tile, h)
         for row0 in range(0, s * h, band):
             emit(row0, _quantise(pred[:, row0 : row0 + band].float().cpu().numpy(), out_dtype, top))
@@ -227,6 +228,7 @@ def predict_tiled(
         if n_final > 0:
             rows = acc[:, :n_final]  # quantised in place: these rows leave the buffer
             rows /= wacc[None, :n_final]
+            _check_finite(rows, band_top, final_end)
             np.clip(rows, 0.0, 1.0, out=rows)
             rows *= top
             np.round(rows, out=rows)
@@ -240,6 +242,22 @@ def predict_tiled(
         if progress is not None:
             progress(r + 1, len(ys))
     return result
+
+
+def _check_finite(values: torch.Tensor | np.ndarray, row0: int, row1: int) -> None:
+    """Refuse NaN / ±inf predictions before they are quantised (they would become 0 or 255 pixels)."""
+    from srcaco2.trainers.evaluate import NonFiniteOutputError
+
+    ok = (
+        bool(torch.isfinite(values).all())
+        if isinstance(values, torch.Tensor)
+        else bool(np.isfinite(values).all())
+    )
+    if not ok:
+        raise NonFiniteOutputError(
+            f"the network's prediction holds NaN / infinite values (output rows {row0}-{row1}); nothing "
+            "was written from them: check the checkpoint (srtrain eval) or use another one"
+        )
 
 
 def prediction_path(name: str, tile: int) -> str:

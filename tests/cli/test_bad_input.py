@@ -477,3 +477,55 @@ def test_build_into_a_read_only_folder_names_the_cause(raw, tmp_path):
     line = _one_error_line(res)
     assert "disk space" not in line and ("not permitted" in line or "Permission denied" in line), line
     assert list(parent.iterdir()) == []
+
+
+# --- non-finite weights and predictions ----------------------------------------------------------
+
+
+def test_predict_from_a_checkpoint_with_a_nan_weight_writes_nothing(store, run_dir, tmp_path):
+    """Before: an all-zero image and exit 0 (`verify` then said OK). Now refused at load, one line."""
+    import numpy as np
+    import tifffile
+    import torch
+
+    ckpt = torch.load(run_dir / "best.pt", map_location="cpu", weights_only=False)
+    key = next(k for k, v in ckpt["model"].items() if v.is_floating_point())
+    ckpt["model"][key] = ckpt["model"][key].clone().fill_(float("nan"))
+    bad = tmp_path / "nan.pt"
+    torch.save(ckpt, bad)
+    out = tmp_path / "pred.zarr"
+    res = _srtrain("predict", "--store", store, "--checkpoint", bad, "--device", "cpu", "--out-store", out)
+    _refused(res, "nan.pt holds non-finite weights", key)
+    assert not out.exists()
+    image = tmp_path / "lr.tif"
+    tifffile.imwrite(image, np.full((32, 32), 20, np.uint8))
+    res = _srtrain("predict", "--input", image, "--checkpoint", bad, "--device", "cpu",
+                   "--output", tmp_path / "sr.tif")  # fmt: skip
+    _refused(res, "non-finite weights")
+    assert not (tmp_path / "sr.tif").exists()
+
+
+def test_a_nan_prediction_never_becomes_pixels():
+    import numpy as np
+    import torch
+
+    from srcaco2.trainers.evaluate import NonFiniteOutputError
+    from srcaco2.trainers.predict import predict_tiled
+
+    def nan_in_one_corner(x):
+        y = torch.nn.functional.interpolate(x, scale_factor=2, mode="nearest")
+        if x.shape[-1] > 40:  # only the whole-image forward
+            y[..., 0, 0] = float("nan")
+        return y
+
+    lr = np.full((1, 48, 48), 10, np.uint8)
+    with pytest.raises(NonFiniteOutputError, match="NaN / infinite"):
+        predict_tiled(nan_in_one_corner, lr, 2, halo=None)
+    sink_rows = []
+
+    def blows_up(x):
+        return torch.nn.functional.interpolate(x, scale_factor=2, mode="nearest") * float("inf")
+
+    with pytest.raises(NonFiniteOutputError, match=r"output rows 0-"):
+        predict_tiled(blows_up, lr, 2, tile=16, overlap=4, halo=2, sink=lambda r0, rows: sink_rows.append(r0))
+    assert sink_rows == []  # nothing emitted before the check
