@@ -5,12 +5,49 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import logging
+import math
 import types
 import typing
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal, Union
 
-__all__ = ["ConfigError", "hints", "coerce", "unknown_key", "all_keys", "from_dict"]
+__all__ = ["ConfigError", "hints", "coerce", "unknown_key", "all_keys", "from_dict", "load_yaml"]
+
+log = logging.getLogger(__name__)
+
+
+def load_yaml(text: str, where: str) -> Any:
+    """Parse YAML `text` (safe loader) refusing a key given twice in one mapping (PyYAML keeps the last).
+
+    Raises
+    ------
+    ConfigError
+        Not YAML, or a duplicate key (named with its line).
+    """
+    import yaml
+
+    class _Strict(yaml.SafeLoader):
+        pass
+
+    def mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = loader.construct_object(key_node)
+            if key in seen:
+                raise ConfigError(
+                    f"{where}: key {key!r} is given twice (lines {seen[key] + 1} and "
+                    f"{key_node.start_mark.line + 1}); keep one"
+                )
+            seen[key] = key_node.start_mark.line
+        return loader.construct_mapping(node)
+
+    _Strict.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, mapping)
+    try:
+        return yaml.load(text, Loader=_Strict)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        detail = " ".join(str(exc).split())
+        raise ConfigError(f"{where}: not valid YAML ({detail}); fix the file or write a new one") from None
 
 
 class ConfigError(ValueError):
@@ -70,13 +107,20 @@ def coerce(value: Any, tp: Any, key: str, *, from_text: bool, root: type | None 
         raise bad
     if tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if from_text:
+            number = float(value)
+        elif isinstance(value, str):  # --set text, or YAML 1.1's "1e-3" (PyYAML reads it as a string)
             try:
-                return float(str(value))
+                number = float(value.strip())
             except ValueError:
                 raise bad from None
-        raise bad
+            if not from_text:
+                log.warning("config: %s=%r is a string in YAML (PyYAML reads 1e-3 without a dot as text); "
+                            "read as the number %g", key, value, number)  # fmt: skip
+        else:
+            raise bad
+        if not math.isfinite(number):
+            raise ConfigError(f"{key}={value!r} must be a finite number")
+        return number
     if tp is str:
         if isinstance(value, str):
             return value

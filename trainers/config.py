@@ -42,7 +42,15 @@ __all__ = [
 ]
 
 from srcaco2.srdata.loader import LoaderSettings
-from srcaco2.trainers._config_io import ConfigError, all_keys, coerce, from_dict, hints, unknown_key
+from srcaco2.trainers._config_io import (
+    ConfigError,
+    all_keys,
+    coerce,
+    from_dict,
+    hints,
+    load_yaml,
+    unknown_key,
+)
 
 log = logging.getLogger(__name__)
 
@@ -467,16 +475,16 @@ def save_config(config: RunConfig, path: str | Path) -> Path:
 
 def load_config(path: str | Path) -> RunConfig:
     """Read a YAML config written by `save_config` (or by hand; missing keys take defaults)."""
-    import yaml
-
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"config file {path} does not exist")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        detail = " ".join(str(exc).split())
-        raise ConfigError(f"{path}: not valid YAML ({detail}); fix the file or write a new one") from None
+        text = path.read_text()
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path}: not valid YAML (not UTF-8 text: {exc}); fix the file or write a new one"
+        ) from None
+    data = load_yaml(text, str(path)) or {}
     try:
         return config_from_dict(data)
     except ConfigError as exc:

@@ -205,3 +205,25 @@ def test_train_sync_every_and_init_from():
     assert cfg.train.sync_every == 5 and cfg.model.init_from == "/runs/a/best.pt"
     with pytest.raises(ConfigError, match="train.sync_every=0 must be >= 1"):
         apply_overrides(RunConfig(), ["train.sync_every=0"])
+
+
+@pytest.mark.parametrize("text", ["nan", "inf", "-inf", "NaN"])
+def test_non_finite_numbers_are_refused(text):
+    for key in ("optim.lr", "optim.grad_clip", "loss.ssim_weight", "train.explode_mse"):
+        with pytest.raises(ConfigError, match=rf"{key}=.* must be a finite number"):
+            apply_overrides(RunConfig(), [f"{key}={text}"])
+
+
+def test_yaml_duplicate_keys_refused_and_numeric_strings_read_as_numbers(tmp_path, caplog):
+    dup = tmp_path / "dup.yaml"
+    dup.write_text("optim:\n  lr: 0.1\n  name: adam\n  lr: 0.2\n")
+    with pytest.raises(ConfigError, match=r"dup.yaml: key 'lr' is given twice \(lines 2 and 4\); keep one"):
+        load_config(dup)
+    text = tmp_path / "c.yaml"
+    text.write_text("optim:\n  lr: 1e-3\n  grad_clip: .nan\n")  # PyYAML: "1e-3" is a string, .nan a float
+    with pytest.raises(ConfigError, match="optim.grad_clip=nan must be a finite number"):
+        load_config(text)
+    text.write_text("optim:\n  lr: 1e-3\n")
+    with caplog.at_level("WARNING"):
+        assert load_config(text).optim.lr == 1e-3
+    assert "optim.lr='1e-3' is a string in YAML" in caplog.text
