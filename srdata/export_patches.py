@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from srcaco2.srdata.atomic import write_bytes_atomic
 from srcaco2.srdata.integrity import CheckedReader
 from srcaco2.srdata.patches import fold_dir_name, patch_relpath
 from srcaco2.srdata.schema import (
@@ -50,18 +51,9 @@ from srcaco2.srdata.schema import (
 )
 from srcaco2.srdata.split import fold_order
 
-__all__ = ["export_patches", "window_pids", "atomic_write_bytes"]
+__all__ = ["export_patches", "window_pids"]
 
 log = logging.getLogger(__name__)
-
-
-def atomic_write_bytes(path: str, data: bytes) -> None:
-    """Write `data` to ``.<name>.<pid>.tmp`` beside `path`, then rename it to `path`."""
-    folder, name = os.path.split(path)
-    tmp = os.path.join(folder, f".{name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
 
 
 def _tiff_bytes(plane: np.ndarray) -> bytes:
@@ -262,8 +254,8 @@ def _export_into(
                 lr = [patch_relpath(*_key(index, pids, r), m, s) for r in srows]
                 h_l = "".join(f"{a},{b}\n" for a, b in zip(hr, lr, strict=True))
                 l_h = "".join(f"{b},{a}\n" for a, b in zip(hr, lr, strict=True))
-                atomic_write_bytes(os.path.join(out, d, "h_l.txt"), h_l.encode())
-                atomic_write_bytes(os.path.join(out, d, "l_h.txt"), l_h.encode())
+                write_bytes_atomic(os.path.join(out, d, "h_l.txt"), h_l.encode())
+                write_bytes_atomic(os.path.join(out, d, "l_h.txt"), l_h.encode())
                 fold_lists += [os.path.join(d, "h_l.txt"), os.path.join(d, "l_h.txt")]
     return files, fold_lists
 

@@ -22,7 +22,6 @@ import logging
 import os
 import pickle
 import re
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -141,27 +140,11 @@ def save_checkpoint(
         "meta": _plain(full_meta, "meta"),
         "training_state": None if training_state is None else _plain(dict(training_state), "training_state"),
     }
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(payload, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        if keep_previous and path.exists():
-            _keep_as_previous(path)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    try:  # make the rename durable (best effort; not every filesystem allows opening a directory)
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except OSError:
-        pass
+    from srcaco2.srdata.atomic import atomic_writer
+
+    keep = (lambda: _keep_as_previous(path) if path.exists() else None) if keep_previous else None
+    with atomic_writer(path, "wb", before_replace=keep) as fh:
+        torch.save(payload, fh)
     return path
 
 

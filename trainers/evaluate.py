@@ -29,11 +29,11 @@ import io
 import json
 import logging
 import math
-import os
-import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from srcaco2.srdata.atomic import write_text_atomic
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -539,20 +539,6 @@ def evaluate_decoded(
     return EvalResult(rows=rows, summary=summarize(rows), meta=meta)
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    """Write `text` to `path` via a temporary file in the same directory and ``os.replace``."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _csv_value(v: Any) -> Any:
     return "" if v is None else v
 
@@ -569,10 +555,10 @@ def write_eval(out_dir: str | Path, result: EvalResult) -> Path:
     w = csv.DictWriter(buf, fieldnames=list(ROW_FIELDS), extrasaction="ignore")
     w.writeheader()
     w.writerows({k: _csv_value(v) for k, v in r.items()} for r in result.rows)
-    _atomic_write(out / "windows.csv", buf.getvalue())
+    write_text_atomic(out / "windows.csv", buf.getvalue())
     payload = dict(result.meta)
     payload["metrics"] = result.summary
-    _atomic_write(out / "summary.json", json.dumps(payload, indent=2))
+    write_text_atomic(out / "summary.json", json.dumps(payload, indent=2))
     return out
 
 

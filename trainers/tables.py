@@ -19,6 +19,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from srcaco2.srdata.atomic import write_text_atomic
 from srcaco2.trainers.models.registry import FAMILIES  # the paper's families: one home, the registry
 
 __all__ = [
@@ -259,22 +260,6 @@ def _csv_text(t: TableData) -> str:
     return buf.getvalue()
 
 
-def _write_text(path: Path, text: str) -> Path:
-    """Write atomically (temporary file + ``os.replace``): a reader never sees half a table."""
-    import os
-    import tempfile
-
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
 def write_tables(
     summaries: Iterable[Mapping[str, Any]],
     out_dir: str | Path,
@@ -303,7 +288,7 @@ def write_tables(
     paths: dict[str, Path] = {}
     for stem, t in tables.items():
         for ext, text in (("md", render_markdown(t)), ("tex", render_latex(t)), ("csv", _csv_text(t))):
-            paths[f"{stem}.{ext}"] = _write_text(out / f"{stem}.{ext}", text)
+            paths[f"{stem}.{ext}"] = write_text_atomic(out / f"{stem}.{ext}", text)
     if delta is not None:
         paths.update(write_delta(delta, out))
     return paths
@@ -498,6 +483,6 @@ def write_delta(delta: DeltaTable, out_dir: str | Path) -> dict[str, Path]:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     return {
-        "delta_paper.md": _write_text(out / "delta_paper.md", render_delta_markdown(delta)),
-        "delta_paper.csv": _write_text(out / "delta_paper.csv", _delta_csv(delta)),
+        "delta_paper.md": write_text_atomic(out / "delta_paper.md", render_delta_markdown(delta)),
+        "delta_paper.csv": write_text_atomic(out / "delta_paper.csv", _delta_csv(delta)),
     }
