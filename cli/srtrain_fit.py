@@ -64,6 +64,14 @@ def build_config(store, method, scale, marker, config_path, overrides, recipe=No
     return dataclasses.replace(cfg)
 
 
+def _clock(seconds: float) -> str:
+    """``1 h 05 min`` / ``4 min 10 s`` / ``12 s``."""
+    s = max(0, int(round(seconds)))
+    if s >= 3600:
+        return f"{s // 3600} h {s % 3600 // 60:02d} min"
+    return f"{s // 60} min {s % 60:02d} s" if s >= 60 else f"{s} s"
+
+
 @click.command("fit", help=_help())
 @click.option("--store", type=click.Path(), help="Store built by `srdata build`.")
 @click.option("--method", help="Network name (see `srtrain methods`).")
@@ -136,23 +144,43 @@ def fit(
                 click.echo(f"initial weights: {info['init_from']}", err=True)
             if info.get("recipe_warning"):
                 click.echo(f"warning: {info['recipe_warning']}", err=True)
+            # the ETA comes from the measured step time, not from tqdm's rate: steps arrive in bursts
+            # of train.sync_every and the first burst carries the start-up
             bar = tqdm(
-                total=info["total_steps"], initial=info["step"], unit="step", desc="fit", dynamic_ncols=True
-            )
-        elif event == "step" and bar is not None:
-            bar.update(1)
-            bar.set_postfix(
-                loss=f"{info['loss']:.4f}", lr=f"{info['lr']:.2e}",
-                step_ms=f"{1e3 * info['step_time_s']:.0f}", data_ms=f"{1e3 * info['data_time_s']:.0f}",
+                total=info["total_steps"], initial=info["step"], unit="step", desc="fit", dynamic_ncols=True,
+                bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]",
             )  # fmt: skip
+        elif event == "step" and bar is not None:
+            bar.set_description("fit", refresh=False)
+            bar.update(1)
+            left = (bar.total - bar.n) * (info["step_time_s"] + info["data_time_s"])
+            bar.set_postfix_str(
+                f"ETA {_clock(left)}, loss {info['loss']:.4f}, lr {info['lr']:.2e}, "
+                f"step {1e3 * info['step_time_s']:.0f} ms, data {1e3 * info['data_time_s']:.0f} ms"
+            )
+        elif event == "val_start" and bar is not None:
+            bar.set_description(f"fit (validating at step {info['step']})")
         elif event == "val" and bar is not None:
+            bar.set_description("fit")
             m, b = info["metrics"], info["bicubic"]
+            best = " (ties the best)" if info.get("tie") else (" (best)" if info["is_best"] else "")
             bar.write(f"step {info['step']}: val ROI PSNR {m['roi_psnr']:.2f} dB "
                       f"(bicubic {b['roi_psnr']:.2f}), PSNR {m['psnr']:.2f} dB (bicubic {b['psnr']:.2f})"
-                      + (" (best)" if info["is_best"] else ""))  # fmt: skip
+                      + best)  # fmt: skip
 
     try:
         res = run_fit(cfg, out_dir, resume=resume, force=force, device=device, callback=callback)
+    except KeyboardInterrupt:
+        if bar is not None:
+            bar.close()
+        has_ckpt = any((Path(out_dir) / n).exists() for n in ("last.pt", "last.prev.pt"))
+        how = (
+            f"continue it from its last checkpoint with: srtrain fit --out {out_dir} --resume"
+            if has_ckpt
+            else "no checkpoint was written yet: rerun the same command to start again"
+        )
+        click.echo(f"interrupted (Ctrl-C); {how}", err=True)
+        raise SystemExit(130) from None
     except (RunDirError, FileNotFoundError, TrainingDivergedError, ConfigError, ValueError, OSError) as exc:
         # CheckpointError (a damaged run, --init-from weights that do not fit) is a ValueError
         raise click.ClickException(str(exc) if rank == 0 else f"[rank {rank}] {exc}") from exc

@@ -19,8 +19,9 @@ bursts of that many steps.
 
 The library reports through ``callback(event, info)``: ``"start"`` (total_steps,
 iters_per_epoch, step, resumed_from, resume_problems, init_from, recipe_warning), ``"step"`` (step,
-epoch, loss, mse, ssim, grad_norm, skipped, lr, step_time_s, data_time_s), ``"val"`` (step, metrics,
-best, is_best, bicubic: the bicubic baseline's metrics on the same windows) and ``"end"``.
+epoch, loss, mse, ssim, grad_norm, skipped, lr, step_time_s, data_time_s), ``"val_start"`` (step),
+``"val"`` (step, metrics, best, is_best, tie: equal to the previous best, bicubic: the bicubic
+baseline's metrics on the same windows) and ``"end"``.
 """
 
 from __future__ import annotations

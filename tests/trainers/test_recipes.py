@@ -233,3 +233,58 @@ def test_train_health_tiny_networks_finite_and_falling(trainer_store, tmp_path):
     assert summary["default_runs"] == 3 and summary["default_diverged"] == 0 and summary["paper_runs"] == 1
     png = train_health.plot(results, tmp_path / "curves.png")
     assert png.stat().st_size > 1000
+
+
+# ------------------------------------------------------------------------------------ fit's reports
+def test_val_csv_epochs_are_the_epochs_the_steps_belong_to(tiny, trainer_store, tmp_path):
+    fit(tiny(trainer_store, "train.epochs=2", "eval.every=1.0"), tmp_path / "run")  # 4 steps per epoch
+    val = _rows(tmp_path / "run" / "val.csv")
+    assert [(int(r["step"]), int(r["epoch"])) for r in val] == [(4, 0), (8, 1)]
+
+
+def test_fit_cli_says_how_to_continue_after_ctrl_c(trainer_store, tiny_overrides, tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    import srcaco2.trainers.fit as fit_mod
+    from srcaco2.cli.srtrain_fit import fit as fit_cli
+
+    sets = [a for kv in tiny_overrides for a in ("--set", kv)]
+    base = ["--store", trainer_store, "--method", "vdsr", "--scale", "4", "--marker", "CELL2", *sets]
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(fit_mod, "fit", interrupted)
+    res = CliRunner().invoke(fit_cli, [*base, "--out", str(tmp_path / "new")])
+    assert res.exit_code == 130 and "no checkpoint was written yet: rerun the same command" in res.output
+    monkeypatch.undo()
+    assert (
+        CliRunner()
+        .invoke(fit_cli, [*base, "--out", str(tmp_path / "run"), "--set", "train.max_steps=4"])
+        .exit_code
+        == 0
+    )
+    monkeypatch.setattr(fit_mod, "fit", interrupted)
+    res = CliRunner().invoke(fit_cli, ["--out", str(tmp_path / "run"), "--resume"])
+    assert res.exit_code == 130 and f"srtrain fit --out {tmp_path / 'run'} --resume" in res.output
+
+
+def test_a_tie_is_reported_as_a_tie(tiny, trainer_store, tmp_path, monkeypatch):
+    from srcaco2.trainers.engine import validation
+
+    real_run = validation.Validator.run
+
+    def constant_scores(self):
+        model, means, rows = real_run(self)
+        return model, {**means, "roi_psnr": 30.0}, rows
+
+    monkeypatch.setattr(validation.Validator, "run", constant_scores)
+    events = []
+    fit(
+        tiny(trainer_store, "train.max_steps=6"),
+        tmp_path / "run",
+        callback=lambda e, i: events.append((e, i)),
+    )
+    vals = [i for e, i in events if e == "val"]
+    assert [(v["is_best"], v["tie"]) for v in vals] == [(True, False), (True, True)]  # steps 3 and 6
+    assert [e for e, _ in events].count("val_start") == len(vals)

@@ -231,11 +231,13 @@ class TrainLoop:
         from srcaco2.trainers.engine.validation import BadValidationMetricError, bad_image_metric
         from srcaco2.trainers.metrics import METRIC_NAMES
 
+        self.notify("val_start", {"step": self.step})
         eval_model, means, rows = self.validator.run()
         metric = self.cfg.eval.select_metric
         value = means[metric]
         tainted = self.guard.tainted
         is_best = better(metric, value, self.best) and not tainted
+        tie = is_best and self.best is not None and value == self.best
         self.guard.validated()
         self.validations += 1
         if not math.isfinite(value):
@@ -268,7 +270,14 @@ class TrainLoop:
                 self.tb.add_scalar(f"val/{k}", means[k], self.step)
         self.notify(
             "val",
-            {"step": self.step, "metrics": means, "best": self.best, "is_best": is_best, "bicubic": bicubic},
+            {
+                "step": self.step,
+                "metrics": means,
+                "best": self.best,
+                "is_best": is_best,
+                "tie": tie,
+                "bicubic": bicubic,
+            },  # fmt: skip
         )
         bad = bad_image_metric(rows) if self.cfg.eval.abort_on_bad_metric else None
         if bad is not None:
@@ -317,7 +326,7 @@ class TrainLoop:
                     self._flush()
                 if checkpoint:
                     self._check_weights()
-                    ep_now = self.step // self.ipe
+                    ep_now = (self.step - 1) // self.ipe  # the epoch this step belongs to (0-based)
                     if validate:
                         if dist.is_main:
                             self._validate(ep_now)
