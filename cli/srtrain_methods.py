@@ -10,10 +10,11 @@ __all__ = ["methods", "method_rows"]
 
 
 def method_rows() -> list[dict]:
-    """One row per registered model; parameter counts are taken on the meta device (no memory)."""
-    import torch
-
-    from srcaco2.trainers.models import MODEL_NAMES, build_model, model_info
+    """One row per registered model; parameter counts come from the reference layouts
+    (``trainers/models/reference/<name>_x<s>.json``, which the registry's networks are tested to
+    match): no network is built."""
+    from srcaco2.trainers.models import MODEL_NAMES, model_info
+    from srcaco2.trainers.models.registry import reference_layout
 
     rows = []
     for name in MODEL_NAMES:
@@ -30,13 +31,11 @@ def method_rows() -> list[dict]:
                    global_reason=info.global_reason)  # fmt: skip
         for s in (2, 4, 8):
             row["halo"][f"x{s}"] = info.receptive_halo(s) if s in info.scales else None
-            try:
-                with torch.device("meta"):
-                    model = build_model(name, s)
-                row["params"][f"x{s}"] = sum(p.numel() for p in model.parameters())
-            except Exception as exc:
-                row["params"][f"x{s}"] = None
-                row["error"] = f"x{s}: {type(exc).__name__}: {exc}"
+            layout = reference_layout(name, s) if s in info.scales else None
+            if name == "bicubic":
+                row["params"][f"x{s}"] = 0  # no weights
+            else:
+                row["params"][f"x{s}"] = None if layout is None else int(layout["param_count"])
         rows.append(row)
     return rows
 

@@ -102,3 +102,20 @@ def test_methods_cli_table_and_json() -> None:
     by_name = {r["name"]: r for r in rows}
     assert by_name["bicubic"]["params"] == {"x2": 0, "x4": 0, "x8": 0}
     assert by_name["dbpn"]["params"]["x8"] == reference_layout("dbpn", 8)["param_count"]
+
+
+def test_methods_builds_no_network(monkeypatch) -> None:
+    """`srtrain methods` reads the registry and the reference layouts; building 48 networks took 7-11 s."""
+    import srcaco2.trainers.models.registry as registry
+    from srcaco2.cli.srtrain_methods import method_rows
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("srtrain methods built a network")
+
+    import srcaco2.trainers.models as models
+
+    monkeypatch.setattr(registry, "build_model", refuse)
+    monkeypatch.setattr(models, "build_model", refuse)
+    rows = {r["name"]: r for r in method_rows()}
+    assert rows["swinir"]["params"]["x4"] == reference_layout("swinir", 4)["param_count"]
+    assert "error" not in rows["swinir"]
