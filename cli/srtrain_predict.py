@@ -102,7 +102,8 @@ class _PredictCommand(click.Command):
     type=click.IntRange(0),
     default=0,
     show_default=True,
-    help="Store: also draw PNG panels LR | bicubic | SR | HR | ROI for the first N windows of --split.",
+    help="Store: also draw PNG panels LR | bicubic | SR | HR | ROI for the first N windows of --split "
+    "(of the --tile tiles when given).",
 )
 @click.option("--split", default="test", show_default=True, help="Split of the panel windows.")
 @click.option(
@@ -150,6 +151,13 @@ def predict(
             f"--overlap {overlap} must be smaller than --tile-size {tile_size} (cores must advance)",
             param_hint="--overlap",
         )
+    if input_path is not None:  # refuse bad file arguments before the (slow) imports and model load
+        from srcaco2.srdata.images import check_image_request
+
+        try:
+            check_image_request(input_path, output_path, channels, overwrite)
+        except (ValueError, FileExistsError, FileNotFoundError) as exc:
+            raise click.ClickException(str(exc)) from None
     model, meth, s, mk, overrides = _load_model(checkpoint, method, scale, marker)
     from srcaco2.trainers._ddp import resolve_device
     from srcaco2.trainers.tiling import plan_tiling
@@ -321,7 +329,8 @@ def _predict_store(model: Any, meth: str, s: int, mk: str, plan: Any, store: str
 
         try:
             pngs = write_window_panels(model, store, panel_dir or f"panels_{pname}", split=split, scale=s,
-                                       marker=mk, n=panels, device=dev)  # fmt: skip
+                                       marker=mk, n=panels, device=dev,
+                                       tiles=list(tiles) or None)  # fmt: skip
         except ValueError as exc:
             raise click.ClickException(str(exc)) from None
         for p in pngs:

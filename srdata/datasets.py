@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -62,6 +63,7 @@ class _StoreDataset:
         max_windows: int | None = None,
         cache_bytes: int = DEFAULT_CACHE_BYTES,
         preload: bool | Literal["auto"] = False,
+        tiles: Sequence[int] | None = None,
     ) -> None:
         if preload not in (True, False, "auto"):
             raise ValueError(f"preload must be True, False or 'auto', got {preload!r}")
@@ -87,6 +89,13 @@ class _StoreDataset:
         self.channels = tuple(attrs.markers.index(m) for m in names)
         code = split_code(split)
         keep = index["accepted"] & (index["split"] == code)
+        if tiles:
+            keep &= np.isin(index["tile"], np.asarray(list(tiles), dtype=np.int64))
+            if not keep.any():
+                raise ValueError(
+                    f"{where}: split {split!r} has no accepted window on tile(s) {sorted(set(tiles))}; "
+                    "choose another split or tile"
+                )
         rows = np.flatnonzero(keep)
         if len(rows) == 0:
             counts = {s: int((index["accepted"] & (index["split"] == i)).sum()) for i, s in enumerate(SPLITS)}
@@ -264,6 +273,8 @@ class WindowDataset(_StoreDataset):
         Keep only the first N windows of the split (the original validates on the first 128).
     cache_bytes : int
         Per-process cache budget.
+    tiles : sequence of int, optional
+        Keep only the windows of these tiles.
     preload : bool or ``"auto"``
         Fill the cache with the whole split (`warm`) when a process first opens the store; "auto"
         does it when `split_bytes` fits half of `cache_bytes`.

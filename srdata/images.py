@@ -17,7 +17,10 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["InputImage", "load_image", "TiffRowWriter", "TIFF_MAX_BYTES", "image_kind"]
+__all__ = [
+    "InputImage", "load_image", "image_channels", "output_kind", "check_image_request", "TiffRowWriter",
+    "TIFF_MAX_BYTES", "image_kind",
+]  # fmt: skip
 
 TIFF_MAX_BYTES: int = 4 * 2**30 - 2**24
 """Largest TIFF output (bytes of pixels): the classic TIFF / ImageJ limit (4 GiB, less headers)."""
@@ -134,6 +137,64 @@ def _load_ome_zarr(path: str) -> InputImage:
     data = _check_pixels(np.asarray(img.data[...]), path, "".join(img.axes))
     names = img.channel_names if img.channel_names and len(img.channel_names) == len(data) else None
     return InputImage(data, names or [f"C{i}" for i in range(len(data))], img.pixel_size_um, path, "ome-zarr")
+
+
+def image_channels(path: str | os.PathLike[str]) -> int:
+    """The channel count of a TIFF or OME-Zarr image from its header alone (no pixels read).
+
+    Raises
+    ------
+    FileNotFoundError, ValueError
+        As `load_image` for a missing path, an unknown format or an unreadable header.
+    """
+    p = os.fspath(path)
+    if not os.path.exists(p):
+        raise FileNotFoundError(f"{p}: no such file or directory; give a TIFF or an OME-Zarr image")
+    if image_kind(p) == "ome-zarr":
+        from srcaco2.srdata.ome import open_ome_zarr_image
+
+        img = open_ome_zarr_image(p)
+        return int(img.data.shape[0]) if len(img.data.shape) == 3 else 1
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(p) as tif:
+            shape, axes = tif.series[0].shape, tif.series[0].axes
+    except (OSError, ValueError, tifffile.TiffFileError) as exc:
+        raise ValueError(f"{p}: cannot be read as a TIFF ({type(exc).__name__}: {exc})") from None
+    return int(shape[0]) if len(shape) == 3 and not axes.endswith("S") else 1
+
+
+def output_kind(path: str) -> str:
+    """``"ome-zarr"`` for ``*.zarr``, ``"tiff"`` for ``*.tif``/``*.tiff``; ValueError otherwise."""
+    low = path.rstrip("/").lower()
+    if low.endswith(".zarr"):
+        return "ome-zarr"
+    if low.endswith((".tif", ".tiff")):
+        return "tiff"
+    raise ValueError(f"--output {path}: give a name ending in .ome.zarr / .zarr (OME-Zarr) or .tif / .tiff")
+
+
+def check_image_request(
+    input_path: str, output_path: str | None, channels: Sequence[int] | None, overwrite: bool
+) -> None:
+    """Refuse a `predict_image` request from headers alone, before any model is loaded: an input that
+    is not a TIFF / OME-Zarr image, a channel it does not have, an output of another format, or an
+    existing output without `overwrite`.
+
+    Raises
+    ------
+    FileNotFoundError, FileExistsError, ValueError
+        With the argument to change.
+    """
+    n = image_channels(input_path)
+    bad = [int(c) for c in channels or () if not 0 <= int(c) < n]
+    if bad:
+        raise ValueError(f"{input_path}: no channel(s) {bad}; the image has {n} (0..{n - 1}): fix --channel")
+    if output_path is not None:
+        output_kind(output_path)
+        if os.path.exists(output_path) and not overwrite:
+            raise FileExistsError(f"{output_path}: exists; choose another --output or pass --overwrite")
 
 
 def load_image(path: str | os.PathLike[str]) -> InputImage:

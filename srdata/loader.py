@@ -325,6 +325,7 @@ def make_loader(
     world_size: int = 1,
     max_windows: int | None = None,
     markers: list[str] | None = None,
+    tiles: list[int] | None = None,
     multiprocessing_context: Any = None,
     drop_last: bool | None = None,
     **options: Any,
@@ -348,6 +349,8 @@ def make_loader(
         ``T = ceil(samples_per_epoch / world_size)·world_size`` positions (≤ world_size − 1 extra,
         fresh samples), rank r takes ``r, r + W, ...``: equal shards, disjoint, together all T.
         Eval: rank r takes windows ``r, r + W, ...`` (no padding, no duplicates; shards differ by ≤ 1).
+    tiles : list of int, optional
+        Only the windows of these tiles.
     max_windows : int, optional
         Keep the first N windows of the split.
     multiprocessing_context : as torch's DataLoader (e.g. ``"spawn"``).
@@ -388,7 +391,7 @@ def make_loader(
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if int(scale) not in SCALES:
         raise ValueError(f"scale must be one of {list(SCALES)}, got {scale!r}")
-    common = dict(markers=markers, max_windows=max_windows, cache_bytes=opt.cache_bytes)
+    common = dict(markers=markers, max_windows=max_windows, cache_bytes=opt.cache_bytes, tiles=tiles)
     if mode == "eval":
         ds: WindowDataset | CropDataset = WindowDataset(store, split, scale, marker, **common)
         positions = samplers.shard_positions(len(ds), rank, world_size, pad=False)

@@ -24,25 +24,16 @@ from typing import Any
 import numpy as np
 import torch
 
+from srcaco2.srdata.images import output_kind
 from srcaco2.trainers.predict import predict_tiled
 from srcaco2.trainers.tiling import Tiling, plan_tiling
 
-__all__ = ["predict_image", "output_kind", "PREDICTION_INFO_KEY"]
+__all__ = ["predict_image", "PREDICTION_INFO_KEY"]
 
 log = logging.getLogger(__name__)
 
 PREDICTION_INFO_KEY = "srcaco2_prediction"
 """Attribute (OME-Zarr) / ImageJ ``Info`` JSON (TIFF) holding what made the output."""
-
-
-def output_kind(path: str) -> str:
-    """``"ome-zarr"`` for ``*.zarr``, ``"tiff"`` for ``*.tif``/``*.tiff``; ValueError otherwise."""
-    low = path.rstrip("/").lower()
-    if low.endswith(".zarr"):
-        return "ome-zarr"
-    if low.endswith((".tif", ".tiff")):
-        return "tiff"
-    raise ValueError(f"--output {path}: give a name ending in .ome.zarr / .zarr (OME-Zarr) or .tif / .tiff")
 
 
 def predict_image(

@@ -180,8 +180,9 @@ def write_window_panels(
     crop: int = 160,
     zoom: int = 2,
     sr_label: str = "SR",
+    tiles: list[int] | None = None,
 ) -> list[Path]:
-    """Comparison panels for the first `n` windows of a split (index order).
+    """Comparison panels for the first `n` windows of a split (index order), of `tiles` when given.
 
     Parameters
     ----------
@@ -204,7 +205,7 @@ def write_window_panels(
     from srcaco2.trainers.metrics import patch_metrics
 
     loader = make_loader(str(store), split=split, scale=scale, marker=marker, batch_size=1,
-                         h_size=512, mode="eval", max_windows=n)  # fmt: skip
+                         h_size=512, mode="eval", max_windows=n, tiles=tiles)  # fmt: skip
     paths = []
     for batch in loader:
         lr, hr = batch["lr"], batch["hr"]

@@ -529,3 +529,25 @@ def test_a_nan_prediction_never_becomes_pixels():
     with pytest.raises(NonFiniteOutputError, match=r"output rows 0-"):
         predict_tiled(blows_up, lr, 2, tile=16, overlap=4, halo=2, sink=lambda r0, rows: sink_rows.append(r0))
     assert sink_rows == []  # nothing emitted before the check
+
+
+def test_predict_input_arguments_are_checked_before_the_model_loads(tmp_path, monkeypatch):
+    import numpy as np
+    import tifffile
+
+    import srcaco2.cli.srtrain_predict as cli_predict
+
+    def no_load(*args, **kwargs):
+        raise AssertionError("the model was loaded before the arguments were checked")
+
+    monkeypatch.setattr(cli_predict, "_load_model", no_load)
+    image = tmp_path / "lr.tif"
+    tifffile.imwrite(image, np.zeros((2, 32, 32), np.uint8))
+    jpeg = tmp_path / "lr.jpg"
+    jpeg.write_bytes(b"\xff\xd8\xff\xe0 not really")
+    base = ["--method", "bicubic", "--scale", "4", "--device", "cpu"]
+    _refused(_srtrain("predict", "--input", jpeg, *base), "unknown image format", ".tif")
+    _refused(_srtrain("predict", "--input", image, "--output", tmp_path / "sr.png", *base), "sr.png", ".tif")
+    _refused(_srtrain("predict", "--input", image, "--channel", "5", *base), "no channel(s) [5]", "has 2")
+    (tmp_path / "sr.tif").write_bytes(b"x")
+    _refused(_srtrain("predict", "--input", image, "--output", tmp_path / "sr.tif", *base), "--overwrite")

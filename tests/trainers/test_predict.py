@@ -220,3 +220,21 @@ def test_a_failed_store_prediction_leaves_no_group(small_store: str) -> None:
         predict_to_store(boom, small_store, 1, 4, ["CELL2"], name="broken", halo=2)
     root = zarr.open_group(small_store, mode="r")
     assert "predictions/broken/1" not in root
+
+
+def test_panels_and_eval_windows_can_be_restricted_to_tiles(trainer_store, tmp_path):
+    """`srtrain predict --tile T --panels N` draws windows of tile T, not the split's first ones."""
+    from srcaco2.srdata.loader import make_loader
+    from srcaco2.trainers.report import write_window_panels
+
+    every = make_loader(trainer_store, split="val", scale=4, marker="CELL2", batch_size=1, mode="eval")
+    tiles = {int(b["tile"][0]) for b in every}
+    only = make_loader(
+        trainer_store, split="val", scale=4, marker="CELL2", batch_size=1, mode="eval", tiles=[2]
+    )
+    assert tiles == {2} and {int(b["tile"][0]) for b in only} == {2} and len(only) == len(every)
+    with pytest.raises(ValueError, match=r"split 'val' has no accepted window on tile\(s\) \[1\]"):
+        make_loader(trainer_store, split="val", scale=4, marker="CELL2", batch_size=1, mode="eval", tiles=[1])
+    pngs = write_window_panels("bicubic", trainer_store, tmp_path, split="val", scale=4, marker="CELL2", n=1,
+                               tiles=[2])  # fmt: skip
+    assert [p.name.split("_")[0] for p in pngs] == ["tile2"]
