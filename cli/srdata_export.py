@@ -39,8 +39,15 @@ def _scales(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) 
 )
 @click.option("--scales", multiple=True, callback=_scales, help="LR scales, e.g. 4 or 2,8 (default all).")
 @click.option("--workers", default=4, show_default=True, type=click.IntRange(1), help="Threads over windows.")
+@click.option("--overwrite", is_flag=True, help="Replace a non-empty OUT (never merged into).")
 def export_patches(
-    store: str, out: str, split: str | None, markers: list[str] | None, scales: list[int] | None, workers: int
+    store: str,
+    out: str,
+    split: str | None,
+    markers: list[str] | None,
+    scales: list[int] | None,
+    workers: int,
+    overwrite: bool,
 ) -> None:
     """Write STORE's accepted windows to OUT in the released SR-CACO-2 patch layout + fold lists."""
     import sys
@@ -53,7 +60,14 @@ def export_patches(
     try:
         with tqdm(unit="window", file=sys.stderr, disable=None, desc="export") as bar:
             res = run(
-                store, out, split=split, markers=markers, scales=scales, workers=workers, progress=bar.update
+                store,
+                out,
+                split=split,
+                markers=markers,
+                scales=scales,
+                workers=workers,
+                progress=bar.update,
+                overwrite=overwrite,
             )
     except (StoreFormatError, ValueError, OSError) as exc:
         raise click.ClickException(str(exc)) from None

@@ -24,9 +24,21 @@ __all__ = ["eval_cmd", "table"]
 @click.option(
     "--out", "out_dir", required=True, type=click.Path(), help="Directory for windows.csv, summary.json."
 )
+@click.option("--overwrite", is_flag=True, help="Replace an evaluation already in --out.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def eval_cmd(
-    store, split, marker, scale, checkpoint, method, batch_size, max_windows, device, out_dir, as_json
+    store,
+    split,
+    marker,
+    scale,
+    checkpoint,
+    method,
+    batch_size,
+    max_windows,
+    device,
+    out_dir,
+    overwrite,
+    as_json,
 ):
     """Evaluate a checkpoint (or --method bicubic) on a split of a store.
 
@@ -56,6 +68,7 @@ def eval_cmd(
         res = evaluate(
             store, split=split, marker=marker, scale=int(scale), checkpoint=checkpoint, method=method,
             batch_size=batch_size, max_windows=max_windows, device=device, out_dir=out_dir, progress=progress,
+            overwrite=overwrite,
         )  # fmt: skip
     except KeyError as exc:  # KeyError's str() adds quotes: show its message as is
         raise click.ClickException(str(exc.args[0]) if exc.args else repr(exc)) from exc

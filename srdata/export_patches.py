@@ -111,6 +111,7 @@ def export_patches(
     scales: Sequence[int] | None = None,
     workers: int = 4,
     progress: Callable[[int], None] | None = None,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Write the store's accepted windows in the released-patch layout.
 
@@ -119,8 +120,9 @@ def export_patches(
     store : str or path-like
         Store path or fsspec URL.
     out : str or path-like
-        Output folder (created; existing files of the same names are replaced). Written only when the
-        whole export succeeded (see the module docstring).
+        Output folder: created, or an existing empty folder; a non-empty one only with `overwrite`
+        (then replaced as a whole, never merged). Written only when the whole export succeeded (see the
+        module docstring).
     split : {"train", "val", "test"}, optional
         Only windows of this split (default: every accepted window; fold lists for each split
         that has windows; accepted windows with split -1 get patch files but no fold line).
@@ -132,6 +134,8 @@ def export_patches(
         Threads over windows.
     progress : callable, optional
         Called with the number of windows finished since the last call.
+    overwrite : bool
+        Replace a non-empty `out` (refused otherwise, before any work).
 
     Returns
     -------
@@ -145,12 +149,20 @@ def export_patches(
         `srcaco2.srdata.integrity.ChunkError` (a subclass): a chunk read is missing or damaged (one line
         naming array and chunk; OUT is left untouched).
     OSError
-        OUT's folder cannot be written (OUT is left untouched).
+        OUT's folder cannot be written (OUT is left untouched); `FileExistsError`: OUT is a file, or a
+        non-empty folder without `overwrite`.
     ValueError
         Unknown split, or a marker / scale that the store does not hold.
     """
     from srcaco2.srdata.inspect import open_checked
 
+    final = os.fspath(out).rstrip("/") or "/"
+    if os.path.exists(final) and (not os.path.isdir(final) or (os.listdir(final) and not overwrite)):
+        what = "a file" if not os.path.isdir(final) else "a folder that is not empty"
+        raise FileExistsError(
+            f"{final} is {what}; export into a new or empty folder"
+            + (", or pass --overwrite to replace it" if os.path.isdir(final) else "")
+        )
     root, attrs = open_checked(store)
     if split is not None:
         split_code(split)  # raises with the list of splits
@@ -165,7 +177,6 @@ def export_patches(
         sel &= index["split"] == split_code(split)
     rows = np.flatnonzero(sel)
     rows = rows[np.lexsort((index["x0"][rows], index["y0"][rows], index["tile"][rows]))]
-    final = os.fspath(out).rstrip("/") or "/"
     parent, name = os.path.split(os.path.abspath(final))
     os.makedirs(parent, exist_ok=True)
     tmp = os.path.join(parent, f".{name}.export-{os.getpid()}.tmp")
@@ -261,15 +272,16 @@ def _export_into(
 
 
 def _publish(tmp: str, final: str) -> None:
-    """Make the finished export `tmp` visible as `final`: one rename, or a move of each file into an
-    existing `final` (replacing files of the same names), then remove `tmp`."""
+    """Make the finished export `tmp` visible as `final` by renames: an existing `final` (empty, or
+    replaced under ``overwrite``) is moved aside first and removed after."""
     if not os.path.exists(final):
         os.rename(tmp, final)
         return
-    for dirpath, _dirs, names in os.walk(tmp):
-        rel = os.path.relpath(dirpath, tmp)
-        dst = os.path.normpath(os.path.join(final, rel))
-        os.makedirs(dst, exist_ok=True)
-        for n in names:
-            os.replace(os.path.join(dirpath, n), os.path.join(dst, n))
-    shutil.rmtree(tmp, ignore_errors=True)
+    old = f"{tmp}.old"
+    os.rename(final, old)
+    try:
+        os.rename(tmp, final)
+    except BaseException:
+        os.rename(old, final)
+        raise
+    shutil.rmtree(old, ignore_errors=True)

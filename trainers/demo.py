@@ -159,9 +159,11 @@ def run_demo(
 
     note("evaluating on the test split")
     ev_sr = evaluate(store, split="test", marker=s.marker, scale=s.scale, checkpoint=out / "run" / "best.pt",
-                     max_windows=s.eval_windows, device="cpu", out_dir=out / "eval" / s.method)  # fmt: skip
+                     max_windows=s.eval_windows, device="cpu", out_dir=out / "eval" / s.method,
+                     overwrite=True)  # fmt: skip
     ev_bic = evaluate(store, split="test", marker=s.marker, scale=s.scale, method="bicubic",
-                      max_windows=s.eval_windows, device="cpu", out_dir=out / "eval" / "bicubic")  # fmt: skip
+                      max_windows=s.eval_windows, device="cpu", out_dir=out / "eval" / "bicubic",
+                      overwrite=True)  # fmt: skip
     ev_val = evaluate(store, split="val", marker=s.marker, scale=s.scale, method="bicubic",
                       max_windows=cfg.eval.val_windows, device="cpu")  # fmt: skip
     summaries = [dict(ev_bic.meta, metrics=ev_bic.summary), dict(ev_sr.meta, metrics=ev_sr.summary)]

@@ -452,6 +452,7 @@ def evaluate(
     device: str | None = None,
     out_dir: str | Path | None = None,
     progress: Callable[[int, int], None] | None = None,
+    overwrite: bool = False,
 ) -> EvalResult:
     """Evaluate a checkpoint (ours or the original's) or ``method="bicubic"`` on a split.
 
@@ -470,9 +471,13 @@ def evaluate(
         Only the first N windows of the split.
     out_dir : path, optional
         Where to write ``windows.csv`` and ``summary.json``.
+    overwrite : bool
+        Replace an evaluation already in `out_dir` (refused otherwise, before any work).
 
     Raises
     ------
+    FileExistsError
+        `out_dir` already holds an evaluation and `overwrite` is False.
     FileNotFoundError
         The store or the checkpoint does not exist.
     ValueError
@@ -480,6 +485,13 @@ def evaluate(
         another method / scale / marker; `NonFiniteOutputError` when the network outputs NaN / inf.
     """
     check_store_args(store, split, marker, scale)
+    if out_dir is not None and not overwrite:
+        held = [n for n in ("summary.json", "windows.csv") if (Path(out_dir) / n).exists()]
+        if held:
+            raise FileExistsError(
+                f"{out_dir} already holds an evaluation ({', '.join(held)}); choose another --out or pass "
+                "--overwrite"
+            )
     if checkpoint is None:
         method = check_weight_free_method(method)
     elif method is not None and str(method).lower() == "bicubic":

@@ -374,8 +374,13 @@ def test_export_into_an_existing_folder_keeps_it_untouched_on_failure(store, tmp
     out.mkdir()
     (out / "mine.txt").write_text("keep me")
     res = _srdata("export-patches", bad, out, "--split", "test", "--markers", "CELL2")
+    _refused(res, "not empty", "--overwrite", code=1)  # never merged into
+    res = _srdata("export-patches", bad, out, "--split", "test", "--markers", "CELL2", "--overwrite")
     _refused(res, key, code=1)
     assert sorted(p.name for p in out.iterdir()) == ["mine.txt"]
+    res = _srdata("export-patches", store, out, "--split", "test", "--markers", "CELL2", "--overwrite")
+    assert res.exit_code == 0, res.output
+    assert "mine.txt" not in {p.name for p in out.iterdir()}  # replaced as a whole
 
 
 @pytest.mark.parametrize("kind", ["flip", "delete"])
@@ -551,3 +556,13 @@ def test_predict_input_arguments_are_checked_before_the_model_loads(tmp_path, mo
     _refused(_srtrain("predict", "--input", image, "--channel", "5", *base), "no channel(s) [5]", "has 2")
     (tmp_path / "sr.tif").write_bytes(b"x")
     _refused(_srtrain("predict", "--input", image, "--output", tmp_path / "sr.tif", *base), "--overwrite")
+
+
+def test_eval_into_an_existing_evaluation_needs_overwrite(store, tmp_path):
+    args = ["eval", "--store", store, "--marker", "CELL2", "--scale", "4", "--method", "bicubic",
+            "--device", "cpu", "--max-windows", "1", "--out", tmp_path / "ev"]  # fmt: skip
+    assert _srtrain(*args).exit_code == 0
+    before = (tmp_path / "ev" / "summary.json").read_text()
+    _refused(_srtrain(*args), "already holds an evaluation", "--overwrite")
+    assert (tmp_path / "ev" / "summary.json").read_text() == before
+    assert _srtrain(*args, "--overwrite").exit_code == 0
