@@ -590,4 +590,14 @@ def read_eval(path: str | Path) -> dict[str, Any]:
     for key in ("method", "scale", "marker", "metrics"):
         if not isinstance(data, dict) or key not in data:
             raise ValueError(f"{p} has no {key!r}: not an `srtrain eval` summary")
+    from srcaco2.trainers.metrics import METRIC_NAMES
+
+    metrics = data["metrics"]
+    for name in METRIC_NAMES:
+        v = metrics.get(name) if isinstance(metrics, dict) else None
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            raise ValueError(
+                f"{p}: metrics.{name} is {v!r}, not a finite number (an evaluation never writes that: the "
+                "file was edited or damaged); rerun `srtrain eval` into its folder with --overwrite"
+            )
     return data

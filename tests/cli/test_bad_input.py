@@ -566,3 +566,16 @@ def test_eval_into_an_existing_evaluation_needs_overwrite(store, tmp_path):
     _refused(_srtrain(*args), "already holds an evaluation", "--overwrite")
     assert (tmp_path / "ev" / "summary.json").read_text() == before
     assert _srtrain(*args, "--overwrite").exit_code == 0
+
+
+@pytest.mark.parametrize("value", ["NaN", "Infinity", '"high"'])
+def test_table_refuses_a_tampered_summary(store, tmp_path, value):
+    ev = tmp_path / "ev"
+    assert _srtrain("eval", "--store", store, "--marker", "CELL2", "--scale", "4", "--method", "bicubic",
+                    "--device", "cpu", "--max-windows", "1", "--out", ev).exit_code == 0  # fmt: skip
+    summary = json.loads((ev / "summary.json").read_text())
+    text = json.dumps(summary).replace(json.dumps(summary["metrics"]["roi_psnr"]), value, 1)
+    (ev / "summary.json").write_text(text)
+    res = _srtrain("table", ev, "--out", tmp_path / "tables")
+    _refused(res, "metrics.roi_psnr", "not a finite number", "--overwrite")
+    assert not (tmp_path / "tables").exists()
