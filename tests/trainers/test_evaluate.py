@@ -147,10 +147,18 @@ def test_nan_output_is_an_error(trainer_store, tmp_path):
 
     ov = {"num_features": 4, "num_trunk_layers": 1}
     model = build_model("vdsr", 4, **ov)
-    state = {k: torch.full_like(v, float("nan")) for k, v in model.state_dict().items()}
+    from srcaco2.trainers.checkpoints import CheckpointError
+
     meta = {"method": "vdsr", "scale": 4, "marker": "CELL2", "overrides": ov}
-    save_checkpoint(tmp_path / "nan.pt", model_state=state, config={}, meta=meta)
-    with pytest.raises(NonFiniteOutputError, match="NaN or infinite"):
+    nan = {k: torch.full_like(v, float("nan")) for k, v in model.state_dict().items()}
+    save_checkpoint(tmp_path / "nan.pt", model_state=nan, config={}, meta=meta)
+    with pytest.raises(CheckpointError, match="nan.pt holds non-finite weights"):  # refused at load
         evaluate(trainer_store, split="test", marker="CELL2", scale=4, checkpoint=tmp_path / "nan.pt",
+                 out_dir=tmp_path / "out")  # fmt: skip
+    g = torch.Generator().manual_seed(0)  # finite weights of both signs whose sums overflow to inf - inf
+    huge = {k: (torch.rand(v.shape, generator=g) - 0.5).sign() * 1e30 for k, v in model.state_dict().items()}
+    save_checkpoint(tmp_path / "huge.pt", model_state=huge, config={}, meta=meta)
+    with pytest.raises(NonFiniteOutputError, match="NaN or infinite"):
+        evaluate(trainer_store, split="test", marker="CELL2", scale=4, checkpoint=tmp_path / "huge.pt",
                  out_dir=tmp_path / "out")  # fmt: skip
     assert not (tmp_path / "out").exists()
