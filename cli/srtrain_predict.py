@@ -268,6 +268,11 @@ def _predict_file(model: Any, meth: str, s: int, plan: Any, input_path: str, out
             )  # fmt: skip
         except (ValueError, FileExistsError, FileNotFoundError) as exc:
             raise click.ClickException(str(exc)) from None
+        except OSError as exc:  # disk full, folder made read-only meanwhile: the partial output is removed
+            raise click.ClickException(
+                f"could not write {output_path} ({exc.strerror or exc}); nothing was left there: free space "
+                "or choose another --output and rerun"
+            ) from None
     px = "unknown pixel size" if out["pixel_size_um"] is None else f"{out['pixel_size_um']:g} um/px"
     click.echo(f"{out['output']}  ({out['kind']}, {'x'.join(map(str, out['shape']))} {out['dtype']}, {px})")
 

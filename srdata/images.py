@@ -179,8 +179,8 @@ def check_image_request(
     input_path: str, output_path: str | None, channels: Sequence[int] | None, overwrite: bool
 ) -> None:
     """Refuse a `predict_image` request from headers alone, before any model is loaded: an input that
-    is not a TIFF / OME-Zarr image, a channel it does not have, an output of another format, or an
-    existing output without `overwrite`.
+    is not a TIFF / OME-Zarr image, a channel it does not have, an output of another format, an
+    existing output without `overwrite`, or an output folder that cannot be written.
 
     Raises
     ------
@@ -192,9 +192,14 @@ def check_image_request(
     if bad:
         raise ValueError(f"{input_path}: no channel(s) {bad}; the image has {n} (0..{n - 1}): fix --channel")
     if output_path is not None:
+        from srcaco2.srdata.storefs import ensure_writable
+
         output_kind(output_path)
         if os.path.exists(output_path) and not overwrite:
             raise FileExistsError(f"{output_path}: exists; choose another --output or pass --overwrite")
+        ensure_writable(
+            os.path.dirname(os.path.abspath(output_path)), fix="choose an --output in a writable folder"
+        )
 
 
 def load_image(path: str | os.PathLike[str]) -> InputImage:

@@ -579,3 +579,31 @@ def test_table_refuses_a_tampered_summary(store, tmp_path, value):
     res = _srtrain("table", ev, "--out", tmp_path / "tables")
     _refused(res, "metrics.roi_psnr", "not a finite number", "--overwrite")
     assert not (tmp_path / "tables").exists()
+
+
+def test_predict_input_into_a_read_only_folder_or_a_full_disk(tmp_path, monkeypatch):
+    import errno
+
+    import numpy as np
+    import tifffile
+
+    image = tmp_path / "lr.tif"
+    tifffile.imwrite(image, np.full((32, 32), 30, np.uint8))
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    base = ["--input", image, "--method", "bicubic", "--scale", "4", "--device", "cpu"]
+    with _read_only(ro):
+        res = _srtrain("predict", *base, "--output", ro / "sr.tif")
+    _refused(res, str(ro), "cannot be written", "writable folder", code=1)
+    _one_error_line(res)
+    assert list(ro.iterdir()) == []
+
+    from srcaco2.srdata import images
+
+    def full_disk(self, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(images.TiffRowWriter, "write_rows", full_disk)
+    res = _srtrain("predict", *base, "--output", tmp_path / "sr.tif")
+    _refused(res, "No space left on device", "nothing was left there", code=1)
+    assert not (tmp_path / "sr.tif").exists()
