@@ -604,6 +604,11 @@ def verify_store(path: str | Any, *, read_chunks: bool = True, workers: int = 4)
         One sentence per problem, naming the array / chunk / attribute / window.
     """
     p = os.fspath(path) if not isinstance(path, str) else path
+    from srcaco2.srdata.lease import live_writer
+
+    writer = live_writer(p)
+    if writer is not None:  # a store mid-write is not damaged: say who writes it
+        return [f"{writer.split('; wait')[0]}; it is being written now: verify it after that writer finishes"]
     try:
         root, attrs = open_checked(p)
     except StoreFormatError as exc:

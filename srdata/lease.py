@@ -55,6 +55,7 @@ from srcaco2.srdata.storefs import StoreFiles, StoreNotWritableError, is_url
 
 __all__ = [
     "LEASE_SUFFIX",
+    "live_writer",
     "Lease",
     "check_held",
     "leased",
@@ -152,6 +153,17 @@ def _stale_reason(rec: dict[str, Any] | None, timeout_s: float) -> str | None:
         if pid <= 0 or not process_alive(int(pid), rec.get("pid_start")):
             return f"process {int(pid)} on this host is gone"
     return None
+
+
+def live_writer(store: str | os.PathLike, timeout_s: float | None = None) -> str | None:
+    """One line naming the live writer that holds `store`'s lease, or None when nobody does (or the
+    lease is stale). Readers that must not judge a store mid-write (`srdata verify`) ask first."""
+    if timeout_s is None:
+        timeout_s = float(os.environ.get("SRCACO2_LEASE_TIMEOUT_S", DEFAULT_TIMEOUT_S))
+    rec = read_lease(store)
+    if rec is None or _stale_reason(rec, timeout_s) is not None:
+        return None
+    return _describe(rec, os.fspath(store), timeout_s, lease_path(store), "store")
 
 
 def _describe(rec: dict[str, Any], store: str, timeout_s: float, path: str, what: str) -> str:

@@ -465,7 +465,15 @@ def read_index(root: Any, *, where: str | None = None) -> dict[str, np.ndarray]:
                 out[name] = np.full((n_rows, *trailing), OPTIONAL_INDEX_COLUMNS[name], np.dtype(dtype))
                 continue
             raise StoreFormatError(f"{where}: index column index/{name} is missing; rebuild the store")
-        col = np.asarray(root[index_path(name)][...])
+        try:
+            col = np.asarray(root[index_path(name)][...])
+        except Exception as exc:  # noqa: BLE001 - a damaged chunk: codec / checksum / JSON errors of zarr
+            detail = " ".join(str(exc).split())[:200]
+            raise StoreFormatError(
+                f"{where}: array {index_path(name)} cannot be read ({type(exc).__name__}: {detail}); the "
+                "window index is damaged: `srdata verify` lists the chunks, then rebuild it with "
+                "`srdata build RAW STORE --overwrite` (or re-import with `srdata import-patches`)"
+            ) from None
         if col.dtype != np.dtype(dtype) or col.shape[1:] != trailing:
             raise StoreFormatError(
                 f"{where}: index/{name} is {col.dtype}{list(col.shape)}, expected {dtype} (N, *{trailing})"

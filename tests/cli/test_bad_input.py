@@ -607,3 +607,28 @@ def test_predict_input_into_a_read_only_folder_or_a_full_disk(tmp_path, monkeypa
     res = _srtrain("predict", *base, "--output", tmp_path / "sr.tif")
     _refused(res, "No space left on device", "nothing was left there", code=1)
     assert not (tmp_path / "sr.tif").exists()
+
+
+def test_a_damaged_index_chunk_names_the_store_and_the_array(store, tmp_path):
+    bad = tmp_path / "bad.zarr"
+    shutil.copytree(store, bad)
+    chunk = next(
+        p for p in sorted((bad / "index" / "tile").rglob("*")) if p.is_file() and p.name != "zarr.json"
+    )
+    data = bytearray(chunk.read_bytes())
+    data[len(data) // 2] ^= 0x10
+    chunk.write_bytes(bytes(data))
+    res = _srtrain("eval", "--store", bad, "--marker", "CELL2", "--scale", "4", "--method", "bicubic",
+                   "--device", "cpu", "--out", tmp_path / "ev")  # fmt: skip
+    _refused(res, str(bad), "array index/tile cannot be read", "srdata verify", code=1)
+    _one_error_line(res)
+
+
+def test_verify_during_a_live_build_names_the_writer(store, tmp_path):
+    from srcaco2.srdata.lease import store_lease
+
+    with store_lease(store, operation="srdata build"):
+        res = _srdata("verify", store)
+    assert res.exit_code != 0
+    assert "another writer holds this store (srdata build" in res.output and "verify it after" in res.output
+    assert "rebuild" not in res.output
