@@ -288,3 +288,30 @@ def test_a_tie_is_reported_as_a_tie(tiny, trainer_store, tmp_path, monkeypatch):
     vals = [i for e, i in events if e == "val"]
     assert [(v["is_best"], v["tie"]) for v in vals] == [(True, False), (True, True)]  # steps 3 and 6
     assert [e for e, _ in events].count("val_start") == len(vals)
+
+
+def test_no_checkpoint_written_after_a_divergence_is_named_last_good(
+    trainer_store, tiny_overrides, tmp_path, monkeypatch
+):
+    """Under `paper` (report) the run trains on after an explosion; checkpoints written after it are
+    never offered as the 'last good' one."""
+    from srcaco2.trainers.engine import guard as guard_mod
+    from srcaco2.trainers.engine import loop as loop_mod
+
+    real = guard_mod.DivergenceGuard.explosion
+    monkeypatch.setattr(guard_mod.DivergenceGuard, "explosion",
+                        lambda self, row: "forced" if row["step"] == 5 else real(self, row))  # fmt: skip
+    seen = []
+    real_run = loop_mod.TrainLoop.run
+
+    def run(self):
+        try:
+            real_run(self)
+        finally:
+            seen.append(self.last_good)
+
+    monkeypatch.setattr(loop_mod.TrainLoop, "run", run)
+    cfg = _paper(trainer_store, tiny_overrides, "train.max_steps=8", "optim.lr=1e-4",
+                 "train.checkpoint_every=2", "eval.abort_on_bad_metric=false")  # fmt: skip
+    fit(cfg, tmp_path / "run")
+    assert seen == [None] and (tmp_path / "run" / "last.pt").exists()

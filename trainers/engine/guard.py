@@ -91,6 +91,8 @@ class DivergenceGuard:
         self.explosions = 0
         self.tainted = False
         """A divergence was seen since the last `validated` call."""
+        self.ever_diverged = False
+        """A divergence was seen in this run: later checkpoints are not "last good" ones."""
 
     def validated(self) -> None:
         """A validation scored the current weights; later divergences taint the next one."""
@@ -129,7 +131,7 @@ class DivergenceGuard:
         if row.get("skipped"):
             self.skipped_in_a_row += 1
             self.skipped_total += 1
-            self.tainted = True
+            self.tainted = self.ever_diverged = True
             if self.skipped_in_a_row == 1:
                 log.warning(
                     "loss is %s %s: batch skipped without an update, as the original code does", loss, where
@@ -145,7 +147,7 @@ class DivergenceGuard:
             return
         self.skipped_in_a_row = 0
         if not math.isfinite(loss):
-            self.tainted = True
+            self.tainted = self.ever_diverged = True
             raise TrainingDivergedError(
                 f"loss is {loss} {where}. To recover: {HELP}, or resume from the checkpoint"
             )
@@ -157,7 +159,7 @@ class DivergenceGuard:
             self.min_mse = min(self.min_mse, mse)
         if why is None:
             return
-        self.tainted = True
+        self.tainted = self.ever_diverged = True
         self.explosions += 1
         if self.mode == "stop":
             raise TrainingDivergedError(f"training diverged {where}: {why}. To recover: {HELP}")

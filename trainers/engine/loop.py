@@ -332,7 +332,10 @@ class TrainLoop:
                             self._validate(ep_now)
                         _ddp.barrier(dist)
                     if dist.is_main:
-                        self.last_good = self._save("last.pt", ep_now, cpu_state(ctx.model), training=True)
+                        saved = self._save("last.pt", ep_now, cpu_state(ctx.model), training=True)
+                        # finite weights can still hold an exploded network: after a divergence, last.pt is
+                        # no longer a good checkpoint to name (and it overwrote the one that was)
+                        self.last_good = None if self.guard.ever_diverged else saved
                     _ddp.barrier(dist)
                     self.monitor.restart_clock()
                 if done:
