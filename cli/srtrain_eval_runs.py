@@ -32,6 +32,12 @@ def _split_list(values: tuple[str, ...]) -> list[str] | None:
 @click.option("--max-windows", type=click.IntRange(1), help="Only the first N windows of the split.")
 @click.option("--no-bicubic", is_flag=True, help="Do not evaluate the bicubic baseline.")
 @click.option("--dry-run", is_flag=True, help="Print what would be evaluated and stop.")
+@click.option(
+    "--select", type=click.Choice(["latest", "all"]), default="latest", show_default=True,
+    help="Several runs of one method x scale x marker: evaluate the newest (the others are listed as "
+    "skipped, naming the one kept) or all of them (the newest in the tables, the others in "
+    "OUT/runs/<cell>.run2, ...).",
+)  # fmt: skip
 def eval_runs_cmd(
     root,
     store,
@@ -45,6 +51,7 @@ def eval_runs_cmd(
     max_windows,
     no_bicubic,
     dry_run,
+    select,
 ):
     """Evaluate every trained run under ROOT on a split of a store, in one process.
 
@@ -115,7 +122,7 @@ def eval_runs_cmd(
     obs = _Cli()
     try:
         if dry_run:
-            discovery = discover_runs(root, **filters)
+            discovery = discover_runs(root, select=select, **filters)
             jobs, counts = plan_jobs(
                 discovery, store, out_dir, split=split, bicubic=not no_bicubic, max_windows=max_windows
             )
@@ -123,7 +130,7 @@ def eval_runs_cmd(
             return
         report = eval_runs(
             root, store, out_dir, split=split, device=device, batch_size=batch_size, max_windows=max_windows,
-            bicubic=not no_bicubic, observer=obs, **filters,
+            bicubic=not no_bicubic, observer=obs, select=select, **filters,
         )  # fmt: skip
     except KeyError as exc:
         raise click.ClickException(str(exc.args[0]) if exc.args else repr(exc)) from exc

@@ -69,11 +69,16 @@ class RunEntry:
     method: str
     scale: int
     marker: str
+    rank: int = 1
+    """1 for the newest run of its (method, scale, marker) cell (the one in the tables); 2, 3, ... for
+    older ones, evaluated under ``select="all"``."""
 
     @property
     def name(self) -> str:
-        """Output directory name under ``OUT/runs``: ``{method}_x{scale}_{marker}``."""
-        return f"{self.method}_x{self.scale}_{self.marker}"
+        """Output directory name under ``OUT/runs``: ``{method}_x{scale}_{marker}`` (``.run{rank}`` for
+        an older run of the same cell)."""
+        base = f"{self.method}_x{self.scale}_{self.marker}"
+        return base if self.rank == 1 else f"{base}.run{self.rank}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -203,6 +208,7 @@ def discover_runs(
     methods: Iterable[str] | None = None,
     markers: Iterable[str] | None = None,
     scales: Iterable[int] | None = None,
+    select: str = "latest",
 ) -> Discovery:
     """Find the runs under `root` (any depth) without loading any network.
 
@@ -214,13 +220,17 @@ def discover_runs(
     ----------
     root : directory (or one run directory)
     methods, markers, scales : optional filters (registry names, CELL0..2, 2/4/8)
+    select : {"latest", "all"}
+        Several runs of one (method, scale, marker): ``latest`` evaluates the newest (weights file
+        modified last) and skips the others, naming the one kept; ``all`` evaluates every one (the
+        newest goes in the tables, the others under ``OUT/runs/<cell>.run2``, ...).
 
     Returns
     -------
     Discovery
-        ``runs`` in path order (one per method × scale × marker: later duplicates are skipped),
-        ``skipped`` (incomplete run directories, runs outside the filters, duplicates, ``last.pt``
-        without ``best.pt``) and ``broken`` (runs whose method / scale / marker cannot be read).
+        ``runs`` in path order, ``skipped`` (incomplete run directories, runs outside the filters,
+        older runs of a cell under ``latest``, ``last.pt`` without ``best.pt``) and ``broken`` (runs
+        whose method / scale / marker cannot be read).
 
     Raises
     ------
@@ -239,10 +249,11 @@ def discover_runs(
     )
     want_markers = _check_filter(markers, ("CELL0", "CELL1", "CELL2"), "marker(s)")
     want_scales = _check_filter(None if scales is None else [int(s) for s in scales], (2, 4, 8), "scale(s)")
+    if select not in ("latest", "all"):
+        raise ValueError(f"select={select!r}: give 'latest' or 'all'")
     runs: list[RunEntry] = []
     skipped: list[Skipped] = []
     broken: list[Skipped] = []
-    first: dict[tuple[str, int, str], Path] = {}
 
     def consider(path: Path, kind: str, ident: dict[str, Any] | None, why: str | None) -> None:
         if ident is None:
@@ -261,13 +272,6 @@ def discover_runs(
         if outside:
             skipped.append(Skipped(path, f"{entry.name}: not selected ({', '.join(outside)} not asked)"))
             return
-        key = (entry.method, entry.scale, entry.marker)
-        if key in first:
-            skipped.append(
-                Skipped(path, f"{entry.name} again (already {first[key]}): one run per cell is evaluated")
-            )
-            return
-        first[key] = path
         runs.append(entry)
 
     if root.is_file():
@@ -309,7 +313,42 @@ def discover_runs(
             )
             continue
         dirs_to_walk[:0] = [p for p in children if p.is_dir() and not p.name.startswith(".")]
-    return Discovery(runs, skipped, broken)
+    return Discovery(*_rank_duplicates(runs, skipped, select), broken)
+
+
+def _weights_mtime(entry: RunEntry) -> float:
+    weights = entry.path / ORIGINAL_WEIGHTS if entry.kind == "original" else entry.path
+    try:
+        return weights.stat().st_mtime  # type: ignore[union-attr]
+    except OSError:
+        return 0.0
+
+
+def _rank_duplicates(
+    runs: list[RunEntry], skipped: list[Skipped], select: str
+) -> tuple[list[RunEntry], list[Skipped]]:
+    """Number the runs of each (method, scale, marker) from the newest (rank 1); under ``latest``
+    move the older ones to `skipped` with the newest named."""
+    cells: dict[tuple[str, int, str], list[RunEntry]] = {}
+    for r in runs:
+        cells.setdefault((r.method, r.scale, r.marker), []).append(r)
+    ranks: dict[Path, int] = {}
+    newest: dict[tuple[str, int, str], RunEntry] = {}
+    for key, group in cells.items():
+        ordered = sorted(group, key=lambda r: (-_weights_mtime(r), str(r.path)))
+        newest[key] = ordered[0]
+        for k, r in enumerate(ordered, start=1):
+            ranks[r.path] = k  # type: ignore[index]
+    kept: list[RunEntry] = []
+    for r in runs:
+        k = ranks[r.path]  # type: ignore[index]
+        if k > 1 and select == "latest":
+            n = newest[(r.method, r.scale, r.marker)]
+            skipped.append(Skipped(r.path, f"{r.name}: an older run than {n.path} (--select latest keeps "
+                                           "the newest of a cell; --select all evaluates every run)"))  # type: ignore[arg-type]  # fmt: skip
+            continue
+        kept.append(dataclasses.replace(r, rank=k))
+    return kept, skipped
 
 
 # ----------------------------------------------------------------------------------------- planning
@@ -456,6 +495,8 @@ def _collect_summaries(runs_dir: Path, store: str, split: str) -> list[dict[str,
     if not runs_dir.is_dir():
         return out
     for d in sorted(p for p in runs_dir.iterdir() if p.is_dir()):
+        if ".run" in d.name:  # an older run of a cell (--select all): in runs/, not in the tables
+            continue
         try:
             s = read_eval(d)
         except (OSError, ValueError):
@@ -483,6 +524,7 @@ def eval_runs(
     bicubic: bool = True,
     compare_paper: bool = True,
     observer: EvalRunsObserver | None = None,
+    select: str = "latest",
 ) -> EvalRunsReport:
     """Evaluate every run under `root` on a split of `store`, write per-run results and the tables.
 
@@ -498,6 +540,7 @@ def eval_runs(
     bicubic : also evaluate the bicubic baseline once per marker × scale
     compare_paper : write ``tables/delta_paper.{md,csv}`` (test split only)
     observer : progress callbacks
+    select : ``latest`` or ``all`` runs of a (method, scale, marker) cell (`discover_runs`)
 
     Returns
     -------
@@ -516,7 +559,7 @@ def eval_runs(
     store = str(store)
     out = Path(out_dir)
     dev = resolve_device(device)
-    discovery = discover_runs(root, methods=methods, markers=markers, scales=scales)
+    discovery = discover_runs(root, methods=methods, markers=markers, scales=scales, select=select)
     jobs, counts = plan_jobs(discovery, store, out, split=split, bicubic=bicubic, max_windows=max_windows)
     obs.on_plan(discovery, jobs, counts)
     _remove_stale_temporaries(out)

@@ -69,18 +69,25 @@ def test_discovery_finds_runs_and_says_what_it_skips(tmp_path):
     (odd / "config_model.yml").write_text("lr: 0.1\n")
     torch.save({"w": torch.zeros(1)}, odd / "best-models" / "G-model.pth")
     write_our_run(root / "zz_second" / "vdsr", "vdsr", 4, "CELL1", seed=3)
+    first, second = root / "ours" / "vdsr_cell1" / "best.pt", root / "zz_second" / "vdsr" / "best.pt"
+    os.utime(first, (2e9, 2e9))  # the first in path order is the newest run of its cell
+    os.utime(second, (1e9, 1e9))
 
     found = discover_runs(root)
     got = {(r.kind, r.method, r.scale, r.marker) for r in found.runs}
     assert got == {("original", m, 4, "CELL2") for m in ORIGINALS} | {("ours", "vdsr", 4, "CELL1")}
     vdsr = next(r for r in found.runs if r.method == "vdsr")
-    assert vdsr.path == root / "ours" / "vdsr_cell1" / "best.pt"  # the first in path order is kept
+    assert vdsr.path == first  # --select latest: the newest is kept, whatever the path order
     nlsn = next(r for r in found.runs if r.method == "nlsn")
     assert nlsn.path == original_run_dir(root, "nlsn", 4, "CELL2") and nlsn.name == "nlsn_x4_CELL2"
     reasons = {s.path: s.reason for s in found.skipped}
     assert "no best-models/G-model.pth" in reasons[lonely]
     assert "last.pt but no best.pt" in reasons[root / "ours" / "young"]
-    assert "already" in reasons[root / "zz_second" / "vdsr" / "best.pt"]
+    assert f"an older run than {first}" in reasons[second] and "--select all" in reasons[second]
+    os.utime(second, (3e9, 3e9))  # now the second is the newest
+    assert next(r for r in discover_runs(root).runs if r.method == "vdsr").path == second
+    every = sorted((r.name, r.path) for r in discover_runs(root, select="all").runs if r.method == "vdsr")
+    assert every == [("vdsr_x4_CELL1", second), ("vdsr_x4_CELL1.run2", first)]
     assert [b.path for b in found.broken] == [odd] and "cannot tell the method" in found.broken[0].reason
 
     picked = discover_runs(root, methods=["NLSN", "swinir"], markers=["CELL2"], scales=[4])
