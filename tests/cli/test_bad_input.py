@@ -632,3 +632,13 @@ def test_verify_during_a_live_build_names_the_writer(store, tmp_path):
     assert res.exit_code != 0
     assert "another writer holds this store (srdata build" in res.output and "verify it after" in res.output
     assert "rebuild" not in res.output
+
+
+def test_compare_paper_on_a_synthetic_store_says_so(store, tmp_path):
+    ev = tmp_path / "ev"
+    assert _srtrain("eval", "--store", store, "--marker", "CELL2", "--scale", "4", "--method", "bicubic",
+                    "--device", "cpu", "--max-windows", "1", "--out", ev).exit_code == 0  # fmt: skip
+    res = _srtrain("table", ev, "--out", tmp_path / "t", "--compare-paper")
+    assert res.exit_code == 0, res.output
+    md = (tmp_path / "t" / "delta_paper.md").read_text()
+    assert "Not a reproduction check: the evaluated store holds synthetic data" in md and "**+" not in md

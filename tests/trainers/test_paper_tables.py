@@ -248,9 +248,16 @@ def test_delta_against_a_hand_made_paper(tmp_path):
     assert not got[("roi", "ssim", "CELL1")]["beyond"] and got[("roi", "ssim", "CELL1")]["delta"] == 0
     assert delta.n_beyond == 2 and len(delta.cells) == 2 * 3 * 4
     assert delta.not_in_paper == [("drrn", 4)]
+    assert delta.data == "unknown"  # the summaries' store does not exist here
+    delta.data = "real"
     md = render_delta_markdown(delta)
     assert "**+0.020**" in md and "**-0.030**" in md and "+0.004 |" in md and "DRRN ×4" in md
     assert f"{len(delta.cells) - 2} of {len(delta.cells)} cells within tolerance" in md
+    for data in ("synthetic", "unknown"):  # not the real test tiles: labelled, nothing marked as failed
+        delta.data = data
+        md = render_delta_markdown(delta)
+        assert f"Not a reproduction check: the evaluated store holds {data} data" in md
+        assert "**+0.020**" not in md and "+0.020" in md and "within tolerance" not in md
 
 
 def test_mean_needs_all_three_markers_and_only_test_split(tmp_path):
