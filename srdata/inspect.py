@@ -361,11 +361,13 @@ def _read_all_chunks(arrays: list[tuple[str, Any]], workers: int, *, checksummed
     With `checksummed` (format 2: every chunk is written and carries a crc32c), an array without the
     crc32c codec is a problem, and so is every chunk with no stored object.
     """
-    from srcaco2.srdata.integrity import has_checksums, missing_chunks
+    from srcaco2.srdata.integrity import MANIFEST_ATTR, has_checksums, misplaced_chunks, missing_chunks
 
     problems: list[str] = []
     gone: set[tuple[str, tuple[int, ...]]] = set()
+    misplaced: set[tuple[str, tuple[int, ...]]] = set()
     if checksummed:
+        with_manifest = sum(1 for _, arr in arrays if MANIFEST_ATTR in arr.attrs)
         for where, arr in arrays:
             if not has_checksums(arr):
                 problems.append(
@@ -378,6 +380,13 @@ def _read_all_chunks(arrays: list[tuple[str, Any]], workers: int, *, checksummed
                     f"{where}: chunk {'/'.join(map(str, idx))} is missing (its file was deleted or never "
                     "written; it would read as zeros); rebuild the tile or restore the file"
                 )
+            moved = misplaced_chunks(arr)
+            if moved is None and with_manifest:  # the others have one: this one's was removed
+                problems.append(
+                    f"{where}: has no chunk manifest ({MANIFEST_ATTR}) while the store's other arrays do: "
+                    "its chunks cannot be checked against their place; rebuild the tile"
+                )
+            misplaced.update((where, idx) for idx in moved or ())
 
     def read(job: tuple[str, Any, tuple[int, ...], tuple[slice, ...]]) -> str | None:
         where, arr, idx, sl = job
@@ -387,6 +396,12 @@ def _read_all_chunks(arrays: list[tuple[str, Any]], workers: int, *, checksummed
             if problem is not None:
                 return f"{name}: {problem}; rewrite the tile (rebuild) or restore the file"
             arr[sl]
+            if (where, idx) in misplaced:  # it decodes, but it is not the chunk written here
+                return (
+                    f"{name} is not the chunk written there (its checksum differs from the array's chunk "
+                    "manifest: moved, copied from another tile, level or key, or rewritten); rebuild the "
+                    "tile or restore the file"
+                )
         except Exception as exc:  # noqa: BLE001 - any decode failure is a finding
             text = " ".join(str(exc).split())
             if "checksum" in text.lower():

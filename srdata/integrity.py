@@ -11,6 +11,16 @@ included (`srcaco2.srdata.writer.ARRAY_CONFIG`). So:
 
 Version 1 stores have neither guarantee (`has_checksums` is False): a missing chunk reads as zeros
 and some corruptions decode to other pixels; `srdata info` / `srdata verify` say so.
+
+A crc32c checksum travels with its chunk, so a chunk file copied over another (the same key of
+another tile or pyramid level, or two chunks of one array swapped) still passes it. So every array
+also records, when its writer finishes it, a **chunk manifest** in its attributes
+(`MANIFEST_ATTR`): ``{chunk key: the chunk's stored crc32c}`` (the last 4 bytes zarr wrote, the
+checksum of the stored bytes), under the array's own path. A chunk whose stored checksum differs
+from the one recorded for its (array, key) was moved, copied or rewritten: `CheckedReader` (every
+reader of store pixels) and `srcaco2.srdata.inspect.verify_store` compare them, reading only those
+4 bytes per chunk, once per array. In a format-2 store an array without the crc32c codec is damage
+(its ``zarr.json`` was edited), for readers as for ``verify``.
 """
 
 from __future__ import annotations
@@ -24,6 +34,10 @@ import numpy as np
 from srcaco2.srdata.schema import StoreFormatError
 
 __all__ = [
+    "MANIFEST_ATTR",
+    "record_manifest",
+    "record_manifests",
+    "misplaced_chunks",
     "ChunkError",
     "chunk_error",
     "chunk_grid",
@@ -40,6 +54,78 @@ log = logging.getLogger(__name__)
 
 
 _MISSING = "is missing (its file was deleted or never written)"
+_MISPLACED = (
+    "is not the chunk written there (its stored checksum differs from the array's chunk manifest: "
+    "the file was moved, copied from another array or key, or rewritten)"
+)
+
+MANIFEST_ATTR = "srcaco2_chunks"
+"""Array attribute holding the chunk manifest: ``{"checksum": ..., "chunks": {key: crc32c hex}}``
+(keys relative to the array, e.g. ``c/0/1/2``)."""
+
+
+def _tails(arr: Any, keys: Sequence[str]) -> dict[str, str | None]:
+    """The last 4 stored bytes (the crc32c codec's checksum) of each chunk key (relative to the
+    store root), hex; None for a key with no object. Concurrent reads of 4 bytes each."""
+    import asyncio
+
+    from zarr.abc.store import SuffixByteRequest
+    from zarr.core.buffer import default_buffer_prototype
+    from zarr.core.sync import sync
+
+    proto = default_buffer_prototype()
+
+    async def one(key: str) -> tuple[str, str | None]:
+        buf = await arr.store.get(key, proto, byte_range=SuffixByteRequest(4))
+        return key, None if buf is None else buf.to_bytes().hex()
+
+    async def collect() -> dict[str, str | None]:
+        return dict(await asyncio.gather(*(one(k) for k in keys)))
+
+    return sync(collect())
+
+
+def _relative(arr: Any, key: str) -> str:
+    prefix = f"{arr.path}/" if arr.path else ""
+    return key[len(prefix) :] if key.startswith(prefix) else key
+
+
+def record_manifest(arr: Any) -> None:
+    """Write `arr`'s chunk manifest (`MANIFEST_ATTR`) from its stored chunks; call once the array is
+    completely written. No-op for an array without the crc32c codec (format 1)."""
+    if not has_checksums(arr):
+        return
+    keys = [chunk_key(arr, idx) for idx in np.ndindex(*chunk_grid(arr))]
+    tails = _tails(arr, keys)
+    arr.attrs[MANIFEST_ATTR] = {
+        "checksum": "crc32c of the stored chunk (its last 4 bytes), per chunk key of this array",
+        "chunks": {_relative(arr, k): v for k, v in tails.items() if v is not None},
+    }
+
+
+def record_manifests(group: Any) -> None:
+    """`record_manifest` for every array under `group` (recursively)."""
+    for _, arr in group.arrays():
+        record_manifest(arr)
+    for _, sub in group.groups():
+        record_manifests(sub)
+
+
+def misplaced_chunks(arr: Any) -> list[tuple[int, ...]] | None:
+    """Chunk indices whose stored checksum differs from `arr`'s manifest; None when the array has no
+    manifest (written before manifests existed). Missing chunks are not listed (`missing_chunks`)."""
+    manifest = arr.attrs.get(MANIFEST_ATTR)
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("chunks"), dict):
+        return None
+    recorded = manifest["chunks"]
+    idxs = list(np.ndindex(*chunk_grid(arr)))
+    keys = [chunk_key(arr, idx) for idx in idxs]
+    tails = _tails(arr, keys)
+    return [
+        idx
+        for idx, key in zip(idxs, keys, strict=True)
+        if tails[key] is not None and tails[key] != recorded.get(_relative(arr, key))
+    ]
 
 
 class ChunkError(StoreFormatError):
@@ -205,27 +291,63 @@ class CheckedReader:
     ----------
     where : str
         The store's name in messages (path or URL).
+    format_version : int, optional
+        The store's format version; from version 2 on, an array without the crc32c codec is damage.
+        Default: read from the store's root attributes on the first array.
     """
 
-    def __init__(self, where: str) -> None:
+    def __init__(self, where: str, format_version: int | None = None) -> None:
         self.where = where
-        self._missing: dict[str, set[tuple[int, ...]]] = {}
+        self.format_version = format_version
+        self._bad: dict[str, dict[tuple[int, ...], str]] = {}
 
-    def missing(self, arr: Any) -> set[tuple[int, ...]]:
-        """Missing chunk indices of `arr` (empty for arrays without checksums: not knowable)."""
-        got = self._missing.get(arr.path)
+    def _format(self, arr: Any) -> int:
+        if self.format_version is None:
+            import zarr
+
+            try:
+                root = zarr.open_group(store=arr.store, mode="r")
+                self.format_version = int(root.attrs["srcaco2"]["format_version"])
+            except Exception:  # noqa: BLE001 - not a srcaco2 store (a bare array): no format rule
+                self.format_version = 0
+        return self.format_version
+
+    def bad(self, arr: Any) -> dict[tuple[int, ...], str]:
+        """Missing and misplaced chunks of `arr` (index -> reason), found once per array: one listing
+        of its keys and 4 bytes per chunk. Empty for a format-1 array (not knowable).
+
+        Raises
+        ------
+        ChunkError
+            A format-2 store's array without the crc32c codec.
+        """
+        got = self._bad.get(arr.path)
         if got is None:
-            got = set(missing_chunks(arr)) if has_checksums(arr) else set()
-            self._missing[arr.path] = got
+            if not has_checksums(arr):
+                if self._format(arr) >= 2:
+                    raise ChunkError(
+                        f"{self.where}: array {arr.path} has no crc32c checksum codec although the store "
+                        "is of format 2 (its zarr.json was edited); the store is damaged: rebuild it "
+                        f"(`srdata verify {self.where}` lists the rest)"
+                    )
+                got = {}
+            else:
+                got = {idx: _MISSING for idx in missing_chunks(arr)}
+                got.update({idx: _MISPLACED for idx in misplaced_chunks(arr) or ()})
+            self._bad[arr.path] = got
         return got
 
+    def missing(self, arr: Any) -> set[tuple[int, ...]]:
+        """Missing or misplaced chunk indices of `arr` (see `bad`)."""
+        return set(self.bad(arr))
+
     def check_box(self, arr: Any, box: Sequence[tuple[int, int]]) -> None:
-        """Raise `ChunkError` if a chunk intersecting `box` is missing."""
-        gone = self.missing(arr)
-        if gone:
+        """Raise `ChunkError` if a chunk intersecting `box` is missing or misplaced."""
+        bad = self.bad(arr)
+        if bad:
             for idx in chunks_in_box(arr, box):
-                if idx in gone:
-                    raise chunk_error(self.where, arr, idx, _MISSING)
+                if idx in bad:
+                    raise chunk_error(self.where, arr, idx, bad[idx])
 
     def read(self, arr: Any, selection: tuple[Any, ...]) -> np.ndarray:
         """``arr[selection]`` (ints and unit-step slices) as numpy, or `ChunkError`."""

@@ -540,6 +540,9 @@ class OmeImageWriter:
         meta = ome_image_metadata(
             self.name, n, self.pixel_size_um, channel_names=self.channel_names, coarsest=coarsest
         )
+        from srcaco2.srdata.integrity import record_manifests
+
+        record_manifests(self.group)  # every level complete: bind its chunks to their place
         for key, value in (extra_attrs or {}).items():
             self.group.attrs[key] = value
         self.group.attrs["ome"] = meta  # last: a group without it is incomplete

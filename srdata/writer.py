@@ -249,10 +249,12 @@ def mark_tile_finished(root: Any, tile: int) -> None:
     srcaco2.srdata.lease.LeaseLostError
         Another writer took the store over.
     """
+    from srcaco2.srdata.integrity import record_manifests
     from srcaco2.srdata.lease import check_held
 
     check_held()
     _check_tile_written(root, tile)
+    record_manifests(root[f"tiles/{int(tile)}"])  # binds every chunk of the tile to its place
     attrs = read_attrs(root)
     done = sorted(set(int(t) for t in attrs.finished_tiles) | {int(tile)})
     update_attrs(root, finished_tiles=done)
@@ -432,4 +434,7 @@ def write_index(root: Any, columns: dict[str, np.ndarray]) -> None:
             overwrite=True,
             config=ARRAY_CONFIG,
         )[...] = col
+    from srcaco2.srdata.integrity import record_manifests
+
+    record_manifests(root["index"])
     update_attrs(root, index_complete=True)

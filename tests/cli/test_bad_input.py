@@ -642,3 +642,62 @@ def test_compare_paper_on_a_synthetic_store_says_so(store, tmp_path):
     assert res.exit_code == 0, res.output
     md = (tmp_path / "t" / "delta_paper.md").read_text()
     assert "Not a reproduction check: the evaluated store holds synthetic data" in md and "**+" not in md
+
+
+# --- chunks bound to their place -------------------------------------------------------------------
+
+
+def _eval_args(store, out):
+    return ["eval", "--store", store, "--marker", "CELL2", "--scale", "4", "--method", "bicubic",
+            "--device", "cpu", "--split", "test", "--out", out]  # fmt: skip
+
+
+@pytest.mark.parametrize("how", ["other tile", "other level", "swap"])
+def test_a_chunk_moved_from_its_place_is_found_by_verify_and_refused_by_readers(store, tmp_path, how):
+    """Before: a chunk copied from another tile (or two swapped) passed its crc32c, verify said OK and
+    eval scored the wrong pixels. Now each array's chunk manifest binds a chunk to its (array, key)."""
+    bad = tmp_path / "bad.zarr"
+    shutil.copytree(store, bad)
+    t, c, iy, ix = _first_window_chunk(store)
+    key = f"tiles/{t}/hr/0/c/{c}/{iy}/{ix}"
+    if how == "other tile":
+        other = next(int(p.name) for p in sorted((bad / "tiles").iterdir()) if p.name != str(t))
+        source = bad / f"tiles/{other}/hr/0/c/{c}/{iy}/{ix}"
+    elif how == "other level":
+        source = bad / f"tiles/{t}/hr/1/c/{c}/{iy // 2}/{ix // 2}"
+    else:
+        source = bad / f"tiles/{t}/hr/0/c/{c}/{iy}/{ix + 1 if ix == 0 else ix - 1}"
+    assert source.read_bytes() != (bad / key).read_bytes()
+    if how == "swap":
+        a, b = (bad / key).read_bytes(), source.read_bytes()
+        (bad / key).write_bytes(b)
+        source.write_bytes(a)
+    else:
+        shutil.copyfile(source, bad / key)
+    res = _srdata("verify", bad)
+    assert (
+        res.exit_code == 1
+        and f"tiles/{t}/hr/0: chunk {c}/{iy}/{ix} is not the chunk written there" in res.output
+    )
+    res = _srtrain(*_eval_args(bad, tmp_path / "ev"))
+    _refused(res, "is not the chunk written there", "srdata verify", code=1)
+    moved = {key, source.relative_to(bad).as_posix()} if how == "swap" else {key}
+    assert any(k in _one_error_line(res) for k in moved), res.output
+    assert not (tmp_path / "ev").exists()
+
+
+def test_an_array_stripped_of_its_checksum_codec_is_damage_for_readers_too(store, tmp_path):
+    import json
+
+    bad = tmp_path / "bad.zarr"
+    shutil.copytree(store, bad)
+    t, c, iy, ix = _first_window_chunk(store)
+    meta_path = bad / f"tiles/{t}/x4/0/zarr.json"
+    meta = json.loads(meta_path.read_text())
+    meta["codecs"] = [cd for cd in meta["codecs"] if cd.get("name") != "crc32c"]
+    meta_path.write_text(json.dumps(meta))
+    res = _srdata("verify", bad, "--no-chunks")
+    assert res.exit_code != 0 or "without chunk checksums" in _srdata("verify", bad).output
+    res = _srtrain(*_eval_args(bad, tmp_path / "ev"))
+    _refused(res, f"tiles/{t}/x4/0 has no crc32c checksum codec", "format 2", code=1)
+    _one_error_line(res)
