@@ -133,8 +133,9 @@ def panel_image(
     roi = np.round(np.clip(hr_c, 0, 1) * 255.0) >= roi_threshold
     over = gray[3].astype(np.float64)
     over[roi] = 0.5 * over[roi] + 0.5 * np.array([255.0, 40.0, 40.0])
-    row1 = list(zip(gray, [f"LR x{s} (nearest)", f"bicubic {_psnr8(bic_c, hr_c):.2f} dB",
-                           f"{sr_label} {_psnr8(sr_c, hr_c):.2f} dB", "HR"], strict=True))  # fmt: skip
+    psnr_bic, psnr_sr = _psnr8(bic_c, hr_c), _psnr8(sr_c, hr_c)
+    row1 = list(zip(gray, [f"LR x{s} (nearest)", f"bicubic {psnr_bic:.2f} dB (crop, all px)",
+                           f"{sr_label} {psnr_sr:.2f} dB (crop, all px)", "HR"], strict=True))  # fmt: skip
     row2 = [
         (np.full_like(gray[0], 255), f"crop y {y}..{y + size}, x {x}..{x + size}"),
         (_heat(err_b / ehi), f"|bicubic - HR| (0..{ehi * 255:.0f})"),
@@ -384,7 +385,8 @@ def write_report(
             "## Panels",
             "",
             "Full-resolution crops (zoomed, not shrunk): LR (nearest) | bicubic | SR | HR, then "
-            "|bicubic − HR| and |SR − HR| on one colour scale, and the ROI (red: HR ≥ 4); PSNR of each crop.",
+            "|bicubic − HR| and |SR − HR| on one colour scale, and the ROI (red: HR ≥ 4); the PSNR of each "
+            "crop over all its pixels (not the ROI).",
             "",
         ]
         for p in panels:
