@@ -29,7 +29,13 @@ import click
     is_flag=True,
     help="No stage offsets (LR aligned with HR); with --no-noise: LR = exact area mean of HR.",
 )
-def synth(out: str, n_tiles: int, hr_size: int, seed: int, no_noise: bool, no_misregistration: bool) -> None:
+@click.option(
+    "--overwrite", is_flag=True,
+    help="Replace the raw layout (HighRes1024/, LowRes*/, synth.json) of a non-empty OUT.",
+)  # fmt: skip
+def synth(
+    out: str, n_tiles: int, hr_size: int, seed: int, no_noise: bool, no_misregistration: bool, overwrite: bool
+) -> None:
     """Write N synthetic tiles (cysts of packed nuclei: CELL0 puncta, CELL1 membranes, CELL2 nuclei) to OUT.
 
     A physical model calibrated on a real SR-CACO-2 sample (srcaco2.srdata.synth.SynthParams): HR and each
@@ -54,7 +60,22 @@ def synth(out: str, n_tiles: int, hr_size: int, seed: int, no_noise: bool, no_mi
         ensure_writable(out, fix="choose a writable OUT folder")  # refuse before the first tile
     except StoreNotWritableError as exc:
         raise click.ClickException(str(exc)) from None
-    before = {p.name for p in Path(out).glob("HighRes1024/HighRes1024-*.tif")}
+    if Path(out).is_dir() and any(Path(out).iterdir()):
+        if not overwrite:  # a second synthesis into one folder leaves tiles of mixed sizes and seeds
+            raise click.ClickException(
+                f"{out} is not empty; synthesise into a new or empty folder, or pass --overwrite to replace "
+                "its raw layout"
+            )
+        import shutil
+
+        from srcaco2.srdata.layout import FOLDERS
+
+        for name in (*FOLDERS.values(), "synth.json"):
+            target = Path(out) / name
+            if target.is_dir():
+                shutil.rmtree(target)
+            elif target.exists():
+                target.unlink()
     try:
         with tqdm(total=n_tiles, unit="tile", desc="synth", file=sys.stderr) as bar:
             tiles = write_synth(out, n_tiles=n_tiles, params=params, progress=lambda t: bar.update(1))
@@ -65,14 +86,6 @@ def synth(out: str, n_tiles: int, hr_size: int, seed: int, no_noise: bool, no_mi
             "folder with free space"
         ) from None
     click.echo(f"wrote {len(tiles)} synthetic tiles ({hr_size}² HR) to {out}")
-    stale = sorted(before - {f"HighRes1024-{t}.tif" for t in tiles})
-    if stale:
-        click.echo(
-            f"warning: {out} still holds {len(stale)} older tile(s) not written now ({', '.join(stale[:5])}"
-            f"{', ...' if len(stale) > 5 else ''}); `srdata build` would mix them in: synthesise into an "
-            "empty folder",
-            err=True,
-        )
     if hr_size < 640:
         click.echo(
             f"warning: --hr-size {hr_size} is below one 640 px window: a store built from these tiles has "

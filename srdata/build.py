@@ -54,6 +54,7 @@ from srcaco2.srdata.schema import (
     WINDOW_SIZE,
     StoreAttrs,
     StoreFormatError,
+    image_path,
     pixel_sizes,
     read_attrs,
     roi_path,
@@ -288,6 +289,27 @@ def _store_attrs(raw: RawTiles, cfg: BuildConfig) -> StoreAttrs:
     )
 
 
+def _check_same_source(root: Any, old: StoreAttrs, new: StoreAttrs, raw_tiles: RawTiles, store: str) -> None:
+    """Refuse to resume a store built from other raw data: another input folder, or a finished tile
+    whose HR extent differs from this raw set's (a resume would mix two data sets silently)."""
+    before, now = old.source.get("input"), new.source.get("input")
+    if before and now and os.path.realpath(str(before)) != os.path.realpath(str(now)):
+        raise StoreFormatError(
+            f"{store}: this store was built from {before}, not {now}; build into a new STORE path, or pass "
+            "--overwrite to replace it"
+        )
+    for t in old.finished_tiles:
+        key = image_path(int(t), 1)
+        if key in root and int(t) in raw_tiles.extent:
+            have = tuple(int(v) for v in root[key].shape[1:])
+            if have != tuple(raw_tiles.extent[int(t)]):
+                raise StoreFormatError(
+                    f"{store}: tile {t} in the store is {have[0]}x{have[1]} HR px but the raw tile is "
+                    f"{raw_tiles.extent[int(t)][0]}x{raw_tiles.extent[int(t)][1]}: this store was built from "
+                    "other raw data; build into a new STORE path, or pass --overwrite to replace it"
+                )
+
+
 def _scratch_path(tile: int) -> str:
     return f"{_SCRATCH}/registration/{int(tile)}"
 
@@ -515,6 +537,7 @@ def build_store(
                 f"{attrs.source['registration']!r}; rerun with the same --no-register / --register-markers / "
                 "--register-scales options or with --overwrite"
             )
+        _check_same_source(root, old, attrs, raw_tiles, str(store))
         done = set(int(t) for t in old.finished_tiles)
         todo = [t for t in raw_tiles.tiles if t not in done]
         if todo and old.index_complete:

@@ -248,13 +248,26 @@ def test_import_into_an_existing_store_points_to_overwrite(patches, tmp_path):
 # --- srdata synth --------------------------------------------------------------------------------
 
 
-def test_synth_warns_about_stale_tiles_and_windowless_sizes(tmp_path):
+def test_synth_into_a_non_empty_folder_needs_overwrite_and_warns_about_windowless_sizes(tmp_path):
     out = tmp_path / "raw"
-    assert _srdata("synth", out, "--tiles", "2", "--hr-size", "200").exit_code == 0
+    res = _srdata("synth", out, "--tiles", "2", "--hr-size", "200")
+    assert res.exit_code == 0 and "below one 640 px window" in res.output
     res = _srdata("synth", out, "--tiles", "1", "--hr-size", "200")
+    _refused(res, "is not empty", "--overwrite", code=1)
+    assert (out / "HighRes1024" / "HighRes1024-2.tif").exists()  # untouched
+    res = _srdata("synth", out, "--tiles", "1", "--hr-size", "200", "--overwrite")
     assert res.exit_code == 0, res.output
-    assert "older tile(s)" in res.output and "HighRes1024-2.tif" in res.output
-    assert "below one 640 px window" in res.output
+    assert sorted(p.name for p in (out / "HighRes1024").iterdir()) == ["HighRes1024-1.tif"]  # no mixed set
+
+
+def test_build_into_a_store_of_other_raw_data_is_refused(raw, tmp_path):
+    other = tmp_path / "other_raw"
+    assert _srdata("synth", other, "--tiles", "3", "--hr-size", "768", "--seed", "9").exit_code == 0
+    store = tmp_path / "s.zarr"
+    assert _srdata("build", raw, store, "--no-register", "--chunk", "256").exit_code == 0
+    res = _srdata("build", other, store, "--no-register", "--chunk", "256")
+    _refused(res, "was built from", str(raw), "--overwrite", code=1)
+    assert "0 built" not in res.output
 
 
 # --- srtrain demo --------------------------------------------------------------------------------
