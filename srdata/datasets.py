@@ -103,9 +103,17 @@ class _StoreDataset:
                 f"{where}: split {split!r} has no accepted window (accepted windows per split: "
                 f"{counts}); choose another split or rebuild the index"
             )
+        self.missing_fold_lines: list[int] = []
+        """Official fold lines among the first `max_windows` of the split that this store lacks (a
+        window the build rejected): the first N windows are then not the benchmark's first N."""
         if max_windows is not None:
             if int(max_windows) < 1:
                 raise ValueError(f"max_windows must be >= 1 or None, got {max_windows}")
+            if "fold_line" in index and not tiles:
+                lines = index["fold_line"][rows].astype(np.int64)
+                if lines.size and (lines >= 0).all():  # an official order: is its head complete?
+                    have = set(lines.tolist())
+                    self.missing_fold_lines = [k for k in range(int(max_windows)) if k not in have]
             if int(max_windows) < len(rows):
                 # the benchmark validates on the first lines of its (shuffled) val fold list
                 rows, official = fold_order(index, rows)

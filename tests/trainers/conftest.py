@@ -27,8 +27,9 @@ def _blobs(rng: np.random.Generator, n: int) -> np.ndarray:
     return np.clip(gaussian_filter(img, 6.0), 0, 255)
 
 
-def make_trainer_store(path: str, *, seed: int = 0) -> str:
-    """Write the store described in the module docstring at `path`."""
+def make_trainer_store(path: str, *, seed: int = 0, val_fold_lines: tuple[int, int] | None = None) -> str:
+    """Write the store described in the module docstring at `path` (`val_fold_lines`: the official
+    fold lines of its two val windows; default none, i.e. no official order)."""
     from srcaco2.srdata.array_store import write_store_from_arrays
 
     rng = np.random.default_rng(seed)
@@ -48,6 +49,10 @@ def make_trainer_store(path: str, *, seed: int = 0) -> str:
             cols["split"].append(0 if k == 0 else (1 if n < 2 else 2))
             cols["official_patch_id"].append(n)
     windows = {k: np.asarray(v) for k, v in cols.items()}
+    if val_fold_lines is not None:
+        lines = np.full(len(cols["tile"]), -1, np.int64)
+        lines[np.flatnonzero(windows["split"] == 1)] = val_fold_lines
+        windows["fold_line"] = lines
     windows["roi_fraction"] = np.full(len(cols["tile"]), 0.5, np.float32)  # accepted True, shifts 0
     write_store_from_arrays(
         path,
@@ -93,3 +98,9 @@ def tiny():
 def tiny_overrides() -> list[str]:
     """`TINY_OVERRIDES` (for CLI tests that pass them as --set)."""
     return list(TINY_OVERRIDES)
+
+
+@pytest.fixture
+def trainer_store_factory():
+    """`make_trainer_store` as a fixture (test modules cannot import the conftest)."""
+    return make_trainer_store

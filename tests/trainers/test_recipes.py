@@ -315,3 +315,27 @@ def test_no_checkpoint_written_after_a_divergence_is_named_last_good(
                  "train.checkpoint_every=2", "eval.abort_on_bad_metric=false")  # fmt: skip
     fit(cfg, tmp_path / "run")
     assert seen == [None] and (tmp_path / "run" / "last.pt").exists()
+
+
+def test_validation_windows_are_the_official_ones_or_the_run_says_why(
+    tiny_overrides, tmp_path, caplog, trainer_store_factory
+):
+    """A store whose build rejected official val line 1: the first 2 official val windows are lines 0
+    and 1, but the store holds lines 0 and 2. Paper refuses naming line 1; default warns and goes on."""
+    make_trainer_store = trainer_store_factory
+    store = make_trainer_store(str(tmp_path / "gap.zarr"), val_fold_lines=(0, 2))
+    extra = [*tiny_overrides, "eval.val_windows=2", "train.max_steps=2", "eval.every=100"]
+    paper = apply_overrides(recipe_config("vdsr", 4, "CELL2", recipe="paper", store=store), extra)
+    with pytest.raises(
+        ValueError, match=r"fold line\(s\) 1 \(1\) are missing .*exactly the official windows"
+    ):
+        fit(paper, tmp_path / "paper")
+    default = apply_overrides(recipe_config("vdsr", 4, "CELL2", store=store), extra)
+    with caplog.at_level("WARNING"):
+        fit(default, tmp_path / "default")
+    assert "fold line(s) 1 (1) are missing" in caplog.text and "goes on with them" in caplog.text
+    whole = make_trainer_store(str(tmp_path / "whole.zarr"), val_fold_lines=(1, 0))  # complete head
+    fit(
+        apply_overrides(recipe_config("vdsr", 4, "CELL2", recipe="paper", store=whole), extra),
+        tmp_path / "ok",
+    )

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import logging
 import math
 from typing import TYPE_CHECKING, Any
 
@@ -28,7 +29,12 @@ if TYPE_CHECKING:  # pragma: no cover
     from srcaco2.trainers._state import WeightEMA
     from srcaco2.trainers.config import RunConfig
 
-__all__ = ["Validator", "BadValidationMetricError", "bad_image_metric", "better", "make_val_loader"]
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "Validator", "BadValidationMetricError", "bad_image_metric", "better", "make_val_loader",
+    "check_official_val_windows",
+]  # fmt: skip
 
 
 class BadValidationMetricError(TrainingDivergedError):
@@ -88,6 +94,33 @@ def make_val_loader(cfg: RunConfig, *, pin_memory: bool) -> Any:
     )  # fmt: skip
 
 
+def check_official_val_windows(cfg: RunConfig, missing: list[int]) -> None:
+    """The benchmark validates on the first ``eval.val_windows`` lines of its official val fold list;
+    when the store lacks some of them (its build rejected those windows), the next lines take their
+    place. The paper recipe refuses that (naming the lines); the default recipe warns and goes on.
+
+    Raises
+    ------
+    ValueError
+        Under ``recipe="paper"``, with the missing fold lines and how to go on.
+    """
+    if not missing:
+        return
+    shown = ", ".join(map(str, missing[:10])) + (", ..." if len(missing) > 10 else "")
+    text = (
+        f"{cfg.data.store}: the first {cfg.eval.val_windows} official val windows are not all in this "
+        f"store: fold line(s) {shown} ({len(missing)}) are missing (rejected by its build), so validation "
+        "would take the next lines in their place"
+    )
+    if cfg.recipe == "paper":
+        raise ValueError(
+            f"{text}; the paper recipe validates on exactly the official windows: rebuild the store with the "
+            "benchmark's acceptance rule (srdata build --split official), or pass --set eval.val_windows=N "
+            "with N below the first missing line"
+        )
+    log.warning("%s (the default recipe goes on with them)", text)
+
+
 class Validator:
     """Scores the current (or EMA) weights; see the module docstring.
 
@@ -106,6 +139,7 @@ class Validator:
     def __init__(self, cfg: RunConfig, model: Any, ema: WeightEMA | None, device: Any, amp: bool) -> None:
         self.cfg, self.model, self.ema, self.device, self.amp = cfg, model, ema, device, amp
         self.loader = make_val_loader(cfg, pin_memory=device.type == "cuda")
+        check_official_val_windows(cfg, getattr(self.loader.dataset, "missing_fold_lines", []))
         self._eval_copy: Any = None
         self._bicubic: dict[str, float] | None = None
 
