@@ -291,6 +291,36 @@ def plot(results: Sequence[dict[str, Any]], path: Path) -> Path:
     return path
 
 
+def markdown(results: Sequence[dict[str, Any]]) -> str:
+    """The README's tables: default-recipe runs (steps, divergence, loss, ROI-PSNR start / end /
+    bicubic, s/step) and the paper recipe's first steps."""
+    rows = [
+        "| network | scale | steps | diverged | loss first → last | val ROI-PSNR start → end (bicubic) "
+        "| s / step |",
+        "|---|---:|---:|---|---|---|---:|",
+    ]
+    for r in (r for r in results if r["recipe"] == "default"):
+        end = "n/a" if r["val_end_roi_psnr"] is None else f"{r['val_end_roi_psnr']:.2f}"
+        mark = " ✓" if r["at_bicubic"] else ""
+        div = f"yes (step {r['diverged_at']})" if r["diverged"] else "no"
+        rows.append(
+            f"| {r['method']} | ×{r['scale']} | {r['steps']} | {div} | {r['loss_first']:.3f} → "
+            f"{r['loss_last']:.3f} | {r['val_start_roi_psnr']:.2f} → {end}{mark} "
+            f"({r['bicubic_roi_psnr']:.2f}) | {r['step_s']:.2f} |"
+        )
+    paper = [r for r in results if r["recipe"] == "paper"]
+    if paper:
+        rows += [
+            "",
+            "| network (paper recipe, ×4) | steps run | diverged | max output MSE |",
+            "|---|---:|---|---:|",
+        ]
+        for r in paper:
+            div = f"**yes** (step {r['diverged_at']})" if r["diverged"] else "no"
+            rows.append(f"| {r['method']} | {r['steps']} | {div} | {r['max_mse']:.3g} |")
+    return "\n".join(rows) + "\n"
+
+
 def summarise(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Counts over the default and paper runs (the benchmark's goals)."""
     from srcaco2.trainers.models.registry import model_info
