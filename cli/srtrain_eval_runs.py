@@ -69,7 +69,8 @@ def eval_runs_cmd(
     weights, a layout that fits no network, NaN output) is reported and the others go on; the exit
     status is 1 when any run failed.
     """
-    from srcaco2.trainers.eval_runs import EvalRunsObserver, discover_runs, eval_runs, plan_jobs
+    from srcaco2.trainers.eval_runs import EvalRunsObserver, eval_runs, plan_jobs
+    from srcaco2.trainers.run_discovery import discover_runs
 
     try:
         method_list = _split_list(methods)

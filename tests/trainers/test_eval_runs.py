@@ -23,7 +23,8 @@ import torch
 from click.testing import CliRunner
 
 from srcaco2.benchmarks.eval_runs import original_run_dir, write_original_run, write_our_run
-from srcaco2.trainers.eval_runs import discover_runs, eval_runs
+from srcaco2.trainers.eval_runs import eval_runs
+from srcaco2.trainers.run_discovery import discover_runs
 from srcaco2.trainers.tables import DELTA_TOLERANCES, load_paper_tables
 
 REPO = Path(__file__).resolve().parents[2]
