@@ -44,6 +44,7 @@ bench: $(STAMP)
 	$(BIN)/python -m srcaco2.benchmarks.train_step
 	$(BIN)/python -m srcaco2.benchmarks.eval_runs
 	$(BIN)/python -m srcaco2.benchmarks.synth_realism
+	$(BIN)/python -m srcaco2.benchmarks.train_health
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -208,6 +208,7 @@ def run_default(method: str, scale: int, store: Path, work: Path, s: HealthSetti
         "recipe": "default",
         "steps": len(rows),
         "planned_steps": steps,
+        "budget_s": s.budget_s,
         "probe_step_s": round(probe, 4),
         "step_s": round(statistics.median(step_times), 4),
         "wall_s": round(wall, 1),
@@ -249,8 +250,7 @@ def run_paper(method: str, scale: int, store: Path, work: Path, s: HealthSetting
         stopped = str(exc)
     finally:
         logging.getLogger("srcaco2.trainers").setLevel(logging.NOTSET)
-    limit = cfg.train.explode_mse
-    bad = [r["step"] for r in rows if r["skipped"] or not math.isfinite(r["loss"]) or r["mse"] > limit]
+    bad = diverged_steps(rows, cfg.train.explode_mse)
     return {
         "method": method,
         "scale": scale,
@@ -259,9 +259,28 @@ def run_paper(method: str, scale: int, store: Path, work: Path, s: HealthSetting
         "diverged": bool(bad) or stopped is not None,
         "diverged_at": bad[0] if bad else (len(rows) + 1 if stopped else None),
         "stopped": stopped,
-        "max_mse": max((r["mse"] for r in rows), default=None),
+        "max_mse": max((r["mse"] for r in rows if math.isfinite(r["mse"])), default=None),
         "losses": [r["loss"] if math.isfinite(r["loss"]) else str(r["loss"]) for r in rows],
+        "mses": [r["mse"] if math.isfinite(r["mse"]) else str(r["mse"]) for r in rows],
     }
+
+
+def diverged_steps(rows: Sequence[dict[str, Any]], explode_mse: float) -> list[int]:
+    """Steps the fit's divergence guard flags (`srcaco2.trainers.engine.guard`, the same rule): a
+    skipped (non-finite) batch or an explosion (output MSE above `explode_mse` and 10× the run's
+    lowest, or a gradient-norm explosion)."""
+    from srcaco2.trainers.engine.guard import DivergenceGuard
+
+    guard = DivergenceGuard("report", explode_mse, max_skipped=10**9)
+    out = []
+    for r in rows:
+        if r["skipped"] or not math.isfinite(r["loss"]):
+            out.append(r["step"])
+            continue
+        if guard.explosion(r) is not None:
+            out.append(r["step"])
+        guard.check(r, None, None)  # updates the running lowest MSE and the gradient-norm median
+    return out
 
 
 def plot(results: Sequence[dict[str, Any]], path: Path) -> Path:
@@ -358,7 +377,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--paper-steps", type=int, default=HealthSettings.paper_steps)
     ap.add_argument("--work", default="runs/train_health", help="store and run folders")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
-    ap.add_argument("--no-paper", action="store_true", help="skip the paper-recipe runs")
+    ap.add_argument(
+        "--recipes", default="default,paper",
+        help="which recipes to run; results of the others already in --out are kept",
+    )  # fmt: skip
     ap.add_argument(
         "--out", default=None, help="JSON path (default benchmarks/results/train_health_<device>.json)"
     )
@@ -377,7 +399,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     plan = [(m, 4) for m in methods] + [
         (m, sc) for m in subset for sc in (2, 8) if sc in model_info(m).scales
     ]
+    recipes = [r for r in args.recipes.split(",") if r]
     results: list[dict[str, Any]] = []
+    if out_path.exists() and set(recipes) != {"default", "paper"}:  # keep the other recipe's runs
+        results = [r for r in json.loads(out_path.read_text())["results"] if r["recipe"] not in recipes]
 
     def save() -> None:
         payload = {
@@ -395,7 +420,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         out_path.write_text(json.dumps(payload, indent=1))
         plot(results, out_path.with_suffix(".png"))
 
-    for method, scale in plan:
+    for method, scale in plan if "default" in recipes else ():
         r = run_default(method, scale, store, work, s)
         results.append(r)
         log.warning("%s x%d default: %d steps, diverged %s, loss %.3f -> %.3f, val ROI PSNR %.2f -> %s "
@@ -405,7 +430,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                     "n/a" if r["val_end_roi_psnr"] is None else f"{r['val_end_roi_psnr']:.2f}",
                     r["bicubic_roi_psnr"])  # fmt: skip
         save()
-    if not args.no_paper:
+    if "paper" in recipes:
         for method in methods:
             r = run_paper(method, 4, store, work, s)
             results.append(r)
