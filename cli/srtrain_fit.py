@@ -83,8 +83,8 @@ def _clock(seconds: float) -> str:
 @click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False), help="A run.yaml.")
 @click.option(
     "--recipe", type=click.Choice(RECIPES),
-    help="default (the benchmark's hyper-parameters, quirks fixed) or paper (the benchmark exactly, "
-         "quirks included); the differences are listed below. Default: default.",
+    help="default (Adam, warm-up, cosine, clipping, a divergence guard) or paper (the benchmark "
+         "exactly, quirks included); the differences are listed below. Default: default.",
 )  # fmt: skip
 @click.option(
     "--set", "overrides", multiple=True, metavar="KEY=VALUE",
