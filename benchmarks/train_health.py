@@ -249,8 +249,8 @@ def run_paper(method: str, scale: int, store: Path, work: Path, s: HealthSetting
     except TrainingDivergedError as exc:
         stopped = str(exc)
     finally:
+        bad = diverged_steps(rows, cfg.train.explode_mse)  # the guard's warnings stay silenced too
         logging.getLogger("srcaco2.trainers").setLevel(logging.NOTSET)
-    bad = diverged_steps(rows, cfg.train.explode_mse)
     return {
         "method": method,
         "scale": scale,
@@ -277,9 +277,10 @@ def diverged_steps(rows: Sequence[dict[str, Any]], explode_mse: float) -> list[i
         if r["skipped"] or not math.isfinite(r["loss"]):
             out.append(r["step"])
             continue
-        if guard.explosion(r) is not None:
+        seen = guard.explosions
+        guard.check(r, None, None)  # the guard's own rule, as the run applied it
+        if guard.explosions > seen:
             out.append(r["step"])
-        guard.check(r, None, None)  # updates the running lowest MSE and the gradient-norm median
     return out
 
 

@@ -361,32 +361,33 @@ def _read_all_chunks(arrays: list[tuple[str, Any]], workers: int, *, checksummed
     With `checksummed` (format 2: every chunk is written and carries a crc32c), an array without the
     crc32c codec is a problem, and so is every chunk with no stored object.
     """
-    from srcaco2.srdata.integrity import MANIFEST_ATTR, has_checksums, misplaced_chunks, missing_chunks
+    from srcaco2.srdata.integrity import MANIFEST_ATTR, MISSING, chunk_faults, has_checksums, has_manifest
 
     problems: list[str] = []
     gone: set[tuple[str, tuple[int, ...]]] = set()
     misplaced: set[tuple[str, tuple[int, ...]]] = set()
     if checksummed:
-        with_manifest = sum(1 for _, arr in arrays if MANIFEST_ATTR in arr.attrs)
+        with_manifest = any(has_manifest(arr) for _, arr in arrays)
         for where, arr in arrays:
             if not has_checksums(arr):
                 problems.append(
                     f"{where}: written without chunk checksums in a format-2 store; rebuild the tile"
                 )
                 continue
-            for idx in missing_chunks(arr):
+            if with_manifest and not has_manifest(arr):  # the others have one: this one's was removed
+                problems.append(
+                    f"{where}: has no chunk manifest ({MANIFEST_ATTR}) while the store's other arrays do: "
+                    "its chunks cannot be checked against their place; rebuild the tile"
+                )
+            for idx, reason in sorted(chunk_faults(arr).items()):
+                if reason != MISSING:
+                    misplaced.add((where, idx))  # reported by the read below unless it fails to decode
+                    continue
                 gone.add((where, idx))
                 problems.append(
                     f"{where}: chunk {'/'.join(map(str, idx))} is missing (its file was deleted or never "
                     "written; it would read as zeros); rebuild the tile or restore the file"
                 )
-            moved = misplaced_chunks(arr)
-            if moved is None and with_manifest:  # the others have one: this one's was removed
-                problems.append(
-                    f"{where}: has no chunk manifest ({MANIFEST_ATTR}) while the store's other arrays do: "
-                    "its chunks cannot be checked against their place; rebuild the tile"
-                )
-            misplaced.update((where, idx) for idx in moved or ())
 
     def read(job: tuple[str, Any, tuple[int, ...], tuple[slice, ...]]) -> str | None:
         where, arr, idx, sl = job
@@ -623,7 +624,7 @@ def verify_store(path: str | Any, *, read_chunks: bool = True, workers: int = 4)
 
     writer = live_writer(p)
     if writer is not None:  # a store mid-write is not damaged: say who writes it
-        return [f"{writer.split('; wait')[0]}; it is being written now: verify it after that writer finishes"]
+        return [f"{writer}; it is being written now: verify it after that writer finishes"]
     try:
         root, attrs = open_checked(p)
     except StoreFormatError as exc:

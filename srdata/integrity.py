@@ -37,7 +37,9 @@ __all__ = [
     "MANIFEST_ATTR",
     "record_manifest",
     "record_manifests",
-    "misplaced_chunks",
+    "has_manifest",
+    "chunk_faults",
+    "MISSING",
     "ChunkError",
     "chunk_error",
     "chunk_grid",
@@ -53,7 +55,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
-_MISSING = "is missing (its file was deleted or never written)"
+MISSING = "is missing (its file was deleted or never written)"
+"""The reason `chunk_faults` gives for a chunk with no stored object."""
 _MISPLACED = (
     "is not the chunk written there (its stored checksum differs from the array's chunk manifest: "
     "the file was moved, copied from another array or key, or rewritten)"
@@ -111,21 +114,31 @@ def record_manifests(group: Any) -> None:
         record_manifests(sub)
 
 
-def misplaced_chunks(arr: Any) -> list[tuple[int, ...]] | None:
-    """Chunk indices whose stored checksum differs from `arr`'s manifest; None when the array has no
-    manifest (written before manifests existed). Missing chunks are not listed (`missing_chunks`)."""
+def has_manifest(arr: Any) -> bool:
+    """True if `arr` carries a chunk manifest (`MANIFEST_ATTR`)."""
     manifest = arr.attrs.get(MANIFEST_ATTR)
-    if not isinstance(manifest, dict) or not isinstance(manifest.get("chunks"), dict):
-        return None
-    recorded = manifest["chunks"]
+    return isinstance(manifest, dict) and isinstance(manifest.get("chunks"), dict)
+
+
+def chunk_faults(arr: Any) -> dict[tuple[int, ...], str]:
+    """Missing and misplaced chunks of a checksummed array: chunk index -> reason.
+
+    With a manifest, one pass of 4-byte reads finds both (no object: missing; a stored checksum other
+    than the one recorded for the key: misplaced); without one, one listing finds the missing ones.
+    """
+    if not has_manifest(arr):
+        return {idx: MISSING for idx in missing_chunks(arr)}
+    recorded = arr.attrs[MANIFEST_ATTR]["chunks"]
     idxs = list(np.ndindex(*chunk_grid(arr)))
     keys = [chunk_key(arr, idx) for idx in idxs]
     tails = _tails(arr, keys)
-    return [
-        idx
-        for idx, key in zip(idxs, keys, strict=True)
-        if tails[key] is not None and tails[key] != recorded.get(_relative(arr, key))
-    ]
+    faults: dict[tuple[int, ...], str] = {}
+    for idx, key in zip(idxs, keys, strict=True):
+        if tails[key] is None:
+            faults[idx] = MISSING
+        elif tails[key] != recorded.get(_relative(arr, key)):
+            faults[idx] = _MISPLACED
+    return faults
 
 
 class ChunkError(StoreFormatError):
@@ -242,7 +255,7 @@ def find_bad_chunk(
     stored = stored_chunk_keys(arr) if check_missing else set()
     for idx in chunks_in_box(arr, box):
         if check_missing and chunk_key(arr, idx) not in stored:
-            return idx, _MISSING
+            return idx, MISSING
         try:
             arr[_chunk_slices(arr, idx)]
         except Exception as exc:  # noqa: BLE001 - every decode failure is the finding
@@ -332,8 +345,7 @@ class CheckedReader:
                     )
                 got = {}
             else:
-                got = {idx: _MISSING for idx in missing_chunks(arr)}
-                got.update({idx: _MISPLACED for idx in misplaced_chunks(arr) or ()})
+                got = chunk_faults(arr)
             self._bad[arr.path] = got
         return got
 

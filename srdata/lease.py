@@ -155,25 +155,39 @@ def _stale_reason(rec: dict[str, Any] | None, timeout_s: float) -> str | None:
     return None
 
 
+def _default_timeout_s() -> float:
+    """`DEFAULT_TIMEOUT_S`, or the environment variable ``SRCACO2_LEASE_TIMEOUT_S``."""
+    return float(os.environ.get("SRCACO2_LEASE_TIMEOUT_S", DEFAULT_TIMEOUT_S))
+
+
 def live_writer(store: str | os.PathLike, timeout_s: float | None = None) -> str | None:
-    """One line naming the live writer that holds `store`'s lease, or None when nobody does (or the
-    lease is stale). Readers that must not judge a store mid-write (`srdata verify`) ask first."""
+    """One line naming the live writer that holds `store`'s lease (without advice), or None when
+    nobody does (or the lease is stale). Readers that must not judge a store mid-write (`srdata
+    verify`) ask first."""
     if timeout_s is None:
-        timeout_s = float(os.environ.get("SRCACO2_LEASE_TIMEOUT_S", DEFAULT_TIMEOUT_S))
+        timeout_s = _default_timeout_s()
     rec = read_lease(store)
     if rec is None or _stale_reason(rec, timeout_s) is not None:
         return None
-    return _describe(rec, os.fspath(store), timeout_s, lease_path(store), "store")
+    return _describe(rec, os.fspath(store), timeout_s, lease_path(store), "store", advice=False)
 
 
-def _describe(rec: dict[str, Any], store: str, timeout_s: float, path: str, what: str) -> str:
+def _describe(
+    rec: dict[str, Any], store: str, timeout_s: float, path: str, what: str, *, advice: bool = True
+) -> str:
+    """The holder of a live lease, in one line; with `advice`, what a refused writer can do."""
     started = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(_number(rec, "started") or 0.0))
     beat = max(0.0, time.time() - (_number(rec, "heartbeat") or 0.0))
-    return (
+    holder = (
         f"{store}: another writer holds this {what} ({rec.get('operation', '?')}, pid {rec.get('pid')} on "
-        f"host {rec.get('host')}, started {started}, last heartbeat {beat:.0f} s ago; lease {path}); wait "
-        f"for it to finish or stop it, then rerun (a lease left by a killed process is taken over "
-        f"automatically: at once on the same host, after {timeout_s:.0f} s without heartbeat elsewhere)"
+        f"host {rec.get('host')}, started {started}, last heartbeat {beat:.0f} s ago; lease {path})"
+    )
+    if not advice:
+        return holder
+    return (
+        f"{holder}; wait for it to finish or stop it, then rerun (a lease left by a killed process is "
+        f"taken over automatically: at once on the same host, after {timeout_s:.0f} s without heartbeat "
+        "elsewhere)"
     )
 
 
@@ -382,7 +396,7 @@ def store_lease(
         The lease cannot be created (the store's folder is not writable).
     """
     if timeout_s is None:
-        timeout_s = float(os.environ.get("SRCACO2_LEASE_TIMEOUT_S", DEFAULT_TIMEOUT_S))
+        timeout_s = _default_timeout_s()
     if heartbeat_s is None:
         heartbeat_s = min(DEFAULT_HEARTBEAT_S, timeout_s / 3)
     lease = Lease(os.fspath(store), operation, timeout_s, heartbeat_s, what)

@@ -87,7 +87,6 @@ class DivergenceGuard:
         self.norms: collections.deque[float] = collections.deque(maxlen=GRAD_WINDOW)
         self.min_mse = math.inf
         self.skipped_in_a_row = 0
-        self.skipped_total = 0
         self.explosions = 0
         self.tainted = False
         """A divergence was seen since the last `validated` call."""
@@ -130,7 +129,6 @@ class DivergenceGuard:
         )
         if row.get("skipped"):
             self.skipped_in_a_row += 1
-            self.skipped_total += 1
             self.tainted = self.ever_diverged = True
             if self.skipped_in_a_row == 1:
                 log.warning(

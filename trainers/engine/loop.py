@@ -142,7 +142,6 @@ class TrainLoop:
             if finite_or_skipped:
                 self._log_step(row)
             self.guard.check(row, rec.windows, self.last_good)
-            self.monitor.last = rec
 
     def _check_weights(self) -> None:
         """Stop unless every weight (and EMA weight) is finite: one device read (all ranks)."""

@@ -108,4 +108,5 @@ class StepMonitor:
                 "data_time_s": rec.data_time_s,
             }
             out.append((row, rec))
+            self.last = rec
         return out
