@@ -102,16 +102,12 @@ def predict_image(
         Missing input, existing output without `overwrite`, a bad format / channel / size; on any
         failure during prediction the partial output is removed.
     """
-    from srcaco2.srdata.images import TiffRowWriter, load_image
+    from srcaco2.srdata.images import TiffRowWriter, check_image_request, load_image
 
+    check_image_request(input_path, output_path, channels, overwrite)  # the CLI's checks, from headers
     kind = output_kind(output_path)
     img = load_image(input_path)
     picks = list(range(len(img.data))) if channels is None else [int(c) for c in channels]
-    bad = [c for c in picks if not 0 <= c < len(img.data)]
-    if bad:
-        raise ValueError(
-            f"{input_path}: no channel(s) {bad}; the image has {len(img.data)} (0..{len(img.data) - 1})"
-        )
     names = list(channel_names) if channel_names else [img.channel_names[c] for c in picks]
     if len(names) != len(picks):
         raise ValueError(f"{len(names)} channel names for {len(picks)} channels")
@@ -137,8 +133,6 @@ def predict_image(
     info = {"method": method, "scale": s, "source": os.path.abspath(input_path), "source_channels": picks,
             "pixel_size_um_input": px_in, "intensity": intensity, "tiling": plan.to_json(),
             **(metadata or {})}  # fmt: skip
-    if os.path.exists(output_path) and not overwrite:
-        raise FileExistsError(f"{output_path}: exists; choose another --output or pass --overwrite")
     shape = (c, s * h, s * w)
     if kind == "tiff":
         writer: Any = TiffRowWriter(
