@@ -200,7 +200,7 @@ def run_omezarr(raw: str, work: str, *, chunk: int = 512) -> dict[str, Any]:
     from srcaco2.srdata.build import BuildConfig, build_store
     from srcaco2.srdata.layout import tile_path
     from srcaco2.srdata.ome import default_n_levels
-    from srcaco2.srdata.writer import compressors
+    from srcaco2.srdata.store import compressors
 
     tiles = json.load(open(os.path.join(raw, "synth.json")))["tiles"]
     files = [tile_path(raw, t, s) for t in tiles for s in (1, 2, 4, 8)]

@@ -42,10 +42,11 @@ def _write_released(store: str, out: str) -> int:
     """Write the accepted windows as released 512-patch TIFFs (registered LR), return their bytes."""
     import tifffile
 
-    from srcaco2.srdata.schema import MARKERS, SCALES, open_root, read_hr_patch, read_index, read_lr_patch
+    from srcaco2.srdata.schema import MARKERS, SCALES, read_hr_patch, read_lr_patch
+    from srcaco2.srdata.store import Store, open_root
 
     root = open_root(store)
-    idx = read_index(root)
+    idx = Store.of_root(root).index()
     os.makedirs(out, exist_ok=True)
     planes: dict[tuple[int, int], np.ndarray] = {}
     for n in np.flatnonzero(idx["accepted"]):
@@ -122,7 +123,7 @@ def _section_io(args: argparse.Namespace) -> dict:
 
     from srcaco2.srdata.layout import FOLDERS, tile_path
     from srcaco2.srdata.registration import register_windows
-    from srcaco2.srdata.schema import open_root, read_index
+    from srcaco2.srdata.store import Store, open_root
     from srcaco2.srdata.synth import SynthParams, write_synth
 
     work = args.keep or tempfile.mkdtemp(prefix="srdata-bench-")
@@ -151,7 +152,7 @@ def _section_io(args: argparse.Namespace) -> dict:
 
         reg: dict = {}
         if args.register_windows > 0:
-            idx = read_index(open_root(store))
+            idx = Store.of_root(open_root(store)).index()
             sel = np.flatnonzero(idx["accepted"] & (idx["tile"] == idx["tile"][idx["accepted"]][0]))[
                 : args.register_windows
             ]

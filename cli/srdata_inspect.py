@@ -111,7 +111,7 @@ def info(store: str, as_json: bool) -> None:
 )
 def verify(store: str, no_chunks: bool, workers: int) -> None:
     """Check STORE against the store contract; list every problem and exit 1 if there is any."""
-    from srcaco2.srdata.inspect import open_checked, verify_store
+    from srcaco2.srdata.verify import verify_store
 
     problems = verify_store(store, read_chunks=not no_chunks, workers=workers)
     if problems:
@@ -119,8 +119,10 @@ def verify(store: str, no_chunks: bool, workers: int) -> None:
             click.echo(f"PROBLEM {p}")
         click.echo(f"{len(problems)} problem(s) in {store}", err=True)
         raise SystemExit(1)
-    _root, attrs = open_checked(store)
     from srcaco2.srdata.inspect import checksummed
+    from srcaco2.srdata.store import Store
+
+    attrs = Store.open(store).attrs
 
     what = "metadata and index" if no_chunks else "metadata, index and every chunk"
     click.echo(

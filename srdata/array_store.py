@@ -24,7 +24,8 @@ from srcaco2.srdata.schema import (
     acquisition_name,
     pixel_sizes,
 )
-from srcaco2.srdata.writer import create_store, mark_tile_finished, write_image, write_index, write_roi
+from srcaco2.srdata.store import create_store
+from srcaco2.srdata.writer import mark_tile_finished, write_image, write_index, write_roi
 
 __all__ = ["write_store_from_arrays"]
 
@@ -89,8 +90,8 @@ def write_store_from_arrays(
 
     Returns
     -------
-    zarr.Group
-        The root group, open for writing, with ``index_complete`` True.
+    Store
+        The store, open for writing, with ``index_complete`` True.
 
     Raises
     ------
@@ -138,7 +139,7 @@ def write_store_from_arrays(
         roi=roi_attrs,
         source=dict(source) if source is not None else {"kind": "synth"},
     )
-    root = create_store(path, attrs)
+    st = create_store(path, attrs)
     masks = {}
     for t, imgs in zip(tile_ids, tiles.values(), strict=True):
         hr = np.asarray(imgs[1])
@@ -147,11 +148,11 @@ def write_store_from_arrays(
         for s in [1, *scales]:
             name = acquisition_name(s)
             write_image(
-                root, t, s, imgs[s], chunk=int(chunk) // s, pixel_size_um=px[name], n_levels=levels(name)
+                st, t, s, imgs[s], chunk=int(chunk) // s, pixel_size_um=px[name], n_levels=levels(name)
             )
         masks[t] = (hr[MARKERS.index("CELL2")] >= roi_threshold).astype(np.uint8)
-        write_roi(root, t, masks[t], chunk=int(chunk), pixel_size_um=px["hr"], n_levels=levels("roi"))
-        mark_tile_finished(root, t)
+        write_roi(st, t, masks[t], chunk=int(chunk), pixel_size_um=px["hr"], n_levels=levels("roi"))
+        mark_tile_finished(st, t)
     if windows is None:
         grids = {t: window_grid(*masks[t].shape, stride=STRIDE) for t in tile_ids}
         windows = {
@@ -178,6 +179,6 @@ def write_store_from_arrays(
             sel = cols["tile"] == t
             frac[sel] = window_roi_fraction(masks[t], cols["y0"][sel], cols["x0"][sel])
         cols["roi_fraction"] = frac.astype(np.float32)
-    write_index(root, cols)  # last: sets index_complete
+    write_index(st, cols)  # last: sets index_complete
     log.info("wrote store %s: %d tiles, %d windows", path, len(tile_ids), n)
-    return root
+    return st

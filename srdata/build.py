@@ -54,10 +54,7 @@ from srcaco2.srdata.schema import (
     WINDOW_SIZE,
     StoreAttrs,
     StoreFormatError,
-    image_path,
     pixel_sizes,
-    read_attrs,
-    roi_path,
     split_code,
 )
 from srcaco2.srdata.split import (
@@ -67,15 +64,8 @@ from srcaco2.srdata.split import (
     official_patches,
     tile_split,
 )
-from srcaco2.srdata.writer import (
-    create_store,
-    mark_tile_finished,
-    remove_store,
-    update_attrs,
-    write_image,
-    write_index,
-    write_roi,
-)
+from srcaco2.srdata.store import Store, create_store, remove_store
+from srcaco2.srdata.writer import mark_tile_finished, write_image, write_index, write_roi
 
 __all__ = ["BuildConfig", "BuildEvent", "BuildError", "build_store", "check_scheduler", "dask_scheduler"]
 
@@ -289,9 +279,10 @@ def _store_attrs(raw: RawTiles, cfg: BuildConfig) -> StoreAttrs:
     )
 
 
-def _check_same_source(root: Any, old: StoreAttrs, new: StoreAttrs, raw_tiles: RawTiles, store: str) -> None:
+def _check_same_source(st: Store, new: StoreAttrs, raw_tiles: RawTiles) -> None:
     """Refuse to resume a store built from other raw data: another input folder, or a finished tile
     whose HR extent differs from this raw set's (a resume would mix two data sets silently)."""
+    old, store = st.attrs, st.path
     before, now = old.source.get("input"), new.source.get("input")
     if before and now and os.path.realpath(str(before)) != os.path.realpath(str(now)):
         raise StoreFormatError(
@@ -299,9 +290,8 @@ def _check_same_source(root: Any, old: StoreAttrs, new: StoreAttrs, raw_tiles: R
             "--overwrite to replace it"
         )
     for t in old.finished_tiles:
-        key = image_path(int(t), 1)
-        if key in root and int(t) in raw_tiles.extent:
-            have = tuple(int(v) for v in root[key].shape[1:])
+        if int(t) in raw_tiles.extent:
+            have = tuple(int(v) for v in st.tile_image(t, 1).shape[1:])
             if have != tuple(raw_tiles.extent[int(t)]):
                 raise StoreFormatError(
                     f"{store}: tile {t} in the store is {have[0]}x{have[1]} HR px but the raw tile is "
@@ -332,7 +322,7 @@ def _load_partial(root: Any, tile: int, y0: np.ndarray, x0: np.ndarray, reg: Any
 
 
 def _register_tile(
-    root: Any,
+    st: Store,
     store: str,
     tile: int,
     y0: np.ndarray,
@@ -349,6 +339,7 @@ def _register_tile(
     attrs); a rerun after a kill reuses them and computes only the missing windows.
     """
     reg = _norm_json(cfg.registration())
+    root = st.root
     known = _load_partial(root, tile, y0, x0, reg)
     if known:
         log.info("tile %d: resuming registration, %d of %d windows already done", tile, len(known), len(y0))
@@ -392,7 +383,7 @@ def _worker_url(store: str) -> str:
 
 
 def _build_tile(
-    root: Any,
+    st: Store,
     raw: RawTiles,
     tile: int,
     cfg: BuildConfig,
@@ -408,28 +399,29 @@ def _build_tile(
     """
     from srcaco2.srdata.ome import BLOCK_PX
 
-    root.create_group(f"tiles/{tile}", overwrite=True)  # drops a partial tile
+    root = st.root
+    root.create_group(st.tile_group_path(tile), overwrite=True)  # drops a partial tile
     # Dask blocks = the writer's blocks (whole c, ~2048 px, multiples of the chunk): no rechunk
     blocks = {s: (cfg.chunk // s) * max(1, BLOCK_PX // (cfg.chunk // s)) for s in _ACQ_SCALES}
     acq = lazy_tile(raw, tile, blocks=blocks)
     for k, s in enumerate(_ACQ_SCALES):
-        write_image(root, tile, s, acq[s], chunk=cfg.chunk // s)  # pixel size: the store's attrs
+        write_image(st, tile, s, acq[s], chunk=cfg.chunk // s)  # pixel size: the store's attrs
         emit(BuildEvent("write", tile, k + 1, len(_ACQ_SCALES), f"x{s}" if s > 1 else "hr"))
     hr = acq[1]
     thr = roi_threshold_lazy(hr[2], method=cfg.roi_method, threshold=cfg.roi_threshold)
-    write_roi(root, tile, roi_mask(hr[2], thr), chunk=cfg.chunk)
+    write_roi(st, tile, roi_mask(hr[2], thr), chunk=cfg.chunk)
     y0, x0 = window_grid(hr.shape[1], hr.shape[2])
     import dask.array as da
 
-    frac = window_roi_fraction_lazy(da.from_zarr(root[roi_path(tile)]), y0, x0)  # the written mask
+    frac = window_roi_fraction_lazy(da.from_zarr(st.roi(tile)), y0, x0)  # the written mask
     accepted = frac >= cfg.roi_min_fraction
     emit(BuildEvent("roi", tile, int(accepted.sum()), len(y0), f"threshold {thr}"))
     shift = np.zeros((len(y0), len(MARKERS), len(SCALES), 2), np.int16)
     if cfg.register and accepted.any():
         sel = accepted
         url = _worker_url(store if store is not None else str(root.store))
-        shift[sel] = _register_tile(root, url, tile, y0[sel], x0[sel], cfg, pool, workers, emit)
-    root[f"tiles/{tile}"].attrs["windows"] = {
+        shift[sel] = _register_tile(st, url, tile, y0[sel], x0[sel], cfg, pool, workers, emit)
+    st.tile_group(tile).attrs["windows"] = {
         "threshold": thr,
         "y0": y0.tolist(),
         "x0": x0.tolist(),
@@ -437,16 +429,16 @@ def _build_tile(
         "accepted": accepted.tolist(),
         "shift": shift.tolist(),
     }
-    mark_tile_finished(root, tile)
+    mark_tile_finished(st, tile)
     _drop_scratch(root, tile)
 
 
-def _assemble_index(root: Any, raw: RawTiles, cfg: BuildConfig) -> dict[str, np.ndarray]:
+def _assemble_index(st: Store, raw: RawTiles, cfg: BuildConfig) -> dict[str, np.ndarray]:
     parts: dict[str, list[np.ndarray]] = {
         k: [] for k in ("tile", "y0", "x0", "roi_fraction", "accepted", "shift")
     }
     for t in raw.tiles:
-        w = root[f"tiles/{t}"].attrs["windows"]
+        w = st.tile_group(t).attrs["windows"]
         n = len(w["y0"])
         parts["tile"].append(np.full(n, t, np.int32))
         parts["y0"].append(np.asarray(w["y0"], np.int32))
@@ -529,19 +521,19 @@ def build_store(
     try:
         if config.overwrite:
             remove_store(store)
-        root = create_store(store, attrs, mode="a")
-        old = read_attrs(root, where=str(store))
+        st = create_store(store, attrs, mode="a")
+        old = st.attrs
         if _norm_json(old.source.get("registration")) != _norm_json(attrs.source["registration"]):
             raise StoreFormatError(
                 f"{store}: existing store has registration {old.source.get('registration')!r}, this build "
                 f"{attrs.source['registration']!r}; rerun with the same --no-register / --register-markers / "
                 "--register-scales options or with --overwrite"
             )
-        _check_same_source(root, old, attrs, raw_tiles, str(store))
+        _check_same_source(st, attrs, raw_tiles)
         done = set(int(t) for t in old.finished_tiles)
         todo = [t for t in raw_tiles.tiles if t not in done]
         if todo and old.index_complete:
-            update_attrs(root, index_complete=False)
+            st.update_attrs(index_complete=False)
         pool = _registration_pool(scheduler, config.registration_impl)
         with dask_scheduler(scheduler, workers):
             for k, t in enumerate(raw_tiles.tiles):
@@ -549,13 +541,13 @@ def build_store(
                 if t in done:
                     emit(BuildEvent("skip", t, k + 1, len(raw_tiles.tiles)))
                 else:
-                    _build_tile(root, raw_tiles, t, config, emit, pool, workers, store=str(store))
+                    _build_tile(st, raw_tiles, t, config, emit, pool, workers, store=str(store))
                     log.info("tile %d finished", t)
                 emit(BuildEvent("finished", t, k + 1, len(raw_tiles.tiles)))
-        _drop_scratch(root)
-        if todo or not read_attrs(root).index_complete:
+        _drop_scratch(st.root)
+        if todo or not st.attrs.index_complete:
             emit(BuildEvent("index"))
-            write_index(root, _assemble_index(root, raw_tiles, config))
+            write_index(st, _assemble_index(st, raw_tiles, config))
     except (RawInputError, StoreFormatError):
         raise
     except OSError as exc:
@@ -563,9 +555,7 @@ def build_store(
             f"{store}: writing failed ({type(exc).__name__}: {exc}); fix that cause "
             "and rerun the same `srdata build` command: finished tiles are kept, the failed tile is redone"
         ) from exc
-    from srcaco2.srdata.schema import read_index
-
-    index = read_index(root, where=str(store))
+    index = st.index()
     acc = index["accepted"]
     summary = {
         "store": str(store),

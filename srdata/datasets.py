@@ -32,16 +32,11 @@ from srcaco2.srdata.schema import (
     SCALES,
     SPLITS,
     WINDOW_SIZE,
-    StoreFormatError,
-    image_path,
     lr_patch_origin,
-    open_root,
-    read_attrs,
-    read_index,
-    roi_path,
     split_code,
 )
 from srcaco2.srdata.split import fold_order
+from srcaco2.srdata.store import Store, image_path, roi_path
 from srcaco2.srdata.transforms import to_float
 
 __all__ = ["WindowDataset", "CropDataset", "to_float"]
@@ -69,11 +64,9 @@ class _StoreDataset:
             raise ValueError(f"preload must be True, False or 'auto', got {preload!r}")
         self.path = os.fspath(store)
         where = self.path
-        root = open_root(self.path, "r") if os.path.exists(self.path) or "://" in self.path else None
-        if root is None:
-            raise StoreFormatError(f"{where}: no store at this path; build one with `srdata build RAW STORE`")
-        attrs = read_attrs(root, where=where)
-        index = read_index(root, where=where)
+        st = Store.open(self.path)
+        attrs = st.attrs
+        index = st.index()
         self.format_version = int(attrs.format_version)  # where the ROI lives (`roi_path`)
         self.scale = int(scale)
         if self.scale not in attrs.scales:
@@ -154,7 +147,7 @@ class _StoreDataset:
                 import cv2
 
                 cv2.setNumThreads(1)
-            root = open_root(self.path, "r")
+            root = Store.open(self.path).root
             self._reader = ChunkReader(root, ArrayLRU(self.cache_bytes), where=self.path)
             self._pid, self._stats_seen = os.getpid(), 0
             if self.preload is True or (

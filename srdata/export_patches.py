@@ -45,7 +45,6 @@ from srcaco2.srdata.schema import (
     SCALES,
     SPLITS,
     read_hr_patch,
-    read_index,
     read_lr_patch,
     split_code,
 )
@@ -154,7 +153,7 @@ def export_patches(
     ValueError
         Unknown split, or a marker / scale that the store does not hold.
     """
-    from srcaco2.srdata.inspect import open_checked
+    from srcaco2.srdata.store import Store
 
     final = os.fspath(out).rstrip("/") or "/"
     if os.path.exists(final) and (not os.path.isdir(final) or (os.listdir(final) and not overwrite)):
@@ -163,14 +162,15 @@ def export_patches(
             f"{final} is {what}; export into a new or empty folder"
             + (", or pass --overwrite to replace it" if os.path.isdir(final) else "")
         )
-    root, attrs = open_checked(store)
+    st = Store.open(store)
+    attrs = st.attrs
     if split is not None:
         split_code(split)  # raises with the list of splits
     markers = _check_choice("markers", markers, attrs.markers)
     scales = _check_choice(
         "scales", [int(s) for s in scales] if scales else None, [int(s) for s in attrs.scales]
     )
-    index = read_index(root, where=str(store))
+    index = st.index()
     pids = window_pids(index)
     sel = index["accepted"].copy()
     if split is not None:
@@ -184,7 +184,7 @@ def export_patches(
     os.makedirs(tmp)
     try:
         files, fold_lists = _export_into(
-            tmp, root, attrs, index, pids, rows, split, markers, scales, workers, progress, str(store)
+            tmp, st, index, pids, rows, split, markers, scales, workers, progress, str(store)
         )
         _publish(tmp, final)
     except BaseException:
@@ -201,8 +201,7 @@ def _key(index: dict[str, np.ndarray], pids: np.ndarray, r: int) -> tuple[int, i
 
 def _export_into(
     out: str,
-    root: Any,
-    attrs: Any,
+    st: Any,
     index: dict[str, np.ndarray],
     pids: np.ndarray,
     rows: np.ndarray,
@@ -217,11 +216,11 @@ def _export_into(
     checked = CheckedReader(where)
     for s in (1, *scales):
         os.makedirs(os.path.join(out, f"hr_div_{s}"), exist_ok=True)
-    chan = {m: attrs.markers.index(m) for m in markers}
+    chan = {m: st.marker_index(m) for m in markers}
     arrays: dict[tuple[int, int], Any] = {}
     for t in np.unique(index["tile"][rows]):
         for s in (1, *scales):
-            arrays[(int(t), s)] = root[f"tiles/{int(t)}/{'hr' if s == 1 else f'x{s}'}/0"]
+            arrays[(int(t), s)] = st.tile_image(t, s)
 
     def job(r: int) -> int:
         t, y0, x0, pid = int(index["tile"][r]), int(index["y0"][r]), int(index["x0"][r]), int(pids[r])

@@ -58,6 +58,7 @@ from srcaco2.srdata.schema import (
     StoreFormatError,
     pixel_sizes,
 )
+from srcaco2.srdata.store import COVERAGE, Store, coverage_path, create_store, remove_store
 
 __all__ = ["PatchesInputError", "import_patches", "ROI_THRESHOLD"]
 
@@ -180,7 +181,7 @@ def import_patches(
     splits = {k: code for k, (code, _line) in order.items()}
     fold_lines = {k: line for k, (_code, line) in order.items()}
     if overwrite:
-        writer.remove_store(store)
+        remove_store(store)
     tiles = sorted({k[0] for k in windows})
     attrs = StoreAttrs(
         format_version=FORMAT_VERSION,
@@ -209,7 +210,7 @@ def import_patches(
         },
     )
     try:
-        root = writer.create_store(store, attrs, mode="w-")
+        st = create_store(store, attrs, mode="w-")
     except StoreFormatError as exc:
         if "already exists" not in str(exc):
             raise
@@ -243,19 +244,19 @@ def import_patches(
                     if s == 1:
                         cover = placed.any(axis=0)
                     px = attrs.pixel_size_um["hr" if s == 1 else f"x{s}"]
-                    writer.write_image(root, t, s, mosaic, chunk=chunk // s, pixel_size_um=px)
+                    writer.write_image(st, t, s, mosaic, chunk=chunk // s, pixel_size_um=px)
             roi = (
                 (hr[markers.index("CELL2")] >= ROI_THRESHOLD)
                 if "CELL2" in markers
                 else np.zeros((H, W), bool)
             )
             writer.write_roi(
-                root, t, roi.astype(np.uint8), chunk=chunk, pixel_size_um=attrs.pixel_size_um["hr"]
+                st, t, roi.astype(np.uint8), chunk=chunk, pixel_size_um=attrs.pixel_size_um["hr"]
             )
             _write_coverage(
-                root, t, cover.astype(np.uint8), chunk=chunk, pixel_size_um=attrs.pixel_size_um["hr"]
+                st, t, cover.astype(np.uint8), chunk=chunk, pixel_size_um=attrs.pixel_size_um["hr"]
             )
-            writer.mark_tile_finished(root, t)
+            writer.mark_tile_finished(st, t)
             c0, c1 = WINDOW_SIZE // 2 - 64, WINDOW_SIZE // 2 + 64
             for w, (_t, y0, x0) in enumerate(keys):
                 frac = float(roi[y0 + c0 : y0 + c1, x0 + c0 : x0 + c1].mean())
@@ -274,7 +275,7 @@ def import_patches(
             log.info("tile %d: %d windows, extent %dx%d", t, len(keys), H, W)
         n = len(rows)
         writer.write_index(
-            root,
+            st,
             {
                 "tile": np.array([r["tile"] for r in rows]),
                 "y0": np.array([r["y0"] for r in rows]),
@@ -291,7 +292,7 @@ def import_patches(
     except BaseException:
         # a failed import leaves nothing half-written: the store was created above, by this call
         log.info("%s: import failed; removing the partial store", store)
-        writer.remove_store(store)
+        remove_store(store)
         raise
     counts = defaultdict(int)
     for r in rows:
@@ -359,12 +360,12 @@ def _mosaic(
         yield w, c, path, _place(mosaic[c], placed[c], patch, oy, ox, 0 if s == 1 else MARGIN // s)
 
 
-def _write_coverage(root: Any, tile: int, mask: np.ndarray, *, chunk: int, pixel_size_um: float) -> None:
+def _write_coverage(st: Store, tile: int, mask: np.ndarray, *, chunk: int, pixel_size_um: float) -> None:
     """``tiles/<tile>/coverage/0``: uint8 (y, x) HR px, 1 = covered by a released HR patch."""
     from srcaco2.srdata.ome import ome_multiscales
-    from srcaco2.srdata.writer import ARRAY_CONFIG, compressors
+    from srcaco2.srdata.store import ARRAY_CONFIG, compressors
 
-    grp = root.create_group(f"tiles/{int(tile)}/coverage", overwrite=True)
+    grp = st.root.create_group(coverage_path(tile), overwrite=True)
     arr = grp.create_array(
         "0",
         shape=mask.shape,
@@ -376,4 +377,4 @@ def _write_coverage(root: Any, tile: int, mask: np.ndarray, *, chunk: int, pixel
         config=ARRAY_CONFIG,
     )
     arr[...] = mask
-    grp.attrs["ome"] = ome_multiscales(f"{tile}/coverage", ("y", "x"), 1, pixel_size_um, kind="max")
+    grp.attrs["ome"] = ome_multiscales(f"{tile}/{COVERAGE}", ("y", "x"), 1, pixel_size_um, kind="max")

@@ -32,7 +32,8 @@ import numpy as np
 from srcaco2.srdata import samplers
 from srcaco2.srdata.cache import DEFAULT_CACHE_BYTES
 from srcaco2.srdata.datasets import CropDataset, WindowDataset
-from srcaco2.srdata.schema import PATCH_SIZE, SCALES, image_path
+from srcaco2.srdata.schema import PATCH_SIZE, SCALES
+from srcaco2.srdata.store import image_path
 from srcaco2.srdata.transforms import to_float
 
 __all__ = ["WindowDataset", "CropDataset", "PatchLoader", "LoaderSettings", "make_loader"]

@@ -407,7 +407,7 @@ def create_levels(
     -------
     list of zarr.Array
     """
-    from srcaco2.srdata.writer import ARRAY_CONFIG, compressors
+    from srcaco2.srdata.store import ARRAY_CONFIG, compressors
 
     return [
         group.create_array(

@@ -22,7 +22,7 @@ from srcaco2.srdata.layout import RawInputError, discover_tiles, folder_name, ti
 
 __all__ = [
     "TileInfo", "RawTiles", "TiffRegion", "inspect_tile", "validate_raw", "read_tile", "load_tile",
-    "lazy_tile", "PixelSize", "tiff_pixel_size_um", "raw_pixel_size",
+    "lazy_tile", "PixelSize", "tiff_pixel_size_um", "raw_pixel_size", "from_manifest",
 ]  # fmt: skip
 
 log = logging.getLogger(__name__)
@@ -53,13 +53,26 @@ class RawTiles:
         ``info[tile][scale]`` -> `TileInfo` for scale in (1, 2, 4, 8).
     extent : dict
         ``extent[tile]`` -> (H, W), the HR extent after cropping every acquisition to the common
-        multiple of 8 (the /s acquisition keeps (H/s, W/s)).
+        multiple of its scales (the /s acquisition keeps (H/s, W/s)).
+    markers, scales, dtype
+        Channel names, LR scales and pixel type (SR-CACO-2: CELL0-2, 2/4/8, uint8).
+    manifest : srcaco2.srdata.manifest.Manifest or None
+        The manifest the set came from (`from_manifest`), None for the official layout.
     """
 
     root: str
-    tiles: list[int]
-    info: dict[int, dict[int, TileInfo]]
-    extent: dict[int, tuple[int, int]]
+    tiles: list[Any]
+    info: dict[Any, dict[int, TileInfo]]
+    extent: dict[Any, tuple[int, int]]
+    markers: tuple[str, ...] = ("CELL0", "CELL1", "CELL2")
+    scales: tuple[int, ...] = (2, 4, 8)
+    dtype: str = "uint8"
+    manifest: Any = None
+
+    @property
+    def acquisitions(self) -> tuple[int, ...]:
+        """HR (1) and the LR scales."""
+        return (1, *self.scales)
 
 
 def inspect_tile(path: str, *, n_channels: int = 3) -> TileInfo:
@@ -157,6 +170,19 @@ def validate_raw(raw: str | os.PathLike, *, size_tolerance: int = 4) -> RawTiles
             log.warning("tile %d: HR extent %dx%d holds no 640 px window", t, e8[0] * 8, e8[1] * 8)
         extent[t] = (8 * e8[0], 8 * e8[1])
     return RawTiles(root=raw, tiles=tiles, info=info, extent=extent)
+
+
+def from_manifest(manifest: Any) -> RawTiles:
+    """A validated manifest (`srcaco2.srdata.manifest.read_manifest`) as a raw set the build reads."""
+    info = {
+        t.id: {s: TileInfo(t.path(s), t.shapes[s], manifest.dtype) for s in (1, *manifest.scales)}
+        for t in manifest.tiles
+    }
+    return RawTiles(
+        root=manifest.path, tiles=[t.id for t in manifest.tiles], info=info,
+        extent={t.id: t.extent for t in manifest.tiles}, markers=tuple(manifest.channels),
+        scales=tuple(manifest.scales), dtype=manifest.dtype, manifest=manifest,
+    )  # fmt: skip
 
 
 def read_tile(path: str) -> np.ndarray:
@@ -373,17 +399,17 @@ class TiffRegion:
         The crop of the image to expose (top-left aligned, at most the image's shape).
     """
 
-    def __init__(self, path: str, shape: tuple[int, int, int]) -> None:
+    def __init__(self, path: str, shape: tuple[int, int, int], dtype: str = "uint8") -> None:
         self.path = str(path)
         self.shape = tuple(int(v) for v in shape)
-        self.dtype = np.dtype(np.uint8)
+        self.dtype = np.dtype(dtype)
         self.ndim = 3
 
     def __repr__(self) -> str:
-        return f"TiffRegion({self.path!r}, shape={self.shape})"
+        return f"TiffRegion({self.path!r}, shape={self.shape}, dtype={self.dtype})"
 
-    def __reduce__(self) -> tuple[Any, tuple[str, tuple[int, ...]]]:
-        return (TiffRegion, (self.path, self.shape))
+    def __reduce__(self) -> tuple[Any, tuple[str, tuple[int, ...], str]]:
+        return (TiffRegion, (self.path, self.shape, str(self.dtype)))
 
     def _norm(self, key: Any) -> tuple[tuple[slice, ...], tuple[int, ...]]:
         """Contiguous slices of `key` and the axes given as integers (dropped from the result)."""
@@ -414,14 +440,19 @@ class TiffRegion:
                 series = tif.series[0]
                 offset = series.dataoffset
                 full = tuple(int(v) for v in series.shape)
-                if offset is not None and np.dtype(series.dtype) == np.uint8 and len(full) == 3:
-                    mm = np.memmap(self.path, np.uint8, mode="r", offset=int(offset), shape=full)
-                    data = np.array(mm[sl])
+                flat = len(full) == 2  # an (H, W) TIFF is one channel
+                region = sl[1:] if flat else sl
+                if offset is not None and np.dtype(series.dtype) == self.dtype and len(full) in (2, 3):
+                    dt = self.dtype.newbyteorder(tif.byteorder)
+                    mm = np.memmap(self.path, dt, mode="r", offset=int(offset), shape=full)
+                    data = np.array(mm[region], dtype=self.dtype)
                 else:
                     import zarr
 
                     with series.aszarr() as store:
-                        data = np.asarray(zarr.open_array(store, mode="r")[sl])
+                        data = np.asarray(zarr.open_array(store, mode="r")[region], dtype=self.dtype)
+                if flat:
+                    data = data[None][sl[0]]
         except Exception as exc:  # noqa: BLE001 - any decoder failure is a bad file
             raise RawInputError(
                 f"{self.path}: cannot read region {[(s.start, s.stop) for s in sl]} "
@@ -450,13 +481,13 @@ def lazy_tile(raw_tiles: RawTiles, tile: int, *, blocks: int | dict[int, int] = 
 
     hh, ww = raw_tiles.extent[tile]
     out = {}
-    for s in SCALES_ALL:
+    for s in raw_tiles.acquisitions:
         info = raw_tiles.info[tile][s]
         shape = (info.shape[0], hh // s, ww // s)
         b = int(blocks[s]) if isinstance(blocks, dict) else max(8, int(blocks) // s)
         out[s] = da.from_array(
-            TiffRegion(info.path, shape), chunks=(shape[0], b, b), asarray=False,
-            meta=np.empty((0, 0, 0), np.uint8),  # no probing read of the file here
+            TiffRegion(info.path, shape, raw_tiles.dtype), chunks=(shape[0], b, b), asarray=False,
+            meta=np.empty((0, 0, 0), raw_tiles.dtype),  # no probing read of the file here
             name=f"raw-{tile}-{s}-{da.core.tokenize(info.path, shape, b, os.path.getmtime(info.path))}",
         )  # fmt: skip
     return out

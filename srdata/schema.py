@@ -42,7 +42,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
@@ -50,6 +50,9 @@ __all__ = [
     "FORMAT_VERSION",
     "MARKERS",
     "SCALES",
+    "SCALE_RANGE",
+    "MAX_CHANNELS",
+    "DTYPES",
     "ACQUISITIONS",
     "SPLITS",
     "PATCH_SIZE",
@@ -60,28 +63,22 @@ __all__ = [
     "OPTIONAL_INDEX_COLUMNS",
     "StoreFormatError",
     "StoreAttrs",
+    "WindowGeometry",
+    "shift_axes",
+    "shift_slot",
     "acquisition_name",
-    "image_path",
-    "roi_path",
-    "roi_group_path",
     "ROI_LABEL",
     "pixel_centres",
     "pixel_sizes",
     "READABLE_FORMAT_VERSIONS",
-    "index_path",
     "PREDICTIONS",
     "PREDICTION_ATTRS",
     "PREDICTION_FIELDS",
-    "prediction_path",
-    "parse_prediction_path",
     "split_code",
     "split_name",
     "lr_patch_origin",
     "read_lr_patch",
     "read_hr_patch",
-    "open_root",
-    "read_attrs",
-    "read_index",
 ]
 
 FORMAT_VERSION: int = 2
@@ -96,8 +93,6 @@ READABLE_FORMAT_VERSIONS: tuple[int, ...] = (1, FORMAT_VERSION)
 """Store versions readers accept; paths that moved between versions come from `roi_path` & co.;
 version 1 stores lack chunk checksums (`srdata info` says so)."""
 
-_ROI_LABEL_SINCE = 2  # first format version with the ROI as a label image
-
 ROI_LABEL: str = "roi"
 """Name of the ROI label image under ``tiles/<t>/hr/labels/`` (and of the version-1 group)."""
 
@@ -105,7 +100,16 @@ MARKERS: tuple[str, ...] = ("CELL0", "CELL1", "CELL2")
 """Channel order of every image (c axis): CELL0 Survivin (dimmest), CELL1, CELL2 H2B (brightest)."""
 
 SCALES: tuple[int, ...] = (2, 4, 8)
-"""Low-resolution acquisitions, as the divisor of the HR pixel count per side."""
+"""Low-resolution acquisitions of SR-CACO-2, as the divisor of the HR pixel count per side."""
+
+SCALE_RANGE: range = range(2, 9)
+"""Scales a store may hold (any integer 2..8; a store's own are ``attrs.scales``)."""
+
+MAX_CHANNELS: int = 8
+"""Most channels (markers) a store may hold."""
+
+DTYPES: tuple[str, ...] = ("uint8", "uint16")
+"""Pixel types of a store's images (kept as acquired; ``attrs.dtype``)."""
 
 ACQUISITIONS: tuple[str, ...] = ("hr", "x2", "x4", "x8")
 
@@ -179,6 +183,8 @@ class StoreAttrs:
         Provenance (input path, kind ``raw``/``patches``/``synth``, tool version, date).
     index_complete : bool
         True once ``index/`` is completely written.
+    dtype : str
+        Pixel type of every image (`DTYPES`; stores before it are uint8), kept as acquired.
     """
 
     format_version: int
@@ -191,6 +197,7 @@ class StoreAttrs:
     roi: dict[str, Any]
     source: dict[str, Any]
     index_complete: bool = False
+    dtype: str = "uint8"
 
     def to_json(self) -> dict[str, Any]:
         return json.loads(json.dumps(dataclasses.asdict(self)))
@@ -210,45 +217,25 @@ class StoreAttrs:
                 "into a new path"
             )
         fields = {f.name for f in dataclasses.fields(cls)}
-        missing = sorted(fields - set(data) - {"index_complete"})
+        missing = sorted(fields - set(data) - {"index_complete", "dtype"})
         if missing:
             raise StoreFormatError(f"{where}: attrs['srcaco2'] lacks {missing}; the store is incomplete")
         return cls(**{k: v for k, v in data.items() if k in fields})
 
 
 def acquisition_name(scale: int) -> str:
-    """``1 -> "hr"``, ``s -> "x{s}"`` for s in `SCALES`.
+    """``1 -> "hr"``, ``s -> "x{s}"`` for s in `SCALE_RANGE`.
 
     Raises
     ------
     ValueError
-        For a scale that is neither 1 nor in `SCALES`.
+        For a scale that is neither 1 nor in `SCALE_RANGE`.
     """
     if scale == 1:
         return "hr"
-    if scale in SCALES:
-        return f"x{scale}"
-    raise ValueError(f"scale must be 1 (HR) or one of {list(SCALES)}, got {scale!r}")
-
-
-def image_path(tile: int, scale: int, level: int = 0) -> str:
-    """Path of one multiscale level of a tile's acquisition, e.g. ``tiles/7/x4/0``."""
-    return f"tiles/{int(tile)}/{acquisition_name(scale)}/{int(level)}"
-
-
-def roi_group_path(tile: int, *, format_version: int = FORMAT_VERSION) -> str:
-    """Group of a tile's ROI mask: ``tiles/<t>/hr/labels/roi`` (an OME-NGFF label image of the HR
-    image), or ``tiles/<t>/roi`` in a format-version-1 store. Pass the store's
-    ``StoreAttrs.format_version`` when reading."""
-    if int(format_version) < _ROI_LABEL_SINCE:
-        return f"tiles/{int(tile)}/{ROI_LABEL}"
-    return f"tiles/{int(tile)}/hr/labels/{ROI_LABEL}"
-
-
-def roi_path(tile: int, level: int = 0, *, format_version: int = FORMAT_VERSION) -> str:
-    """Path of one level of a tile's ROI mask, e.g. ``tiles/7/hr/labels/roi/0`` (uint8, HR pixels,
-    1 = cell); readers pass the store's ``format_version`` (version 1: ``tiles/7/roi/0``)."""
-    return f"{roi_group_path(tile, format_version=format_version)}/{int(level)}"
+    if isinstance(scale, (int, np.integer)) and int(scale) in SCALE_RANGE:
+        return f"x{int(scale)}"
+    raise ValueError(f"scale must be 1 (HR) or an integer from 2 to 8, got {scale!r}")
 
 
 def pixel_centres(n: int, pixel_size_um: float | None, *, scale: int = 1) -> np.ndarray:
@@ -273,13 +260,6 @@ def pixel_sizes(hr_um: float | None, scales: tuple[int, ...] | list[int] = SCALE
     return {"hr": p} | {acquisition_name(s): None if p is None else p * int(s) for s in scales}
 
 
-def index_path(column: str) -> str:
-    """Path of one index column, e.g. ``index/y0``."""
-    if column not in INDEX_COLUMNS:
-        raise KeyError(f"unknown index column {column!r}; columns are {list(INDEX_COLUMNS)}")
-    return f"index/{column}"
-
-
 PREDICTIONS: str = "predictions"
 """Root group of the whole-tile predictions (``predictions/<name>/<tile>``)."""
 
@@ -293,33 +273,6 @@ PREDICTION_FIELDS: dict[str, str] = {
     "method": "str, registry name of the network (or bicubic)",
 }
 """Required fields of ``attrs[PREDICTION_ATTRS]`` (more may follow: source, tiling, exact, ...)."""
-
-
-def prediction_path(name: str, tile: int) -> str:
-    """Group of a whole-tile prediction: ``predictions/<name>/<tile>`` (an OME-NGFF image).
-
-    Raises
-    ------
-    ValueError
-        An empty `name` or one holding ``/`` (a prediction name is one path component).
-    """
-    if not name or "/" in name or name in (".", ".."):
-        raise ValueError(f"prediction name must be a non-empty name without '/', got {name!r}")
-    return f"{PREDICTIONS}/{name}/{int(tile)}"
-
-
-def parse_prediction_path(path: str) -> tuple[str, int]:
-    """Inverse of `prediction_path`: ``"predictions/bic_x4/7" -> ("bic_x4", 7)``.
-
-    Raises
-    ------
-    ValueError
-        `path` is not ``predictions/<name>/<integer tile>``.
-    """
-    parts = path.strip("/").split("/")
-    if len(parts) != 3 or parts[0] != PREDICTIONS or not parts[2].lstrip("-").isdigit():
-        raise ValueError(f"{path!r} is not a prediction path ({PREDICTIONS}/<name>/<tile>)")
-    return parts[1], int(parts[2])
 
 
 def split_code(split: str) -> int:
@@ -406,80 +359,77 @@ def read_hr_patch(hr_plane: Any, y0: int, x0: int, *, size: int = PATCH_SIZE) ->
     return np.asarray(hr_plane[y0 + MARGIN : y0 + MARGIN + size, x0 + MARGIN : x0 + MARGIN + size])
 
 
-def open_root(store: str | Any, mode: Literal["r", "r+", "a", "w", "w-"] = "r") -> Any:
-    """Open the root Zarr v3 group of a store (local path or fsspec URL such as ``s3://b/x.zarr``).
+def shift_axes(
+    markers: list[str] | tuple[str, ...], scales: list[int] | tuple[int, ...]
+) -> tuple[int, tuple[int, ...]]:
+    """The (marker count, scales) axes of a store's ``index/shift`` column.
 
-    Modes follow zarr: ``r`` read only, ``r+`` read/write existing, ``a`` read/write, create if
-    missing, ``w`` create (overwrite), ``w-`` create, fail if it exists.
-
-    Raises
-    ------
-    StoreFormatError
-        With ``r``/``r+``: nothing at `store`, or something that is not a Zarr v3 group.
+    SR-CACO-2 stores (markers among `MARKERS`, scales among `SCALES`) keep the benchmark's full
+    (3, 3) grid whatever subset they hold (``shift[:, MARKERS.index(m), SCALES.index(s)]``); any
+    other store has one row per marker of its own and one column per scale of its own.
     """
-    import zarr
-
-    kw: dict[str, Any] = {}
-    if isinstance(store, str) and store.split("://", 1)[0] in ("file", "local") and "://" in store:
-        kw["storage_options"] = {"auto_mkdir": True}  # fsspec's local fs creates no parent folders
-    if mode not in ("r", "r+"):
-        return zarr.open_group(store, mode=mode, zarr_format=3, **kw)
-    try:
-        return zarr.open_group(store, mode=mode, zarr_format=3, **kw)
-    except zarr.errors.NodeNotFoundError:
-        raise StoreFormatError(
-            f"{store}: holds no Zarr v3 group (no zarr.json), so it is not a srcaco2 store; pass the "
-            "STORE written by `srdata build RAW STORE` or `srdata import-patches PATCHES STORE`"
-        ) from None
-    except FileNotFoundError:
-        raise StoreFormatError(
-            f"{store}: no such store; build one with `srdata build RAW STORE` "
-            "(or `srdata import-patches PATCHES STORE`)"
-        ) from None
+    if set(markers) <= set(MARKERS) and set(int(s) for s in scales) <= set(SCALES):
+        return len(MARKERS), SCALES
+    return len(markers), tuple(int(s) for s in scales)
 
 
-def read_attrs(root: Any, *, where: str | None = None) -> StoreAttrs:
-    """Validated `StoreAttrs` of an open root group (raises `StoreFormatError`)."""
-    where = where or str(getattr(root, "store", "<store>"))
-    return StoreAttrs.from_json(root.attrs.get("srcaco2"), where=where)
+def shift_slot(
+    markers: list[str] | tuple[str, ...], scales: list[int] | tuple[int, ...], marker: str, scale: int
+) -> tuple[int, int]:
+    """Where (marker, scale) sits in the store's ``index/shift`` column (see `shift_axes`)."""
+    n, axis = shift_axes(markers, scales)
+    row = MARKERS.index(marker) if n == len(MARKERS) and axis == SCALES else list(markers).index(marker)
+    return row, axis.index(int(scale))
 
 
-def read_index(root: Any, *, where: str | None = None) -> dict[str, np.ndarray]:
-    """The whole window table as numpy columns (see `INDEX_COLUMNS`); raises `StoreFormatError`.
+@dataclasses.dataclass(frozen=True)
+class WindowGeometry:
+    """Where windows lie in a tile, HR pixels.
 
-    Requires ``attrs["srcaco2"]["index_complete"]``: a store whose build stopped before the index
-    was written is refused with the command that finishes it.
+    A window is ``size``² at a multiple of ``stride``; its patch is the central ``size - 2 margin``
+    square (the margin absorbs the registration shift); it is accepted when its central
+    ``center``² holds at least ``min_fraction`` ROI. Every coordinate is a whole LR pixel at every
+    scale of the store (`for_scales`). SR-CACO-2: 640, 256, 64, 128, 0.2 (`WINDOW_SIZE`, ...).
     """
-    where = where or str(getattr(root, "store", "<store>"))
-    attrs = read_attrs(root, where=where)
-    if not attrs.index_complete or "index" not in root:
-        raise StoreFormatError(
-            f"{where}: the window index is missing or incomplete; finish the build with "
-            "`srdata build RAW STORE` (it resumes) or re-import with `srdata import-patches`"
-        )
-    out: dict[str, np.ndarray] = {}
-    for name, (dtype, trailing) in INDEX_COLUMNS.items():
-        if name not in root["index"]:
-            if name in OPTIONAL_INDEX_COLUMNS and out:
-                n_rows = len(next(iter(out.values())))
-                out[name] = np.full((n_rows, *trailing), OPTIONAL_INDEX_COLUMNS[name], np.dtype(dtype))
-                continue
-            raise StoreFormatError(f"{where}: index column index/{name} is missing; rebuild the store")
-        try:
-            col = np.asarray(root[index_path(name)][...])
-        except Exception as exc:  # noqa: BLE001 - a damaged chunk: codec / checksum / JSON errors of zarr
-            detail = " ".join(str(exc).split())[:200]
-            raise StoreFormatError(
-                f"{where}: array {index_path(name)} cannot be read ({type(exc).__name__}: {detail}); the "
-                "window index is damaged: `srdata verify` lists the chunks, then rebuild it with "
-                "`srdata build RAW STORE --overwrite` (or re-import with `srdata import-patches`)"
-            ) from None
-        if col.dtype != np.dtype(dtype) or col.shape[1:] != trailing:
-            raise StoreFormatError(
-                f"{where}: index/{name} is {col.dtype}{list(col.shape)}, expected {dtype} (N, *{trailing})"
-            )
-        out[name] = col
-    n = {len(c) for c in out.values()}
-    if len(n) != 1:
-        raise StoreFormatError(f"{where}: index columns differ in length {sorted(n)}; rebuild the store")
-    return out
+
+    size: int = WINDOW_SIZE
+    stride: int = STRIDE
+    margin: int = MARGIN
+    center: int = 128
+    min_fraction: float = 0.2
+
+    @property
+    def patch(self) -> int:
+        """Side of a window's patch (512 for SR-CACO-2)."""
+        return self.size - 2 * self.margin
+
+    @classmethod
+    def for_scales(
+        cls, scales: list[int] | tuple[int, ...], *, size: int = WINDOW_SIZE, stride: int = STRIDE,
+        margin: int = MARGIN, center: int = 128, min_fraction: float = 0.2,
+    ) -> WindowGeometry:  # fmt: skip
+        """Round size, stride and margin to multiples of every scale (their least common multiple,
+        nearest, at least one): SR-CACO-2's 2/4/8 keep 640/256/64, scales 2 and 3 give 642/258/66."""
+        import math
+
+        m = math.lcm(*(int(s) for s in scales)) if scales else 1
+
+        def near(v: int) -> int:
+            return max(m, int(round(v / m)) * m)
+
+        return cls(near(size), near(stride), near(margin), int(center), float(min_fraction))
+
+    @classmethod
+    def from_attrs(cls, roi: dict[str, Any]) -> WindowGeometry:
+        """The geometry recorded in ``attrs.roi`` (``window``, ``stride``, ``margin``, ``center``,
+        ``min_fraction``); SR-CACO-2's values where a key is absent (stores before it)."""
+        base = cls()
+        return cls(
+            int(roi.get("window", base.size)), int(roi.get("stride", base.stride)),
+            int(roi.get("margin", base.margin)), int(roi.get("center", base.center)),
+            float(roi.get("min_fraction", base.min_fraction)),
+        )  # fmt: skip
+
+    def to_attrs(self) -> dict[str, Any]:
+        return {"window": self.size, "stride": self.stride, "margin": self.margin, "center": self.center,
+                "min_fraction": self.min_fraction}  # fmt: skip

@@ -15,196 +15,45 @@ image of the HR image. docs/store.md describes the result.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
 from srcaco2.srdata.ome import ome_image_metadata, ome_label_metadata, write_multiscale
 from srcaco2.srdata.schema import (
-    FORMAT_VERSION,
     INDEX_COLUMNS,
-    MARKERS,
     ROI_LABEL,
-    StoreAttrs,
     StoreFormatError,
     acquisition_name,
+)
+from srcaco2.srdata.store import (
+    ARRAY_CONFIG,
+    Store,
+    compressors,
+    image_group_path,
     index_path,
-    open_root,
-    read_attrs,
     roi_group_path,
+    tile_path,
 )
 
 __all__ = [
-    "ARRAY_CONFIG",
-    "COMPRESSION",
-    "compressors",
-    "create_store",
     "ROI_LABEL",
     "write_image",
     "write_roi",
     "write_index",
     "mark_tile_finished",
-    "update_attrs",
-    "store_exists",
-    "remove_store",
 ]
 
 log = logging.getLogger(__name__)
 
-COMPRESSION: dict[str, Any] = {"cname": "zstd", "clevel": 1, "shuffle": "bitshuffle"}
-"""Blosc settings of every array (bitshuffle wins on sparse uint8 microscopy; zstd level 1 compresses
-as well as level 3 on these images at 2-3x the speed, see benchmarks/build.py)."""
 
-# Attributes that must agree between an existing store and a resumed build.
-_RESUME_FIELDS = ("format_version", "markers", "scales", "pixel_size_um", "chunks", "tiles", "roi")
-
-
-ARRAY_CONFIG: dict[str, Any] = {"write_empty_chunks": True}
-"""Runtime config of every array a writer creates: all chunks are stored, even those equal to the fill
-value, so that `srdata verify` and the readers can tell a deleted chunk file from an empty chunk."""
-
-
-def compressors() -> tuple[Any, ...]:
-    """The codec tuple every array of a store is written with: blosc (`COMPRESSION`), then crc32c.
-
-    The crc32c codec appends a 4-byte checksum to each compressed chunk and zarr checks it on every
-    read, so a flipped bit is an error (format version 2, `srcaco2.srdata.schema.FORMAT_VERSION`).
-    """
-    from zarr.codecs import BloscCodec, Crc32cCodec
-
-    return (BloscCodec(**COMPRESSION), Crc32cCodec())
-
-
-def _fs_and_path(path: str) -> tuple[Any, str]:
-    import fsspec
-
-    fs, _, paths = fsspec.get_fs_token_paths(path)
-    return fs, paths[0]
-
-
-def store_exists(path: str) -> bool:
-    """True if `path` (local path or fsspec URL) exists and is not an empty directory."""
-    fs, p = _fs_and_path(path)
-    if not fs.exists(p):
-        return False
-    if fs.isdir(p):
-        return len(fs.ls(p)) > 0
-    return True
-
-
-def remove_store(path: str) -> None:
-    """Delete an existing srcaco2 store (any format version); refuse anything else.
-
-    Raises
-    ------
-    StoreFormatError
-        If `path` holds something that is not a srcaco2 store (nothing is deleted).
-    """
-    if not store_exists(path):
-        return
-    try:
-        root = open_root(path, mode="r")
-        is_store = isinstance(root.attrs.get("srcaco2"), dict)
-    except Exception:  # noqa: BLE001 - anything unreadable is not ours to delete
-        is_store = False
-    if not is_store:
-        raise StoreFormatError(
-            f"{path}: exists and is not a srcaco2 store; refusing to delete it. "
-            "Choose another STORE path or remove it yourself"
-        )
-    fs, p = _fs_and_path(path)
-    fs.rm(p, recursive=True)
-
-
-def create_store(path: str, attrs: StoreAttrs, *, mode: Literal["w-", "a"] = "w-") -> Any:
-    """Create a store (``mode="w-"``) or reopen one for a resumed build (``mode="a"``).
-
-    Parameters
-    ----------
-    path : str
-        Local path or fsspec URL of the root group (e.g. ``out.zarr``, ``s3://bucket/x.zarr``).
-    attrs : StoreAttrs
-        Root attributes to write. With ``mode="a"`` and an existing store, the existing
-        ``finished_tiles`` are kept and every field in ``_RESUME_FIELDS`` must agree.
-    mode : {"w-", "a"}
-        ``w-``: create, fail if anything exists at `path` (an empty directory is fine).
-        ``a``: reopen an existing compatible store, or create it if missing.
-
-    Returns
-    -------
-    zarr.Group
-        The root group, open for writing.
-
-    Raises
-    ------
-    StoreFormatError
-        `path` exists and is not a srcaco2 store; a store of another format version; ``w-`` on an
-        existing store; ``a`` on a store built with other parameters.
-    """
-    if attrs.format_version != FORMAT_VERSION:
-        raise ValueError(f"attrs.format_version must be {FORMAT_VERSION}, got {attrs.format_version}")
-    if mode not in ("w-", "a"):
-        raise ValueError(f"mode must be 'w-' or 'a', got {mode!r}")
-    if store_exists(path):
-        try:
-            root = open_root(path, mode="r+")
-            raw = root.attrs.get("srcaco2")
-        except Exception as exc:  # noqa: BLE001 - not a zarr group at all
-            raise StoreFormatError(
-                f"{path}: exists and is not a srcaco2 store ({type(exc).__name__}); "
-                "choose a new STORE path or remove this one"
-            ) from None
-        if not isinstance(raw, dict):
-            raise StoreFormatError(
-                f"{path}: exists and is not a srcaco2 store (no attrs['srcaco2']); "
-                "choose a new STORE path or remove this one"
-            )
-        if raw.get("format_version") != FORMAT_VERSION:
-            raise StoreFormatError(
-                f"{path}: store format_version {raw.get('format_version')!r}, this toolkit writes version "
-                f"{FORMAT_VERSION}; build into a new path or rerun with --overwrite to replace it"
-            )
-        if mode == "w-":
-            raise StoreFormatError(
-                f"{path}: a srcaco2 store already exists; resume its build by rerunning the same "
-                "`srdata build` command, write to another STORE path, or pass --overwrite to replace it"
-            )
-        old = read_attrs(root, where=str(path))
-        for name in _RESUME_FIELDS:
-            if _norm(getattr(old, name)) != _norm(getattr(attrs, name)):
-                raise StoreFormatError(
-                    f"{path}: existing store has {name}={getattr(old, name)!r} but this build asks for "
-                    f"{getattr(attrs, name)!r}; rerun with the same options or with --overwrite"
-                )
-        return root
-    root = open_root(path, mode="a")
-    root.attrs["srcaco2"] = attrs.to_json()
-    log.info("created store %s", path)
-    return root
-
-
-def _norm(value: Any) -> Any:
-    import json
-
-    return json.loads(json.dumps(value, sort_keys=True))
-
-
-def update_attrs(root: Any, **changes: Any) -> StoreAttrs:
-    """Replace fields of ``attrs["srcaco2"]`` (one read-modify-write of the root metadata)."""
-    new = dataclasses.replace(read_attrs(root), **changes)
-    root.attrs["srcaco2"] = new.to_json()
-    return new
-
-
-def _check_tile_written(root: Any, tile: int) -> None:
+def _check_tile_written(store: Store, tile: int) -> None:
     """Re-check that every image group of `tile` is complete: OME metadata, every listed level, and
     (checksummed arrays) every chunk stored. Raises `StoreFormatError` naming what is absent."""
     from srcaco2.srdata.integrity import has_checksums, missing_chunks
 
-    key = f"tiles/{int(tile)}"
-    where = str(getattr(root, "store", "<store>"))
+    key, root, where = tile_path(tile), store.root, store.path
     if key not in root:
         raise StoreFormatError(
             f"{where}: {key} vanished after writing; is another process writing this store? Rerun the build"
@@ -236,7 +85,7 @@ def _check_tile_written(root: Any, tile: int) -> None:
                 )
 
 
-def mark_tile_finished(root: Any, tile: int) -> None:
+def mark_tile_finished(store: Store, tile: int) -> None:
     """Record `tile` in ``finished_tiles``; call only after all its arrays are written.
 
     Before recording, re-checks that the tile's arrays are all present (`_check_tile_written`) and
@@ -253,21 +102,20 @@ def mark_tile_finished(root: Any, tile: int) -> None:
     from srcaco2.srdata.lease import check_held
 
     check_held()
-    _check_tile_written(root, tile)
-    record_manifests(root[f"tiles/{int(tile)}"])  # binds every chunk of the tile to its place
-    attrs = read_attrs(root)
-    done = sorted(set(int(t) for t in attrs.finished_tiles) | {int(tile)})
-    update_attrs(root, finished_tiles=done)
+    _check_tile_written(store, tile)
+    record_manifests(store.tile_group(tile))  # binds every chunk of the tile to its place
+    done = sorted(set(int(t) for t in store.attrs.finished_tiles) | {int(tile)})
+    store.update_attrs(finished_tiles=done)
 
 
 _FROM_STORE = "store"
 
 
-def _store_pixel_size(root: Any, acq: str, given: float | None | str) -> float | None:
+def _store_pixel_size(store: Store, acq: str, given: float | None | str) -> float | None:
     """`given`, or the store's ``attrs.pixel_size_um[acq]`` when `given` is ``"store"``."""
     if given != _FROM_STORE:
         return None if given is None else float(given)  # type: ignore[arg-type]
-    return read_attrs(root).pixel_size_um.get(acq)
+    return store.attrs.pixel_size_um.get(acq)
 
 
 def _level_count(group: Any) -> int:
@@ -278,7 +126,7 @@ def _level_count(group: Any) -> int:
 
 
 def write_image(
-    root: Any,
+    store: Store,
     tile: int,
     scale: int,
     data: Any,
@@ -291,8 +139,8 @@ def write_image(
 
     Parameters
     ----------
-    root : zarr.Group
-        Store root open for writing.
+    store : Store
+        Open for writing.
     tile : int
         Tile id.
     scale : int
@@ -315,11 +163,11 @@ def write_image(
     translations) and names the channels with display windows from the data.
     """
     acq = acquisition_name(scale)
-    px = _store_pixel_size(root, acq, pixel_size_um)
-    markers = list(read_attrs(root).markers) if "srcaco2" in root.attrs else list(MARKERS)
+    px = _store_pixel_size(store, acq, pixel_size_um)
+    markers = list(store.markers)
     nc = int(data.shape[0]) if getattr(data, "ndim", 0) == 3 else 0
     if len(markers) != nc:
-        markers = [MARKERS[i] if i < len(MARKERS) else f"C{i}" for i in range(nc)]
+        markers = [f"C{i}" for i in range(nc)]  # an image that is not of the store's markers
 
     def meta(n: int, coarsest: np.ndarray) -> dict[str, Any]:
         return ome_image_metadata(
@@ -327,13 +175,13 @@ def write_image(
         )
 
     write_multiscale(
-        root, f"tiles/{int(tile)}/{acq}", data, ("c", "y", "x"),
+        store.root, image_group_path(tile, scale), data, ("c", "y", "x"),
         chunk=chunk, n_levels=n_levels, reduce="mean", metadata=meta,
     )  # fmt: skip
 
 
 def write_roi(
-    root: Any,
+    store: Store,
     tile: int,
     mask: Any,
     *,
@@ -366,10 +214,10 @@ def write_roi(
     ValueError
         `mask` is not the HR extent, or `n_levels` differs from the HR image's.
     """
-    hr_path = f"tiles/{int(tile)}/hr"
+    root, hr_path = store.root, image_group_path(tile, 1)
     if hr_path not in root or "0" not in root[hr_path]:
         raise StoreFormatError(
-            f"{hr_path}: missing; write the HR image (write_image(root, {tile}, 1, ...)) before its ROI label"
+            f"{hr_path}: missing; write the HR image (write_image(store, {tile}, 1, ..)) before its ROI label"
         )
     hr = root[hr_path]
     n_hr = _level_count(hr)
@@ -381,7 +229,7 @@ def write_roi(
             f"{group}: n_levels={n_levels} but the HR image has {n_hr} levels; "
             "a label image must have as many levels as its image"
         )
-    px = _store_pixel_size(root, "hr", pixel_size_um)
+    px = _store_pixel_size(store, "hr", pixel_size_um)
 
     def meta(n: int, _coarsest: np.ndarray) -> dict[str, Any]:
         return ome_label_metadata(f"{tile}/{ROI_LABEL}", n, px)
@@ -394,7 +242,7 @@ def write_roi(
     labels.attrs["ome"] = {"version": "0.5", "labels": sorted({*names, ROI_LABEL})}
 
 
-def write_index(root: Any, columns: dict[str, np.ndarray]) -> None:
+def write_index(store: Store, columns: dict[str, np.ndarray]) -> None:
     """Write the window table ``index/<column>`` and then set ``index_complete=True``.
 
     Parameters
@@ -422,10 +270,10 @@ def write_index(root: Any, columns: dict[str, np.ndarray]) -> None:
     lengths = {len(c) for c in cast.values()}
     if len(lengths) != 1:
         raise ValueError(f"index columns differ in length: { {k: len(v) for k, v in cast.items()} }")
-    update_attrs(root, index_complete=False)
+    store.update_attrs(index_complete=False)
     for name, col in cast.items():
         n = max(len(col), 1)
-        root.create_array(
+        store.root.create_array(
             index_path(name),
             shape=col.shape,
             dtype=col.dtype,
@@ -436,5 +284,5 @@ def write_index(root: Any, columns: dict[str, np.ndarray]) -> None:
         )[...] = col
     from srcaco2.srdata.integrity import record_manifests
 
-    record_manifests(root["index"])
-    update_attrs(root, index_complete=True)
+    record_manifests(store.root["index"])
+    store.update_attrs(index_complete=True)

@@ -17,16 +17,13 @@ from srcaco2.srdata.schema import (
     StoreFormatError,
     acquisition_name,
     pixel_centres,
-    roi_group_path,
 )
+from srcaco2.srdata.store import COVERAGE, Store
 
 if TYPE_CHECKING:  # pragma: no cover
     import xarray as xr
 
 __all__ = ["open_store", "COVERAGE"]
-
-COVERAGE = "coverage"
-"""Name of the optional per-tile mask ``tiles/<t>/coverage/0`` (stores made by `import-patches`)."""
 
 
 def _level0(group: Any, where: str) -> Any:
@@ -121,32 +118,24 @@ def open_store(path: str | Any) -> xr.DataTree:
     """
     import xarray as xr
 
-    from srcaco2.srdata.inspect import open_checked
-
-    root, attrs = open_checked(path)
-    where = str(path)
+    st = Store.open(path)
+    root, attrs, where = st.root, st.attrs, st.path
     nodes: dict[str, Any] = {"/": xr.Dataset(attrs={"srcaco2": attrs.to_json()})}
-    tiles_group = root["tiles"] if "tiles" in root else None
     for tile in attrs.tiles:
-        if tiles_group is None or str(tile) not in tiles_group:
-            raise StoreFormatError(
-                f"{where}: tile {tile} is listed in the attributes but tiles/{tile} is missing"
-            )
-        tg = tiles_group[str(tile)]
+        groups = st.tile_groups(tile)
         for scale in (1, *attrs.scales):
             acq = acquisition_name(scale)
-            if acq not in tg:
-                raise StoreFormatError(f"{where}: tiles/{tile}/{acq} is missing; rebuild the store")
-            arr = _level0(tg[acq], f"{where}: tiles/{tile}/{acq}")
-            nodes[f"/tiles/{tile}/{acq}"] = _image_node(
+            if groups[acq] not in root:
+                raise StoreFormatError(f"{where}: {groups[acq]} is missing (tile {tile}); rebuild the store")
+            arr = _level0(root[groups[acq]], f"{where}: {groups[acq]}")
+            nodes[f"/{groups[acq]}"] = _image_node(
                 arr, name="image", markers=attrs.markers, px=_px(attrs, acq), scale=scale
             )
-        roi_group = roi_group_path(tile, format_version=attrs.format_version)
-        masks = {"roi": roi_group, COVERAGE: f"tiles/{tile}/{COVERAGE}"}
-        for name, group in masks.items():
+        for name in ("roi", COVERAGE):
+            group = groups[name]
             if group in root:
                 arr = _level0(root[group], f"{where}: {group}")
-                nodes[f"/tiles/{tile}/{name}"] = _image_node(
+                nodes[f"/{groups['hr'].rsplit('/', 1)[0]}/{name}"] = _image_node(
                     arr, name=name, markers=None, px=_px(attrs, "hr"), scale=1
                 )
     if "index" in root:

@@ -162,10 +162,11 @@ def plan_jobs(
     StoreFormatError, ValueError
         Not a store, or an unknown split.
     """
-    from srcaco2.srdata.schema import SPLITS, open_root, read_attrs
+    from srcaco2.srdata.schema import SPLITS
+    from srcaco2.srdata.store import Store
 
     store = str(store)
-    attrs = read_attrs(open_root(store, mode="r"), where=store)
+    attrs = Store.open(store).attrs
     if split not in SPLITS:
         raise ValueError(f"split={split!r} is not one of {', '.join(SPLITS)}")
     kept: list[RunEntry] = []

@@ -95,9 +95,10 @@ def check_store_args(store: str | Path, split: str, marker: str, scale: int) -> 
     ValueError
         Unknown split, or a marker / scale the store does not hold.
     """
-    from srcaco2.srdata.schema import SPLITS, open_root, read_attrs
+    from srcaco2.srdata.schema import SPLITS
+    from srcaco2.srdata.store import Store
 
-    attrs = read_attrs(open_root(str(store), mode="r"), where=str(store))
+    attrs = Store.open(store).attrs
     if split not in SPLITS:
         raise ValueError(f"split={split!r} is not one of {', '.join(SPLITS)}")
     if marker not in attrs.markers:
@@ -296,10 +297,9 @@ def decode_windows(
 
 def hr_pixel_size_um(store: str | Path) -> float | None:
     """The store's HR pixel size in µm, or None when it does not give a finite positive one."""
-    from srcaco2.srdata.schema import open_root, read_attrs
+    from srcaco2.srdata.store import Store
 
-    attrs = read_attrs(open_root(str(store), mode="r"), where=str(store))
-    px = (attrs.pixel_size_um or {}).get("hr")
+    px = (Store.open(store).attrs.pixel_size_um or {}).get("hr")
     try:
         px = float(px)
     except (TypeError, ValueError):

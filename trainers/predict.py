@@ -38,7 +38,7 @@ from srcaco2.trainers.tiling import (
     tile_starts,
 )
 
-__all__ = ["predict_tiled", "predict_to_store", "prediction_path"]
+__all__ = ["predict_tiled", "predict_to_store"]
 
 log = logging.getLogger(__name__)
 
@@ -260,13 +260,6 @@ def _check_finite(values: torch.Tensor | np.ndarray, row0: int, row1: int) -> No
         )
 
 
-def prediction_path(name: str, tile: int) -> str:
-    """Group of a whole-tile prediction in a store (`srcaco2.srdata.schema.prediction_path`)."""
-    from srcaco2.srdata.schema import prediction_path as _path
-
-    return _path(name, tile)
-
-
 def predict_to_store(
     model: Callable[[torch.Tensor], torch.Tensor],
     store: str,
@@ -311,40 +304,29 @@ def predict_to_store(
         The group path written.
     """
     from srcaco2.srdata.ome import OmeImageWriter
-    from srcaco2.srdata.schema import MARKERS, PREDICTION_ATTRS, image_path, open_root, read_attrs
+    from srcaco2.srdata.schema import PREDICTION_ATTRS
+    from srcaco2.srdata.store import Store
 
     plan = tiling or plan_tiling(method, scale, tile=tile, overlap=overlap, halo=halo, whole=whole)
-    src = open_root(store, mode="r")
-    attrs = read_attrs(src, where=store)
-    if int(tile_id) not in attrs.tiles:
-        raise ValueError(f"{store}: no tile {tile_id}; tiles are {attrs.tiles}")
-    unknown = [m for m in markers if m not in attrs.markers]
-    if unknown:
-        raise ValueError(f"{store}: unknown marker(s) {unknown}; markers are {attrs.markers}")
-    lr_arr = src[image_path(tile_id, scale)]
-    lr = np.stack([np.asarray(lr_arr[MARKERS.index(m)]) for m in markers])
+    src = Store.open(store)
+    src.check(tiles=[tile_id], marker=markers, scale=scale)
+    lr_arr = src.tile_image(tile_id, scale)
+    lr = np.stack([np.asarray(lr_arr[src.marker_index(m)]) for m in markers])
     c, h, w = lr.shape
     s = int(scale)
-    dst = open_root(out_store or store, mode="a")
-    group_path = prediction_path(name, tile_id)
-    writer = OmeImageWriter(
-        dst.create_group(group_path, overwrite=True), (c, s * h, s * w),
-        chunk=int(attrs.chunks.get("hr", 512)), pixel_size_um=attrs.pixel_size_um.get("hr"),
-        channel_names=list(markers), name=group_path,
-    )  # fmt: skip
-    try:
+    dst = Store.open(store, mode="r+") if out_store is None else Store.open_or_create(out_store, like=src)
+    with dst.write_prediction(name, tile_id) as group:
+        group_path = group.path
+        writer = OmeImageWriter(
+            group, (c, s * h, s * w), chunk=int(src.attrs.chunks.get("hr", 512)),
+            pixel_size_um=src.attrs.pixel_size_um.get("hr"), channel_names=list(markers), name=group_path,
+        )  # fmt: skip
         predict_tiled(
             model, lr, s, tile=plan.tile, overlap=plan.overlap, halo=plan.halo, batch_size=batch_size,
             align=plan.align if align is None else align, device=device, sink=writer.write_rows,
             progress=progress,
         )  # fmt: skip
-        info = {"markers": list(markers), "scale": s, "source_tile": int(tile_id), "method": method,
+        info = {"markers": list(markers), "scale": s, "source_tile": tile_id, "method": method,
                 "tiling": plan.to_json(), **(metadata or {})}  # fmt: skip
         writer.finish({PREDICTION_ATTRS: info})
-    except BaseException:
-        try:  # nothing half-written: drop the incomplete group
-            del dst[group_path]
-        except Exception as exc:  # noqa: BLE001 - report, do not mask the original error
-            log.warning("could not remove the incomplete prediction %s: %s", group_path, exc)
-        raise
     return group_path

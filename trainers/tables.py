@@ -437,12 +437,12 @@ def compare_paper_summaries(
 def _store_data(stores: set[str]) -> str:
     """``real`` when every store was built from SR-CACO-2 raw tiles or patches, ``synthetic`` when any
     holds `srdata synth` tiles, else ``unknown`` (a store that cannot be read here)."""
-    from srcaco2.srdata.schema import open_root, read_attrs
+    from srcaco2.srdata.store import Store
 
     kinds = set()
     for store in stores:
         try:
-            kinds.add(str(read_attrs(open_root(store, mode="r"), where=store).source.get("kind")))
+            kinds.add(Store.open(store).kind)
         except Exception:  # noqa: BLE001 - a moved or remote store: say unknown, not fail the tables
             kinds.add("unknown")
     if "synth" in kinds:

@@ -28,7 +28,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from srcaco2.srdata.schema import MARKERS, SCALES, WINDOW_SIZE, acquisition_name
+from srcaco2.srdata.schema import MARKERS, SCALES, WINDOW_SIZE
 
 __all__ = [
     "DEFAULT_IMPLEMENTATION",
@@ -115,6 +115,8 @@ def register_window(
     scales: tuple[int, ...] = SCALES,
     markers: tuple[int, ...] | None = None,
     implementation: str = DEFAULT_IMPLEMENTATION,
+    *,
+    axes: tuple[int, tuple[int, ...]] | None = None,
 ) -> np.ndarray:
     """All shifts of one window: (markers, scales, 2) int16.
 
@@ -128,12 +130,15 @@ def register_window(
         Channel indices (into `MARKERS`) to register, default all; the others keep shift 0.
         ``hr`` / ``lrs`` may hold only these channels (in this order) or all of them.
     implementation : {"numba", "skimage"}
+    axes : (n_markers, scales), optional
+        The store's shift axes (`srcaco2.srdata.schema.shift_axes`); default SR-CACO-2's.
     """
-    chans = tuple(range(len(MARKERS))) if markers is None else tuple(markers)
-    out = np.zeros((len(MARKERS), len(SCALES), 2), np.int16)
+    n_markers, all_scales = axes or (len(MARKERS), SCALES)
+    chans = tuple(range(n_markers)) if markers is None else tuple(markers)
+    out = np.zeros((n_markers, len(all_scales), 2), np.int16)
     for i, c in enumerate(chans):
         plane = i if hr.shape[0] == len(chans) else c
-        for k, s in enumerate(SCALES):
+        for k, s in enumerate(all_scales):
             if s in scales:
                 out[c, k] = window_shift(hr[plane], lrs[s][plane], s, implementation)
     return out
@@ -141,33 +146,34 @@ def register_window(
 
 @functools.lru_cache(maxsize=4)
 def _open_store(store: str) -> Any:
-    from srcaco2.srdata.schema import open_root
+    from srcaco2.srdata.store import Store
 
-    return open_root(store, mode="r")
+    return Store.open(store)
 
 
 def _store_window_shift(
     store: str,
-    tile: int,
+    tile: Any,
     y: int,
     x: int,
     scales: tuple[int, ...],
     chans: tuple[int, ...],
     implementation: str,
+    axes: tuple[int, tuple[int, ...]],
+    w: int,
 ) -> np.ndarray:
     """Task body: read one window's planes from the store (level 0) and register it.
 
     Returns (markers, scales, 2) int16 only: the pixels never leave the worker.
     """
-    root = _open_store(store)
-    w = WINDOW_SIZE
-    hr_arr = root[f"tiles/{int(tile)}/{acquisition_name(1)}/0"]
+    st = _open_store(store)
+    hr_arr = st.tile_image(tile, 1)
     hw = np.stack([hr_arr[c, y : y + w, x : x + w] for c in chans])
     lw = {}
     for s in scales:
-        arr = root[f"tiles/{int(tile)}/{acquisition_name(s)}/0"]
+        arr = st.tile_image(tile, s)
         lw[s] = np.stack([arr[c, y // s : (y + w) // s, x // s : (x + w) // s] for c in chans])
-    return register_window(hw, lw, scales, chans, implementation)
+    return register_window(hw, lw, scales, chans, implementation, axes=axes)
 
 
 def _mp_context() -> Any:
@@ -309,14 +315,19 @@ def _collect(
 
 
 def _prepare(
-    n: int, known: dict[int, np.ndarray] | None, markers: tuple[int, ...] | None, scales: tuple[int, ...]
+    n: int,
+    known: dict[int, np.ndarray] | None,
+    markers: tuple[int, ...] | None,
+    scales: tuple[int, ...],
+    axes: tuple[int, tuple[int, ...]],
 ) -> tuple[np.ndarray, list[int], tuple[int, ...], tuple[int, ...]]:
-    out = np.zeros((n, len(MARKERS), len(SCALES), 2), np.int16)
+    n_markers, all_scales = axes
+    out = np.zeros((n, n_markers, len(all_scales), 2), np.int16)
     for k, v in (known or {}).items():
         out[int(k)] = v
     todo = [k for k in range(n) if k not in (known or {})]
-    chans = tuple(range(len(MARKERS))) if markers is None else tuple(markers)
-    return out, todo, chans, tuple(s for s in SCALES if s in scales)
+    chans = tuple(range(n_markers)) if markers is None else tuple(markers)
+    return out, todo, chans, tuple(s for s in all_scales if s in scales)
 
 
 def register_windows(
@@ -365,7 +376,7 @@ def register_windows(
         ``shift[n, marker, scale_i] = (dy, dx)``, HR px.
     """
     _check_implementation(implementation)
-    out, todo, chans, scales = _prepare(len(y0), known, markers, scales)
+    out, todo, chans, scales = _prepare(len(y0), known, markers, scales, (len(MARKERS), SCALES))
     w = WINDOW_SIZE
 
     def tasks() -> Iterator[tuple[int, tuple[Any, ...]]]:
@@ -409,11 +420,13 @@ def register_store_windows(
     (N, markers, scales, 2) int16
     """
     _check_implementation(implementation)
-    out, todo, chans, scales = _prepare(len(y0), known, markers, scales)
+    st = _open_store(str(store))
+    axes, w = st.shift_axes, st.geometry.size
+    out, todo, chans, scales = _prepare(len(y0), known, markers, scales, axes)
     if not todo:
         return out
     tasks = (
-        (k, (str(store), int(tile), int(y0[k]), int(x0[k]), scales, chans, implementation)) for k in todo
+        (k, (str(store), tile, int(y0[k]), int(x0[k]), scales, chans, implementation, axes, w)) for k in todo
     )
     stream = stream_tasks(_store_window_shift, tasks, pool=pool, workers=workers, max_in_flight=max_in_flight)
     return _collect(stream, out, len(y0) - len(todo), on_result, progress)

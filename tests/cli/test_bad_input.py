@@ -320,9 +320,10 @@ def _first_window_chunk(store: str, split: str = "test") -> tuple[int, int, int,
     """(tile, c, iy, ix) of the HR CELL2 chunk under the centre of the split's first window."""
     import numpy as np
 
-    from srcaco2.srdata.schema import open_root, read_index, split_code
+    from srcaco2.srdata.schema import split_code
+    from srcaco2.srdata.store import Store, open_root
 
-    index = read_index(open_root(store, mode="r"))
+    index = Store.of_root(open_root(store, mode="r")).index()
     r = int(np.flatnonzero((index["split"] == split_code(split)) & index["accepted"])[0])
     chunk = 256  # the `store` fixture's HR chunk edge
     t, y0, x0 = int(index["tile"][r]), int(index["y0"][r]), int(index["x0"][r])
@@ -553,12 +554,12 @@ def test_predict_input_arguments_are_checked_before_the_model_loads(tmp_path, mo
     import numpy as np
     import tifffile
 
-    import srcaco2.cli.srtrain_predict as cli_predict
+    import srcaco2.trainers.predict_run as predict_run
 
     def no_load(*args, **kwargs):
         raise AssertionError("the model was loaded before the arguments were checked")
 
-    monkeypatch.setattr(cli_predict, "_load_model", no_load)
+    monkeypatch.setattr(predict_run, "_load_model", no_load)
     image = tmp_path / "lr.tif"
     tifffile.imwrite(image, np.zeros((2, 32, 32), np.uint8))
     jpeg = tmp_path / "lr.jpg"

@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from srcaco2.srdata.integrity import ChunkError, find_bad_chunk, has_checksums, missing_chunks
-from srcaco2.srdata.schema import image_path, open_root
+from srcaco2.srdata.store import image_path, open_root
 
 
 def _copy(store: str, tmp_path: Path) -> Path:
@@ -106,7 +106,7 @@ def _as_format_1(path: Path) -> None:
     import zarr
     from zarr.codecs import BloscCodec
 
-    from srcaco2.srdata.writer import COMPRESSION
+    from srcaco2.srdata.store import COMPRESSION
 
     root = zarr.open_group(str(path), mode="r+")
 
@@ -138,8 +138,9 @@ def _as_format_1(path: Path) -> None:
 
 
 def test_format_1_store_stays_readable_and_is_flagged(store_small, tmp_path):
-    from srcaco2.srdata.inspect import store_info, verify_store
+    from srcaco2.srdata.inspect import store_info
     from srcaco2.srdata.loader import make_loader
+    from srcaco2.srdata.verify import verify_store
 
     v1 = _copy(store_small, tmp_path)
     _as_format_1(v1)
@@ -168,7 +169,7 @@ def test_resuming_a_format_1_store_is_refused(store_small, raw_small, tmp_path):
 @pytest.mark.parametrize("scheme", ["file", "memory"])
 def test_build_into_an_fsspec_url(raw_tiny, tmp_path, scheme):
     """`srdata build RAW file:///abs/new/folders/s.zarr` (the audit: always failed) and memory://."""
-    from srcaco2.srdata.inspect import verify_store
+    from srcaco2.srdata.verify import verify_store
 
     url = (
         f"file://{tmp_path}/new/folders/s.zarr"

@@ -174,7 +174,7 @@ def test_two_concurrent_builds_one_refused_store_verifies(raw_tiny, tmp_path):
     from click.testing import CliRunner
 
     from srcaco2.cli.srdata import main
-    from srcaco2.srdata.inspect import verify_store
+    from srcaco2.srdata.verify import verify_store
 
     store = tmp_path / "s.zarr"
     env = {**os.environ, "PYTHONPATH": str(REPO)}

@@ -17,7 +17,8 @@ from srcaco2.cli.srdata import main
 from srcaco2.srdata.inspect import store_info
 from srcaco2.srdata.layout import tile_path
 from srcaco2.srdata.roi import window_grid
-from srcaco2.srdata.schema import open_root, read_attrs, read_index, read_lr_patch, roi_path
+from srcaco2.srdata.schema import read_lr_patch
+from srcaco2.srdata.store import Store, open_root, roi_path
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FAST = ["--no-register", "--chunk", "256"]
@@ -50,7 +51,7 @@ def reference_store(raw_cache, tmp_path_factory):
 
 def test_store_content(raw_small, reference_store):
     root = open_root(reference_store)
-    attrs = read_attrs(root)
+    attrs = Store.of_root(root).attrs
     assert attrs.tiles == attrs.finished_tiles == [1, 2, 3] and attrs.index_complete
     assert attrs.chunks == {"hr": 256, "x2": 128, "x4": 64, "x8": 32}
     assert attrs.source["kind"] == "synth"
@@ -59,7 +60,7 @@ def test_store_content(raw_small, reference_store):
             arr = root[f"tiles/{t}/{'hr' if s == 1 else f'x{s}'}/0"]
             np.testing.assert_array_equal(arr[...], tifffile.imread(tile_path(raw_small, t, s)))
             assert arr.chunks == (1, 256 // s, 256 // s)  # aligned grids: HR chunk = s x LR chunk
-    idx = read_index(root)
+    idx = Store.of_root(root).index()
     assert len(idx["tile"]) == 12 and (idx["size"] == 640).all()
     for n in range(12):
         t, y0, x0 = int(idx["tile"][n]), int(idx["y0"][n]), int(idx["x0"][n])
@@ -110,11 +111,11 @@ def test_sigkill_then_resume_equals_uninterrupted(raw_small, reference_store, tm
         timeout=300,
     )
     assert proc.returncode == -9, proc.stderr.decode()[-2000:]
-    attrs = read_attrs(open_root(store))
+    attrs = Store.of_root(open_root(store)).attrs
     assert not attrs.index_complete
     assert point[1] not in attrs.finished_tiles or point[0] == "finished"
     with pytest.raises(Exception, match="index"):
-        read_index(open_root(store))
+        Store.of_root(open_root(store)).index()
     res = _build(raw_small, store, *FAST)
     assert res.exit_code == 0, res.output
     ref, got = _files(reference_store), _files(store)
@@ -131,10 +132,10 @@ def test_build_with_registration(raw_tiny, tmp_path):
     assert res.exit_code == 0, res.output
     root = open_root(store)
     reg = {"method": "tvl1-mean-rounded", "implementation": "numba", "markers": ["CELL2"], "scales": [2, 4]}
-    assert read_attrs(root).source["registration"] == reg
+    assert Store.of_root(root).attrs.source["registration"] == reg
     assert store_info(store)["registration"] == reg
     assert "_build" not in root  # registration progress is removed once the tile is finished
-    idx = read_index(root)
+    idx = Store.of_root(root).index()
     assert idx["accepted"].tolist() == [True] and idx["split"].tolist() == [0]
     shift = idx["shift"][0]  # (marker, scale, 2)
     assert (shift[:2] == 0).all() and (shift[2, 2] == 0).all()  # unregistered pairs keep shift 0
@@ -204,7 +205,7 @@ def test_sigkill_during_registration_resumes_per_window(raw_cache, tmp_path):
     )
     assert proc.returncode == -9, proc.stderr.decode()[-2000:]
     root = open_root(store)
-    assert read_attrs(root).finished_tiles == [] and "_build/registration/1" in root
+    assert Store.of_root(root).attrs.finished_tiles == [] and "_build/registration/1" in root
     events = []
     build_store(raw, store, cfg, scheduler="sync", progress=lambda ev: events.append(ev))
     reg = [(ev.done, ev.total, ev.detail) for ev in events if ev.stage == "register"]
@@ -213,8 +214,11 @@ def test_sigkill_during_registration_resumes_per_window(raw_cache, tmp_path):
     build_store(raw, ref, cfg, scheduler="sync")
     a, b = _files(ref), _files(store)
     assert sorted(a) == sorted(b) and [k for k in a if a[k] != b[k]] == []
-    assert read_attrs(open_root(store)).source == {**read_attrs(open_root(ref)).source, "date": ANY}
-    idx = read_index(open_root(store))
+    assert Store.of_root(open_root(store)).attrs.source == {
+        **Store.of_root(open_root(ref)).attrs.source,
+        "date": ANY,
+    }
+    idx = Store.of_root(open_root(store)).index()
     assert idx["accepted"].sum() == 2 and (idx["shift"][:, :, :2] == 0).all()
 
 
@@ -309,7 +313,7 @@ def test_oserror_mid_write(raw_tiny, tmp_path, monkeypatch):
     res = _build(raw_tiny, store, *FAST)
     assert res.exit_code != 0
     assert "No space left on device" in res.output and "rerun" in res.output and "Traceback" not in res.output
-    attrs = read_attrs(open_root(store))
+    attrs = Store.of_root(open_root(store)).attrs
     assert attrs.finished_tiles == [1] and not attrs.index_complete
     monkeypatch.setattr(b, "write_image", real)
     res = _build(raw_tiny, store, *FAST, "--json")
@@ -363,7 +367,7 @@ def test_external_sigkill_during_chunk_writes(raw_small, reference_store, tmp_pa
     proc.wait(timeout=60)
     if proc.returncode != -9:
         pytest.skip("the build finished before it could be killed")
-    if 2 in read_attrs(open_root(store)).finished_tiles:
+    if 2 in Store.of_root(open_root(store)).attrs.finished_tiles:
         pytest.skip("the kill came after tile 2 was finished")
     assert _build(raw_small, store, *FAST).exit_code == 0
     ref, got = _files(reference_store), _files(store)

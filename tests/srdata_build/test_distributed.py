@@ -12,7 +12,7 @@ import pytest
 
 from srcaco2.srdata.build import BuildConfig, build_store
 from srcaco2.srdata.layout import tile_path
-from srcaco2.srdata.schema import open_root, read_attrs, read_index
+from srcaco2.srdata.store import Store, open_root
 
 
 def _files(store):
@@ -88,9 +88,9 @@ def test_distributed_build_equals_local_and_client_holds_no_pixels(raw_two, tmp_
     assert [c for c in calls if c[1] == pid] == []  # the spies never ran in the client
     a, b = _files(local), _files(dist)
     assert sorted(a) == sorted(b) and [k for k in a if a[k] != b[k]] == []
-    idx = read_index(open_root(dist))
+    idx = Store.of_root(open_root(dist)).index()
     assert idx["accepted"].sum() > 0 and (idx["shift"][idx["accepted"], 2, 2] != 0).any()
-    assert read_attrs(open_root(dist)).source["registration"]["implementation"] == "numba"
+    assert Store.of_root(open_root(dist)).attrs.source["registration"]["implementation"] == "numba"
     # Python-level allocations of the client (numpy arrays included) stay below one raw tile
     tile_bytes = sum(os.path.getsize(tile_path(raw_two, 1, s)) for s in (1, 2, 4, 8))
     assert peak < tile_bytes, (peak, tile_bytes)

@@ -29,20 +29,13 @@ from ome_zarr_models.v05.labels import Labels
 
 from srcaco2 import srdata
 from srcaco2.srdata.array_store import write_store_from_arrays
-from srcaco2.srdata.inspect import store_info, verify_store
+from srcaco2.srdata.inspect import store_info
 from srcaco2.srdata.ome import ome_image_metadata
 from srcaco2.srdata.rawtiles import raw_pixel_size, tiff_pixel_size_um, validate_raw
 from srcaco2.srdata.real_sample import REAL_SAMPLE_DIR
-from srcaco2.srdata.schema import (
-    FORMAT_VERSION,
-    MARKERS,
-    SCALES,
-    acquisition_name,
-    open_root,
-    read_attrs,
-    roi_group_path,
-    roi_path,
-)
+from srcaco2.srdata.schema import FORMAT_VERSION, MARKERS, SCALES, acquisition_name
+from srcaco2.srdata.store import Store, open_root, roi_group_path, roi_path
+from srcaco2.srdata.verify import verify_store
 from srcaco2.srdata.writer import write_image
 
 HR = 768
@@ -246,7 +239,7 @@ def test_predictions_and_coverage_validate_and_overlay(store, tmp_path):
     _check_overlay(root["tiles/5/hr"], g, 1)  # predictions sit on the HR grid
 
     rw = zarr.open_group(p, mode="r+")
-    _write_coverage(rw, 5, np.ones((HR, HR), np.uint8), chunk=CHUNK, pixel_size_um=0.25)
+    _write_coverage(Store.of_root(rw), 5, np.ones((HR, HR), np.uint8), chunk=CHUNK, pixel_size_um=0.25)
     Image.from_zarr(rw["tiles/5/coverage"])
     _check_overlay(rw["tiles/5/hr"], rw["tiles/5/coverage"], 1)
 
@@ -257,7 +250,7 @@ def test_unknown_pixel_size_is_visible(tmp_path):
     px = {"hr": None, **{acquisition_name(s): None for s in SCALES}}
     write_store_from_arrays(p, tiles, chunk=CHUNK, pixel_size_um=px, source={"kind": "test"})  # type: ignore[arg-type]
     root = open_root(p)
-    assert read_attrs(root).pixel_size_um == px
+    assert Store.of_root(root).attrs.pixel_size_um == px
     for s in (1, *SCALES):
         g = root[f"tiles/5/{acquisition_name(s)}"]
         Image.from_zarr(g)
@@ -288,7 +281,7 @@ def test_verify_checks_the_roi_label(store, tmp_path):
 def _as_version_1(src: str, dst: str) -> None:
     """Rewrite a store in the format-version-1 layout (ROI a plain image at ``tiles/<t>/roi``)."""
     shutil.copytree(src, dst)
-    for t in read_attrs(open_root(dst)).tiles:
+    for t in Store.of_root(open_root(dst)).attrs.tiles:
         shutil.move(os.path.join(dst, roi_group_path(t)), os.path.join(dst, f"tiles/{t}/roi"))
         shutil.rmtree(os.path.join(dst, f"tiles/{t}/hr/labels"))
         meta = os.path.join(dst, f"tiles/{t}/roi/zarr.json")
@@ -403,7 +396,7 @@ def test_build_reads_the_pixel_size_from_the_tiffs(raw_tiny, tmp_path, caplog):
 
     p = str(tmp_path / "b.zarr")
     build_store(raw_tiny, p, BuildConfig(register=False, chunk=128))
-    attrs = read_attrs(open_root(p))
+    attrs = Store.of_root(open_root(p)).attrs
     assert attrs.pixel_size_um == pytest.approx({"hr": 0.1, "x2": 0.2, "x4": 0.4, "x8": 0.8})
     assert attrs.source["pixel_size"]["origin"] == "tiff-resolution"
     root = open_root(p)
@@ -418,6 +411,6 @@ def test_write_image_takes_the_pixel_size_from_the_store(store, tmp_path):
     p = str(tmp_path / "c.zarr")
     shutil.copytree(store, p)
     root = zarr.open_group(p, mode="r+")
-    write_image(root, 5, 4, _tiles(3)[5][4], chunk=CHUNK // 4)
+    write_image(Store.of_root(root), 5, 4, _tiles(3)[5][4], chunk=CHUNK // 4)
     sc, _ = _transforms(root["tiles/5/x4"])[0]
     assert sc == pytest.approx([1.0, 1.0])  # 4 x 0.25 µm from attrs.pixel_size_um["x4"]

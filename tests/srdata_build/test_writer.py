@@ -9,20 +9,10 @@ import pytest
 import zarr
 
 from srcaco2.srdata.array_store import write_store_from_arrays
-from srcaco2.srdata.schema import (
-    FORMAT_VERSION,
-    INDEX_COLUMNS,
-    StoreAttrs,
-    StoreFormatError,
-    read_attrs,
-    read_index,
-    roi_group_path,
-    roi_path,
-)
+from srcaco2.srdata.schema import FORMAT_VERSION, INDEX_COLUMNS, StoreAttrs, StoreFormatError
+from srcaco2.srdata.store import create_store, roi_group_path, roi_path
 from srcaco2.srdata.writer import (
-    create_store,
     mark_tile_finished,
-    update_attrs,
     write_image,
     write_index,
     write_roi,
@@ -42,11 +32,11 @@ def _attrs(**kw) -> StoreAttrs:
 
 def test_create_store_rules(tmp_path):
     p = str(tmp_path / "s.zarr")
-    root = create_store(p, _attrs())
-    assert read_attrs(root).tiles == [1]
+    st = create_store(p, _attrs())
+    assert st.attrs.tiles == [1]
     with pytest.raises(StoreFormatError, match="already exists"):
         create_store(p, _attrs(), mode="w-")
-    root = create_store(p, _attrs(), mode="a")  # resume: same parameters
+    st = create_store(p, _attrs(), mode="a")  # resume: same parameters
     with pytest.raises(StoreFormatError, match="chunks"):
         create_store(p, _attrs(chunks={"hr": 128, "x2": 64, "x4": 32, "x8": 16}), mode="a")
     # another format version
@@ -70,10 +60,10 @@ def test_create_store_rules(tmp_path):
 
 def test_write_image_ngff_levels(tmp_path):
     p = str(tmp_path / "s.zarr")
-    root = create_store(p, _attrs())
+    st = create_store(p, _attrs())
     rng = np.random.default_rng(0)
     img = rng.integers(0, 256, (3, 150, 134), dtype=np.uint8)
-    write_image(root, 1, 1, img, chunk=64, pixel_size_um=0.1, n_levels=3)
+    write_image(st, 1, 1, img, chunk=64, pixel_size_um=0.1, n_levels=3)
     g = zarr.open_group(p, mode="r")
     ome = g["tiles/1/hr"].attrs["ome"]
     assert ome["version"] == "0.5"
@@ -104,50 +94,50 @@ def test_write_image_ngff_levels(tmp_path):
 def test_write_roi_and_dask_input(tmp_path):
     import dask.array as da
 
-    root = create_store(str(tmp_path / "s.zarr"), _attrs())
+    st = create_store(str(tmp_path / "s.zarr"), _attrs())
     mask = np.zeros((130, 128), np.uint8)
     mask[10:20, 5:9] = 1
     with pytest.raises(StoreFormatError, match="before its ROI label"):  # the label needs its image
-        write_roi(root, 1, mask, chunk=32)
-    write_image(root, 1, 1, np.zeros((3, 130, 128), np.uint8), chunk=32)
+        write_roi(st, 1, mask, chunk=32)
+    write_image(st, 1, 1, np.zeros((3, 130, 128), np.uint8), chunk=32)
     with pytest.raises(ValueError, match="as many levels"):
-        write_roi(root, 1, mask, chunk=32, n_levels=1)
+        write_roi(st, 1, mask, chunk=32, n_levels=1)
     with pytest.raises(ValueError, match="HR extent"):
-        write_roi(root, 1, mask[:-1], chunk=32)
-    write_roi(root, 1, da.from_array(mask, chunks=(50, 50)), chunk=32)
+        write_roi(st, 1, mask[:-1], chunk=32)
+    write_roi(st, 1, da.from_array(mask, chunks=(50, 50)), chunk=32)
     assert roi_path(1, 1) == "tiles/1/hr/labels/roi/1"
-    np.testing.assert_array_equal(root[roi_path(1)][...], mask)
-    assert root[roi_path(1, 1)][...].sum() > 0  # max-pooled display level keeps the object
-    ome = root[roi_group_path(1)].attrs["ome"]
+    np.testing.assert_array_equal(st.root[roi_path(1)][...], mask)
+    assert st.root[roi_path(1, 1)][...].sum() > 0  # max-pooled display level keeps the object
+    ome = st.root[roi_group_path(1)].attrs["ome"]
     assert ome["multiscales"][0]["axes"][0]["name"] == "y"
     assert ome["image-label"]["source"]["image"] == "../../"
-    assert root["tiles/1/hr/labels"].attrs["ome"] == {"version": "0.5", "labels": ["roi"]}
+    assert st.root["tiles/1/hr/labels"].attrs["ome"] == {"version": "0.5", "labels": ["roi"]}
 
 
 def test_index_and_finished(tmp_path):
-    root = create_store(str(tmp_path / "s.zarr"), _attrs(tiles=[1, 2]))
+    st = create_store(str(tmp_path / "s.zarr"), _attrs(tiles=[1, 2]))
     cols = {k: np.zeros((4, *t), dtype=d) for k, (d, t) in INDEX_COLUMNS.items()}
     cols["y0"] = np.arange(4) * 256
     with pytest.raises(StoreFormatError):
-        read_index(root)
+        st.index()
     bad = dict(cols)
     bad.pop("split")
     with pytest.raises(KeyError, match="split"):
-        write_index(root, bad)
-    assert read_attrs(root).index_complete is False
-    write_index(root, cols)
-    assert read_attrs(root).index_complete
-    np.testing.assert_array_equal(read_index(root)["y0"], cols["y0"])
+        write_index(st, bad)
+    assert st.attrs.index_complete is False
+    write_index(st, cols)
+    assert st.attrs.index_complete
+    np.testing.assert_array_equal(st.index()["y0"], cols["y0"])
     with pytest.raises(StoreFormatError, match="tiles/2 vanished after writing"):
-        mark_tile_finished(root, 2)  # nothing written for tile 2: never recorded as finished
+        mark_tile_finished(st, 2)  # nothing written for tile 2: never recorded as finished
     img = np.zeros((3, 16, 16), np.uint8)
     for t in (1, 2):
-        write_image(root, t, 1, img, chunk=8, pixel_size_um=1.0)
-    mark_tile_finished(root, 2)
-    mark_tile_finished(root, 1)
-    mark_tile_finished(root, 2)
-    assert read_attrs(root).finished_tiles == [1, 2]
-    assert update_attrs(root, source={"kind": "x"}).source == {"kind": "x"}
+        write_image(st, t, 1, img, chunk=8, pixel_size_um=1.0)
+    mark_tile_finished(st, 2)
+    mark_tile_finished(st, 1)
+    mark_tile_finished(st, 2)
+    assert st.attrs.finished_tiles == [1, 2]
+    assert st.update_attrs(source={"kind": "x"}).source == {"kind": "x"}
 
 
 @pytest.mark.parametrize("shape", [(3, 150, 134), (3, 131, 97), (77, 61)])
@@ -159,14 +149,14 @@ def test_numpy_and_dask_inputs_write_the_same_levels(tmp_path, shape):
     rng = np.random.default_rng(len(shape))
     img = rng.integers(0, 256, shape, dtype=np.uint8)
     img[..., :8, :8] = np.array([[1, 2], [2, 1]] * 4, np.uint8).repeat(4, axis=1)[:8, :8]  # .5 means
-    root = create_store(str(tmp_path / "s.zarr"), _attrs())
+    st = create_store(str(tmp_path / "s.zarr"), _attrs())
     write = write_image if len(shape) == 3 else write_roi
     lazy = da.from_array(img, chunks=(*shape[:-2], 48, 40))
     if len(shape) == 2:  # a ROI label needs its HR image (same extent, same level count)
         for t in (1, 2):
-            write_image(root, t, 1, np.zeros((3, *shape), np.uint8), chunk=16, n_levels=4)
-    write(root, 1, *(1,) * (len(shape) == 3), img, chunk=16, pixel_size_um=0.1, n_levels=4)
-    write(root, 2, *(1,) * (len(shape) == 3), lazy, chunk=16, pixel_size_um=0.1, n_levels=4)
+            write_image(st, t, 1, np.zeros((3, *shape), np.uint8), chunk=16, n_levels=4)
+    write(st, 1, *(1,) * (len(shape) == 3), img, chunk=16, pixel_size_um=0.1, n_levels=4)
+    write(st, 2, *(1,) * (len(shape) == 3), lazy, chunk=16, pixel_size_um=0.1, n_levels=4)
     acq = "hr" if len(shape) == 3 else "roi"
 
     def path(t: int, lv: int) -> str:
@@ -174,7 +164,7 @@ def test_numpy_and_dask_inputs_write_the_same_levels(tmp_path, shape):
 
     prev = img
     for lv in range(4):
-        a, b = root[path(1, lv)][...], root[path(2, lv)][...]
+        a, b = st.root[path(1, lv)][...], st.root[path(2, lv)][...]
         np.testing.assert_array_equal(a, b)
         if lv:
             h, w = prev.shape[-2] // 2 * 2, prev.shape[-1] // 2 * 2
@@ -191,25 +181,25 @@ def _tile(rng: np.random.Generator, size: int, scales=(2, 4, 8)) -> dict[int, np
 
 def test_write_store_from_arrays(tmp_path):
     from srcaco2.srdata.roi import window_roi_fraction
-    from srcaco2.srdata.schema import image_path, roi_path
+    from srcaco2.srdata.store import image_path, roi_path
 
     rng = np.random.default_rng(5)
     tiles = {7: _tile(rng, 1024), 3: _tile(rng, 768)}
     # default windows: each tile's full stride-256 grid (4 + 1 windows), contract defaults
     p = str(tmp_path / "a.zarr")
-    root = write_store_from_arrays(p, tiles, chunk=128, n_levels={"hr": 2, "x2": 1}, source={"kind": "test"})
-    attrs = read_attrs(root)
+    st = write_store_from_arrays(p, tiles, chunk=128, n_levels={"hr": 2, "x2": 1}, source={"kind": "test"})
+    attrs = st.attrs
     assert attrs.tiles == [7, 3] and sorted(attrs.finished_tiles) == [3, 7] and attrs.index_complete
     assert attrs.chunks == {"hr": 128, "x2": 64, "x4": 32, "x8": 16}
     assert attrs.pixel_size_um == pytest.approx({"hr": 0.1, "x2": 0.2, "x4": 0.4, "x8": 0.8})
     assert attrs.roi["threshold"] == 4 and attrs.source == {"kind": "test"}
     for t, imgs in tiles.items():
         for s, img in imgs.items():
-            np.testing.assert_array_equal(root[image_path(t, s)][...], img)
+            np.testing.assert_array_equal(st.root[image_path(t, s)][...], img)
         mask = (imgs[1][2] >= 4).astype(np.uint8)
-        np.testing.assert_array_equal(root[roi_path(t)][...], mask)
-    assert "1" in root["tiles/7/hr"] and "1" not in root["tiles/7/x2"]  # per-name n_levels
-    idx = read_index(root)
+        np.testing.assert_array_equal(st.root[roi_path(t)][...], mask)
+    assert "1" in st.root["tiles/7/hr"] and "1" not in st.root["tiles/7/x2"]  # per-name n_levels
+    idx = st.index()
     np.testing.assert_array_equal(idx["tile"], [7, 7, 7, 7, 3])
     np.testing.assert_array_equal(idx["y0"], [0, 0, 256, 256, 0])
     np.testing.assert_array_equal(idx["x0"], [0, 256, 0, 256, 0])
@@ -223,14 +213,14 @@ def test_write_store_from_arrays(tmp_path):
     shift = rng.integers(-9, 10, (2, 3, 3, 2))
     windows = {"tile": [3, 7], "y0": [0, 256], "x0": [0, 0], "split": [2, 0], "shift": shift}
     q = str(tmp_path / "b.zarr")
-    root = write_store_from_arrays(q, tiles, chunk=128, windows=windows, roi_threshold=200, n_levels=1)
-    idx = read_index(root)
+    st = write_store_from_arrays(q, tiles, chunk=128, windows=windows, roi_threshold=200, n_levels=1)
+    idx = st.index()
     np.testing.assert_array_equal(idx["tile"], [3, 7])
     np.testing.assert_array_equal(idx["split"], [2, 0])
     np.testing.assert_array_equal(idx["shift"], shift)
     assert idx["accepted"].all() and (idx["size"] == 640).all()
-    np.testing.assert_array_equal(root[roi_path(3)][...], (tiles[3][1][2] >= 200).astype(np.uint8))
-    assert read_attrs(root).roi["threshold"] == 200
+    np.testing.assert_array_equal(st.root[roi_path(3)][...], (tiles[3][1][2] >= 200).astype(np.uint8))
+    assert st.attrs.roi["threshold"] == 200
 
     with pytest.raises(StoreFormatError, match="already exists"):
         write_store_from_arrays(q, tiles, chunk=128)
@@ -251,12 +241,12 @@ def test_write_store_from_arrays(tmp_path):
 def test_tile_with_a_missing_level_or_chunk_is_not_marked_finished(tmp_path):
     import os
 
-    root = create_store(str(tmp_path / "s.zarr"), _attrs(tiles=[1]))
-    write_image(root, 1, 1, np.ones((3, 32, 32), np.uint8), chunk=8, pixel_size_um=1.0)
-    del root["tiles/1/hr/1"]  # as another writer's overwrite would
+    st = create_store(str(tmp_path / "s.zarr"), _attrs(tiles=[1]))
+    write_image(st, 1, 1, np.ones((3, 32, 32), np.uint8), chunk=8, pixel_size_um=1.0)
+    del st.root["tiles/1/hr/1"]  # as another writer's overwrite would
     with pytest.raises(StoreFormatError, match="tiles/1/hr/1 is missing after writing"):
-        mark_tile_finished(root, 1)
+        mark_tile_finished(st, 1)
     os.remove(tmp_path / "s.zarr/tiles/1/hr/0/c/1/2/3")
     with pytest.raises(StoreFormatError, match=r"tiles/1/hr/0: 1 chunk\(s\) missing after writing"):
-        mark_tile_finished(root, 1)
-    assert read_attrs(root).finished_tiles == []
+        mark_tile_finished(st, 1)
+    assert st.attrs.finished_tiles == []

@@ -21,8 +21,9 @@ def _files(root: Path) -> list[str]:
 def test_built_store_round_trip(tmp_path):
     from srcaco2.srdata.export_patches import export_patches
     from srcaco2.srdata.import_patches import import_patches
-    from srcaco2.srdata.inspect import store_info, verify_store
-    from srcaco2.srdata.schema import read_index
+    from srcaco2.srdata.inspect import store_info
+    from srcaco2.srdata.store import Store
+    from srcaco2.srdata.verify import verify_store
 
     raw = tmp_path / "raw"
     synth_mod.write_synth(raw, n_tiles=1, params=synth_mod.SynthParams(hr_size=1280, seed=3))
@@ -31,7 +32,7 @@ def test_built_store_round_trip(tmp_path):
     build_mod.build_store(raw, store, build_mod.BuildConfig(chunk=512, register=False))
     assert verify_store(store) == []
     info = store_info(store)
-    index = read_index(zarr.open_group(store, mode="r"))
+    index = Store.of_root(zarr.open_group(store, mode="r")).index()
     assert info["windows"]["all"] == {"accepted": int(index["accepted"].sum()), "total": len(index["tile"])}
     n_acc = int(index["accepted"].sum())
     if n_acc == 0:
@@ -48,4 +49,4 @@ def test_built_store_round_trip(tmp_path):
     assert names == _files(second)
     _, mismatch, errors = filecmp.cmpfiles(first, second, names, shallow=False)
     assert mismatch == [] and errors == []
-    assert np.isin(read_index(zarr.open_group(imported, mode="r"))["split"], [-1, 0, 1, 2]).all()
+    assert np.isin(Store.of_root(zarr.open_group(imported, mode="r")).index()["split"], [-1, 0, 1, 2]).all()

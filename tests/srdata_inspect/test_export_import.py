@@ -15,7 +15,6 @@ import zarr
 
 from srcaco2.srdata.export_patches import export_patches, window_pids
 from srcaco2.srdata.import_patches import PatchesInputError, import_patches
-from srcaco2.srdata.inspect import verify_store
 from srcaco2.srdata.patches import PatchNameError, fold_dir_name, parse_patch_name, patch_relpath
 from srcaco2.srdata.schema import (
     MARKERS,
@@ -23,11 +22,11 @@ from srcaco2.srdata.schema import (
     SPLITS,
     StoreFormatError,
     read_hr_patch,
-    read_index,
     read_lr_patch,
-    roi_path,
     split_name,
 )
+from srcaco2.srdata.store import Store, roi_path
+from srcaco2.srdata.verify import verify_store
 
 
 def _files(root: str | Path) -> list[str]:
@@ -51,7 +50,7 @@ def imported(exported, tmp_path_factory) -> tuple[str, dict]:
 
 def test_export_writes_every_accepted_window_exactly(shared_store, exported):
     root = zarr.open_group(shared_store, mode="r")
-    index = read_index(root)
+    index = Store.of_root(root).index()
     pids = window_pids(index)
     acc = np.flatnonzero(index["accepted"])
     assert len(acc) == 14
@@ -74,7 +73,7 @@ def test_export_writes_every_accepted_window_exactly(shared_store, exported):
 
 
 def test_export_patch_ids(shared_store, synth):
-    index = read_index(zarr.open_group(shared_store, mode="r"))
+    index = Store.of_root(zarr.open_group(shared_store, mode="r")).index()
     pids = window_pids(index)
     first = index["tile"] == synth.TILES[0]  # no official ids: acceptance order in (y0, x0) order
     rows = np.flatnonzero(first & index["accepted"])
@@ -86,7 +85,7 @@ def test_export_patch_ids(shared_store, synth):
 
 
 def test_fold_lists(shared_store, exported):
-    index = read_index(zarr.open_group(shared_store, mode="r"))
+    index = Store.of_root(zarr.open_group(shared_store, mode="r")).index()
     pids = window_pids(index)
     for split in SPLITS:
         rows = np.flatnonzero(index["accepted"] & (index["split"] == SPLITS.index(split)))
@@ -149,7 +148,7 @@ def test_imported_store_reads_every_patch(exported, imported):
     path, _ = imported
     assert verify_store(path) == []
     root = zarr.open_group(path, mode="r")
-    index = read_index(root)
+    index = Store.of_root(root).index()
     assert index["accepted"].all() and (index["size"] == 640).all()
     hr_files = sorted(Path(exported, "hr_div_1").glob("*.tif"))
     assert len(index["tile"]) * 3 == len(hr_files)
@@ -170,9 +169,9 @@ def test_imported_store_reads_every_patch(exported, imported):
 
 def test_imported_splits_roi_and_coverage(shared_store, imported, synth):
     path, _ = imported
-    src = read_index(zarr.open_group(shared_store, mode="r"))
+    src = Store.of_root(zarr.open_group(shared_store, mode="r")).index()
     root = zarr.open_group(path, mode="r")
-    index = read_index(root)
+    index = Store.of_root(root).index()
     for r in range(len(index["tile"])):
         (s,) = np.flatnonzero(
             (src["tile"] == index["tile"][r]) & (src["y0"] == index["y0"][r]) & (src["x0"] == index["x0"][r])
@@ -207,7 +206,7 @@ def test_import_without_folds(exported, tmp_path, caplog):
     with caplog.at_level(logging.WARNING):
         res = import_patches(patches, str(tmp_path / "s.zarr"), chunk=512)
     assert res["splits"] == {"none": 14} and "no fold lists" in caplog.text
-    assert (read_index(zarr.open_group(str(tmp_path / "s.zarr"), mode="r"))["split"] == -1).all()
+    assert (Store.of_root(zarr.open_group(str(tmp_path / "s.zarr"), mode="r")).index()["split"] == -1).all()
 
 
 def test_import_reports_conflicting_lr_patch(exported, tmp_path):
@@ -219,7 +218,7 @@ def test_import_reports_conflicting_lr_patch(exported, tmp_path):
     res = import_patches(patches, str(tmp_path / "s.zarr"), chunk=512)
     assert res["conflicts"], res
     root = zarr.open_group(str(tmp_path / "s.zarr"), mode="r")
-    index = read_index(root)
+    index = Store.of_root(root).index()
     for f in (patches / "hr_div_8").glob("*.tif"):
         rel = f"hr_div_8/{f.name}"
         p = parse_patch_name(f.name)

@@ -11,8 +11,9 @@ from srcaco2.srdata.datasets import WindowDataset
 from srcaco2.srdata.export_patches import export_patches
 from srcaco2.srdata.import_patches import import_patches
 from srcaco2.srdata.patches import fold_dir_name
-from srcaco2.srdata.schema import MARKERS, SCALES, read_index, split_code
+from srcaco2.srdata.schema import MARKERS, SCALES, split_code
 from srcaco2.srdata.split import fold_order, official_fold_lines, official_patches
+from srcaco2.srdata.store import Store
 
 
 def test_official_validation_windows_are_the_first_fold_lines():
@@ -74,7 +75,7 @@ def test_import_keeps_fold_order_validation_and_export_follow_it(shared_store, t
 
     store = str(tmp_path / "imported.zarr")
     import_patches(release, store, chunk=512, pixel_size_um=0.1, workers=2)
-    index = read_index(zarr.open_group(store, mode="r"))
+    index = Store.of_root(zarr.open_group(store, mode="r")).index()
     val = np.flatnonzero(index["split"] == split_code("val"))
     assert sorted(index["fold_line"][val].tolist()) == list(range(n_val))
     assert (index["fold_line"][index["split"] < 0] == -1).all()

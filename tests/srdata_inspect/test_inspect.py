@@ -10,8 +10,10 @@ import numpy as np
 import pytest
 import zarr
 
-from srcaco2.srdata.inspect import store_info, verify_store
-from srcaco2.srdata.schema import FORMAT_VERSION, StoreFormatError, roi_group_path, roi_path
+from srcaco2.srdata.inspect import store_info
+from srcaco2.srdata.schema import FORMAT_VERSION, StoreFormatError
+from srcaco2.srdata.store import Store, roi_group_path, roi_path
+from srcaco2.srdata.verify import verify_store
 
 
 def _edit_attrs(path: str, **changes) -> None:
@@ -147,7 +149,7 @@ def test_verify_lr_extent_and_chunks(store, synth):
 
     root = zarr.open_group(store, mode="r+")
     writer.write_image(
-        root,
+        Store.of_root(root),
         3,
         2,
         np.zeros((3, synth.HR_SIZE // 2 - 8, synth.HR_SIZE // 2), np.uint8),

@@ -7,8 +7,10 @@ import pytest
 import zarr
 from click.testing import CliRunner
 
-from srcaco2.srdata.inspect import list_predictions, store_info, verify_store
-from srcaco2.srdata.schema import PREDICTION_ATTRS, parse_prediction_path, prediction_path
+from srcaco2.srdata.inspect import list_predictions, store_info
+from srcaco2.srdata.schema import PREDICTION_ATTRS
+from srcaco2.srdata.store import parse_prediction_path, prediction_path
+from srcaco2.srdata.verify import verify_store
 
 
 @pytest.fixture

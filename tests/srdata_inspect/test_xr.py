@@ -9,7 +9,8 @@ import xarray as xr
 import zarr
 
 from srcaco2 import srdata
-from srcaco2.srdata.schema import MARKERS, SCALES, StoreFormatError, roi_path
+from srcaco2.srdata.schema import MARKERS, SCALES, StoreFormatError
+from srcaco2.srdata.store import roi_path
 
 
 def _check_tree(tree: xr.DataTree, path: str, synth) -> None:

@@ -8,15 +8,8 @@ import pytest
 
 from srcaco2.srdata import transforms
 from srcaco2.srdata.loader import CropDataset, WindowDataset, make_loader
-from srcaco2.srdata.schema import (
-    MARKERS,
-    SCALES,
-    image_path,
-    open_root,
-    read_hr_patch,
-    read_lr_patch,
-    roi_path,
-)
+from srcaco2.srdata.schema import MARKERS, SCALES, read_hr_patch, read_lr_patch
+from srcaco2.srdata.store import image_path, open_root, roi_path
 
 
 def _u8(t) -> np.ndarray:
@@ -62,9 +55,9 @@ def test_eval_windows_equal_schema_reads(store):
         ld = make_loader(
             store, "train", scale, batch_size=3, mode="eval", markers=["CELL0", "CELL1", "CELL2"]
         )
-        from srcaco2.srdata.schema import read_index
+        from srcaco2.srdata.store import Store
 
-        idx = read_index(root)
+        idx = Store.of_root(root).index()
         got = []
         for batch in ld:
             for b in range(len(batch["hr"])):

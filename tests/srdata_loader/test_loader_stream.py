@@ -14,7 +14,8 @@ import pytest
 import torch
 
 from srcaco2.srdata.loader import make_loader
-from srcaco2.srdata.schema import StoreFormatError, open_root
+from srcaco2.srdata.schema import StoreFormatError
+from srcaco2.srdata.store import open_root
 
 HERE = os.path.dirname(__file__)
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -164,7 +165,7 @@ def test_damaged_chunk_raises_in_worker(store, tmp_path):
 
 
 def test_bad_inputs(store, tmp_path):
-    with pytest.raises(StoreFormatError, match="no store"):
+    with pytest.raises(StoreFormatError, match="no such store"):
         make_loader(str(tmp_path / "nothing.zarr"))
     with pytest.raises(ValueError, match="split 'test'"):
         make_loader(store, "test", 4)

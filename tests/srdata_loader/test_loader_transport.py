@@ -8,7 +8,7 @@ import torch
 
 from srcaco2.srdata import datasets, loader
 from srcaco2.srdata.cache import ArrayLRU, ChunkReader
-from srcaco2.srdata.schema import image_path, open_root, roi_path
+from srcaco2.srdata.store import image_path, open_root, roi_path
 
 from .conftest import TILE_SIZE
 

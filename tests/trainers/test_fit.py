@@ -102,7 +102,7 @@ def test_run_dir_refusals(tiny, trainer_store, tmp_path):
 
 
 def test_missing_store_and_marker_errors(tiny, trainer_store, tmp_path):
-    with pytest.raises(Exception, match="no store at this path"):
+    with pytest.raises(Exception, match="no such store"):
         fit(tiny(str(tmp_path / "nope.zarr")), tmp_path / "run")
 
 
@@ -340,11 +340,11 @@ def test_a_run_that_failed_before_its_first_checkpoint_is_simply_restarted(
 
 
 def test_a_failed_start_leaves_no_empty_run_folder(tiny, trainer_store, tmp_path):
-    with pytest.raises(Exception, match="no store at this path"):
+    with pytest.raises(Exception, match="no such store"):
         fit(tiny(str(tmp_path / "nope.zarr")), tmp_path / "run")
     assert not (tmp_path / "run").exists()
     (tmp_path / "mine").mkdir()
-    with pytest.raises(Exception, match="no store at this path"):
+    with pytest.raises(Exception, match="no such store"):
         fit(tiny(str(tmp_path / "nope.zarr")), tmp_path / "mine")
     assert (tmp_path / "mine").is_dir()  # a folder the user made is left alone
 
