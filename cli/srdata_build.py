@@ -9,7 +9,7 @@ import click
 
 
 @click.command("build")
-@click.argument("raw", type=click.Path(exists=True, file_okay=False))
+@click.argument("raw", type=click.Path(exists=True))
 @click.argument("store", type=str)
 @click.option(
     "--scheduler", default="threads", show_default=True,
@@ -24,7 +24,7 @@ import click
 )
 @click.option(
     "--roi-threshold", type=click.IntRange(0, 255), default=4, show_default=True,
-    help="ROI = HR CELL2 >= this (uint8 intensity).",
+    help="ROI = HR CELL2 >= this (uint8 intensity; official layout).",
 )  # fmt: skip
 @click.option("--roi-min-fraction", type=click.FloatRange(0, 1), default=0.2, show_default=True)
 @click.option("--roi-method", type=click.Choice(["fixed", "otsu"]), default="fixed", show_default=True)
@@ -59,9 +59,13 @@ def build(
     pixel_size_um: float | None,
     overwrite: bool, as_json: bool,
 ) -> None:  # fmt: skip
-    """Build STORE (path or fsspec URL) from RAW tiles in the official layout.
+    """Build STORE (path or fsspec URL) from RAW: tiles in the official layout, or a manifest.
 
-    Resumable: rerunning the same command skips finished tiles and redoes a partial one.
+    RAW is a folder (HighRes1024/, LowRes512/, ...) or a manifest YAML naming your own paired scans
+    (any channels, uint8/uint16, integer scales 2-8; see the README, "Your own data"); a manifest
+    sets the channels, the ROI rule and the window geometry itself (the --roi-* options are for the
+    official layout). Resumable: rerunning the same command skips finished tiles and redoes a
+    partial one.
     """
     from tqdm import tqdm
 

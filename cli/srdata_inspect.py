@@ -36,6 +36,14 @@ def format_info(d: dict[str, Any]) -> str:
         f"source {d['source'].get('kind', '?')})",
         f"markers   {', '.join(d['markers'])}",
         f"scales    {', '.join(str(s) for s in d['scales'])}",
+        f"pixels    {d.get('dtype', 'uint8')}",
+        "windows   "
+        + (
+            "{size}² px at stride {stride}, patch {patch}² (margin {margin}), accepted when the central "
+            "{center}² holds >= {min_fraction:g} ROI".format(**d["window"])
+            if d.get("window")
+            else "-"
+        ),
         "pixel     " + ", ".join(f"{k} {_um(v)}" for k, v in d["pixel_size_um"].items()),
         "chunks    " + ", ".join(f"{k} {v}" for k, v in d["chunks"].items()),
         f"index     {'complete' if d['index_complete'] else 'INCOMPLETE'}",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["open_store"]
+__all__ = ["open_store", "Store"]
 
 
 def __getattr__(name: str) -> Any:
@@ -13,4 +13,8 @@ def __getattr__(name: str) -> Any:
         from srcaco2.srdata.xr import open_store
 
         return open_store
+    if name == "Store":
+        from srcaco2.srdata.store import Store
+
+        return Store
     raise AttributeError(f"module 'srdata' has no attribute {name!r}")

@@ -34,6 +34,7 @@ import contextlib
 import dataclasses
 import datetime
 import logging
+import math
 import os
 from collections.abc import Callable, Iterator
 from typing import Any, Literal
@@ -42,18 +43,18 @@ import numpy as np
 
 from srcaco2.srdata.layout import RawInputError
 from srcaco2.srdata.lease import leased
-from srcaco2.srdata.rawtiles import RawTiles, lazy_tile, raw_pixel_size, validate_raw
+from srcaco2.srdata.manifest import is_manifest, read_manifest
+from srcaco2.srdata.rawtiles import RawTiles, from_manifest, lazy_tile, raw_pixel_size, validate_raw
 from srcaco2.srdata.registration import DEFAULT_IMPLEMENTATION, IMPLEMENTATIONS, register_store_windows
-from srcaco2.srdata.roi import CENTER, roi_mask, roi_threshold_lazy, window_grid, window_roi_fraction_lazy
+from srcaco2.srdata.roi import roi_mask, roi_threshold_lazy, window_grid, window_roi_fraction_lazy
 from srcaco2.srdata.schema import (
     FORMAT_VERSION,
-    INDEX_COLUMNS,
     MARKERS,
+    SCALE_RANGE,
     SCALES,
-    STRIDE,
-    WINDOW_SIZE,
     StoreAttrs,
     StoreFormatError,
+    WindowGeometry,
     pixel_sizes,
     split_code,
 )
@@ -64,14 +65,13 @@ from srcaco2.srdata.split import (
     official_patches,
     tile_split,
 )
-from srcaco2.srdata.store import Store, create_store, remove_store
+from srcaco2.srdata.store import Store, create_store, remove_store, store_exists
 from srcaco2.srdata.writer import mark_tile_finished, write_image, write_index, write_roi
 
 __all__ = ["BuildConfig", "BuildEvent", "BuildError", "build_store", "check_scheduler", "dask_scheduler"]
 
 log = logging.getLogger(__name__)
 
-_ACQ_SCALES = (1, *SCALES)
 REGISTRATION_METHOD = "tvl1-mean-rounded"
 """``source["registration"]["method"]``: rounded mean of skimage's default TV-L1 flow
 (docs/protocol.md#registration)."""
@@ -142,18 +142,37 @@ class BuildConfig:
             raise ValueError(
                 f"registration_impl={self.registration_impl!r}: use one of {list(IMPLEMENTATIONS)}"
             )
-        markers = tuple(MARKERS) if self.register_markers is None else tuple(self.register_markers)
-        scales = tuple(SCALES) if self.register_scales is None else tuple(map(int, self.register_scales))
-        if not markers or any(m not in MARKERS for m in markers):
-            raise ValueError(f"register_markers={list(markers)}: choose one or more of {list(MARKERS)}")
-        if not scales or any(s not in SCALES for s in scales):
-            raise ValueError(f"register_scales={list(scales)}: choose one or more of {list(SCALES)}")
-        # canonical order, so equal subsets compare equal on resume
-        object.__setattr__(self, "register_markers", tuple(m for m in MARKERS if m in markers))
-        object.__setattr__(self, "register_scales", tuple(s for s in SCALES if s in scales))
+        if self.register_markers is not None and not self.register_markers:
+            raise ValueError("register_markers=[]: choose one or more markers (or leave it out: all)")
+        if self.register_scales is not None and (
+            not self.register_scales or any(int(s) not in SCALE_RANGE for s in self.register_scales)
+        ):
+            raise ValueError(f"register_scales={list(self.register_scales)}: choose scales from 2 to 8")
+
+    def for_raw(self, raw: RawTiles) -> BuildConfig:
+        """This configuration with the registered markers / scales checked against `raw` and put in
+        its order (equal subsets compare equal on resume).
+
+        Raises
+        ------
+        ValueError
+            A register marker or scale the raw set does not hold.
+        """
+        markers = raw.markers if self.register_markers is None else tuple(self.register_markers)
+        scales = raw.scales if self.register_scales is None else tuple(map(int, self.register_scales))
+        if any(m not in raw.markers for m in markers):
+            raise ValueError(f"register_markers={list(markers)}: choose one or more of {list(raw.markers)}")
+        if any(s not in raw.scales for s in scales):
+            raise ValueError(f"register_scales={list(scales)}: choose one or more of {list(raw.scales)}")
+        return dataclasses.replace(
+            self,
+            register_markers=tuple(m for m in raw.markers if m in markers),
+            register_scales=tuple(s for s in raw.scales if s in scales),
+        )
 
     def registration(self) -> dict[str, Any] | str:
-        """What the build registers (``source["registration"]``): ``"none"`` or method, markers, scales."""
+        """What the build registers (``source["registration"]``): ``"none"`` or method, markers, scales
+        (call on `for_raw`'s result)."""
         if not self.register:
             return "none"
         return {
@@ -247,35 +266,66 @@ def _registration_pool(scheduler: str, implementation: str = DEFAULT_IMPLEMENTAT
     return "dask"
 
 
+def _geometry(raw: RawTiles, cfg: BuildConfig) -> WindowGeometry:
+    """SR-CACO-2's windows for the official layout; a manifest's (made whole LR pixels) otherwise."""
+    if raw.manifest is None:
+        return WindowGeometry(min_fraction=cfg.roi_min_fraction)
+    win = raw.manifest.window
+    return WindowGeometry.for_scales(
+        raw.scales,
+        size=win["size"],
+        stride=win["stride"],
+        center=win["center"],
+        min_fraction=win["min_fraction"],
+    )
+
+
+def _hr_chunk(raw: RawTiles, cfg: BuildConfig) -> int:
+    """The HR chunk edge: `cfg.chunk`, made a multiple of every scale (grids aligned across scales)."""
+    m = math.lcm(*raw.scales)
+    return cfg.chunk if cfg.chunk % m == 0 else max(m, cfg.chunk // m * m)
+
+
 def _store_attrs(raw: RawTiles, cfg: BuildConfig) -> StoreAttrs:
-    kind = "synth" if os.path.exists(os.path.join(raw.root, "synth.json")) else "raw"
-    px = raw_pixel_size(raw, cfg.pixel_size_um)
+    man = raw.manifest
+    kind = (
+        "manifest"
+        if man is not None
+        else "synth"
+        if os.path.exists(os.path.join(raw.root, "synth.json"))
+        else "raw"
+    )
+    px = raw_pixel_size(raw, cfg.pixel_size_um if man is None else (cfg.pixel_size_um or man.pixel_size_um))
+    chunk = _hr_chunk(raw, cfg)
+    roi = {"threshold": cfg.roi_threshold, "method": cfg.roi_method, "marker": "CELL2"}
+    if man is not None:
+        roi = {
+            "threshold": man.roi.get("threshold"),
+            "method": man.roi["method"],
+            "marker": man.roi["channel"],
+        }
+    source: dict[str, Any] = {
+        "kind": kind,
+        "input": os.path.abspath(raw.root),
+        "tool": "srcaco2 srdata build",
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "registration": cfg.registration(),
+        "pixel_size": px.to_json(),
+        "split": cfg.split,
+    }
+    if man is not None:
+        source |= {"manifest_sha256": man.sha256, "tile_extents": {t.id: list(t.extent) for t in man.tiles}}
     return StoreAttrs(
         format_version=FORMAT_VERSION,
-        markers=list(MARKERS),
-        scales=list(SCALES),
-        pixel_size_um=pixel_sizes(px.um, SCALES),
-        chunks={"hr": cfg.chunk, **{f"x{s}": cfg.chunk // s for s in SCALES}},
+        markers=list(raw.markers),
+        scales=list(raw.scales),
+        pixel_size_um=pixel_sizes(px.um, raw.scales),
+        chunks={"hr": chunk, **{f"x{s}": chunk // s for s in raw.scales}},
         tiles=list(raw.tiles),
         finished_tiles=[],
-        roi={
-            "threshold": cfg.roi_threshold,
-            "min_fraction": cfg.roi_min_fraction,
-            "method": cfg.roi_method,
-            "marker": "CELL2",
-            "center": CENTER,
-            "window": WINDOW_SIZE,
-            "stride": STRIDE,
-        },
-        source={
-            "kind": kind,
-            "input": os.path.abspath(raw.root),
-            "tool": "srcaco2 srdata build",
-            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "registration": cfg.registration(),
-            "pixel_size": px.to_json(),
-            "split": cfg.split,
-        },
+        roi=roi | _geometry(raw, cfg).to_attrs(),
+        source=source,
+        dtype=raw.dtype,
     )
 
 
@@ -289,22 +339,34 @@ def _check_same_source(st: Store, new: StoreAttrs, raw_tiles: RawTiles) -> None:
             f"{store}: this store was built from {before}, not {now}; build into a new STORE path, or pass "
             "--overwrite to replace it"
         )
+    if old.source.get("manifest_sha256") != new.source.get("manifest_sha256"):
+        raise StoreFormatError(
+            f"{store}: this store was built from another version of {now} (the manifest changed since); "
+            "build into a new STORE path, or pass --overwrite to replace it"
+        )
+    if old.dtype != new.dtype:
+        raise StoreFormatError(
+            f"{store}: this store holds {old.dtype} pixels, {now} {new.dtype}; build into a new STORE path, "
+            "or pass --overwrite to replace it"
+        )
     for t in old.finished_tiles:
-        if int(t) in raw_tiles.extent:
+        if t in raw_tiles.extent:
             have = tuple(int(v) for v in st.tile_image(t, 1).shape[1:])
-            if have != tuple(raw_tiles.extent[int(t)]):
+            if have != tuple(raw_tiles.extent[t]):
                 raise StoreFormatError(
                     f"{store}: tile {t} in the store is {have[0]}x{have[1]} HR px but the raw tile is "
-                    f"{raw_tiles.extent[int(t)][0]}x{raw_tiles.extent[int(t)][1]}: this store was built from "
+                    f"{raw_tiles.extent[t][0]}x{raw_tiles.extent[t][1]}: this store was built from "
                     "other raw data; build into a new STORE path, or pass --overwrite to replace it"
                 )
 
 
-def _scratch_path(tile: int) -> str:
-    return f"{_SCRATCH}/registration/{int(tile)}"
+def _scratch_path(tile: Any) -> str:
+    return f"{_SCRATCH}/registration/{tile}"
 
 
-def _load_partial(root: Any, tile: int, y0: np.ndarray, x0: np.ndarray, reg: Any) -> dict[int, np.ndarray]:
+def _load_partial(
+    root: Any, tile: Any, y0: np.ndarray, x0: np.ndarray, reg: Any, shape: tuple[int, ...]
+) -> dict[int, np.ndarray]:
     """Shifts persisted by an interrupted build of `tile` (same windows, same registration), else {}."""
     key = _scratch_path(tile)
     try:
@@ -312,12 +374,11 @@ def _load_partial(root: Any, tile: int, y0: np.ndarray, x0: np.ndarray, reg: Any
             return {}
         got = root[key].attrs.get("partial")
         if not got or got["y0"] != y0.tolist() or got["x0"] != x0.tolist() or got["registration"] != reg:
-            log.info("tile %d: registration progress of another window set/options, recomputing", tile)
+            log.info("tile %s: registration progress of another window set/options, recomputing", tile)
             return {}
-        shape = (len(MARKERS), len(SCALES), 2)
         return {int(k): np.asarray(v, np.int16).reshape(shape) for k, v in got["shift"].items()}
     except Exception as exc:  # noqa: BLE001 - a half-written progress record is recomputed, not fatal
-        log.warning("tile %d: unreadable registration progress (%s), recomputing", tile, exc)
+        log.warning("tile %s: unreadable registration progress (%s), recomputing", tile, exc)
         return {}
 
 
@@ -340,9 +401,10 @@ def _register_tile(
     """
     reg = _norm_json(cfg.registration())
     root = st.root
-    known = _load_partial(root, tile, y0, x0, reg)
+    n_markers, axis = st.shift_axes
+    known = _load_partial(root, tile, y0, x0, reg, (n_markers, len(axis), 2))
     if known:
-        log.info("tile %d: resuming registration, %d of %d windows already done", tile, len(known), len(y0))
+        log.info("tile %s: resuming registration, %d of %d windows already done", tile, len(known), len(y0))
     key = _scratch_path(tile)
     grp = root[key] if known else root.create_group(key, overwrite=True)  # overwrite: drop a bad record
     record: dict[str, Any] = {
@@ -354,12 +416,12 @@ def _register_tile(
         record["shift"][str(k)] = shift.ravel().tolist()
         grp.attrs["partial"] = record
 
-    chans = tuple(MARKERS.index(m) for m in (cfg.register_markers or MARKERS))
+    chans = tuple(st.shift_slot(m, axis[0])[0] for m in (cfg.register_markers or st.markers))
     n = len(y0)
     emit(BuildEvent("register", tile, len(known), n, "resumed" if known else ""))
     return register_store_windows(
         store, tile, y0, x0,
-        scales=tuple(cfg.register_scales or SCALES), markers=chans, pool=pool, workers=workers,  # type: ignore[arg-type]
+        scales=tuple(cfg.register_scales or st.scales), markers=chans, pool=pool, workers=workers,  # type: ignore[arg-type]
         known=known, on_result=save, progress=lambda d: emit(BuildEvent("register", tile, d, n)),
         implementation=cfg.registration_impl,
     )  # fmt: skip
@@ -402,21 +464,25 @@ def _build_tile(
     root = st.root
     root.create_group(st.tile_group_path(tile), overwrite=True)  # drops a partial tile
     # Dask blocks = the writer's blocks (whole c, ~2048 px, multiples of the chunk): no rechunk
-    blocks = {s: (cfg.chunk // s) * max(1, BLOCK_PX // (cfg.chunk // s)) for s in _ACQ_SCALES}
+    chunk, acqs, geo = int(st.attrs.chunks["hr"]), raw.acquisitions, st.geometry
+    blocks = {s: (chunk // s) * max(1, BLOCK_PX // (chunk // s)) for s in acqs}
     acq = lazy_tile(raw, tile, blocks=blocks)
-    for k, s in enumerate(_ACQ_SCALES):
-        write_image(st, tile, s, acq[s], chunk=cfg.chunk // s)  # pixel size: the store's attrs
-        emit(BuildEvent("write", tile, k + 1, len(_ACQ_SCALES), f"x{s}" if s > 1 else "hr"))
+    for k, s in enumerate(acqs):
+        write_image(st, tile, s, acq[s], chunk=chunk // s)  # pixel size: the store's attrs
+        emit(BuildEvent("write", tile, k + 1, len(acqs), f"x{s}" if s > 1 else "hr"))
     hr = acq[1]
-    thr = roi_threshold_lazy(hr[2], method=cfg.roi_method, threshold=cfg.roi_threshold)
-    write_roi(st, tile, roi_mask(hr[2], thr), chunk=cfg.chunk)
-    y0, x0 = window_grid(hr.shape[1], hr.shape[2])
+    roi = st.attrs.roi
+    plane = hr[st.markers.index(roi["marker"])]
+    thr = roi_threshold_lazy(plane, method=roi["method"], threshold=roi["threshold"])
+    write_roi(st, tile, roi_mask(plane, thr), chunk=chunk)
+    y0, x0 = window_grid(hr.shape[1], hr.shape[2], size=geo.size, stride=geo.stride)
     import dask.array as da
 
-    frac = window_roi_fraction_lazy(da.from_zarr(st.roi(tile)), y0, x0)  # the written mask
-    accepted = frac >= cfg.roi_min_fraction
+    frac = window_roi_fraction_lazy(da.from_zarr(st.roi(tile)), y0, x0, size=geo.size, center=geo.center)
+    accepted = frac >= geo.min_fraction
     emit(BuildEvent("roi", tile, int(accepted.sum()), len(y0), f"threshold {thr}"))
-    shift = np.zeros((len(y0), len(MARKERS), len(SCALES), 2), np.int16)
+    n_markers, axis = st.shift_axes
+    shift = np.zeros((len(y0), n_markers, len(axis), 2), np.int16)
     if cfg.register and accepted.any():
         sel = accepted
         url = _worker_url(store if store is not None else str(root.store))
@@ -437,21 +503,25 @@ def _assemble_index(st: Store, raw: RawTiles, cfg: BuildConfig) -> dict[str, np.
     parts: dict[str, list[np.ndarray]] = {
         k: [] for k in ("tile", "y0", "x0", "roi_fraction", "accepted", "shift")
     }
+    n_markers, axis = st.shift_axes
+    named = any(isinstance(t, str) for t in raw.tiles)
     for t in raw.tiles:
         w = st.tile_group(t).attrs["windows"]
         n = len(w["y0"])
-        parts["tile"].append(np.full(n, t, np.int32))
+        parts["tile"].append(np.full(n, t, object if named else np.int32))
         parts["y0"].append(np.asarray(w["y0"], np.int32))
         parts["x0"].append(np.asarray(w["x0"], np.int32))
         parts["roi_fraction"].append(np.asarray(w["roi_fraction"], np.float32))
         parts["accepted"].append(np.asarray(w["accepted"], bool))
-        parts["shift"].append(np.asarray(w["shift"], np.int16).reshape(n, len(MARKERS), len(SCALES), 2))
+        parts["shift"].append(np.asarray(w["shift"], np.int16).reshape(n, n_markers, len(axis), 2))
     cols = {k: np.concatenate(v) for k, v in parts.items()}
-    official = is_official_set(raw.extent)
+    official = raw.manifest is None and is_official_set(raw.extent)
     codes = tile_split(raw.tiles, mode=cfg.split, official=official)
-    split = np.array([codes[int(t)] for t in cols["tile"]], np.int8)
+    if raw.manifest is not None:  # the manifest's own split wins where it gives one
+        codes |= {t.id: split_code(t.split) for t in raw.manifest.tiles if t.split is not None}
+    split = np.array([codes[t] for t in cols["tile"]], np.int8)
     cols["split"] = np.where(cols["accepted"], split, -1).astype(np.int8)
-    cols["size"] = np.full(len(cols["tile"]), WINDOW_SIZE, np.int32)
+    cols["size"] = np.full(len(cols["tile"]), st.geometry.size, np.int32)
     oid = np.full(len(cols["tile"]), -1, np.int32)
     fold = np.full(len(cols["tile"]), -1, np.int32)
     if official or cfg.split == "official":
@@ -466,7 +536,7 @@ def _assemble_index(st: Store, raw: RawTiles, cfg: BuildConfig) -> dict[str, np.
             )  # fmt: skip
     cols["official_patch_id"] = oid
     cols["fold_line"] = fold
-    return {k: cols[k] for k in INDEX_COLUMNS}
+    return {k: cols[k] for k in st.index_columns if k in cols}
 
 
 @leased("srdata build")  # one writer per store: a second build is refused, naming this one
@@ -516,11 +586,28 @@ def build_store(
     check_scheduler(scheduler)
     emit = progress or (lambda ev: None)
     emit(BuildEvent("validate"))
-    raw_tiles = validate_raw(raw)
+    if is_manifest(raw):
+        manifest = read_manifest(raw)
+        for note in manifest.notes:
+            log.warning("%s", note)
+        raw_tiles = from_manifest(manifest)
+    else:
+        raw_tiles = validate_raw(raw)
+    try:
+        config = config.for_raw(raw_tiles)
+    except ValueError as exc:
+        raise RawInputError(str(exc)) from None
     attrs = _store_attrs(raw_tiles, config)
     try:
         if config.overwrite:
             remove_store(store)
+        elif store_exists(store):  # another data set (folder, manifest, extents) than the one resumed?
+            try:
+                existing = Store.open(store)
+            except StoreFormatError:
+                existing = None  # not (yet) a readable store: `create_store` says what is wrong with it
+            if existing is not None:
+                _check_same_source(existing, attrs, raw_tiles)
         st = create_store(store, attrs, mode="a")
         old = st.attrs
         if _norm_json(old.source.get("registration")) != _norm_json(attrs.source["registration"]):
@@ -529,8 +616,7 @@ def build_store(
                 f"{attrs.source['registration']!r}; rerun with the same --no-register / --register-markers / "
                 "--register-scales options or with --overwrite"
             )
-        _check_same_source(st, attrs, raw_tiles)
-        done = set(int(t) for t in old.finished_tiles)
+        done = set(old.finished_tiles)
         todo = [t for t in raw_tiles.tiles if t not in done]
         if todo and old.index_complete:
             st.update_attrs(index_complete=False)
@@ -542,7 +628,7 @@ def build_store(
                     emit(BuildEvent("skip", t, k + 1, len(raw_tiles.tiles)))
                 else:
                     _build_tile(st, raw_tiles, t, config, emit, pool, workers, store=str(store))
-                    log.info("tile %d finished", t)
+                    log.info("tile %s finished", t)
                 emit(BuildEvent("finished", t, k + 1, len(raw_tiles.tiles)))
         _drop_scratch(st.root)
         if todo or not st.attrs.index_complete:

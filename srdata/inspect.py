@@ -6,6 +6,7 @@ Both need nothing but the store (docs/store.md#building: "the store is self-desc
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from collections.abc import Iterator
@@ -95,7 +96,7 @@ def store_info(path: str | Any) -> dict[str, Any]:
     tiles = []
     roi_sums = {}
     for tile in attrs.tiles:
-        entry: dict[str, Any] = {"tile": int(tile), "finished": int(tile) in attrs.finished_tiles}
+        entry: dict[str, Any] = {"tile": tile, "finished": tile in attrs.finished_tiles}
         acqs: dict[str, Any] = {}
         for name, group in st.tile_groups(tile).items():
             if group in root and "0" in root[group]:
@@ -103,7 +104,7 @@ def store_info(path: str | Any) -> dict[str, Any]:
         entry["acquisitions"] = acqs
         if "roi" in acqs:
             arr = st.roi(tile)
-            roi_sums[int(tile)] = (da.from_zarr(arr).astype(np.int64).sum(), int(np.prod(arr.shape)))
+            roi_sums[tile] = (da.from_zarr(arr).astype(np.int64).sum(), int(np.prod(arr.shape)))
         tiles.append(entry)
     if roi_sums:
         sums = da.compute(*(s for s, _ in roi_sums.values()))
@@ -125,6 +126,8 @@ def store_info(path: str | Any) -> dict[str, Any]:
         "predictions": list_predictions(root),
         "markers": list(attrs.markers),
         "scales": list(attrs.scales),
+        "dtype": str(attrs.dtype),
+        "window": dataclasses.asdict(st.geometry) | {"patch": st.geometry.patch},
         "pixel_size_um": dict(attrs.pixel_size_um),
         "chunks": dict(attrs.chunks),
         "source": dict(attrs.source),

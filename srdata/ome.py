@@ -312,6 +312,12 @@ def _down2_u8(a: np.ndarray, reduce: str, *, strip: int = 256) -> np.ndarray:
 
 def _numpy_levels(level0: np.ndarray, n_levels: int, reduce: str) -> list[np.ndarray]:
     """`pyramid_levels` for an in-memory array (same values)."""
+    if level0.dtype != np.uint8:  # uint16: the Dask path's float64 mean (rare in memory: tests)
+        import dask.array as da
+
+        return [
+            np.asarray(lv) for lv in pyramid_levels(da.from_array(level0), n_levels, level0.shape, reduce)
+        ]
     levels = [level0]
     for _ in range(1, n_levels):
         levels.append(_down2_u8(levels[-1], reduce))
@@ -352,9 +358,9 @@ def write_multiscale(
     blocks = ((data.shape[0],) if len(axes) == 3 else ()) + (chunk * k, chunk * k)
     lazy = isinstance(data, da.Array)
     arr = data if lazy else np.asarray(data)
-    if arr.ndim != len(axes) or arr.dtype != np.uint8:
+    if arr.ndim != len(axes) or arr.dtype not in (np.uint8, np.uint16):
         raise ValueError(
-            f"{group_path}: expected {len(axes)}-D uint8 {axes}, got {arr.dtype}{list(arr.shape)}"
+            f"{group_path}: expected {len(axes)}-D uint8 or uint16 {axes}, got {arr.dtype}{list(arr.shape)}"
         )
     n = default_n_levels(arr.shape[-2:], chunk) if n_levels is None else int(n_levels)
     n = _levels_that_fit(n, arr.shape[-2:])
@@ -365,7 +371,7 @@ def write_multiscale(
     else:
         levels = _numpy_levels(arr, n, reduce)
     grp = root.create_group(group_path, overwrite=True)
-    targets = create_levels(grp, [lv.shape for lv in levels], axes, chunks, np.uint8)
+    targets = create_levels(grp, [lv.shape for lv in levels], axes, chunks, arr.dtype)
     if lazy:
         da.store(levels, targets, lock=False, compute=True)
         coarsest = targets[-1][...]

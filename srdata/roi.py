@@ -139,7 +139,8 @@ def roi_threshold_lazy(cell2: Any, *, method: Literal["fixed", "otsu"] = "fixed"
         raise ValueError(f"roi method must be 'fixed' or 'otsu', got {method!r}")
     import dask.array as da
 
-    counts = da.bincount(cell2.ravel(), minlength=256).compute()
+    top = 256 if np.dtype(cell2.dtype).itemsize == 1 else 65536  # every grey level of uint8 / uint16
+    counts = da.bincount(cell2.ravel(), minlength=top).compute()
     return _otsu_from_counts(np.asarray(counts))
 
 

@@ -65,6 +65,7 @@ __all__ = [
     "StoreAttrs",
     "WindowGeometry",
     "shift_axes",
+    "index_columns",
     "shift_slot",
     "acquisition_name",
     "ROI_LABEL",
@@ -368,17 +369,21 @@ def shift_axes(
     (3, 3) grid whatever subset they hold (``shift[:, MARKERS.index(m), SCALES.index(s)]``); any
     other store has one row per marker of its own and one column per scale of its own.
     """
-    if set(markers) <= set(MARKERS) and set(int(s) for s in scales) <= set(SCALES):
+    if _benchmark_axes(markers, scales):
         return len(MARKERS), SCALES
     return len(markers), tuple(int(s) for s in scales)
+
+
+def _benchmark_axes(markers: list[str] | tuple[str, ...], scales: list[int] | tuple[int, ...]) -> bool:
+    return set(markers) <= set(MARKERS) and set(int(s) for s in scales) <= set(SCALES)
 
 
 def shift_slot(
     markers: list[str] | tuple[str, ...], scales: list[int] | tuple[int, ...], marker: str, scale: int
 ) -> tuple[int, int]:
     """Where (marker, scale) sits in the store's ``index/shift`` column (see `shift_axes`)."""
-    n, axis = shift_axes(markers, scales)
-    row = MARKERS.index(marker) if n == len(MARKERS) and axis == SCALES else list(markers).index(marker)
+    _, axis = shift_axes(markers, scales)
+    row = MARKERS.index(marker) if _benchmark_axes(markers, scales) else list(markers).index(marker)
     return row, axis.index(int(scale))
 
 
@@ -433,3 +438,16 @@ class WindowGeometry:
     def to_attrs(self) -> dict[str, Any]:
         return {"window": self.size, "stride": self.stride, "margin": self.margin, "center": self.center,
                 "min_fraction": self.min_fraction}  # fmt: skip
+
+
+def index_columns(
+    axes: tuple[int, tuple[int, ...]] = (len(MARKERS), SCALES), *, named: bool = False
+) -> dict[str, tuple[str, tuple[int, ...]]]:
+    """`INDEX_COLUMNS` of one store: per-(marker, scale) columns on its `shift_axes`, and ``tile``
+    a string column when its tile ids are names (``"str"``: variable-length UTF-8)."""
+    n, scales = axes
+    legacy = (len(MARKERS), len(SCALES), 2)
+    cols = {k: (d, (n, len(scales), 2) if t == legacy else t) for k, (d, t) in INDEX_COLUMNS.items()}
+    if named:
+        cols["tile"] = ("str", ())
+    return cols

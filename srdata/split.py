@@ -12,7 +12,7 @@ val, the rest train (n >= 3 tiles, so val and test are never empty); 2 tiles: tr
 from __future__ import annotations
 
 import functools
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -69,8 +69,8 @@ def official_patches() -> dict[str, np.ndarray]:
 
 
 def tile_split(
-    tiles: list[int], *, mode: Literal["official", "auto"] = "auto", official: bool = False, seed: int = 0
-) -> dict[int, int]:
+    tiles: list[Any], *, mode: Literal["official", "auto"] = "auto", official: bool = False, seed: int = 0
+) -> dict[Any, int]:
     """Split code (0 train, 1 val, 2 test) per tile.
 
     Parameters
@@ -102,7 +102,7 @@ def tile_split(
                 "use --split auto for other data"
             )
         return {int(t): lookup[int(t)] for t in tiles}
-    ids = sorted(int(t) for t in tiles)
+    ids = sorted(tiles)
     n = len(ids)
     order = [ids[k] for k in np.random.default_rng(seed).permutation(n)]
     if n >= 3:

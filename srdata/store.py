@@ -33,6 +33,7 @@ from srcaco2.srdata.schema import (
     StoreFormatError,
     WindowGeometry,
     acquisition_name,
+    index_columns,
     shift_axes,
     shift_slot,
 )
@@ -325,6 +326,11 @@ class Store:
         """(marker count, scales) of ``index/shift`` (`srcaco2.srdata.schema.shift_axes`)."""
         return shift_axes(self.markers, self.scales)
 
+    @property
+    def index_columns(self) -> dict[str, tuple[str, tuple[int, ...]]]:
+        """Name -> (dtype, trailing shape) of this store's ``index/`` columns (`schema.index_columns`)."""
+        return index_columns(self.shift_axes, named=any(isinstance(t, str) for t in self.tiles))
+
     def shift_slot(self, marker: str, scale: int) -> tuple[int, int]:
         """Where (marker, scale) sits in ``index/shift[n]``."""
         return shift_slot(self.markers, self.scales, marker, scale)
@@ -420,7 +426,7 @@ class Store:
             The index is missing, incomplete, unreadable or of another shape.
         """
         if self._index is None:
-            self._index = _read_index(self.root, self.attrs, self.path)
+            self._index = _read_index(self.root, self.attrs, self.path, self.index_columns)
         return self._index
 
     def tile_groups(self, tile: TileId) -> dict[str, str]:
@@ -461,14 +467,16 @@ class Store:
         return f"Store({self.path!r}, markers={list(self.markers)}, scales={list(self.scales)})"
 
 
-def _read_index(root: Any, attrs: StoreAttrs, where: str) -> dict[str, np.ndarray]:
+def _read_index(
+    root: Any, attrs: StoreAttrs, where: str, columns: dict[str, tuple[str, tuple[int, ...]]]
+) -> dict[str, np.ndarray]:
     if not attrs.index_complete or "index" not in root:
         raise StoreFormatError(
             f"{where}: the window index is missing or incomplete; finish the build with "
             "`srdata build RAW STORE` (it resumes) or re-import with `srdata import-patches`"
         )
     out: dict[str, np.ndarray] = {}
-    for name, (dtype, trailing) in INDEX_COLUMNS.items():
+    for name, (dtype, trailing) in columns.items():
         if name not in root["index"]:
             if name in OPTIONAL_INDEX_COLUMNS and out:
                 n_rows = len(next(iter(out.values())))
@@ -484,7 +492,9 @@ def _read_index(root: Any, attrs: StoreAttrs, where: str) -> dict[str, np.ndarra
                 "window index is damaged: `srdata verify` lists the chunks, then rebuild it with "
                 "`srdata build RAW STORE --overwrite` (or re-import with `srdata import-patches`)"
             ) from None
-        if col.dtype != np.dtype(dtype) or col.shape[1:] != trailing:
+        if dtype == "str" and col.dtype.kind in "OTU":
+            col = col.astype(object)  # tile names
+        elif col.dtype != np.dtype(dtype) or col.shape[1:] != trailing:
             raise StoreFormatError(
                 f"{where}: index/{name} is {col.dtype}{list(col.shape)}, expected {dtype} (N, *{trailing})"
             )

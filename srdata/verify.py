@@ -16,17 +16,19 @@ import numpy as np
 
 from srcaco2.srdata.inspect import prediction_groups
 from srcaco2.srdata.schema import (
+    DTYPES,
     MARGIN,
-    MARKERS,
+    MAX_CHANNELS,
     PREDICTION_ATTRS,
     PREDICTION_FIELDS,
     PREDICTIONS,
     READABLE_FORMAT_VERSIONS,
-    SCALES,
+    SCALE_RANGE,
     SPLITS,
-    WINDOW_SIZE,
     StoreAttrs,
     StoreFormatError,
+    WindowGeometry,
+    shift_slot,
 )
 from srcaco2.srdata.store import COVERAGE, Store, level_count
 
@@ -35,18 +37,24 @@ __all__ = ["verify_store", "MAX_SHIFT"]
 log = logging.getLogger(__name__)
 
 MAX_SHIFT: int = MARGIN
-"""Largest |dy|, |dx| (HR px) `verify_store` accepts: a larger shift moves the patch out of its window."""
+"""Largest |dy|, |dx| (HR px) `verify_store` accepts in a SR-CACO-2 store (its window margin): a larger
+shift moves the patch out of its window. Other stores: their own margin (`WindowGeometry.margin`)."""
 
 
 def _check_attrs(raw: Any) -> list[str]:
     """Problems with the raw ``srcaco2`` attributes beyond what `StoreAttrs.from_json` checks."""
     out = []
     markers, scales = raw.markers, raw.scales
-    if not markers or len(set(markers)) != len(markers) or any(m not in MARKERS for m in markers):
-        out.append(f"attrs.markers={markers!r}: expected distinct names from {list(MARKERS)}")
-    if not scales or len(set(scales)) != len(scales) or any(s not in SCALES for s in scales):
-        out.append(f"attrs.scales={scales!r}: expected distinct values from {list(SCALES)}")
-        scales = [s for s in scales if s in SCALES]
+    if (
+        not markers or len(markers) > MAX_CHANNELS or len(set(markers)) != len(markers)
+        or not all(isinstance(m, str) and m for m in markers)
+    ):  # fmt: skip
+        out.append(f"attrs.markers={markers!r}: expected 1 to {MAX_CHANNELS} distinct names")
+    if not scales or len(set(scales)) != len(scales) or any(s not in SCALE_RANGE for s in scales):
+        out.append(f"attrs.scales={scales!r}: expected distinct integers from 2 to 8")
+        scales = [s for s in scales if s in SCALE_RANGE]
+    if raw.dtype not in DTYPES:
+        out.append(f"attrs.dtype={raw.dtype!r}: expected one of {list(DTYPES)}")
     acqs = ["hr", *(f"x{s}" for s in scales)]
     px_all = raw.pixel_size_um if isinstance(raw.pixel_size_um, dict) else {}
     unknown = all(px_all.get(acq) is None for acq in acqs) and all(acq in px_all for acq in acqs)
@@ -231,6 +239,14 @@ def _check_tile(st: Store, tile: int, arrays: list[tuple[str, Any]]) -> list[str
         if "0" in root[group]:
             level0[name] = root[group]["0"]
     out += _check_roi_label(st, tile)
+    if groups["hr"] in root:  # the channel names written with the pixels are the store's markers
+        omero = (root[groups["hr"]].attrs.get("ome") or {}).get("omero") or {}
+        labels = [str(c.get("label")) for c in omero.get("channels") or []]
+        if labels and labels != list(attrs.markers):
+            out.append(
+                f"attrs.markers={list(attrs.markers)} differ from the channel names {labels} of "
+                f"{groups['hr']}; rebuild the store"
+            )
     hr = level0.get("hr")
     if hr is None:
         return out
@@ -240,8 +256,9 @@ def _check_tile(st: Store, tile: int, arrays: list[tuple[str, Any]]) -> list[str
         return out
     H, W = hr.shape[1:]
     for name, arr in level0.items():
-        if arr.dtype != np.uint8:
-            out.append(f"{key}/{name}/0: dtype {arr.dtype}, expected uint8")
+        want = np.uint8 if name in ("roi", COVERAGE) else np.dtype(attrs.dtype)
+        if arr.dtype != want:
+            out.append(f"{key}/{name}/0: dtype {arr.dtype}, expected {np.dtype(want)} (attrs.dtype)")
     for name in ("roi", "coverage"):
         if name in level0 and tuple(level0[name].shape) != (H, W):
             where = groups[name]
@@ -251,7 +268,7 @@ def _check_tile(st: Store, tile: int, arrays: list[tuple[str, Any]]) -> list[str
         out.append(f"{key}/hr/0: chunks {list(hr_chunk)} differ from attrs.chunks['hr']={attrs.chunks['hr']}")
     for s in attrs.scales:
         lr = level0.get(f"x{s}")
-        if lr is None or s not in SCALES:
+        if lr is None or s not in SCALE_RANGE:
             continue
         where = f"{key}/x{s}/0"
         if lr.ndim != 3 or lr.shape[0] != nc:
@@ -278,7 +295,7 @@ def _check_predictions(
     fix = "rerun `srtrain predict` for it or delete the group"
     for _name, key, grp in prediction_groups(root):
         where = f"{PREDICTIONS}/{_name}/{key}"
-        if not key.isdigit() or int(key) not in attrs.tiles:
+        if key not in {str(t) for t in attrs.tiles}:
             out.append(f"{where}: not a tile of this store (tiles are {sorted(attrs.tiles)}); {fix}")
             continue
         if "ome" not in grp.attrs:
@@ -298,15 +315,15 @@ def _check_predictions(
             out.append(f"{where}: markers {markers!r} are not markers of the store {attrs.markers}; {fix}")
         if meta["scale"] not in attrs.scales:
             out.append(f"{where}: scale {meta['scale']!r} is not one of the store's {attrs.scales}; {fix}")
-        if meta["source_tile"] != int(key):
+        if str(meta["source_tile"]) != key:
             out.append(f"{where}: source_tile {meta['source_tile']!r} != its group name {key}; {fix}")
         if "0" not in grp:
             continue
         level0 = grp["0"]
-        hw = extents.get(int(key))
+        hw = extents.get(key)
         n_c = len(markers) if isinstance(markers, list) else -1
-        if level0.dtype != np.uint8:
-            out.append(f"{where}/0: dtype {level0.dtype}, expected uint8")
+        if level0.dtype != np.dtype(attrs.dtype):
+            out.append(f"{where}/0: dtype {level0.dtype}, expected {attrs.dtype} (the store's)")
         if hw is not None and tuple(level0.shape) != (n_c, *hw):
             out.append(
                 f"{where}/0: shape {list(level0.shape)}, expected {[n_c, *hw]} (its markers x the HR extent "
@@ -331,15 +348,16 @@ def _check_index(
             more = f" and {bad.size - 5} more" if bad.size > 5 else ""
             out.append(f"index: {bad.size} window(s) {what}: {rows}{more}")
 
-    tiles = np.asarray(sorted(attrs.tiles), dtype=np.int64)
-    report(~np.isin(index["tile"], tiles), "on a tile not listed in attrs.tiles")
+    tiles = [str(t) for t in attrs.tiles]
+    report(~np.isin(index["tile"].astype(str), tiles), "on a tile not listed in attrs.tiles")
     y0, x0, size = (index[k].astype(np.int64) for k in ("y0", "x0", "size"))
-    report(size != WINDOW_SIZE, f"with size != {WINDOW_SIZE}")
-    H = np.array([extents.get(int(t), (0, 0))[0] for t in index["tile"]], dtype=np.int64)
-    W = np.array([extents.get(int(t), (0, 0))[1] for t in index["tile"]], dtype=np.int64)
+    geo = WindowGeometry.from_attrs(attrs.roi)
+    report(size != geo.size, f"with size != {geo.size} (the store's window)")
+    H = np.array([extents.get(str(t), (0, 0))[0] for t in index["tile"]], dtype=np.int64)
+    W = np.array([extents.get(str(t), (0, 0))[1] for t in index["tile"]], dtype=np.int64)
     report((y0 < 0) | (x0 < 0) | (y0 + size > H) | (x0 + size > W), "outside the HR extent of their tile")
     for s in attrs.scales:
-        if s not in SCALES:
+        if s not in SCALE_RANGE:
             continue
         report((y0 % s != 0) | (x0 % s != 0), f"with y0/x0 not multiples of scale {s}")
         report(
@@ -352,15 +370,15 @@ def _check_index(
     report(index["official_patch_id"] < -1, "with official_patch_id < -1")
     rf = index["roi_fraction"]
     report(~((rf >= 0) & (rf <= 1)), "with roi_fraction outside [0, 1]")
-    used = [MARKERS.index(m) for m in attrs.markers if m in MARKERS]
-    sidx = [SCALES.index(s) for s in attrs.scales if s in SCALES]
+    slots = [shift_slot(attrs.markers, attrs.scales, m, s) for m in attrs.markers for s in attrs.scales]
     if n:
-        shift = index["shift"][:, used][:, :, sidx].reshape(n, -1)
+        shift = np.stack([index["shift"][:, i, k] for i, k in slots], 1).reshape(n, -1)
         report(
-            np.abs(shift.astype(np.int64)).max(axis=1) > MAX_SHIFT,
-            f"with a registration shift beyond ±{MAX_SHIFT} px",
+            np.abs(shift.astype(np.int64)).max(axis=1) > geo.margin,
+            f"with a registration shift beyond ±{geo.margin} px (the window's margin)",
         )
-        keys = index["tile"].astype(np.int64) * 2**42 + y0 * 2**21 + x0
+        tile_no = np.unique(index["tile"].astype(str), return_inverse=True)[1].astype(np.int64)
+        keys = tile_no * 2**42 + y0 * 2**21 + x0
         _, first, counts = np.unique(keys, return_index=True, return_counts=True)
         dup = np.zeros(n, dtype=bool)
         dup[first[counts > 1]] = True
@@ -417,7 +435,7 @@ def verify_store(path: str | Any, *, read_chunks: bool = True, workers: int = 4)
         problems += _check_tile(st, tile, arrays)
         hr = st.tile_groups(tile)["hr"] + "/0"
         if hr in root and root[hr].ndim == 3:
-            extents[int(tile)] = tuple(int(n) for n in root[hr].shape[1:])
+            extents[str(tile)] = tuple(int(n) for n in root[hr].shape[1:])
     extra = st.unlisted_tile_groups()
     if extra:
         problems.append(f"tiles: groups {extra} are not listed in attrs.tiles")

@@ -22,7 +22,6 @@ import numpy as np
 
 from srcaco2.srdata.ome import ome_image_metadata, ome_label_metadata, write_multiscale
 from srcaco2.srdata.schema import (
-    INDEX_COLUMNS,
     ROI_LABEL,
     StoreFormatError,
     acquisition_name,
@@ -104,8 +103,9 @@ def mark_tile_finished(store: Store, tile: int) -> None:
     check_held()
     _check_tile_written(store, tile)
     record_manifests(store.tile_group(tile))  # binds every chunk of the tile to its place
-    done = sorted(set(int(t) for t in store.attrs.finished_tiles) | {int(tile)})
-    store.update_attrs(finished_tiles=done)
+    done = {*store.attrs.finished_tiles, tile}
+    order = [*store.tiles, *sorted(done - set(store.tiles), key=str)]  # the store's tile order
+    store.update_attrs(finished_tiles=[t for t in order if t in done])
 
 
 _FROM_STORE = "store"
@@ -257,13 +257,14 @@ def write_index(store: Store, columns: dict[str, np.ndarray]) -> None:
     ValueError
         Columns differ in length or trailing shape.
     """
-    missing = sorted(set(INDEX_COLUMNS) - set(columns))
-    extra = sorted(set(columns) - set(INDEX_COLUMNS))
+    spec = store.index_columns
+    missing = sorted(set(spec) - set(columns))
+    extra = sorted(set(columns) - set(spec))
     if missing or extra:
-        raise KeyError(f"index columns: missing {missing}, unknown {extra}; expected {list(INDEX_COLUMNS)}")
+        raise KeyError(f"index columns: missing {missing}, unknown {extra}; expected {list(spec)}")
     cast = {}
-    for name, (dtype, trailing) in INDEX_COLUMNS.items():
-        col = np.asarray(columns[name]).astype(dtype, copy=False)
+    for name, (dtype, trailing) in spec.items():
+        col = np.asarray(columns[name]).astype(str if dtype == "str" else dtype, copy=False)
         if col.shape[1:] != trailing:
             raise ValueError(f"index column {name}: shape {col.shape}, expected (N, *{trailing})")
         cast[name] = col
@@ -276,7 +277,7 @@ def write_index(store: Store, columns: dict[str, np.ndarray]) -> None:
         store.root.create_array(
             index_path(name),
             shape=col.shape,
-            dtype=col.dtype,
+            dtype=str if col.dtype.kind == "U" else col.dtype,
             chunks=(n, *col.shape[1:]),
             compressors=compressors(),
             overwrite=True,

@@ -98,21 +98,21 @@ def test_partial_registration_record_is_checked(tmp_path):
     root = zarr.open_group(str(tmp_path / "s.zarr"), mode="a", zarr_format=3)
     y0, x0 = np.array([0, 256], np.int32), np.array([0, 0], np.int32)
     reg = {"method": "tvl1-mean-rounded", "markers": ["CELL2"], "scales": [8]}
-    assert _load_partial(root, 1, y0, x0, reg) == {}
+    assert _load_partial(root, 1, y0, x0, reg, (3, 3, 2)) == {}
     shift = np.zeros((3, 3, 2), np.int16)
     shift[2, 2] = (3, -1)
     rec = {"y0": [0, 256], "x0": [0, 0], "registration": reg, "shift": {"1": shift.ravel().tolist()}}
     root.create_group(_scratch_path(1)).attrs["partial"] = rec
-    got = _load_partial(root, 1, y0, x0, reg)
+    got = _load_partial(root, 1, y0, x0, reg, (3, 3, 2))
     assert list(got) == [1] and (got[1] == shift).all() and got[1].dtype == np.int16
-    assert _load_partial(root, 1, y0, x0 + 8, reg) == {}
-    assert _load_partial(root, 1, y0, x0, {**reg, "scales": [4, 8]}) == {}
+    assert _load_partial(root, 1, y0, x0 + 8, reg, (3, 3, 2)) == {}
+    assert _load_partial(root, 1, y0, x0, {**reg, "scales": [4, 8]}, (3, 3, 2)) == {}
     meta = os.path.join(str(tmp_path / "s.zarr"), _scratch_path(1), "zarr.json")
     data = open(meta, "rb").read()
     open(meta, "wb").write(data[: len(data) // 2])  # killed mid-write
-    assert _load_partial(root, 1, y0, x0, reg) == {}
+    assert _load_partial(root, 1, y0, x0, reg, (3, 3, 2)) == {}
     root.create_group(_scratch_path(1), overwrite=True)  # what the build does next
-    assert _load_partial(root, 1, y0, x0, reg) == {}
+    assert _load_partial(root, 1, y0, x0, reg, (3, 3, 2)) == {}
 
 
 # --- the numba TV-L1 against skimage's (the reference) -------------------------------------------
