@@ -31,7 +31,9 @@ the background noise), Immerkær's Laplacian noise std of the background, and th
 variance against local mean (Laplacian variance in quantile bins of the 3 × 3 mean, per-bin
 medians); for HR the median nearest-neighbour distance and density per ROI area of nuclei maxima
 (Gaussian sigma 3 px, 7 px neighbourhood, >= 10 grey levels) and p90 / p50 of the ROI
-(HR >= 4). Goals: mean lag-1 within ±0.05 and x − y difference within ±0.08 per scan; mode
+(HR >= 4); specks (> median + 4 grey levels, and their neighbours) are left out of the texture
+statistics. Goals: mean lag-1 within ±0.05 and x − y difference within ±0.05 per scan, or 3
+standard errors of the real estimate where they are wider (`lag1_tolerances`); mode
 fraction within ±0.05; Laplacian noise and variance-vs-mean slope within ±30 %; nuclei spacing
 within ±15 % and density within ±20 %; p90 / p50 within ±10 %.
 
@@ -65,7 +67,7 @@ GOALS = {
     "shift_lr_px": (1.0, 2.5),
     "registration_gain_db": 2.0,
     "lag1_abs": 0.05,
-    "lag1_anisotropy_abs": 0.08,
+    "lag1_anisotropy_abs": 0.05,
     "mode_fraction_abs": 0.05,
     "laplacian_noise_rel": 0.30,
     "var_mean_slope_rel": 0.30,
@@ -226,6 +228,18 @@ def mean_stats(stats: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def lag1_tolerances(n_px: int) -> tuple[float, float]:
+    """Tolerances of the mean lag-1 and of its x − y difference for a real scan of `n_px` background px.
+
+    The goals' base tolerances, widened to 3 standard errors of the real estimate where the real
+    scan has few background pixels (a lag-1 estimate from n pairs has a standard error of about
+    1/sqrt(n); the mean of both axes 1/sqrt(2n), their difference sqrt(2/n)): /8 has 1,222.
+    """
+    g = GOALS
+    mean_tol = max(g["lag1_abs"], 3 / np.sqrt(2 * n_px))
+    return float(mean_tol), float(max(g["lag1_anisotropy_abs"], 3 * np.sqrt(2 / n_px)))
+
+
 def check_goals(
     real: dict[str, Any], synth: dict[str, Any], synth_regions: list[dict[str, Any]]
 ) -> dict[str, bool]:
@@ -258,9 +272,10 @@ def check_goals(
         )
         ok[f"{name} p99 within ±{g['p99_rel']:.0%}"] = abs(y["p99"] / r["p99"] - 1) <= g["p99_rel"]
         ok[f"{name} no clipping at 255"] = y["frac_255"] == 0 or r["frac_255"] > 0
-        ok[f"{name} background lag-1 within ±{g['lag1_abs']}"] = abs(y["lag1"] - r["lag1"]) <= g["lag1_abs"]
-        ok[f"{name} background lag-1 x − y within ±{g['lag1_anisotropy_abs']}"] = (
-            abs(y["lag1_x_minus_y"] - r["lag1_x_minus_y"]) <= g["lag1_anisotropy_abs"]
+        tol1, tol2 = lag1_tolerances(r["texture_px"])
+        ok[f"{name} background lag-1 within ±{tol1:.3f}"] = abs(y["lag1"] - r["lag1"]) <= tol1
+        ok[f"{name} background lag-1 x − y within ±{tol2:.3f}"] = (
+            abs(y["lag1_x_minus_y"] - r["lag1_x_minus_y"]) <= tol2
         )
         ok[f"{name} background mode fraction within ±{g['mode_fraction_abs']}"] = (
             abs(y["mode_fraction"] - r["mode_fraction"]) <= g["mode_fraction_abs"]

@@ -85,16 +85,28 @@ def _quantise(img: np.ndarray, p: SynthParams, offset: float) -> np.ndarray:
     return np.clip(np.rint(img), 0, 255).astype(np.uint8)
 
 
-def _record(rng: np.random.Generator, signal: np.ndarray, p: SynthParams, s: int) -> np.ndarray:
-    """Detector of the /s scan: background light, shot noise and afterpulses, read noise, offset, rounding."""
+def _record(
+    rng: np.random.Generator, signal: np.ndarray, p: SynthParams, s: int, carry: dict[int, np.ndarray]
+) -> np.ndarray:
+    """Detector of the /s scan: background light, shot noise and afterpulses, read noise, offset, rounding.
+
+    `carry` holds, per scale, the photons of the last row of the previous band (afterpulses along
+    y reach into the next band's first row).
+    """
     dark, offset, read = p.per_scan("dark", s), p.per_scan("offset", s), p.per_scan("read_noise", s)
     light = np.maximum(signal + dark, 0.0)
     if p.noise:
         g, q = p.per_scan("grey_per_photon", s), p.per_scan("afterpulse", s)
         photons = rng.poisson(light / (g * (1.0 + q)))
-        if q > 0:  # afterpulses land in the next pixel of the line (x, the fast axis)
+        if q > 0:  # afterpulses land in the next pixel along the scan's fast axis
             after = np.zeros_like(photons)
-            after[..., 1:] = rng.binomial(photons[..., :-1], q)
+            if s in p.fast_axis_y:
+                after[..., 1:, :] = rng.binomial(photons[..., :-1, :], q)
+                if s in carry:
+                    after[..., 0, :] = rng.binomial(carry[s], q)
+                carry[s] = photons[..., -1, :].copy()
+            else:
+                after[..., 1:] = rng.binomial(photons[..., :-1], q)
             photons += after
         img = photons.astype(np.float32) * g + offset
         if read > 0:
@@ -130,6 +142,7 @@ def synth_tile(tile: int, params: SynthParams = SynthParams()) -> dict[int, np.n
     spec = make_specimen(tile, p)
     shifts = tile_misregistration(tile, p)
     noise_rng = np.random.default_rng([p.seed, int(tile), 1])
+    carry: dict[int, np.ndarray] = {}
     ideal = not p.noise and not p.misregistration
     max_shift = max((max(abs(v) for v in d) for d in shifts.values()), default=0)
     scans = (1, *p.scales)
@@ -159,7 +172,7 @@ def synth_tile(tile: int, params: SynthParams = SynthParams()) -> dict[int, np.n
             if af is not None:  # the medium's smooth background light, the same in every channel
                 a = af[None, m + dy : m + dy + (r1 - r0) * s, m + dx : m + dx + w // s * s]
                 signal = signal + p.per_scan("autofluorescence", s) * (a if s == 1 else _area_mean(a, s))
-            out[s][:, r0:r1] = _record(noise_rng, signal, p, s)
+            out[s][:, r0:r1] = _record(noise_rng, signal, p, s, carry)
         if ideal:  # the teaching mode: LR = exact area mean of the HR tile
             hr = out[1][:, b0:b1].astype(np.float64)
             for s in p.scales:

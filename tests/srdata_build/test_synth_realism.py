@@ -42,9 +42,17 @@ def test_real_sample_texture_and_cell_scale_figures(real):
     hr, x4 = real["1"], real["4"]
     assert abs(hr["nuclei_nn_px"] - 21.1) < 0.1 and abs(hr["nuclei_per_1e4_roi_px"] - 6.14) < 0.01
     assert abs(hr["roi_p90_p50"] - 2.65) < 0.01
-    # background noise correlated in every scan; along x more than along y only at /4 (6 standard errors)
-    assert all(0.05 < real[s]["lag1"] < 0.15 for s in real)
-    assert x4["lag1_x"] - x4["lag1_y"] > 0.1 and all(abs(real[s]["lag1_x_minus_y"]) < 0.08 for s in "128")
+    # background noise correlated in every scan, as much along x as along y (within 3 standard errors)
+    assert all(0.05 < real[s]["lag1"] < 0.16 for s in real)
+    assert all(abs(real[s]["lag1_x_minus_y"]) < 3 * np.sqrt(2 / real[s]["texture_px"]) for s in real)
+    # ... once the speck of the /4 scan is left out: with it, x looks more correlated than y
+    from srcaco2.benchmarks.realism_stats import lag1_autocorrelation
+    from srcaco2.benchmarks.synth_realism import background_mask
+
+    acq = load_real_sample()
+    bg4 = background_mask(acq[1]).reshape(128, 4, 128, 4).all(axis=(1, 3))
+    ry, rx = lag1_autocorrelation(acq[4], bg4)
+    assert rx - ry > 0.1 and x4["texture_px"] < bg4.sum()
     assert real["1"]["mode_fraction"] > 0.9 and all(0.7 < real[s]["mode_fraction"] < 0.85 for s in "248")
 
 

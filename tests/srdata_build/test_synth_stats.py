@@ -43,6 +43,20 @@ def test_lag1_ignores_pixels_outside_the_mask():
     assert np.isnan(rs.lag1_autocorrelation(img, np.zeros_like(mask))[0])
 
 
+def test_specks_are_left_out_of_the_texture_statistics():
+    """A two-pixel speck in white noise fakes a correlation along x; `without_specks` removes it."""
+    rng = np.random.default_rng(5)
+    img = 1 + rng.poisson(0.3, (64, 64))
+    img[30, 40:42] = (22, 16)
+    mask = np.ones(img.shape, bool)
+    ry, rx = rs.lag1_autocorrelation(img, mask)
+    assert rx - ry > 0.1
+    clean = rs.without_specks(img, mask)
+    assert clean.sum() == img.size - 12  # the speck and its neighbours (3 × 4 px)
+    stats = rs.scan_texture_stats(img, mask)
+    assert abs(stats["lag1_x"]) < 0.05 and abs(stats["lag1_y"]) < 0.05 and stats["texture_px"] == clean.sum()
+
+
 def test_mode_fraction_and_laplacian_noise():
     img = np.ones((50, 40), np.uint8)
     img[:10] = 2
@@ -91,8 +105,8 @@ def test_variance_mean_slope_of_shot_noise(g):
     assert rs.variance_mean_slope(img) == pytest.approx(g, rel=0.1)
 
 
-def test_afterpulses_correlate_the_noise_along_x_only():
-    """The simulator's afterpulses: pure shot noise of lag-1 ``q / (1 + q)`` along x, 0 along y, same mean."""
+def test_afterpulses_correlate_the_noise_along_the_fast_axis_only():
+    """The simulator's afterpulses: shot noise of lag-1 ``q / (1 + q)`` along the fast axis, 0 across it."""
     kw = dict(hr_size=256, seed=3, nucleus_brightness=(0.0, 0.0), membrane_brightness=(0.0, 0.0),
               puncta_brightness=(0.0, 0.0), cytoplasm=(0.0, 0.0, 0.0), haze=0.0, read_noise=(0, 0, 0, 0),
               autofluorescence=(0, 0, 0, 0), dark=(20.0,) * 4, grey_per_photon=(1, 1, 1, 1))  # fmt: skip
@@ -101,6 +115,14 @@ def test_afterpulses_correlate_the_noise_along_x_only():
         ry, rx = rs.lag1_autocorrelation(lr, np.ones(lr.shape, bool))
         assert abs(rx - q / (1 + q)) < 0.05 and abs(ry) < 0.05, (q, ry, rx)
         assert lr.mean() == pytest.approx(21.0, rel=0.01)  # offset 1 + dark 20: afterpulses keep the mean
+    # a scan whose fast axis is y (the /8 scan by default): the same along y, across band boundaries
+    p = SynthParams(**kw, afterpulse=(0, 0, 0, 0.3), band=64)
+    assert p.fast_axis_y == (8,)
+    lr = synth_tile(1, p)[8][0].astype(np.float64)
+    ry, rx = rs.lag1_autocorrelation(lr, np.ones(lr.shape, bool))
+    assert abs(ry - 0.3 / 1.3) < 0.06 and abs(rx) < 0.06, (ry, rx)
+    band_rows = lr[7:-1:8].ravel() - lr.mean(), lr[8::8].ravel() - lr.mean()  # rows 7|8, 15|16, ...
+    assert np.corrcoef(*band_rows)[0, 1] > 0.1
 
 
 def test_autofluorescence_correlates_the_background_along_both_axes():
