@@ -24,6 +24,19 @@ per scale and full PSNR within ±2 dB; background level and noise std of each sc
 every LR scan noisier than HR; p99 within ±25 %; no clipping at 255 unless the real data clips;
 shifts of 1–2.5 LR px; unregistered ROI-PSNR >= 2 dB below registered.
 
+Second pass (issue 23), with the estimators of `srcaco2.benchmarks.realism_stats` (defined and
+tested there): per scan the lag-1 autocorrelation of the background along y and x (and their
+mean and difference), the fraction of background pixels at the most frequent value (the shape of
+the background noise), Immerkær's Laplacian noise std of the background, and the slope of local
+variance against local mean (Laplacian variance in quantile bins of the 3 × 3 mean, per-bin
+medians); for HR the median nearest-neighbour distance and density per ROI area of nuclei maxima
+(Gaussian sigma 3 px, 7 px neighbourhood, >= 10 grey levels) and p90 / p50 of the ROI
+(HR >= 4); specks (> median + 4 grey levels, and their neighbours) are left out of the texture
+statistics. Goals: mean lag-1 within ±0.05 and x − y difference within ±0.05 per scan, or 3
+standard errors of the real estimate where they are wider (`lag1_tolerances`); mode
+fraction within ±0.05; Laplacian noise and variance-vs-mean slope within ±30 %; nuclei spacing
+within ±15 % and density within ±20 %; p90 / p50 within ±10 %.
+
 Prints a table and writes ``benchmarks/results/synth_realism.json``.
 """
 
@@ -53,6 +66,14 @@ GOALS = {
     "p99_rel": 0.25,
     "shift_lr_px": (1.0, 2.5),
     "registration_gain_db": 2.0,
+    "lag1_abs": 0.05,
+    "lag1_anisotropy_abs": 0.05,
+    "mode_fraction_abs": 0.05,
+    "laplacian_noise_rel": 0.30,
+    "var_mean_slope_rel": 0.30,
+    "nuclei_nn_rel": 0.15,
+    "nuclei_density_rel": 0.20,
+    "roi_p90_p50_rel": 0.10,
 }
 """Tolerances of the realism goals."""
 
@@ -108,6 +129,7 @@ def region_stats(acq: dict[int, np.ndarray]) -> dict[str, Any]:
         ``residual``, ``shift`` (dy, dx HR px), ``shift_lr_px``, ``psnr_unreg``, ``roi_psnr_unreg``,
         ``psnr_reg``, ``roi_psnr_reg``.
     """
+    from srcaco2.benchmarks.realism_stats import cell_scale_stats, scan_texture_stats
     from srcaco2.srdata.real_sample import registered_region
 
     hr = np.asarray(acq[1])
@@ -134,7 +156,10 @@ def region_stats(acq: dict[int, np.ndarray]) -> dict[str, Any]:
             "frac_ge4": float((af >= 4).mean()),
             "frac_255": float((a == 255).mean()),
             "spectrum_slope": _spectrum_slope(af),
+            **scan_texture_stats(a, m),
         }
+        if s == 1:
+            d.update(cell_scale_stats(hr))
         if s > 1:
             am = hr.astype(np.float64).reshape(n, s, n, s).mean(axis=(1, 3)).ravel()
             design = np.stack([am, np.ones_like(am)], axis=1)
@@ -203,6 +228,18 @@ def mean_stats(stats: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def lag1_tolerances(n_px: int) -> tuple[float, float]:
+    """Tolerances of the mean lag-1 and of its x − y difference for a real scan of `n_px` background px.
+
+    The goals' base tolerances, widened to 3 standard errors of the real estimate where the real
+    scan has few background pixels (a lag-1 estimate from n pairs has a standard error of about
+    1/sqrt(n); the mean of both axes 1/sqrt(2n), their difference sqrt(2/n)): /8 has 1,222.
+    """
+    g = GOALS
+    mean_tol = max(g["lag1_abs"], 3 / np.sqrt(2 * n_px))
+    return float(mean_tol), float(max(g["lag1_anisotropy_abs"], 3 * np.sqrt(2 / n_px)))
+
+
 def check_goals(
     real: dict[str, Any], synth: dict[str, Any], synth_regions: list[dict[str, Any]]
 ) -> dict[str, bool]:
@@ -235,6 +272,27 @@ def check_goals(
         )
         ok[f"{name} p99 within ±{g['p99_rel']:.0%}"] = abs(y["p99"] / r["p99"] - 1) <= g["p99_rel"]
         ok[f"{name} no clipping at 255"] = y["frac_255"] == 0 or r["frac_255"] > 0
+        tol1, tol2 = lag1_tolerances(r["texture_px"])
+        ok[f"{name} background lag-1 within ±{tol1:.3f}"] = abs(y["lag1"] - r["lag1"]) <= tol1
+        ok[f"{name} background lag-1 x − y within ±{tol2:.3f}"] = (
+            abs(y["lag1_x_minus_y"] - r["lag1_x_minus_y"]) <= tol2
+        )
+        ok[f"{name} background mode fraction within ±{g['mode_fraction_abs']}"] = (
+            abs(y["mode_fraction"] - r["mode_fraction"]) <= g["mode_fraction_abs"]
+        )
+        ok[f"{name} Laplacian noise within ±{g['laplacian_noise_rel']:.0%}"] = (
+            abs(y["laplacian_noise"] / r["laplacian_noise"] - 1) <= g["laplacian_noise_rel"]
+        )
+        ok[f"{name} variance-vs-mean slope within ±{g['var_mean_slope_rel']:.0%}"] = (
+            abs(y["var_mean_slope"] / r["var_mean_slope"] - 1) <= g["var_mean_slope_rel"]
+        )
+    r, y = real["1"], synth["1"]
+    for key, tol, label in (
+        ("nuclei_nn_px", "nuclei_nn_rel", "nuclei spacing"),
+        ("nuclei_per_1e4_roi_px", "nuclei_density_rel", "nuclei per ROI area"),
+        ("roi_p90_p50", "roi_p90_p50_rel", "ROI p90/p50"),
+    ):
+        ok[f"{label} within ±{g[tol]:.0%}"] = abs(y[key] / r[key] - 1) <= g[tol]
     return ok  # fmt: skip
 
 
@@ -274,6 +332,14 @@ _ROWS = [
     ("residual", "fit residual std", "{:.2f}"),
     ("spectrum_slope", "spectrum slope", "{:.2f}"),
     ("shift_lr_px", "|TV-L1 shift|, LR px", "{:.2f}"),
+    ("lag1_y", "bg lag-1 along y", "{:.3f}"),
+    ("lag1_x", "bg lag-1 along x", "{:.3f}"),
+    ("mode_fraction", "bg mode fraction", "{:.3f}"),
+    ("laplacian_noise", "bg Laplacian noise", "{:.2f}"),
+    ("var_mean_slope", "variance-vs-mean slope", "{:.2f}"),
+    ("nuclei_nn_px", "nuclei NN spacing, px", "{:.1f}"),
+    ("nuclei_per_1e4_roi_px", "nuclei / 100² ROI px", "{:.2f}"),
+    ("roi_p90_p50", "ROI p90/p50", "{:.2f}"),
     ("psnr_unreg", "bicubic PSNR unreg", "{:.2f}"),
     ("roi_psnr_unreg", "bicubic ROI-PSNR unreg", "{:.2f}"),
     ("psnr_reg", "bicubic PSNR reg", "{:.2f}"),

@@ -102,7 +102,7 @@ def _nuclei_in_cyst(
     y, x = y[keep] + cy, x[keep] + cx
     n = len(y)
     size = p.nucleus_radius * rng.uniform(0.8, 1.2, n)
-    aspect = rng.uniform(1.0, 1.6, n)
+    aspect = rng.uniform(*p.nucleus_aspect, n)
     a, b = size * np.sqrt(aspect), size / np.sqrt(aspect)
     theta = rng.uniform(0, np.pi, n)
     amp = rng.uniform(*p.nucleus_brightness, n)
