@@ -474,7 +474,7 @@ def _assemble_index(root: Any, raw: RawTiles, cfg: BuildConfig) -> dict[str, np.
             )  # fmt: skip
     cols["official_patch_id"] = oid
     cols["fold_line"] = fold
-    return {k: cols[k] for k in INDEX_COLUMNS}
+    return {k: cols[k] for k in INDEX_COLUMNS if k in cols}  # shift_subpixel: `srdata register-subpixel`
 
 
 @leased("srdata build")  # one writer per store: a second build is refused, naming this one

@@ -26,6 +26,7 @@ from srcaco2.srdata.schema import (
     FORMAT_VERSION,
     INDEX_COLUMNS,
     MARKERS,
+    OPTIONAL_INDEX_COLUMNS,
     ROI_LABEL,
     StoreAttrs,
     StoreFormatError,
@@ -401,6 +402,7 @@ def write_index(root: Any, columns: dict[str, np.ndarray]) -> None:
     ----------
     columns : dict of str to ndarray
         Every name of `INDEX_COLUMNS` with N rows (``shift``: (N, 3, 3, 2)); cast to the contract dtype.
+        Names of `OPTIONAL_INDEX_COLUMNS` may be left out (not written; read as their fill value).
 
     Raises
     ------
@@ -409,12 +411,14 @@ def write_index(root: Any, columns: dict[str, np.ndarray]) -> None:
     ValueError
         Columns differ in length or trailing shape.
     """
-    missing = sorted(set(INDEX_COLUMNS) - set(columns))
+    missing = sorted(set(INDEX_COLUMNS) - set(columns) - set(OPTIONAL_INDEX_COLUMNS))
     extra = sorted(set(columns) - set(INDEX_COLUMNS))
     if missing or extra:
         raise KeyError(f"index columns: missing {missing}, unknown {extra}; expected {list(INDEX_COLUMNS)}")
     cast = {}
     for name, (dtype, trailing) in INDEX_COLUMNS.items():
+        if name not in columns:  # an optional column (OPTIONAL_INDEX_COLUMNS) left out
+            continue
         col = np.asarray(columns[name]).astype(dtype, copy=False)
         if col.shape[1:] != trailing:
             raise ValueError(f"index column {name}: shape {col.shape}, expected (N, *{trailing})")

@@ -138,6 +138,12 @@ class Validator:
 
     def __init__(self, cfg: RunConfig, model: Any, ema: WeightEMA | None, device: Any, amp: bool) -> None:
         self.cfg, self.model, self.ema, self.device, self.amp = cfg, model, ema, device, amp
+        from srcaco2.trainers.alignment import make_aligner
+
+        d = cfg.data  # eval.alignment=subpixel: refused here, before training, if the store lacks the shifts
+        self.aligner = make_aligner(
+            d.store, split="val", marker=d.marker, scale=d.scale, alignment=cfg.eval.alignment
+        )
         self.loader = make_val_loader(cfg, pin_memory=device.type == "cuda")
         check_official_val_windows(cfg, getattr(self.loader.dataset, "missing_fold_lines", []))
         self._eval_copy: Any = None
@@ -159,7 +165,9 @@ class Validator:
         from srcaco2.trainers.metrics import mean_metrics
 
         model = self.eval_model()
-        rows = evaluate_model(model, self.loader, self.cfg.data.scale, device=self.device, amp=self.amp)
+        rows = evaluate_model(
+            model, self.loader, self.cfg.data.scale, device=self.device, amp=self.amp, aligner=self.aligner
+        )
         return model, mean_metrics(rows), rows
 
     def bicubic(self) -> dict[str, float]:
@@ -168,7 +176,14 @@ class Validator:
             from srcaco2.trainers.evaluate import evaluate_model
             from srcaco2.trainers.metrics import mean_metrics
 
-            rows = evaluate_model("bicubic", self.loader, self.cfg.data.scale, device=self.device, amp=False)
+            rows = evaluate_model(
+                "bicubic",
+                self.loader,
+                self.cfg.data.scale,
+                device=self.device,
+                amp=False,
+                aligner=self.aligner,
+            )
             self._bicubic = mean_metrics(rows)
         return self._bicubic
 
