@@ -402,7 +402,8 @@ def write_index(root: Any, columns: dict[str, np.ndarray]) -> None:
     ----------
     columns : dict of str to ndarray
         Every name of `INDEX_COLUMNS` with N rows (``shift``: (N, 3, 3, 2)); cast to the contract dtype.
-        Names of `OPTIONAL_INDEX_COLUMNS` may be left out (not written; read as their fill value).
+        Names of `OPTIONAL_INDEX_COLUMNS` may be left out (read as their fill value; an older copy
+        in the store is removed, it describes another index).
 
     Raises
     ------
@@ -427,6 +428,9 @@ def write_index(root: Any, columns: dict[str, np.ndarray]) -> None:
     if len(lengths) != 1:
         raise ValueError(f"index columns differ in length: { {k: len(v) for k, v in cast.items()} }")
     update_attrs(root, index_complete=False)
+    for name in OPTIONAL_INDEX_COLUMNS:  # left out: an older copy describes another index, drop it
+        if name not in cast and "index" in root and name in root["index"]:
+            del root["index"][name]
     for name, col in cast.items():
         n = max(len(col), 1)
         root.create_array(

@@ -274,3 +274,17 @@ def test_tables_show_both_alignments(registered_store, tmp_path):
     gain = (tmp_path / "t" / "alignment_gain.md").read_text()
     assert "Bicubic" in gain and "×8" in gain and "sub-px" in gain
     assert make_aligner(registered_store, split="test", marker="CELL2", scale=8) is None  # paper: no aligner
+
+
+def test_rewriting_the_index_drops_stale_subpixel_shifts(registered_store, tmp_path):
+    from srcaco2.srdata.schema import open_root, read_index
+    from srcaco2.srdata.writer import write_index
+
+    path = str(tmp_path / "s.zarr")
+    shutil.copytree(registered_store, path)
+    root = open_root(path, mode="r+")
+    cols = read_index(root)
+    cols.pop("shift_subpixel")
+    write_index(root, cols)  # e.g. a resumed build rewriting the index: the old estimates go
+    assert "shift_subpixel" not in root["index"]
+    assert np.isnan(read_index(open_root(path))["shift_subpixel"]).all()
