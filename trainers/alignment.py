@@ -160,9 +160,10 @@ def align_prediction(sr: Any, hr: Any, residual: Any, scale: int) -> tuple[np.nd
     r = np.asarray(residual, np.float64).reshape(2)
     if not np.all(np.isfinite(r)) or float(np.abs(r).max()) > residual_bound(s) + 1e-3:
         raise ValueError(
-            f"residual shift {r.tolist()} HR px exceeds ±{residual_bound(s)} at x{s}: the store's shift and "
-            "shift_subpixel come from different registrations; re-estimate shift_subpixel with "
-            "`srdata register-subpixel STORE --overwrite`"
+            f"residual shift {r.tolist()} HR px exceeds ±{residual_bound(s)} at x{s}, more than the "
+            "sub-pixel border covers: the store's shift is not the rounding of shift_subpixel (another "
+            "registration, or none); rebuild the store with registration, or re-estimate with "
+            "`srdata register-subpixel STORE --overwrite` if shift_subpixel is the stale one"
         )
     m = subpixel_margin(s)
     moved = nd_shift(sr64, -r, order=SPLINE_ORDER, mode="nearest", prefilter=True)
@@ -239,4 +240,17 @@ def make_aligner(
             f"x{scale} (index/shift_subpixel); estimate them with `{fix}`"
         )
     res = residual_shift(index["shift"][rows, m, k], sub, scale)
+    far = np.flatnonzero(np.abs(res).max(axis=-1) > residual_bound(scale) + 1e-3)
+    if len(far):
+        w = int(rows[far[0]])
+        given = (
+            f"shift {index['shift'][w, m, k].tolist()}, shift_subpixel {np.round(sub[far[0]], 2).tolist()}"
+        )
+        raise ValueError(
+            f"{store}: for {len(far)} of {len(rows)} {split} windows ({marker} x{scale}; e.g. index row {w}: "
+            f"{given}) the integer shift is not the rounding of the sub-pixel one, so the paper's LR patch "
+            f"is off by more than the ±{residual_bound(scale)} HR px the sub-pixel border covers (registered "
+            "with another rule, or not at all: `srdata build --no-register`); rebuild the store with "
+            "registration"
+        )
     return SubpixelAligner({int(r): res[i] for i, r in enumerate(rows)}, scale)

@@ -351,9 +351,7 @@ def evaluate_model(
         HR pixel size for ``frc_um`` (None: ``frc_um`` is None).
     check_finite : bool
         Raise `NonFiniteOutputError` when a prediction holds NaN or ±inf.
-    aligner : `srcaco2.trainers.alignment.SubpixelAligner`, optional
-        ``--alignment subpixel``: resample each prediction by its window's residual and crop before
-        scoring; None (the paper's rule) scores the patches as they are.
+    aligner : `srcaco2.trainers.alignment.SubpixelAligner` (``--alignment subpixel``) or None (the paper)
 
     Returns
     -------
@@ -546,8 +544,7 @@ def evaluate_decoded(
     Returns
     -------
     EvalResult
-        ``meta``: store, split, marker, scale, method, checkpoint (str or None), n_windows; with an
-        `aligner` (``subpixel``) also its ``meta`` (``alignment``...; absent = the paper's rule).
+        ``meta``: store, split, marker, scale, method, checkpoint (str or None), n_windows (+ `aligner`'s).
     """
     import torch
 

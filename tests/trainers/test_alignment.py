@@ -288,3 +288,28 @@ def test_rewriting_the_index_drops_stale_subpixel_shifts(registered_store, tmp_p
     write_index(root, cols)  # e.g. a resumed build rewriting the index: the old estimates go
     assert "shift_subpixel" not in root["index"]
     assert np.isnan(read_index(open_root(path))["shift_subpixel"]).all()
+
+
+def test_subpixel_refuses_a_store_registered_by_another_rule(registered_store, tmp_path):
+    from srcaco2.srdata.schema import open_root
+
+    path = str(tmp_path / "s.zarr")
+    shutil.copytree(registered_store, path)
+    root = open_root(path, mode="r+")
+    sub = root["index/shift_subpixel"][...]
+    sub[:, 2, 2] += 13.0  # as if the build had not registered x8 (shift 0) while TV-L1 finds 13 px
+    root["index/shift_subpixel"][...] = sub
+    with pytest.raises(ValueError, match="not the rounding of the sub-pixel one"):
+        make_aligner(path, split="test", marker="CELL2", scale=8, alignment="subpixel")
+
+
+def test_register_subpixel_cli_bad_input(trainer_store, tmp_path):
+    from srcaco2.cli.srdata import main
+
+    def run(*args):
+        return CliRunner().invoke(main, ["register-subpixel", *map(str, args)])
+
+    _one_line_refusal(run(tmp_path / "nothing.zarr"), "no such store", "srdata build")
+    _one_line_refusal(run(trainer_store, "--scale", "3"), "scale 3 is not in the store")
+    _one_line_refusal(run(trainer_store, "--marker", "CELL7"), "marker 'CELL7' is not in the store")
+    _one_line_refusal(run(trainer_store, "--split", "tests"), "split 'tests' is not one of")

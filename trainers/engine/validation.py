@@ -2,7 +2,8 @@
 
 `Validator.run` scores the model (or its EMA weights, copied into one evaluation network made
 at the start) on the first ``eval.val_windows`` windows of the val split with the paper's metrics
-(`srcaco2.trainers.evaluate.evaluate_model`, which keeps the caller's RNG stream untouched). The val
+(`srcaco2.trainers.evaluate.evaluate_model`, which keeps the caller's RNG stream untouched), after
+the sub-pixel alignment of `srcaco2.trainers.alignment` when ``eval.alignment`` is ``subpixel``. The val
 loader is made once, in the main process (no worker processes idle between validations), and
 keeps its decoded-chunk cache, so later validations read no chunk again when the windows fit
 ``data.loader.cache_bytes``.
@@ -177,13 +178,9 @@ class Validator:
             from srcaco2.trainers.metrics import mean_metrics
 
             rows = evaluate_model(
-                "bicubic",
-                self.loader,
-                self.cfg.data.scale,
-                device=self.device,
-                amp=False,
+                "bicubic", self.loader, self.cfg.data.scale, device=self.device, amp=False,
                 aligner=self.aligner,
-            )
+            )  # fmt: skip
             self._bicubic = mean_metrics(rows)
         return self._bicubic
 
