@@ -53,6 +53,10 @@ def eval_cmd(
     OUT/windows.csv and the split's means to OUT/summary.json (docs/protocol.md#evaluation: 8-bit rounding,
     border crop = scale, valid 11×11 SSIM, ROI thresholds 4..10).
 
+    --alignment subpixel (beyond the paper; docs/protocol.md#subpixel-alignment) resamples each
+    prediction by the residual TV-L1 shift the paper's whole-LR-pixel registration leaves, and crops
+    ceil(s/2 + 1/2) + 3 px more from every side, so scores measure reconstruction, not alignment.
+
     Beyond the paper's protocol, each row also holds the Fourier ring correlation resolution of
     the prediction against the ground truth (fixed 1/7 threshold, same 8-bit border-cropped
     images): frc_px in HR pixels and frc_um in micrometres (the store's HR pixel size; empty when
@@ -116,7 +120,9 @@ def table(runs, out_dir, frc, compare_paper):
     Writes table4_roi.{md,csv,tex} and table5_full.{md,csv,tex} to OUT (best per scale in bold)
     and prints the Markdown tables. With --compare-paper, the difference to the paper's published
     numbers per method, scale, marker and metric; cells beyond ±0.01 dB PSNR / ±0.0001 NRMSE and
-    SSIM are marked (the paper prints 2 and 4 decimals).
+    SSIM are marked (the paper prints 2 and 4 decimals). Evaluations made with --alignment subpixel
+    get their own tables (*_subpixel) and, beside paper-aligned ones of the same cells,
+    alignment_gain.{md,csv}: both alignments side by side.
     """
     from srcaco2.trainers.evaluate import read_eval
     from srcaco2.trainers.tables import write_tables

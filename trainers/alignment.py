@@ -16,7 +16,7 @@ scored as reconstruction error. Two alignments (`ALIGNMENTS`):
     mask, derived from it, stays exact). Interpolator: cubic B-spline (``scipy.ndimage.shift``,
     order 3, spline prefilter, ``mode="nearest"``), in float64, clipped to [0, 1]: smooth, exact for
     quadratics, no wrap-around (a Fourier shift would wrap the opposite border into the image),
-    and cheap (~10 ms per 512² patch).
+    and cheap enough (~40 ms per 512² patch on one busy CPU core).
     Border: `subpixel_margin` ``= ceil(s/2 + 1/2) + SPLINE_SUPPORT_PX`` HR px are cropped from
     every side of the prediction *and* of the ground truth, for every window and every method
     (bicubic included), before the paper's metrics (which then crop their own ``s`` px): the
