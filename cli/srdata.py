@@ -13,6 +13,7 @@ _COMMANDS = {
     "info": "srcaco2.cli.srdata_inspect:info",
     "verify": "srcaco2.cli.srdata_inspect:verify",
     "export-patches": "srcaco2.cli.srdata_export:export_patches",
+    "register-subpixel": "srcaco2.cli.srdata_register:register_subpixel",
 }
 
 

@@ -38,6 +38,11 @@ def _split_list(values: tuple[str, ...]) -> list[str] | None:
     "skipped, naming the one kept) or all of them (the newest in the tables, the others in "
     "OUT/runs/<cell>.run2, ...).",
 )  # fmt: skip
+@click.option(
+    "--alignment", type=click.Choice(["paper", "subpixel"]), default="paper", show_default=True,
+    help="As `srtrain eval`; subpixel results go to OUT/runs/<cell>_subpixel, and the tables show both "
+    "alignments side by side when OUT holds both (alignment_gain.md).",
+)  # fmt: skip
 def eval_runs_cmd(
     root,
     store,
@@ -52,6 +57,7 @@ def eval_runs_cmd(
     no_bicubic,
     dry_run,
     select,
+    alignment,
 ):
     """Evaluate every trained run under ROOT on a split of a store, in one process.
 
@@ -125,13 +131,14 @@ def eval_runs_cmd(
         if dry_run:
             discovery = discover_runs(root, select=select, **filters)
             jobs, counts = plan_jobs(
-                discovery, store, out_dir, split=split, bicubic=not no_bicubic, max_windows=max_windows
-            )
+                discovery, store, out_dir, split=split, bicubic=not no_bicubic, max_windows=max_windows,
+                alignment=alignment,
+            )  # fmt: skip
             obs.on_plan(discovery, jobs, counts)
             return
         report = eval_runs(
             root, store, out_dir, split=split, device=device, batch_size=batch_size, max_windows=max_windows,
-            bicubic=not no_bicubic, observer=obs, select=select, **filters,
+            bicubic=not no_bicubic, observer=obs, select=select, alignment=alignment, **filters,
         )  # fmt: skip
     except KeyError as exc:
         raise click.ClickException(str(exc.args[0]) if exc.args else repr(exc)) from exc

@@ -536,7 +536,7 @@ def _assemble_index(st: Store, raw: RawTiles, cfg: BuildConfig) -> dict[str, np.
             )  # fmt: skip
     cols["official_patch_id"] = oid
     cols["fold_line"] = fold
-    return {k: cols[k] for k in st.index_columns if k in cols}
+    return {k: cols[k] for k in st.index_columns if k in cols}  # shift_subpixel: `srdata register-subpixel`
 
 
 @leased("srdata build")  # one writer per store: a second build is refused, naming this one

@@ -141,11 +141,15 @@ INDEX_COLUMNS: dict[str, tuple[str, tuple[int, ...]]] = {
     "official_patch_id": ("int32", ()),  # patch id of the released data set, -1 if none
     "fold_line": ("int32", ()),  # line in the official fold lists of its split (0-based), -1 if none
     "shift": ("int16", (len(MARKERS), len(SCALES), 2)),  # (dy, dx) HR px per marker, scale
+    # unrounded mean TV-L1 flow (dy, dx), HR px, NaN = not estimated; beyond the paper
+    # (docs/protocol.md#subpixel-alignment); written by `srdata register-subpixel`, never by the build
+    "shift_subpixel": ("float32", (len(MARKERS), len(SCALES), 2)),
 }
-"""Columns of ``index/``: one 1-D (or (N, 3, 3, 2) for ``shift``) Zarr array each."""
+"""Columns of ``index/``: one 1-D (or (N, 3, 3, 2) for ``shift``, ``shift_subpixel``) Zarr array each."""
 
-OPTIONAL_INDEX_COLUMNS: dict[str, int] = {"fold_line": -1}
-"""Columns added after format version 1's first stores: read as this fill value when absent."""
+OPTIONAL_INDEX_COLUMNS: dict[str, float] = {"fold_line": -1, "shift_subpixel": float("nan")}
+"""Columns added after format version 1's first stores: read as this fill value when absent (the
+writers may omit them)."""
 
 
 class StoreFormatError(ValueError):

@@ -429,6 +429,10 @@ class Store:
             self._index = _read_index(self.root, self.attrs, self.path, self.index_columns)
         return self._index
 
+    def has_index_column(self, name: str) -> bool:
+        """Whether ``index/<name>`` is stored (optional columns read as their fill value when not)."""
+        return "index" in self.root and name in self.root["index"]
+
     def tile_groups(self, tile: TileId) -> dict[str, str]:
         """Name -> group path of a tile's images and masks (``hr``, ``x<s>``, ``roi``, ``coverage``)."""
         out = {acquisition_name(s): image_group_path(tile, s) for s in (1, *self.scales)}

@@ -22,6 +22,7 @@ import numpy as np
 
 from srcaco2.srdata.ome import ome_image_metadata, ome_label_metadata, write_multiscale
 from srcaco2.srdata.schema import (
+    OPTIONAL_INDEX_COLUMNS,
     ROI_LABEL,
     StoreFormatError,
     acquisition_name,
@@ -249,6 +250,8 @@ def write_index(store: Store, columns: dict[str, np.ndarray]) -> None:
     ----------
     columns : dict of str to ndarray
         Every name of `INDEX_COLUMNS` with N rows (``shift``: (N, 3, 3, 2)); cast to the contract dtype.
+        Names of `OPTIONAL_INDEX_COLUMNS` may be left out (read as their fill value; an older copy
+        in the store is removed, it describes another index).
 
     Raises
     ------
@@ -258,12 +261,14 @@ def write_index(store: Store, columns: dict[str, np.ndarray]) -> None:
         Columns differ in length or trailing shape.
     """
     spec = store.index_columns
-    missing = sorted(set(spec) - set(columns))
+    missing = sorted(set(spec) - set(columns) - set(OPTIONAL_INDEX_COLUMNS))
     extra = sorted(set(columns) - set(spec))
     if missing or extra:
         raise KeyError(f"index columns: missing {missing}, unknown {extra}; expected {list(spec)}")
     cast = {}
     for name, (dtype, trailing) in spec.items():
+        if name not in columns:  # an optional column (OPTIONAL_INDEX_COLUMNS) left out
+            continue
         col = np.asarray(columns[name]).astype(str if dtype == "str" else dtype, copy=False)
         if col.shape[1:] != trailing:
             raise ValueError(f"index column {name}: shape {col.shape}, expected (N, *{trailing})")
@@ -272,6 +277,10 @@ def write_index(store: Store, columns: dict[str, np.ndarray]) -> None:
     if len(lengths) != 1:
         raise ValueError(f"index columns differ in length: { {k: len(v) for k, v in cast.items()} }")
     store.update_attrs(index_complete=False)
+    root = store.root
+    for name in OPTIONAL_INDEX_COLUMNS:  # left out: an older copy describes another index, drop it
+        if name not in cast and "index" in root and name in root["index"]:
+            del root["index"][name]
     for name, col in cast.items():
         n = max(len(col), 1)
         store.root.create_array(

@@ -339,6 +339,10 @@ class EvalConfig:
     abort_on_bad_metric : bool
         End the run, as the original did, when a validation image's metric is negative or
         non-finite (here with a clear message; the original exited silently with status 0).
+    alignment : str
+        ``paper`` (the benchmark's whole-LR-pixel registration, both recipes) or ``subpixel`` (the
+        prediction resampled by the residual TV-L1 shift before scoring, beyond the paper;
+        `srcaco2.trainers.alignment`; the store needs ``srdata register-subpixel --split val``).
     """
 
     val_windows: int | None = 128
@@ -347,8 +351,11 @@ class EvalConfig:
     batch_size: int = 1
     at_end: bool = True
     abort_on_bad_metric: bool = False
+    alignment: Literal["paper", "subpixel"] = "paper"
 
     def __post_init__(self) -> None:
+        if self.alignment not in ("paper", "subpixel"):
+            raise ConfigError(f"eval.alignment={self.alignment!r} must be 'paper' or 'subpixel'")
         if self.every <= 0:
             raise ConfigError(f"eval.every={self.every} must be > 0")
         if self.val_windows is not None and self.val_windows < 1:

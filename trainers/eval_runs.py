@@ -16,6 +16,10 @@ Output directory ``OUT``::
     OUT/tables/delta_paper.{md,csv}                                  (test split: ours − paper)
     OUT/eval_runs.json                                               (what was found, skipped, failed)
 
+With ``alignment="subpixel"`` (`srcaco2.trainers.alignment`, beyond the paper) each result goes to
+``OUT/runs/{method}_x{scale}_{marker}_subpixel/`` instead, so one OUT can hold both alignments;
+the tables then add ``*_subpixel`` tables and ``alignment_gain.{md,csv}`` (both side by side).
+
 Resumable: a run whose ``summary.json`` is present (written last, atomically) and describes the
 same store, split, checkpoint and window count is not evaluated again, so a run killed mid-way
 and started again ends with the same files as an uninterrupted one. A broken run (unreadable
@@ -107,7 +111,7 @@ class EvalRunsObserver:
 
 # -------------------------------------------------------------------------------------- discovery
 # ----------------------------------------------------------------------------------------- planning
-def _complete(out: Path, entry: RunEntry, store: str, split: str, n_windows: int) -> bool:
+def _complete(out: Path, entry: RunEntry, store: str, split: str, n_windows: int, alignment: str) -> bool:
     """True when `out` holds a finished evaluation of `entry` on the same data."""
     from srcaco2.trainers.evaluate import read_eval
 
@@ -129,6 +133,7 @@ def _complete(out: Path, entry: RunEntry, store: str, split: str, n_windows: int
         and int(s.get("scale", -1)) == entry.scale
         and s.get("marker") == entry.marker
         and s.get("n_windows") == n_windows
+        and s.get("alignment", "paper") == alignment
         and same_path(s.get("store"), Path(store))
         and same_path(s.get("checkpoint"), entry.path)
     )
@@ -152,6 +157,7 @@ def plan_jobs(
     split: str = "test",
     bicubic: bool = True,
     max_windows: int | None = None,
+    alignment: str = "paper",
 ) -> tuple[list[Job], dict[tuple[str, int], int]]:
     """The jobs (bicubic first within each marker × scale) and the window count per pair.
 
@@ -189,14 +195,20 @@ def plan_jobs(
         entries = [RunEntry(None, "bicubic", "bicubic", scale, marker)] if bicubic else []
         entries += [r for r in kept if (r.marker, r.scale) == (marker, scale)]
         for e in entries:
-            out = runs_dir / e.name
-            jobs.append(Job(e, out, _complete(out, e, store, split, counts[(marker, scale)])))
+            out = runs_dir / (e.name if alignment == "paper" else f"{e.name}_{alignment}")
+            jobs.append(Job(e, out, _complete(out, e, store, split, counts[(marker, scale)], alignment)))
     return jobs, counts
 
 
 # --------------------------------------------------------------------------------------- evaluation
 def _run_one(
-    job: Job, windows: Any, *, device: Any, pixel_size_um: float | None, observer: EvalRunsObserver
+    job: Job,
+    windows: Any,
+    *,
+    device: Any,
+    pixel_size_um: float | None,
+    observer: EvalRunsObserver,
+    aligner: Any = None,
 ) -> dict[str, Any]:
     """Evaluate one job on decoded windows and write its results; returns the split's means."""
     from srcaco2.trainers.evaluate import evaluate_decoded, load_eval_model, write_eval
@@ -218,7 +230,7 @@ def _run_one(
 
     result = evaluate_decoded(
         model, windows, method=name, checkpoint=e.path, device=device, pixel_size_um=pixel_size_um,
-        progress=progress,
+        progress=progress, aligner=aligner,
     )  # fmt: skip
     write_eval(job.out, result)
     return result.summary
@@ -232,7 +244,7 @@ def _write_json(path: Path, payload: Any) -> None:
 
 
 _OUR_FILES = ("windows.csv", "summary.json", "eval_runs.json", "table4_roi", "table5_full", "table_frc",
-              "delta_paper")  # fmt: skip
+              "delta_paper", "alignment_gain")  # fmt: skip
 
 
 def _remove_stale_temporaries(out: Path) -> None:
@@ -281,6 +293,7 @@ def eval_runs(
     compare_paper: bool = True,
     observer: EvalRunsObserver | None = None,
     select: str = "latest",
+    alignment: str = "paper",
 ) -> EvalRunsReport:
     """Evaluate every run under `root` on a split of `store`, write per-run results and the tables.
 
@@ -297,6 +310,7 @@ def eval_runs(
     compare_paper : write ``tables/delta_paper.{md,csv}`` (test split only)
     observer : progress callbacks
     select : ``latest`` or ``all`` runs of a (method, scale, marker) cell (`discover_runs`)
+    alignment : ``paper`` or ``subpixel`` (`srcaco2.trainers.alignment`; results in ``*_subpixel`` dirs)
 
     Returns
     -------
@@ -316,7 +330,14 @@ def eval_runs(
     out = Path(out_dir)
     dev = resolve_device(device)
     discovery = discover_runs(root, methods=methods, markers=markers, scales=scales, select=select)
-    jobs, counts = plan_jobs(discovery, store, out, split=split, bicubic=bicubic, max_windows=max_windows)
+    jobs, counts = plan_jobs(
+        discovery, store, out, split=split, bicubic=bicubic, max_windows=max_windows, alignment=alignment
+    )
+    from srcaco2.trainers.alignment import make_aligner
+
+    aligners = {  # refused here, before any evaluation, when the store lacks sub-pixel shifts
+        p: make_aligner(store, split=split, marker=p[0], scale=p[1], alignment=alignment) for p in counts
+    }
     obs.on_plan(discovery, jobs, counts)
     _remove_stale_temporaries(out)
     pixel_size_um = hr_pixel_size_um(store)
@@ -346,7 +367,9 @@ def eval_runs(
         for j in pending:
             obs.on_run_start(j)
             try:
-                summary = _run_one(j, windows, device=dev, pixel_size_um=pixel_size_um, observer=obs)
+                summary = _run_one(
+                    j, windows, device=dev, pixel_size_um=pixel_size_um, observer=obs, aligner=aligners[pair]
+                )
                 outcome = Outcome(j, "evaluated", summary=summary)
             except Exception as exc:  # noqa: BLE001 - one broken run must not stop the others
                 log.debug("run %s failed", j.entry.path, exc_info=True)

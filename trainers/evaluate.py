@@ -329,6 +329,7 @@ def evaluate_model(
     frc: bool = False,
     pixel_size_um: float | None = None,
     check_finite: bool = False,
+    aligner: Any = None,
 ) -> list[dict[str, Any]]:
     """Score every window an eval-mode loader (or a `DecodedWindows`) yields; one row per window.
 
@@ -350,6 +351,7 @@ def evaluate_model(
         HR pixel size for ``frc_um`` (None: ``frc_um`` is None).
     check_finite : bool
         Raise `NonFiniteOutputError` when a prediction holds NaN or ±inf.
+    aligner : `srcaco2.trainers.alignment.SubpixelAligner` (``--alignment subpixel``) or None (the paper)
 
     Returns
     -------
@@ -382,11 +384,13 @@ def evaluate_model(
                     )
                 hr = batch["hr"]
                 for b in range(sr.shape[0]):
-                    m = patch_metrics(sr[b, 0].numpy(), hr[b, 0].numpy(), scale)
+                    e, h = sr[b, 0].numpy(), hr[b, 0].numpy()
+                    if aligner is not None:
+                        e, h = aligner.apply(e, h, int(batch["window"][b]))
                     row = {k: int(batch[k][b]) for k in ("tile", "window", "y0", "x0")}
-                    row.update(m)
+                    row.update(patch_metrics(e, h, scale))
                     if frc:
-                        row.update(frc_cells(sr[b, 0].numpy(), hr[b, 0].numpy(), scale, pixel_size_um))
+                        row.update(frc_cells(e, h, scale, pixel_size_um))
                     rows.append(row)
                 if progress is not None:
                     progress(i + 1, total)
@@ -453,6 +457,7 @@ def evaluate(
     out_dir: str | Path | None = None,
     progress: Callable[[int, int], None] | None = None,
     overwrite: bool = False,
+    alignment: str = "paper",
 ) -> EvalResult:
     """Evaluate a checkpoint (ours or the original's) or ``method="bicubic"`` on a split.
 
@@ -473,6 +478,7 @@ def evaluate(
         Where to write ``windows.csv`` and ``summary.json``.
     overwrite : bool
         Replace an evaluation already in `out_dir` (refused otherwise, before any work).
+    alignment : ``"paper"`` (the benchmark's rule) or ``"subpixel"`` (`srcaco2.trainers.alignment`)
 
     Raises
     ------
@@ -485,6 +491,9 @@ def evaluate(
         another method / scale / marker; `NonFiniteOutputError` when the network outputs NaN / inf.
     """
     check_store_args(store, split, marker, scale)
+    from srcaco2.trainers.alignment import make_aligner
+
+    aligner = make_aligner(str(store), split=split, marker=marker, scale=int(scale), alignment=alignment)
     if out_dir is not None and not overwrite:
         held = [n for n in ("summary.json", "windows.csv") if (Path(out_dir) / n).exists()]
         if held:
@@ -509,7 +518,7 @@ def evaluate(
     )
     result = evaluate_decoded(
         model, windows, method=name, checkpoint=checkpoint, device=dev,
-        pixel_size_um=hr_pixel_size_um(store), progress=progress,
+        pixel_size_um=hr_pixel_size_um(store), progress=progress, aligner=aligner,
     )  # fmt: skip
     if out_dir is not None:
         write_eval(out_dir, result)
@@ -525,6 +534,7 @@ def evaluate_decoded(
     device: Any,
     pixel_size_um: float | None,
     progress: Callable[[int, int], None] | None = None,
+    aligner: Any = None,
 ) -> EvalResult:
     """Evaluate a loaded model (or ``"bicubic"``) on decoded windows as `srtrain eval` does.
 
@@ -534,19 +544,19 @@ def evaluate_decoded(
     Returns
     -------
     EvalResult
-        ``meta``: store, split, marker, scale, method, checkpoint (str or None), n_windows.
+        ``meta``: store, split, marker, scale, method, checkpoint (str or None), n_windows (+ `aligner`'s).
     """
     import torch
 
     dev = torch.device(device)
     rows = evaluate_model(
         model, windows, windows.scale, device=dev, amp=dev.type == "cuda", progress=progress,
-        frc=True, pixel_size_um=pixel_size_um, check_finite=True,
+        frc=True, pixel_size_um=pixel_size_um, check_finite=True, aligner=aligner,
     )  # fmt: skip
     meta: dict[str, Any] = {
         "store": windows.store, "split": windows.split, "marker": windows.marker, "scale": windows.scale,
         "method": method, "checkpoint": None if checkpoint is None else str(checkpoint),
-        "n_windows": len(rows),
+        "n_windows": len(rows), **(aligner.meta if aligner is not None else {}),
     }  # fmt: skip
     return EvalResult(rows=rows, summary=summarize(rows), meta=meta)
 

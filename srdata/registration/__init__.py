@@ -40,6 +40,7 @@ __all__ = [
     "register_windows",
     "stream_tasks",
     "upsample_nearest",
+    "window_flow_mean",
     "window_shift",
 ]
 
@@ -85,6 +86,22 @@ def optical_flow(
     return optical_flow_tvl1(reference, moving)
 
 
+def window_flow_mean(
+    hr_win: np.ndarray, lr_win: np.ndarray, scale: int, implementation: str = DEFAULT_IMPLEMENTATION
+) -> tuple[np.float32, np.float32]:
+    """Unrounded registration shift (dy, dx) of one marker window: the mean TV-L1 flow, HR px.
+
+    Parameters as in `window_shift`. Returns the float32 means of v (rows) and u (columns);
+    `window_shift` is their rounding (the store's ``shift``), the sub-pixel alignment
+    (``index/shift_subpixel``, `srcaco2.srdata.registration.subpixel`) keeps them as they are.
+    """
+    up = upsample_nearest(lr_win, scale)
+    if up.shape != hr_win.shape:
+        raise ValueError(f"LR window {lr_win.shape} x{scale} does not match HR window {hr_win.shape}")
+    v, u = optical_flow(hr_win, up, implementation)
+    return v.mean(), u.mean()
+
+
 def window_shift(
     hr_win: np.ndarray, lr_win: np.ndarray, scale: int, implementation: str = DEFAULT_IMPLEMENTATION
 ) -> tuple[int, int]:
@@ -100,13 +117,10 @@ def window_shift(
     Returns
     -------
     (dy, dx) : tuple of int
-        Rounded means of the TV-L1 flow components v (rows) and u (columns).
+        Rounded means of the TV-L1 flow components v (rows) and u (columns) (`window_flow_mean`).
     """
-    up = upsample_nearest(lr_win, scale)
-    if up.shape != hr_win.shape:
-        raise ValueError(f"LR window {lr_win.shape} x{scale} does not match HR window {hr_win.shape}")
-    v, u = optical_flow(hr_win, up, implementation)
-    return int(np.round(v.mean())), int(np.round(u.mean()))
+    v, u = window_flow_mean(hr_win, lr_win, scale, implementation)
+    return int(np.round(v)), int(np.round(u))
 
 
 def register_window(

@@ -2,7 +2,8 @@
 
 `Validator.run` scores the model (or its EMA weights, copied into one evaluation network made
 at the start) on the first ``eval.val_windows`` windows of the val split with the paper's metrics
-(`srcaco2.trainers.evaluate.evaluate_model`, which keeps the caller's RNG stream untouched). The val
+(`srcaco2.trainers.evaluate.evaluate_model`, which keeps the caller's RNG stream untouched), after
+the sub-pixel alignment of `srcaco2.trainers.alignment` when ``eval.alignment`` is ``subpixel``. The val
 loader is made once, in the main process (no worker processes idle between validations), and
 keeps its decoded-chunk cache, so later validations read no chunk again when the windows fit
 ``data.loader.cache_bytes``.
@@ -138,6 +139,12 @@ class Validator:
 
     def __init__(self, cfg: RunConfig, model: Any, ema: WeightEMA | None, device: Any, amp: bool) -> None:
         self.cfg, self.model, self.ema, self.device, self.amp = cfg, model, ema, device, amp
+        from srcaco2.trainers.alignment import make_aligner
+
+        d = cfg.data  # eval.alignment=subpixel: refused here, before training, if the store lacks the shifts
+        self.aligner = make_aligner(
+            d.store, split="val", marker=d.marker, scale=d.scale, alignment=cfg.eval.alignment
+        )
         self.loader = make_val_loader(cfg, pin_memory=device.type == "cuda")
         check_official_val_windows(cfg, getattr(self.loader.dataset, "missing_fold_lines", []))
         self._eval_copy: Any = None
@@ -159,7 +166,9 @@ class Validator:
         from srcaco2.trainers.metrics import mean_metrics
 
         model = self.eval_model()
-        rows = evaluate_model(model, self.loader, self.cfg.data.scale, device=self.device, amp=self.amp)
+        rows = evaluate_model(
+            model, self.loader, self.cfg.data.scale, device=self.device, amp=self.amp, aligner=self.aligner
+        )
         return model, mean_metrics(rows), rows
 
     def bicubic(self) -> dict[str, float]:
@@ -168,7 +177,10 @@ class Validator:
             from srcaco2.trainers.evaluate import evaluate_model
             from srcaco2.trainers.metrics import mean_metrics
 
-            rows = evaluate_model("bicubic", self.loader, self.cfg.data.scale, device=self.device, amp=False)
+            rows = evaluate_model(
+                "bicubic", self.loader, self.cfg.data.scale, device=self.device, amp=False,
+                aligner=self.aligner,
+            )  # fmt: skip
             self._bicubic = mean_metrics(rows)
         return self._bicubic
 
