@@ -12,8 +12,10 @@ __all__ = ["eval_cmd", "table"]
 @click.command("eval")
 @click.option("--store", required=True, type=click.Path(), help="Store built by `srdata build`.")
 @click.option("--split", default="test", show_default=True, type=click.Choice(["train", "val", "test"]))
-@click.option("--marker", required=True, type=click.Choice(["CELL0", "CELL1", "CELL2"]))
-@click.option("--scale", required=True, type=click.Choice(["2", "4", "8"]), help="SR factor.")
+@click.option(
+    "--marker", required=True, help="A marker of STORE (`srdata info STORE` lists them), e.g. CELL2."
+)
+@click.option("--scale", required=True, type=click.IntRange(2, 8), help="SR factor, a scale of STORE.")
 @click.option(
     "--checkpoint", type=click.Path(), help="best.pt / last.pt of `srtrain fit`, or an original run."
 )

@@ -78,8 +78,8 @@ def _clock(seconds: float) -> str:
 @click.command("fit", help=_help())
 @click.option("--store", type=click.Path(), help="Store built by `srdata build`.")
 @click.option("--method", help="Network name (see `srtrain methods`).")
-@click.option("--scale", type=click.Choice(["2", "4", "8"]))
-@click.option("--marker", type=click.Choice(["CELL0", "CELL1", "CELL2"]))
+@click.option("--scale", type=click.IntRange(2, 8), help="SR factor, a scale of the store.")
+@click.option("--marker", help="A marker of the store (`srdata info STORE` lists them), e.g. CELL2.")
 @click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False), help="A run.yaml.")
 @click.option(
     "--recipe", type=click.Choice(RECIPES),

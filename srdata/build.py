@@ -41,6 +41,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from srcaco2.srdata.intensity import percentile_intensity
 from srcaco2.srdata.layout import RawInputError
 from srcaco2.srdata.lease import leased
 from srcaco2.srdata.manifest import is_manifest, read_manifest
@@ -631,6 +632,11 @@ def build_store(
                     log.info("tile %s finished", t)
                 emit(BuildEvent("finished", t, k + 1, len(raw_tiles.tiles)))
         _drop_scratch(st.root)
+        if st.attrs.dtype != "uint8" and st.attrs.intensity is None:  # over all tiles: once, at the end
+            import dask.array as da
+
+            hr = [da.from_zarr(st.tile_image(t, 1)) for t in raw_tiles.tiles]
+            st.update_attrs(intensity=percentile_intensity(hr, st.attrs.dtype).to_attrs())
         if todo or not st.attrs.index_complete:
             emit(BuildEvent("index"))
             write_index(st, _assemble_index(st, raw_tiles, config))

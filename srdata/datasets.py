@@ -26,12 +26,7 @@ import numpy as np
 from srcaco2.srdata import samplers, transforms
 from srcaco2.srdata.cache import DEFAULT_CACHE_BYTES, ArrayLRU, ChunkReader
 from srcaco2.srdata.schema import (
-    MARGIN,
-    MARKERS,
-    PATCH_SIZE,
-    SCALES,
     SPLITS,
-    WINDOW_SIZE,
     lr_patch_origin,
     split_code,
 )
@@ -67,6 +62,8 @@ class _StoreDataset:
         st = Store.open(self.path)
         attrs = st.attrs
         index = st.index()
+        self.geometry = st.geometry  # window, margin, patch sides (HR px) of this store
+        self.dtype = st.dtype
         self.format_version = int(attrs.format_version)  # where the ROI lives (`roi_path`)
         self.scale = int(scale)
         if self.scale not in attrs.scales:
@@ -80,10 +77,11 @@ class _StoreDataset:
             raise ValueError(f"{where}: marker(s) {bad or names} not in the store (markers {attrs.markers})")
         self.markers = names
         self.channels = tuple(attrs.markers.index(m) for m in names)
+        self.intensity = st.intensity.select(self.channels)
         code = split_code(split)
         keep = index["accepted"] & (index["split"] == code)
         if tiles:
-            keep &= np.isin(index["tile"], np.asarray(list(tiles), dtype=np.int64))
+            keep &= np.isin(index["tile"].astype(str), [str(t) for t in tiles])
             if not keep.any():
                 raise ValueError(
                     f"{where}: split {split!r} has no accepted window on tile(s) {sorted(set(tiles))}; "
@@ -118,13 +116,15 @@ class _StoreDataset:
                 rows = rows[: int(max_windows)]
         self.split = split
         self.rows = rows.astype(np.int64)
-        self.tile = index["tile"][rows].astype(np.int64)
+        self.tile_ids = list(index["tile"][rows])  # tile ids (the group keys): int, or names
+        named = bool(self.tile_ids) and isinstance(self.tile_ids[0], str)
+        ordinal = {t: i for i, t in enumerate(st.tiles)}
+        # provenance columns are int64: a named tile is given as its position in the store's tiles
+        self.tile = np.asarray([ordinal[t] if named else int(t) for t in self.tile_ids], np.int64)
         self.y0 = index["y0"][rows].astype(np.int64)
         self.x0 = index["x0"][rows].astype(np.int64)
-        si = SCALES.index(self.scale)
-        self.shift = np.stack([index["shift"][rows, MARKERS.index(m), si, :] for m in names], 1).astype(
-            np.int64
-        )
+        slots = [st.shift_slot(m, self.scale) for m in names]
+        self.shift = np.stack([index["shift"][rows, i, k, :] for i, k in slots], 1).astype(np.int64)
         self.cache_bytes = int(cache_bytes)
         self.preload = preload
         self._report_stats = False
@@ -158,13 +158,12 @@ class _StoreDataset:
 
     def _boxes(self) -> list[tuple[int, int, int, int, int]]:
         """Per tile of the split: ``(tile, y0, y1, x0, x1)`` HR bounding box of its windows."""
-        out = []
+        out, size = [], self.geometry.size
         for t in np.unique(self.tile):
             sel = self.tile == t
             y0, x0 = int(self.y0[sel].min()), int(self.x0[sel].min())
-            out.append(
-                (int(t), y0, int(self.y0[sel].max()) + WINDOW_SIZE, x0, int(self.x0[sel].max()) + WINDOW_SIZE)
-            )
+            tid = self.tile_ids[int(np.flatnonzero(sel)[0])]
+            out.append((tid, y0, int(self.y0[sel].max()) + size, x0, int(self.x0[sel].max()) + size))
         return out
 
     def split_bytes(self) -> int:
@@ -179,12 +178,10 @@ class _StoreDataset:
         first visit. Called by `_open` when ``preload`` is True, or ``"auto"`` and `split_bytes`
         fits half the cache budget. Returns the blocks decoded (cached ones are not decoded again).
         """
-        reader, s, n = self._open(), self.scale, 0
+        reader, s, n, m = self._open(), self.scale, 0, self.geometry.margin
         for t, y0, y1, x0, x1 in self._boxes():
-            n += reader.prefetch(
-                image_path(t, 1), self.channels, y0 + MARGIN, y1 - MARGIN, x0 + MARGIN, x1 - MARGIN
-            )
-            n += reader.prefetch(self._roi_array(t), None, y0 + MARGIN, y1 - MARGIN, x0 + MARGIN, x1 - MARGIN)
+            n += reader.prefetch(image_path(t, 1), self.channels, y0 + m, y1 - m, x0 + m, x1 - m)
+            n += reader.prefetch(self._roi_array(t), None, y0 + m, y1 - m, x0 + m, x1 - m)
             for c in self.channels:
                 n += reader.prefetch(image_path(t, s), (c,), y0 // s, y1 // s, x0 // s, x1 // s)
         log.debug("%s: preloaded %d blocks of split %r (pid %d)", self.path, n, self.split, os.getpid())
@@ -204,16 +201,18 @@ class _StoreDataset:
 
     # -- patch reads (HR pixels inside the 512² patch unless named) ----------------------------
     def _hr(self, k: int, y: int, x: int, h: int) -> np.ndarray:
-        ty, tx = self.y0[k] + MARGIN + y, self.x0[k] + MARGIN + x
-        return self._open().region(image_path(self.tile[k], 1), self.channels, ty, ty + h, tx, tx + h)
+        m = self.geometry.margin
+        ty, tx = self.y0[k] + m + y, self.x0[k] + m + x
+        return self._open().region(image_path(self.tile_ids[k], 1), self.channels, ty, ty + h, tx, tx + h)
 
     def _roi_array(self, tile: int) -> str:
         """Path of a tile's ROI mask level 0 in this store's format version."""
         return roi_path(tile, format_version=self.format_version)
 
     def _roi(self, k: int, y: int, x: int, h: int) -> np.ndarray:
-        ty, tx = self.y0[k] + MARGIN + y, self.x0[k] + MARGIN + x
-        return self._open().region(self._roi_array(self.tile[k]), None, ty, ty + h, tx, tx + h)
+        m = self.geometry.margin
+        ty, tx = self.y0[k] + m + y, self.x0[k] + m + x
+        return self._open().region(self._roi_array(self.tile_ids[k]), None, ty, ty + h, tx, tx + h)
 
     def _lr_patch(self, k: int) -> np.ndarray:
         """(C, 512/s, 512/s) uint8 registered LR patch (rule of `srcaco2.srdata.schema.read_lr_patch`),
@@ -223,12 +222,14 @@ class _StoreDataset:
         got = reader.cache.get(key)
         if got is not None:
             return got
-        s, n, win = self.scale, PATCH_SIZE // self.scale, WINDOW_SIZE // self.scale
+        geo = self.geometry
+        s, n, win = self.scale, geo.patch // self.scale, geo.size // self.scale
         wy, wx = self.y0[k] // s, self.x0[k] // s
-        out = np.zeros((len(self.channels), n, n), dtype=np.uint8)
-        path = image_path(self.tile[k], s)
+        out = np.zeros((len(self.channels), n, n), dtype=self.dtype)
+        path = image_path(self.tile_ids[k], s)
         for i, c in enumerate(self.channels):
-            oy, ox = lr_patch_origin(self.y0[k], self.x0[k], self.shift[k, i, 0], self.shift[k, i, 1], s)
+            dy, dx = self.shift[k, i, 0], self.shift[k, i, 1]
+            oy, ox = lr_patch_origin(self.y0[k], self.x0[k], dy, dx, s, margin=geo.margin)
             ys, ye = max(oy, wy), min(oy + n, wy + win)  # reads outside the 640/s window are 0
             xs, xe = max(ox, wx), min(ox + n, wx + win)
             if ye > ys and xe > xs:
@@ -253,7 +254,7 @@ class _StoreDataset:
         }
         if self._report_stats:
             out["_bytes_decoded"] = self._stats_delta()
-        return out if self.raw else to_float(out)
+        return out if self.raw else to_float(out, self.intensity)
 
     def __repr__(self) -> str:
         return (
@@ -297,16 +298,16 @@ class WindowDataset(_StoreDataset):
         return {k: (v[0] if v.ndim > 1 else int(v[0])) for k, v in b.items()}
 
     def _batch(self, ks: list[int]) -> dict[str, Any]:
-        s, c = self.scale, len(self.channels)
-        hr = np.empty((len(ks), c, PATCH_SIZE, PATCH_SIZE), np.uint8)
-        lr = np.empty((len(ks), c, PATCH_SIZE // s, PATCH_SIZE // s), np.uint8)
-        roi = np.empty((len(ks), 1, PATCH_SIZE, PATCH_SIZE), np.uint8)
+        s, c, p, m = self.scale, len(self.channels), self.geometry.patch, self.geometry.margin
+        hr = np.empty((len(ks), c, p, p), self.dtype)
+        lr = np.empty((len(ks), c, p // s, p // s), self.dtype)
+        roi = np.empty((len(ks), 1, p, p), np.uint8)
         prov = np.empty((len(ks), 4), np.int64)
         for b, k in enumerate(ks):
-            hr[b] = self._hr(k, 0, 0, PATCH_SIZE)
+            hr[b] = self._hr(k, 0, 0, p)
             lr[b] = self._lr_patch(k)
-            roi[b] = self._roi(k, 0, 0, PATCH_SIZE)
-            prov[b] = (self.tile[k], self.y0[k] + MARGIN, self.x0[k] + MARGIN, self.rows[k])
+            roi[b] = self._roi(k, 0, 0, p)
+            prov[b] = (self.tile[k], self.y0[k] + m, self.x0[k] + m, self.rows[k])
         return self._finish(hr, lr, roi, prov)
 
 
@@ -364,22 +365,23 @@ class CropDataset(_StoreDataset):
         **kwargs: Any,
     ) -> None:
         h = int(h_size)
-        if h <= 0 or h % int(scale) or h > PATCH_SIZE:
+        super().__init__(store, split, scale, marker, **kwargs)
+        P = self.geometry.patch
+        if h <= 0 or h % int(scale) or h > P:
             raise ValueError(
                 f"h_size={h_size} must be a positive multiple of scale={scale} and at most "
-                f"{PATCH_SIZE}; e.g. h_size={max(int(scale), min(PATCH_SIZE, h) // int(scale) * int(scale))}"
+                f"{P}; e.g. h_size={max(int(scale), min(P, h) // int(scale) * int(scale))}"
             )
-        if h >= PATCH_SIZE:
+        if h >= P:
             raise ValueError(
-                f"h_size={h} leaves no crop position in a {PATCH_SIZE}² patch (top-left range "
-                f"[0, {PATCH_SIZE} - h_size - 1]); use h_size < {PATCH_SIZE} or mode='eval'"
+                f"h_size={h} leaves no crop position in a {P}² patch (top-left range "
+                f"[0, {P} - h_size - 1]); use h_size < {P} or mode='eval'"
             )
-        super().__init__(store, split, scale, marker, **kwargs)
         self.h_size, self.seed, self.aligned = h, int(seed), bool(aligned)
         self.roi_bias, self.augment, self.interp = bool(roi_bias), bool(augment), bool(use_interpolated_low)
         self.roi_threshold = int(roi_threshold)
         self.n_total = len(self) if n_total is None else int(n_total)
-        self.positions = samplers.crop_positions(h, self.scale, aligned=self.aligned)
+        self.positions = samplers.crop_positions(h, self.scale, aligned=self.aligned, patch_size=P)
         self._plans: dict[int, samplers.EpochPlan] = {}
 
     def __getstate__(self) -> dict[str, Any]:
@@ -403,7 +405,7 @@ class CropDataset(_StoreDataset):
         got = cache.get(("syn", k))
         if got is None:
             got = cache.put(
-                ("syn", k), transforms.interpolated_low(self._hr(k, 0, 0, PATCH_SIZE), self.scale)
+                ("syn", k), transforms.interpolated_low(self._hr(k, 0, 0, self.geometry.patch), self.scale)
             )
         return got
 
@@ -411,12 +413,16 @@ class CropDataset(_StoreDataset):
         cache = self._open().cache
         got = cache.get(("cdf", k))
         if got is None:  # first visit of the window: decode its whole 512² HR and ROI patch once
-            reader, ty, tx = self._open(), int(self.y0[k]) + MARGIN, int(self.x0[k]) + MARGIN
-            reader.prefetch(
-                image_path(self.tile[k], 1), self.channels, ty, ty + PATCH_SIZE, tx, tx + PATCH_SIZE
+            m, P = self.geometry.margin, self.geometry.patch
+            reader, ty, tx = self._open(), int(self.y0[k]) + m, int(self.x0[k]) + m
+            reader.prefetch(image_path(self.tile_ids[k], 1), self.channels, ty, ty + P, tx, tx + P)
+            reader.prefetch(self._roi_array(self.tile_ids[k]), None, ty, ty + P, tx, tx + P)
+            lr8 = self.intensity.to_uint8(lr, axis=0)  # the paper's threshold is in 8-bit grey levels
+            roi_up = (
+                samplers.upsampled_roi(lr8, threshold=self.roi_threshold, patch_size=P)
+                if self.roi_bias
+                else None
             )
-            reader.prefetch(self._roi_array(self.tile[k]), None, ty, ty + PATCH_SIZE, tx, tx + PATCH_SIZE)
-            roi_up = samplers.upsampled_roi(lr, threshold=self.roi_threshold) if self.roi_bias else None
             if roi_up is None:
                 n = len(self.positions)
                 w = np.ones((n, n))
@@ -443,15 +449,16 @@ class CropDataset(_StoreDataset):
         if self.augment:
             mode = int(plan.mode[position])
             hr, lr, roi = (transforms.dihedral(a, mode, copy=False) for a in (hr, lr, roi))
-        tile_y0, tile_x0 = int(self.y0[k]) + MARGIN + y, int(self.x0[k]) + MARGIN + x
+        m = self.geometry.margin
+        tile_y0, tile_x0 = int(self.y0[k]) + m + y, int(self.x0[k]) + m + x
         return hr, lr, roi, (int(self.tile[k]), tile_y0, tile_x0, int(self.rows[k]))
 
     def __getitem__(self, key: tuple[int, list[int]]) -> dict[str, Any]:
         epoch, positions = key
         s, c, h = self.scale, len(self.channels), self.h_size
         n = len(positions)
-        hr = np.empty((n, c, h, h), np.uint8)
-        lr = np.empty((n, c, h // s, h // s), np.uint8)
+        hr = np.empty((n, c, h, h), self.dtype)
+        lr = np.empty((n, c, h // s, h // s), self.dtype)
         roi = np.empty((n, 1, h, h), np.uint8)
         prov = np.empty((n, 4), np.int64)
         for b, p in enumerate(positions):

@@ -164,6 +164,12 @@ def export_patches(
         )
     st = Store.open(store)
     attrs = st.attrs
+    if st.shift_axes != (len(MARKERS), SCALES) or st.dtype != np.uint8:
+        raise ValueError(
+            f"{store}: the released-patch layout names SR-CACO-2's markers (CELL0-2), integer tiles and "
+            f"8-bit scales 2/4/8; this store holds {list(st.markers)} {st.dtype} at {list(st.scales)}: "
+            "read it with the loader (srcaco2.srdata.loader.make_loader) or srdata.open_store instead"
+        )
     if split is not None:
         split_code(split)  # raises with the list of splits
     markers = _check_choice("markers", markers, attrs.markers)

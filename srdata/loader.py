@@ -32,7 +32,7 @@ import numpy as np
 from srcaco2.srdata import samplers
 from srcaco2.srdata.cache import DEFAULT_CACHE_BYTES
 from srcaco2.srdata.datasets import CropDataset, WindowDataset
-from srcaco2.srdata.schema import PATCH_SIZE, SCALES
+from srcaco2.srdata.schema import SCALE_RANGE
 from srcaco2.srdata.store import image_path
 from srcaco2.srdata.transforms import to_float
 
@@ -144,9 +144,10 @@ def _roi_window_counts(ds: CropDataset, thresholds: range = range(1, 11)) -> dic
             reader.prefetch(image_path(t, s), (c,), y0 // s, y1 // s, x0 // s, x1 // s)
     centres = ds.positions + ds.h_size // 2
     maxima = np.zeros(len(ds), dtype=np.int64)
+    P = ds.geometry.patch
     for k in range(len(ds)):
-        for plane in ds._lr_patch(k):
-            up = cv2.resize(plane, (PATCH_SIZE, PATCH_SIZE), interpolation=cv2.INTER_CUBIC)
+        for plane in ds.intensity.to_uint8(ds._lr_patch(k), axis=0):
+            up = cv2.resize(plane, (P, P), interpolation=cv2.INTER_CUBIC)
             maxima[k] = max(maxima[k], int(up[np.ix_(centres, centres)].max()))
     return {int(t): int((maxima >= t).sum()) for t in thresholds}
 
@@ -260,7 +261,7 @@ class PatchLoader:
         pin = self.pin_memory and self.worker_transfer == "uint8" and _can_pin()
         for batch in self._dl:
             if self.dataset.raw:
-                batch = to_float(batch)
+                batch = to_float(batch, self.dataset.intensity)
                 if pin:
                     batch = {k: v.pin_memory() if torch.is_tensor(v) else v for k, v in batch.items()}
             self.bytes_decoded += int(batch.pop("_bytes_decoded", 0))
@@ -390,8 +391,8 @@ def make_loader(
         raise ValueError(f"mode must be 'train' or 'eval', got {mode!r}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    if int(scale) not in SCALES:
-        raise ValueError(f"scale must be one of {list(SCALES)}, got {scale!r}")
+    if int(scale) not in SCALE_RANGE:
+        raise ValueError(f"scale must be an integer from 2 to 8, got {scale!r}")
     common = dict(markers=markers, max_windows=max_windows, cache_bytes=opt.cache_bytes, tiles=tiles)
     if mode == "eval":
         ds: WindowDataset | CropDataset = WindowDataset(store, split, scale, marker, **common)

@@ -190,6 +190,9 @@ class StoreAttrs:
         True once ``index/`` is completely written.
     dtype : str
         Pixel type of every image (`DTYPES`; stores before it are uint8), kept as acquired.
+    intensity : dict or None
+        How pixels map to [0, 1] (`srcaco2.srdata.intensity.Intensity.to_attrs`); None for uint8
+        stores (``x / 255``, the benchmark's).
     """
 
     format_version: int
@@ -203,6 +206,7 @@ class StoreAttrs:
     source: dict[str, Any]
     index_complete: bool = False
     dtype: str = "uint8"
+    intensity: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return json.loads(json.dumps(dataclasses.asdict(self)))
@@ -222,7 +226,7 @@ class StoreAttrs:
                 "into a new path"
             )
         fields = {f.name for f in dataclasses.fields(cls)}
-        missing = sorted(fields - set(data) - {"index_complete", "dtype"})
+        missing = sorted(fields - set(data) - {"index_complete", "dtype", "intensity"})
         if missing:
             raise StoreFormatError(f"{where}: attrs['srcaco2'] lacks {missing}; the store is incomplete")
         return cls(**{k: v for k, v in data.items() if k in fields})
@@ -293,7 +297,9 @@ def split_name(code: int) -> str | None:
     return None if int(code) < 0 else SPLITS[int(code)]
 
 
-def lr_patch_origin(y0: int, x0: int, dy: int, dx: int, scale: int) -> tuple[int, int]:
+def lr_patch_origin(
+    y0: int, x0: int, dy: int, dx: int, scale: int, *, margin: int = MARGIN
+) -> tuple[int, int]:
     """Top-left of the registered LR patch, in LR pixels of the /`scale` acquisition.
 
     Parameters
@@ -303,7 +309,9 @@ def lr_patch_origin(y0: int, x0: int, dy: int, dx: int, scale: int) -> tuple[int
     dy, dx : int
         Registration shift of that window for one marker and scale, HR pixels.
     scale : int
-        2, 4 or 8.
+        2, 4 or 8 (any scale of the store).
+    margin : int
+        The window's margin, HR px (`WindowGeometry.margin`; SR-CACO-2: 64).
 
     Returns
     -------
@@ -312,8 +320,8 @@ def lr_patch_origin(y0: int, x0: int, dy: int, dx: int, scale: int) -> tuple[int
     """
     s = int(scale)
     return (
-        y0 // s + MARGIN // s + (int(dy) + s // 2) // s,
-        x0 // s + MARGIN // s + (int(dx) + s // 2) // s,
+        y0 // s + margin // s + (int(dy) + s // 2) // s,
+        x0 // s + margin // s + (int(dx) + s // 2) // s,
     )
 
 

@@ -23,6 +23,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from srcaco2.srdata.intensity import Intensity
 from srcaco2.srdata.schema import (
     FORMAT_VERSION,
     INDEX_COLUMNS,
@@ -320,6 +321,14 @@ class Store:
     def dtype(self) -> np.dtype:
         """Pixel type of every image (uint8 or uint16), kept as acquired."""
         return np.dtype(self.attrs.dtype)
+
+    @property
+    def intensity(self) -> Intensity:
+        """How this store's pixels map to [0, 1], per marker (`srcaco2.srdata.intensity`)."""
+        try:
+            return Intensity.from_attrs(self.attrs.intensity, self.attrs.dtype, len(self.markers))
+        except ValueError as exc:
+            raise StoreFormatError(f"{self.path}: {exc}") from None
 
     @property
     def shift_axes(self) -> tuple[int, tuple[int, ...]]:

@@ -111,20 +111,24 @@ def add_roi_noise(
     return np.clip(out, 0, 255).astype(np.uint8)
 
 
-def to_float(batch: dict[str, Any]) -> dict[str, Any]:
-    """A raw batch (numpy uint8 ``lr``/``hr``, bool ``roi``, int64 columns) as torch tensors.
+def to_float(batch: dict[str, Any], intensity: Any = None) -> dict[str, Any]:
+    """A raw batch (numpy ``lr``/``hr`` of the store's dtype, bool ``roi``, int64 columns) as torch tensors.
 
-    ``lr`` and ``hr`` become float32 ``uint8 / 255`` (numpy, single-threaded: torch's intra-op pool
-    is slow for these small ops on busy CPUs; float32 division by 255 is correctly rounded in
-    both, so values equal torch's). Other numpy arrays become tensors sharing their memory; other
-    entries (ints) are kept. Returns a new dict.
+    ``lr`` and ``hr`` (B, C, ...) become float32 in [0, 1] by the store's intensity scaling
+    (`srcaco2.srdata.intensity.Intensity`, its channels in the batch's order; default: uint8
+    ``/ 255``, in numpy, single-threaded: torch's intra-op pool is slow for these small ops on busy
+    CPUs; float32 division by 255 is correctly rounded in both, so values equal torch's). Other
+    numpy arrays become tensors sharing their memory; other entries (ints) are kept. Returns a new dict.
     """
     import torch
 
     out = {}
     for k, v in batch.items():
         if k in ("lr", "hr"):
-            v = torch.from_numpy(np.divide(v, np.float32(255), dtype=np.float32))
+            unit = (
+                np.divide(v, np.float32(255), dtype=np.float32) if intensity is None else intensity.to_unit(v)
+            )
+            v = torch.from_numpy(unit)
         elif isinstance(v, np.ndarray):
             v = torch.from_numpy(v)
         out[k] = v

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from srcaco2.srdata.schema import (
-    INDEX_COLUMNS,
     MARKERS,
     OPTIONAL_INDEX_COLUMNS,
     SCALES,
@@ -61,20 +62,22 @@ def _px(attrs: Any, acq: str) -> float | None:
     return None if px is None else float(px)
 
 
-def _index_node(index: Any) -> xr.Dataset:
+def _index_node(index: Any, st: Store) -> xr.Dataset:
     import dask.array as da
     import xarray as xr
 
     variables = {}
-    for name, (_dtype, trailing) in INDEX_COLUMNS.items():
+    for name, (_dtype, trailing) in st.index_columns.items():
         if name not in index:
             if name in OPTIONAL_INDEX_COLUMNS:
                 continue
             raise StoreFormatError(f"index/{name} is missing; rebuild the store")
-        arr = da.from_zarr(index[name])
+        arr = da.from_zarr(index[name]) if np.dtype(index[name].dtype).kind in "biuf" else index[name][...]
         dims = ("window", "marker", "scale", "yx") if trailing else ("window",)
         variables[name] = (dims, arr)
-    coords = {"marker": list(MARKERS), "scale": list(SCALES), "yx": ["dy", "dx"]}
+    n_markers, axis = st.shift_axes  # SR-CACO-2 stores: the benchmark's 3 x 3 grid
+    names = list(MARKERS) if n_markers == len(MARKERS) and axis == SCALES else list(st.markers)
+    coords = {"marker": names, "scale": list(axis), "yx": ["dy", "dx"]}
     attrs = {"split_codes": {str(i): s for i, s in enumerate(SPLITS)} | {"-1": "none"}, "units": "HR px"}
     return xr.Dataset(variables, coords=coords, attrs=attrs)
 
@@ -139,5 +142,5 @@ def open_store(path: str | Any) -> xr.DataTree:
                     arr, name=name, markers=None, px=_px(attrs, "hr"), scale=1
                 )
     if "index" in root:
-        nodes["/index"] = _index_node(root["index"])
+        nodes["/index"] = _index_node(root["index"], st)
     return xr.DataTree.from_dict(nodes)

@@ -409,8 +409,8 @@ def read_weights(
     weights_path, run_dir = resolve_weights_path(Path(path))
     if method is not None:
         method = method_from(method) or str(method).lower()
-    if marker is not None:
-        marker = str(marker).upper()
+    if marker is not None:  # SR-CACO-2's markers in any case (original run names: cell2); others as given
+        marker = str(marker).upper() if re.fullmatch(r"cell[0-2]", str(marker), re.I) else str(marker)
     obj = _torch_load(weights_path, map_location)
     info: dict[str, Any] = {"source": str(weights_path)}
     overrides: dict[str, Any] = {}
@@ -444,7 +444,7 @@ def read_weights(
         )
     method = str(method).lower()
     scale = int(scale)
-    if marker is not None and not re.fullmatch(r"CELL[0-2]", str(marker)):
+    if marker is not None and info["format"] == "original" and not re.fullmatch(r"CELL[0-2]", str(marker)):
         raise CheckpointError(f"marker must be CELL0, CELL1 or CELL2, got {marker!r} for {weights_path}")
     info.update(
         method=method, scale=scale, marker=marker, in_channels=in_channels, overrides=overrides,

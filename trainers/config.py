@@ -54,8 +54,8 @@ from srcaco2.trainers._config_io import (
 
 log = logging.getLogger(__name__)
 
-_MARKERS = ("CELL0", "CELL1", "CELL2")
-_SCALES = (2, 4, 8)
+_SCALES = tuple(range(2, 9))  # a store's scales (srcaco2.srdata.schema.SCALE_RANGE); the network may do fewer
+_H_SIZE = 128  # the benchmark's HR crop side; at other scales the nearest multiple below it
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,7 +72,8 @@ class DataConfig:
     scale : int
         2, 4 or 8.
     h_size : int
-        HR crop side in HR pixels (multiple of `scale`); the LR crop is ``h_size / scale``.
+        HR crop side in HR pixels (multiple of `scale`); the LR crop is ``h_size / scale``. Default
+        128 (the benchmark's), or the largest multiple of `scale` below it (126 at x3).
     batch_size : int
         Crops per optimiser step (per process under DDP).
     loader : srcaco2.srdata.loader.LoaderSettings
@@ -86,15 +87,17 @@ class DataConfig:
     store: str = ""
     marker: str = "CELL2"
     scale: int = 4
-    h_size: int = 128
+    h_size: int | None = None
     batch_size: int = 8
     loader: LoaderSettings = dataclasses.field(default_factory=LoaderSettings)
 
     def __post_init__(self) -> None:
-        if self.marker not in _MARKERS:
-            raise ConfigError(f"data.marker={self.marker!r} is not one of {', '.join(_MARKERS)}")
+        if not isinstance(self.marker, str) or not self.marker:
+            raise ConfigError(f"data.marker={self.marker!r}: give a marker name of the store (e.g. CELL2)")
         if self.scale not in _SCALES:
-            raise ConfigError(f"data.scale={self.scale!r} is not one of {list(_SCALES)}")
+            raise ConfigError(f"data.scale={self.scale!r} is not an integer from 2 to 8")
+        if self.h_size is None:
+            object.__setattr__(self, "h_size", _H_SIZE - _H_SIZE % self.scale)
         if self.h_size <= 0 or self.h_size % self.scale:
             raise ConfigError(
                 f"data.h_size={self.h_size} must be a positive multiple of scale={self.scale} "

@@ -204,10 +204,16 @@ class DecodedWindows:
         return len(self._batches)
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
+        import numpy as np
+        import torch
+
         from srcaco2.srdata.transforms import to_float
 
         for raw in self._batches:
-            yield to_float(raw)
+            if raw["hr"].dtype == np.uint8:
+                yield to_float(raw)
+            else:  # a uint16 store's windows are kept as the loader's float32 (its intensity scaling)
+                yield {k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v for k, v in raw.items()}
 
     @property
     def batch_sizes(self) -> list[int]:
@@ -269,11 +275,15 @@ def decode_windows(
         mode="eval", max_windows=max_windows,
     )  # fmt: skip
     batches: list[dict[str, Any]] = []
+    eight_bit = loader.dataset.dtype == np.uint8
     try:
         for batch in loader:
             raw: dict[str, Any] = {}
             for k in ("lr", "hr"):
                 x = batch[k].numpy()
+                if not eight_bit:
+                    raw[k] = x.copy()
+                    continue
                 u = np.round(x * np.float32(255)).astype(np.uint8)
                 if not np.array_equal(np.divide(u, np.float32(255), dtype=np.float32), x):
                     raise ValueError(

@@ -22,6 +22,7 @@ float32, reused); finished rows are quantised and handed to a sink (`srcaco2.srd
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -127,6 +128,7 @@ def predict_tiled(
     in_max: float | None = None,
     out_dtype: Any = np.uint8,
     out_max: float | None = None,
+    to_raw: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> np.ndarray | None:
     """Super-resolve a whole LR image tile by tile.
 
@@ -164,6 +166,9 @@ def predict_tiled(
         uint8 (default) or uint16.
     out_max : float, optional
         Output grey level of 1.0 (default: `out_dtype`'s maximum).
+    to_raw : callable, optional
+        Maps finished (C, n, s·w) float32 rows to raw grey levels instead (a store's
+        `srcaco2.srdata.intensity.Intensity.from_unit`); `out_dtype` / `out_max` are then unused.
 
     Returns
     -------
@@ -197,7 +202,8 @@ def predict_tiled(
         _check_finite(pred, 0, s * h)
         band = s * min(tile, h)
         for row0 in range(0, s * h, band):
-            emit(row0, _quantise(pred[:, row0 : row0 + band].float().cpu().numpy(), out_dtype, top))
+            rows = pred[:, row0 : row0 + band].float().cpu().numpy()
+            emit(row0, _quantise(rows, out_dtype, top) if to_raw is None else to_raw(rows))
         if progress is not None:
             progress(1, 1)
         return result
@@ -229,10 +235,13 @@ def predict_tiled(
             rows = acc[:, :n_final]  # quantised in place: these rows leave the buffer
             rows /= wacc[None, :n_final]
             _check_finite(rows, band_top, final_end)
-            np.clip(rows, 0.0, 1.0, out=rows)
-            rows *= top
-            np.round(rows, out=rows)
-            emit(band_top, rows.astype(out_dtype))
+            if to_raw is not None:  # the store's own map back to raw grey levels
+                emit(band_top, to_raw(rows))
+            else:
+                np.clip(rows, 0.0, 1.0, out=rows)
+                rows *= top
+                np.round(rows, out=rows)
+                emit(band_top, rows.astype(out_dtype))
             rem = band_end - final_end  # rows already accumulated below the emitted ones
             acc[:, :rem] = acc[:, n_final : n_final + rem]
             wacc[:rem] = wacc[n_final : n_final + rem]
@@ -311,20 +320,26 @@ def predict_to_store(
     src = Store.open(store)
     src.check(tiles=[tile_id], marker=markers, scale=scale)
     lr_arr = src.tile_image(tile_id, scale)
-    lr = np.stack([np.asarray(lr_arr[src.marker_index(m)]) for m in markers])
+    chans = [src.marker_index(m) for m in markers]
+    lr = np.stack([np.asarray(lr_arr[c]) for c in chans])
+    intensity = src.intensity.select(chans)
+    to_raw = None
+    if src.dtype != np.uint8:  # a uint16 store: its intensity scaling in, its grey levels out
+        lr = intensity.to_unit(lr, axis=0)
+        to_raw = functools.partial(intensity.from_unit, axis=0)
     c, h, w = lr.shape
     s = int(scale)
     dst = Store.open(store, mode="r+") if out_store is None else Store.open_or_create(out_store, like=src)
     with dst.write_prediction(name, tile_id) as group:
         group_path = group.path
         writer = OmeImageWriter(
-            group, (c, s * h, s * w), chunk=int(src.attrs.chunks.get("hr", 512)),
+            group, (c, s * h, s * w), chunk=int(src.attrs.chunks.get("hr", 512)), dtype=str(src.dtype),
             pixel_size_um=src.attrs.pixel_size_um.get("hr"), channel_names=list(markers), name=group_path,
         )  # fmt: skip
         predict_tiled(
             model, lr, s, tile=plan.tile, overlap=plan.overlap, halo=plan.halo, batch_size=batch_size,
             align=plan.align if align is None else align, device=device, sink=writer.write_rows,
-            progress=progress,
+            progress=progress, to_raw=to_raw,
         )  # fmt: skip
         info = {"markers": list(markers), "scale": s, "source_tile": tile_id, "method": method,
                 "tiling": plan.to_json(), **(metadata or {})}  # fmt: skip

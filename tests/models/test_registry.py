@@ -35,10 +35,29 @@ def test_unknown_name_suggests_close_match() -> None:
         build_model("resnet50", scale=2)
 
 
-@pytest.mark.parametrize("name", ["bicubic", "srcnn", "dbpn", "prosr", "mslapsrn"])
-def test_unsupported_scale_is_refused(name: str) -> None:
+@pytest.mark.parametrize(
+    ("name", "scale"),
+    [("bicubic", 9), ("srcnn", 9), ("dbpn", 3), ("prosr", 3), ("mslapsrn", 3), ("swinir", 3), ("nlsn", 5)],
+)
+def test_unsupported_scale_is_refused(name: str, scale: int) -> None:
     with pytest.raises(ValueError, match="supports scales"):
-        build_model(name, scale=3)
+        build_model(name, scale=scale)
+
+
+@pytest.mark.parametrize("name", [n for n in MODEL_NAMES])
+def test_every_registered_scale_builds_and_upscales(name: str) -> None:
+    """The registry's scales are what the architecture does: x s output at each of them (tiny widths)."""
+    import torch
+
+    info = model_info(name)
+    for s in info.scales:
+        model = build_model(name, s, **info.tiny_overrides(s)).eval()
+        n = max(24, info.min_input_size())
+        n = -(-n // (12 * info.input_grid)) * 12 * info.input_grid
+        with torch.no_grad():
+            out = model(torch.rand(1, 1, n, n))
+        out = out[-1] if isinstance(out, (list, tuple)) else out
+        assert tuple(out.shape) == (1, 1, s * n, s * n), (name, s)
 
 
 def test_available_models_lists_all_seventeen() -> None:

@@ -99,8 +99,10 @@ def test_field_and_cross_field_checks():
         apply_overrides(RunConfig(), ["data.h_size=130"])
     with pytest.raises(ConfigError, match="Did you mean 'swinir'"):
         recipe_config("swinIRR", 4, "CELL2")
-    with pytest.raises(ConfigError, match="data.marker='CELL7'"):
-        recipe_config("vdsr", 4, "CELL7")
+    with pytest.raises(ConfigError, match="data.marker=''"):  # names come from the store, checked at fit
+        recipe_config("vdsr", 4, "")
+    with pytest.raises(ConfigError, match="data.scale=9 is not an integer from 2 to 8"):
+        recipe_config("vdsr", 9, "CELL2")
     with pytest.raises(ConfigError, match="ssim_window=12 must be odd"):
         apply_overrides(RunConfig(), ["loss.ssim_window=12"])
 

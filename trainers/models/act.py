@@ -374,6 +374,7 @@ class ACT(nn.Module):
 
 @register_model(
     "act",
+    scales=(2, 3, 4, 8),  # what the architecture builds (tested at every scale)
     family="post-upsampling",
     display_name="ACT",
     table_rank=6,

@@ -48,6 +48,7 @@ class Bicubic(nn.Module):
 
 @register_model(
     "bicubic",
+    scales=tuple(range(2, 9)),  # what the architecture builds (tested at every scale)
     family="bicubic",
     display_name="Bicubic",
     table_rank=0,

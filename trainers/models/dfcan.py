@@ -131,6 +131,7 @@ class DFCAN(nn.Module):
 
 @register_model(
     "dfcan",
+    scales=tuple(range(2, 9)),  # what the architecture builds (tested at every scale)
     family="post-upsampling",
     display_name="DFCAN",
     table_rank=1,

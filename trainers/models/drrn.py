@@ -84,6 +84,7 @@ class DRRN(BicubicResidualNet):
 
 @register_model(
     "drrn",
+    scales=tuple(range(2, 9)),  # what the architecture builds (tested at every scale)
     family="pre-upsampling",
     display_name="DRRN",
     table_rank=2,

@@ -251,6 +251,7 @@ class EDSR_LIIF(nn.Module):  # noqa: N801  (benchmark class name)
 
 @register_model(
     "edsr_liif",
+    scales=tuple(range(2, 9)),  # what the architecture builds (tested at every scale)
     family="post-upsampling",
     display_name="EDSR-LIIF",
     table_rank=3,

@@ -202,6 +202,7 @@ class ENLCN(nn.Module):
 
 @register_model(
     "enlcn",
+    scales=(2, 3, 4, 8),  # what the architecture builds (tested at every scale)
     family="post-upsampling",
     display_name="ENLCN",
     table_rank=4,

@@ -110,6 +110,7 @@ class MemNet(BicubicResidualNet):
 
 @register_model(
     "memnet",
+    scales=tuple(range(2, 9)),  # what the architecture builds (tested at every scale)
     family="pre-upsampling",
     display_name="MemNet",
     table_rank=3,

@@ -259,6 +259,7 @@ class NLSN(nn.Module):
 
 @register_model(
     "nlsn",
+    scales=(2, 3, 4, 8),  # what the architecture builds (tested at every scale)
     family="post-upsampling",
     display_name="NLSN",
     table_rank=0,

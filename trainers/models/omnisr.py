@@ -342,6 +342,7 @@ def _min_input(hp: dict[str, Any]) -> int:
 
 @register_model(
     "omnisr",
+    scales=tuple(range(2, 9)),  # what the architecture builds (tested at every scale)
     family="post-upsampling",
     display_name="Omni-SR",
     table_rank=7,

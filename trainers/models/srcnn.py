@@ -80,6 +80,7 @@ class SRCNN(nn.Module):
 
 @register_model(
     "srcnn",
+    scales=tuple(range(2, 9)),  # what the architecture builds (tested at every scale)
     family="pre-upsampling",
     display_name="SRCNN",
     table_rank=0,

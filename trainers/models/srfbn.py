@@ -158,6 +158,7 @@ def _reach(scale: int, hp: dict[str, Any]) -> Reach:
 
 @register_model(
     "srfbn",
+    scales=(2, 3, 4, 8),  # what the architecture builds (tested at every scale)
     family="iterative up-and-down",
     display_name="SRFBN",
     table_rank=1,

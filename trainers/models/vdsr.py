@@ -73,6 +73,7 @@ class VDSR(BicubicResidualNet):
 
 @register_model(
     "vdsr",
+    scales=tuple(range(2, 9)),  # what the architecture builds (tested at every scale)
     family="pre-upsampling",
     display_name="VDSR",
     table_rank=1,

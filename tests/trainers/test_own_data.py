@@ -1,0 +1,96 @@
+"""Your own acquisitions end to end: `srdata synth` (2 channels, uint16, x2 and x3) -> manifest ->
+`srdata build` -> info / verify / open_store -> `srtrain fit` (x3) -> `eval` -> `predict --store`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from srcaco2.cli.srdata import main as srdata
+from srcaco2.cli.srtrain import main as srtrain
+
+
+def _ok(res) -> str:
+    assert res.exit_code == 0, res.output
+    return res.output
+
+
+@pytest.fixture(scope="module")
+def own_store(tmp_path_factory) -> str:
+    root = tmp_path_factory.mktemp("own")
+    raw, store = root / "raw", root / "s.zarr"
+    _ok(CliRunner().invoke(srdata, [
+        "synth", str(raw), "--tiles", "3", "--hr-size", "1536", "--channels", "2",
+        "--channel-names", "DAPI,Actin", "--bit-depth", "16", "--scales", "2,3",
+    ]))  # fmt: skip
+    _ok(CliRunner().invoke(srdata, ["build", str(raw / "manifest.yaml"), str(store)]))
+    return str(store)
+
+
+def test_the_store_describes_itself(own_store):
+    import srcaco2.srdata as sd
+    from srcaco2.srdata.store import Store
+
+    out = _ok(CliRunner().invoke(srdata, ["info", own_store]))
+    assert "markers   DAPI, Actin" in out and "pixels    uint16" in out and "scales    2, 3" in out
+    assert "642² px at stride 258, patch 510²" in out
+    assert "OK" in _ok(CliRunner().invoke(srdata, ["verify", own_store]))
+    st = Store.open(own_store)
+    low, high = st.intensity.low, st.intensity.high  # CSBDeep-style p0.1 / p99.9 of HR, per channel
+    hr = np.concatenate([np.asarray(st.tile_image(t, 1)).reshape(2, -1) for t in st.tiles], axis=1)
+    for c in range(2):
+        assert abs(low[c] - np.percentile(hr[c], 0.1)) <= 2 and abs(high[c] - np.percentile(hr[c], 99.9)) <= 2
+    tree = sd.open_store(own_store)
+    assert list(tree["index"].ds["shift"].coords["marker"].values) == ["DAPI", "Actin"]
+    assert tree["tiles/t001/x3"]["image"].dtype == np.uint16
+
+
+def test_fit_eval_predict_on_own_data(own_store, tmp_path, tiny_overrides):
+    from srcaco2.srdata.store import Store
+
+    run = tmp_path / "run"
+    sets = [o for o in tiny_overrides if not o.startswith("data.h_size")] + [
+        "data.h_size=30",
+        "train.epochs=1",
+    ]
+    _ok(CliRunner().invoke(srtrain, [
+        "fit", "--store", own_store, "--method", "vdsr", "--scale", "3", "--marker", "Actin",
+        "--out", str(run), *[a for s in sets for a in ("--set", s)],
+    ]))  # fmt: skip
+    val = (run / "val.csv").read_text().splitlines()
+    assert len(val) >= 2 and "nan" not in val[-1].lower()
+    _ok(CliRunner().invoke(srtrain, [
+        "eval", "--store", own_store, "--checkpoint", str(run), "--marker", "Actin", "--scale", "3",
+        "--out", str(tmp_path / "ev"),
+    ]))  # fmt: skip
+    summary = json.loads((tmp_path / "ev" / "summary.json").read_text())
+    assert summary["marker"] == "Actin" and summary["scale"] == 3
+    out = tmp_path / "pred.zarr"
+    _ok(CliRunner().invoke(srtrain, [
+        "predict", "--store", own_store, "--checkpoint", str(run), "--tile", "t003", "--out-store", str(out),
+        "--device", "cpu",
+    ]))  # fmt: skip
+    import zarr
+
+    pred = zarr.open_group(str(out))["predictions/vdsr_x3_Actin/t003/0"]
+    st = Store.open(own_store)
+    assert pred.dtype == np.uint16 and pred.shape == (1, *st.tile_image("t003", 1).shape[1:])
+    assert int(np.asarray(pred).max()) > 255  # written in the store's grey levels, not 8-bit
+
+
+def test_a_network_that_cannot_do_the_scale_says_so(own_store, tmp_path):
+    res = CliRunner().invoke(srtrain, [
+        "fit", "--store", own_store, "--method", "swinir", "--scale", "3", "--marker", "Actin",
+        "--out", str(tmp_path / "r"),
+    ])  # fmt: skip
+    assert res.exit_code != 0 and "supports scales [2, 4, 8]" in res.output, res.output
+    res = CliRunner().invoke(srtrain, [
+        "fit", "--store", own_store, "--method", "vdsr", "--scale", "3", "--marker", "CELL2",
+        "--out", str(tmp_path / "r2"),
+    ])  # fmt: skip
+    assert res.exit_code != 0 and "CELL2" in res.output and "Actin" in res.output, res.output
+    assert not Path(tmp_path / "r2" / "best.pt").exists()
