@@ -30,6 +30,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -83,7 +84,9 @@ def _torchscript(model: Any, x: Any, other: Any, path: Path) -> bool:
     import torch
 
     try:
-        with torch.no_grad():
+        with torch.no_grad(), warnings.catch_warnings():
+            # TracerWarnings (shape-dependent branches) are what the two-size comparison below decides on
+            warnings.simplefilter("ignore")
             traced = torch.jit.trace(model, x, check_trace=False)
             ok = all(torch.equal(traced(t), model(t)) for t in (x, other))
     except Exception as exc:  # a network that cannot be traced ships state_dict weights only

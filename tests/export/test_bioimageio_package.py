@@ -1,0 +1,124 @@
+"""bioimage.io packages: validated by bioimageio.core's own test, run by it like by `srtrain predict`.
+
+A representative set at x4 (tiny, seeded weights): pre-upsampling (VDSR), implicit decoder on a
+convolutional encoder (EDSR-LIIF), FFT (DFCAN, global), shifted-window transformer (SwinIR) and
+multi-output progressive (MS-LapSRN). ``benchmarks/export_all.py`` runs all 16.
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+import torch
+import yaml
+from click.testing import CliRunner
+
+pytest.importorskip("bioimageio.core")
+
+from srcaco2.srdata.real_sample import REAL_SAMPLE_DIR  # noqa: E402
+
+REPRESENTATIVE = ["vdsr", "edsr_liif", "dfcan", "swinir", "mslapsrn"]
+
+
+def _srtrain(*args: object):
+    from srcaco2.cli.srtrain import main
+
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def _bio_predict(package: Path, lr: np.ndarray, block: int | None = None) -> np.ndarray:
+    """bioimageio.core's prediction of the uint8 (y, x) `lr`, (s·y, s·x) float grey levels."""
+    from bioimageio.core import load_model_description, predict
+
+    descr = load_model_description(package)
+    kwargs = {} if block is None else {"blocksize_parameter": block}
+    out = predict(model=descr, inputs={"lr": lr[None, None]}, **kwargs)
+    return np.asarray(out.members["sr"].data.values)[0, 0]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", REPRESENTATIVE)
+def test_package_passes_bioimageio_test_and_predicts_like_srtrain(
+    method: str, make_checkpoint, tmp_path: Path
+) -> None:
+    """Export with the CLI; bioimageio.core's test_model passes offline; its prediction of a real-sample
+    crop equals `srtrain predict --checkpoint M.zip --input` within 1 grey level, and that equals the
+    prediction from the original checkpoint exactly; with the declared halo, bioimageio.core's tiled
+    prediction stays within 1 grey level of its whole-image one."""
+    from bioimageio.core import test_model
+
+    ckpt = make_checkpoint(method)
+    pkg = tmp_path / f"{method}.zip"
+    res = _srtrain("export", "--checkpoint", ckpt, "--output", pkg, "--no-test", "--json")
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    summary = test_model(pkg)
+    assert summary.status == "passed", summary.format()
+
+    lr = tifffile.imread(REAL_SAMPLE_DIR / "div4.tif")[20:84, 10:82]  # 64 x 72 LR px of nuclei
+    tifffile.imwrite(tmp_path / "lr.tif", lr)
+    ours = {}
+    for name, source in (("zip", pkg), ("pt", ckpt)):
+        res = _srtrain("predict", "--input", tmp_path / "lr.tif", "--checkpoint", source, "--device", "cpu",
+                       "--output", tmp_path / f"sr_{name}.tif", "--whole-image")  # fmt: skip
+        assert res.exit_code == 0, res.output
+        ours[name] = tifffile.imread(tmp_path / f"sr_{name}.tif").astype(np.float64)
+    assert np.array_equal(ours["zip"], ours["pt"])
+    whole = _bio_predict(pkg, lr)
+    assert whole.shape == (256, 288) and ours["zip"].std() > 1
+    h = out["halo"]  # bioimage.io consumers mirror-pad the image by the halo: its border band differs
+    inner = (slice(h, 256 - h), slice(h, 288 - h))
+    assert np.abs(whole - ours["zip"])[inner].max() <= 1.0
+    if out["global"]:  # no halo, no padding: the whole image is exact
+        assert h == 0 and np.abs(whole - ours["zip"]).max() <= 1.0
+    else:
+        tiled = _bio_predict(pkg, lr, block=1)  # the smallest tiles the package allows
+        assert np.abs(tiled - whole).max() <= 1.0
+
+
+def test_package_contents_facts_and_docs(make_checkpoint, tmp_path: Path) -> None:
+    """The default export runs bioimageio's test itself; the package holds the architecture file, both
+    weight formats, the real-sample test tensors, the cover and a README with the run's facts."""
+    ckpt = make_checkpoint("vdsr")
+    pkg = tmp_path / "vdsr.zip"
+    res = _srtrain("export", "--checkpoint", ckpt, "--output", pkg, "--author", "A. Microscopist",
+                   "--tag", "nuclei", "--license", "CC-BY-4.0")  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert "bioimageio test passed" in res.output and "torchscript" in res.output
+    with zipfile.ZipFile(pkg) as zf:
+        names = set(zf.namelist())
+        rdf = yaml.safe_load(zf.read("rdf.yaml"))
+        readme = zf.read("README.md").decode()
+        x = np.load(zf.open("test_input.npy"))
+    assert {"vdsr_x4.py", "weights.pt", "weights_torchscript.pt", "cover.png", "test_output.npy"} <= names
+    assert rdf["format_version"].startswith("0.5") and rdf["license"] == "CC-BY-4.0"
+    assert rdf["authors"] == [{"name": "A. Microscopist"}] and "nuclei" in rdf["tags"]
+    assert x.dtype == np.uint8 and x.shape[:2] == (1, 1)
+    facts = rdf["config"]["srcaco2"]
+    assert (facts["method"], facts["scale"], facts["marker"], facts["step"]) == ("vdsr", 4, "CELL2", 7)
+    assert facts["store"] == "/data/caco2.zarr" and facts["recipe"] == "default"
+    halo = rdf["outputs"][0]["axes"][2]["halo"]
+    from srcaco2.trainers.models import model_info
+
+    assert halo == 4 * model_info("vdsr").receptive_halo(4, facts["overrides"])
+    for words in ("/data/caco2.zarr", "CELL2", "SR-CACO-2", "CC-BY-4.0", "steps: 7"):
+        assert words in readme, words
+
+
+def test_init_from_a_package_loads_the_same_weights(make_checkpoint, tmp_path: Path) -> None:
+    from srcaco2.trainers.checkpoints import load_init_weights, load_pretrained
+    from srcaco2.trainers.models import build_model, model_info
+
+    ckpt = make_checkpoint("edsr_liif")
+    pkg = tmp_path / "m.zip"
+    assert _srtrain("export", "--checkpoint", ckpt, "--output", pkg, "--no-test").exit_code == 0
+    net = build_model("edsr_liif", 4, **model_info("edsr_liif").tiny_overrides(4))
+    info = load_init_weights(net, pkg, method="edsr_liif", scale=4)
+    ref, _ = load_pretrained(ckpt)
+    assert info["format"] == "bioimageio"
+    assert all(torch.equal(v, ref.state_dict()[k]) for k, v in net.state_dict().items())
