@@ -14,7 +14,12 @@ What the package holds (``save_bioimageio_package`` zips it with the rdf and che
   the registry's receptive halo x s, so consumers' tiled prediction equals whole-image prediction
   (bioimageio.core's tiling, measured in the tests; exact for networks on a 1-px grid). The
   declared minimum input is the network's smallest input, raised so that a tile keeps at least one
-  grid step of output beside its halos. A global network (FFT, non-local attention) declares no halo
+  grid step of output beside its halos; where that exceeds the real sample's LR side (512 / s: MemNet,
+  and SwinIR, DBPN, ProSR, EDSR-LIIF at some scales) the minimum is that side and the halo is the
+  smallest measured with the exported weights to keep tiles within 1 grey level
+  (`srcaco2.trainers.export.halo`). Consumers pad the image border by the halo (mirror), where
+  ``srtrain predict`` lets the network's own zero padding act: inside a band of `halo` output px
+  along the image border the two differ. A global network (FFT, non-local attention) declares no halo
   and says in its description and README that it needs the whole image;
 * test tensors from the real sample at the network's scale, a cover (LR | SR | HR), a README
   (training data, metrics, citation, licence) and ``config.srcaco2``: the run's facts
@@ -53,7 +58,9 @@ def package_geometry(method: str, scale: int, overrides: Mapping[str, Any]) -> d
     dict
         ``step`` (LR px, the network's input grid), ``min`` (smallest declared input side, LR px),
         ``halo_lr`` (None: global), ``halo`` (output px, 0 for a global network), ``test_side``
-        (LR px, fits the real sample) and ``note`` (one sentence on tiling for the README).
+        (LR px, fits the real sample), ``note`` (one sentence on tiling for the README) and
+        ``measure`` (True when the receptive halo does not fit the real sample's LR side: ``halo_lr``
+        is then the largest that fits, to be replaced by `srcaco2.trainers.export.halo.measured_halo`).
     """
     from srcaco2.trainers.models import model_info
 
@@ -64,8 +71,9 @@ def package_geometry(method: str, scale: int, overrides: Mapping[str, Any]) -> d
     smallest = max(need, 2 * (halo_lr or 0) + step)
     smallest = -(-smallest // step) * step
     side_max = 512 // int(scale)
-    if smallest > side_max:  # a core larger than the real sample's LR image: keep the halo that fits
-        halo_lr = (side_max - step) // 2 if halo_lr is not None else None
+    measure = smallest > side_max
+    if measure:  # the receptive halo does not fit the real sample's LR image: measure the one that does
+        halo_lr = (side_max - step) // 2
         smallest = side_max // step * step
     test_side = min(side_max // step * step, max(smallest, -(-TEST_SIDE // step) * step))
     if halo_lr is None:
@@ -76,7 +84,7 @@ def package_geometry(method: str, scale: int, overrides: Mapping[str, Any]) -> d
                 "prediction equals whole-image prediction"
                 + ("" if step == 1 else f" when tiles start on multiples of {step} LR px"))  # fmt: skip
     return {"step": step, "min": smallest, "halo_lr": halo_lr, "halo": (halo_lr or 0) * int(scale),
-            "test_side": test_side, "note": note}  # fmt: skip
+            "test_side": test_side, "note": note, "measure": measure}  # fmt: skip
 
 
 def _torchscript(model: Any, x: Any, other: Any, path: Path) -> bool:
@@ -163,6 +171,17 @@ def write_bioimageio_package(
         title = f"{info.display_name} x{s} ({info.paper})"
         arch.write_text(standalone_source(method, title=title), encoding="utf-8")
         torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, tmp / "weights.pt")
+        if geo["measure"]:
+            from srcaco2.srdata.real_sample import load_real_sample
+            from srcaco2.trainers.export.halo import measured_halo
+
+            h, diff = measured_halo(model, load_real_sample()[s], s, step=geo["step"], min_input=geo["min"],
+                                    h_max=geo["halo_lr"])  # fmt: skip
+            reach = info.receptive_halo(s, overrides)
+            note = (f"output halo {h * s} px, measured on the real sample: the receptive halo ({reach} LR "
+                    "px) exceeds the smallest input; tiled prediction differs from whole-image prediction "
+                    f"by at most {diff:g} grey level(s) there")  # fmt: skip
+            geo = {**geo, "halo_lr": h, "halo": h * s, "measured_diff": diff, "note": note}
         lr, hr = test_crop(s, geo["test_side"])
         x = torch.from_numpy(lr[None, None].astype(np.float32) / 255.0)
         with torch.no_grad():
@@ -195,7 +214,8 @@ def write_bioimageio_package(
         os.replace(packed, output)
     weights = ["pytorch_state_dict"] + (["torchscript"] if has_ts else [])
     return {"output": str(output), "weights": weights, "halo": geo["halo"], "min_input": geo["min"],
-            "global": geo["halo_lr"] is None, "test": status}  # fmt: skip
+            "global": geo["halo_lr"] is None, "measured_diff": geo.get("measured_diff"),
+            "test": status}  # fmt: skip
 
 
 def _describe(bio: Any, facts: Mapping[str, Any], info: Any, geo: Mapping[str, Any], marker: str,

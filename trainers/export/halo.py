@@ -1,0 +1,54 @@
+"""The smallest tiling halo that keeps tiled prediction within 1 grey level of whole-image prediction.
+
+Used by `srcaco2.trainers.export.bioimageio_package` when a network's receptive halo does not fit the
+package's minimum input (the real sample's LR side at the network's scale): the halo is then
+measured with the exported weights on the real sample, with the smallest tiles a consumer may use
+(cores of ``min_input - 2·halo`` LR px), by `srcaco2.trainers.predict.predict_tiled`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+__all__ = ["measured_halo", "CANDIDATES"]
+
+CANDIDATES = (0, 2, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192)
+"""Halos tried, LR px, in increasing order (plus the largest that fits)."""
+
+
+def measured_halo(
+    model: Any, lr: np.ndarray, scale: int, *, step: int, min_input: int, h_max: int
+) -> tuple[int, float]:
+    """``(halo, max difference)``: the smallest candidate halo (LR px) whose tiled prediction of `lr`
+    differs from the whole-image one by at most 1 grey level, else `h_max` and its difference.
+
+    Parameters
+    ----------
+    model : callable
+        ``(B, 1, h, w)`` float32 in [0, 1] -> ``(B, 1, s·h, s·w)``, eval mode.
+    lr : (H, W) uint8
+        The test image (LR px).
+    scale : int
+    step : int
+        The network's input grid (cores start on its multiples).
+    min_input : int
+        The package's smallest input side (a core is ``min_input - 2·halo`` LR px).
+    h_max : int
+        Largest halo that leaves a core of at least `step` px.
+    """
+    from srcaco2.trainers.predict import predict_tiled
+
+    data = np.asarray(lr, np.uint8)[None]
+    whole = predict_tiled(model, data, scale, halo=None).astype(np.int16)
+    diff = float("inf")
+    for h in sorted({c for c in CANDIDATES if c < h_max} | {h_max}):
+        core = (min_input - 2 * h) // step * step
+        if core < step:
+            break
+        tiled = predict_tiled(model, data, scale, tile=core, overlap=0, halo=h, align=step)
+        diff = float(np.abs(tiled.astype(np.int16) - whole).max())
+        if diff <= 1:
+            return h, diff
+    return h_max, diff
