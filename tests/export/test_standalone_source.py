@@ -59,7 +59,7 @@ def test_every_network_runs_from_its_file_without_srcaco2(tmp_path: Path) -> Non
         side = max(20, info.min_input_size(ov, 4))
         side = -(-side // info.input_grid) * info.input_grid
         x = torch.rand(1, 1, side, side + info.input_grid, generator=torch.Generator().manual_seed(2))
-        torch.manual_seed(1)
+        torch.manual_seed(0)  # the file's forward runs under seed 0 (NLSN draws random rotations)
         with torch.no_grad():
             ours[name] = net(x).numpy()
         base = tmp_path / name

@@ -17,9 +17,9 @@ What the package holds (``save_bioimageio_package`` zips it with the rdf and che
   grid step of output beside its halos; where that exceeds the real sample's LR side (512 / s: MemNet,
   and SwinIR, DBPN, ProSR, EDSR-LIIF at some scales) the minimum is that side and the halo is the
   smallest measured with the exported weights to keep tiles within 1 grey level
-  (`srcaco2.trainers.export.halo`). Consumers pad the image border by the halo (mirror), where
-  ``srtrain predict`` lets the network's own zero padding act: inside a band of `halo` output px
-  along the image border the two differ. A global network (FFT, non-local attention) declares no halo
+  (`srcaco2.trainers.export.halo`). Consumers pad the image by the input halo; the package asks for
+  grey level 255 and its network cuts such strips off again (`srcaco2.trainers.export.border`), so
+  border pixels equal ``srtrain predict``'s too. A global network (FFT, non-local attention) declares no halo
   and says in its description and README that it needs the whole image;
 * test tensors from the real sample at the network's scale, a cover (LR | SR | HR), a README
   (training data, metrics, citation, licence) and ``config.srcaco2``: the run's facts
@@ -56,7 +56,8 @@ def package_geometry(method: str, scale: int, overrides: Mapping[str, Any]) -> d
     Returns
     -------
     dict
-        ``step`` (LR px, the network's input grid), ``min`` (smallest declared input side, LR px),
+        ``step`` (LR px: the window grid of a windowed local network, else 1), ``min`` (smallest
+        declared input side, LR px),
         ``halo_lr`` (None: global), ``halo`` (output px, 0 for a global network), ``test_side``
         (LR px, fits the real sample), ``note`` (one sentence on tiling for the README) and
         ``measure`` (True when the receptive halo does not fit the real sample's LR side: ``halo_lr``
@@ -65,17 +66,24 @@ def package_geometry(method: str, scale: int, overrides: Mapping[str, Any]) -> d
     from srcaco2.trainers.models import model_info
 
     info = model_info(method)
-    step = int(info.input_grid)
-    need = int(info.min_input_size(overrides, scale=scale))
     halo_lr = None if info.is_global else int(info.receptive_halo(scale, overrides) or 0)
-    smallest = max(need, 2 * (halo_lr or 0) + step)
-    smallest = -(-smallest // step) * step
+    # a windowed local network (SwinIR) tiles exactly when every tile starts on its window grid: sizes
+    # step by the grid, the halo and the cores (min - 2 halo) are multiples of it; any size otherwise
+    step = int(info.input_grid) if halo_lr is not None else 1
+    if halo_lr is not None:  # tiles (core start - halo) then start on the grid too
+        halo_lr = -(-halo_lr // step) * step
+    need = int(info.min_input_size(overrides, scale=scale))
     side_max = 512 // int(scale)
+
+    def smallest_for(h: int) -> int:
+        return 2 * h + step * max(1, -(-(need - 2 * h) // step))
+
+    smallest = smallest_for(halo_lr or 0)
     measure = smallest > side_max
     if measure:  # the receptive halo does not fit the real sample's LR image: measure the one that does
-        halo_lr = (side_max - step) // 2
-        smallest = side_max // step * step
-    test_side = min(side_max // step * step, max(smallest, -(-TEST_SIDE // step) * step))
+        halo_lr = (side_max - step) // 2 // step * step
+        smallest = smallest_for(halo_lr)
+    test_side = smallest + step * max(0, -(-(TEST_SIDE - smallest) // step))
     if halo_lr is None:
         note = (f"needs the whole image ({info.global_reason}): predict without tiling (in deepImageJ, "
                 "a tile as large as the image)")  # fmt: skip
@@ -87,9 +95,12 @@ def package_geometry(method: str, scale: int, overrides: Mapping[str, Any]) -> d
             "test_side": test_side, "note": note, "measure": measure}  # fmt: skip
 
 
-def _torchscript(model: Any, x: Any, other: Any, path: Path) -> bool:
-    """Trace `model` on `x` into `path`; True when the trace equals eager on `x` and on `other`."""
+def _torchscript(model: Any, x: Any, other: Any, path: Path, halo: int, scale: int) -> bool:
+    """Trace `model` on `x` into `path` (scripted in `BorderCut` when `halo`); True when the trace equals
+    eager on `x` and on `other`."""
     import torch
+
+    from srcaco2.trainers.export.border import BorderCut
 
     try:
         with torch.no_grad(), warnings.catch_warnings():
@@ -100,9 +111,16 @@ def _torchscript(model: Any, x: Any, other: Any, path: Path) -> bool:
     except Exception as exc:  # a network that cannot be traced ships state_dict weights only
         log.info("torch.jit.trace failed (%s); no torchscript weights", exc)
         return False
-    if ok:
-        traced.save(str(path))
-    return ok
+    if not ok:
+        return False
+    if halo:
+        try:
+            traced = torch.jit.script(BorderCut(traced, halo, scale))
+        except Exception as exc:  # pragma: no cover - BorderCut is TorchScript-compatible
+            log.info("cannot script the border cut (%s); no torchscript weights", exc)
+            return False
+    traced.save(str(path))
+    return True
 
 
 def write_bioimageio_package(
@@ -184,12 +202,13 @@ def write_bioimageio_package(
             geo = {**geo, "halo_lr": h, "halo": h * s, "measured_diff": diff, "note": note}
         lr, hr = test_crop(s, geo["test_side"])
         x = torch.from_numpy(lr[None, None].astype(np.float32) / 255.0)
-        with torch.no_grad():
+        with torch.no_grad(), torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)  # as the package's forward (NLSN draws random rotations)
             sr = (model(x) * 255.0).clamp(0.0, 255.0).numpy().astype(np.float32)
         np.save(tmp / "test_input.npy", lr[None, None])
         np.save(tmp / "test_output.npy", sr)
         other = torch.rand(1, 1, geo["test_side"] + geo["step"], geo["test_side"] + 2 * geo["step"])
-        has_ts = _torchscript(model, x, other, tmp / "weights_torchscript.pt")
+        has_ts = _torchscript(model, x, other, tmp / "weights_torchscript.pt", geo["halo_lr"] or 0, s)
         write_cover(tmp / "cover.png", lr, sr[0, 0], hr)
         (tmp / "README.md").write_text(
             readme_text(facts, display_name=info.display_name, paper=info.paper, license_id=license_id,
@@ -214,7 +233,7 @@ def write_bioimageio_package(
         os.replace(packed, output)
     weights = ["pytorch_state_dict"] + (["torchscript"] if has_ts else [])
     return {"output": str(output), "weights": weights, "halo": geo["halo"], "min_input": geo["min"],
-            "global": geo["halo_lr"] is None, "measured_diff": geo.get("measured_diff"),
+            "step": geo["step"], "global": geo["halo_lr"] is None, "measured_diff": geo.get("measured_diff"),
             "test": status}  # fmt: skip
 
 
@@ -224,6 +243,8 @@ def _describe(bio: Any, facts: Mapping[str, Any], info: Any, geo: Mapping[str, A
               tags: Sequence[str], citation: tuple[str, str]) -> Any:  # fmt: skip
     """The `bioimageio.spec.model.v0_5.ModelDescr` of the files in `tmp`."""
     import torch
+
+    from srcaco2.trainers.export.border import PAD_VALUE
 
     s = int(facts["scale"])
     ids = (bio.AxisId("y"), bio.AxisId("x"))
@@ -242,6 +263,7 @@ def _describe(bio: Any, facts: Mapping[str, Any], info: Any, geo: Mapping[str, A
     inp = bio.InputTensorDescr(
         id=bio.TensorId("lr"), axes=in_axes, test_tensor=bio.FileDescr(source=tmp / "test_input.npy"),
         data=bio.IntervalOrRatioDataDescr(type="uint8"),
+        pad=bio.ConstantPadding(value=PAD_VALUE) if geo["halo"] else None,  # cut off again: border.py
         description="raw low-resolution image, 8-bit grey levels",
         preprocessing=[
             bio.EnsureDtypeDescr(kwargs=bio.EnsureDtypeKwargs(dtype="float32")),
@@ -264,6 +286,8 @@ def _describe(bio: Any, facts: Mapping[str, Any], info: Any, geo: Mapping[str, A
     )  # fmt: skip
     torch_version = bio.Version(torch.__version__.split("+")[0])
     kwargs = {"scale": s, "in_channels": int(facts.get("in_channels") or 1), **overrides}
+    if geo["halo"]:
+        kwargs["border_halo"] = int(geo["halo_lr"])
     weights = bio.WeightsDescr(
         pytorch_state_dict=bio.PytorchStateDictWeightsDescr(
             source=tmp / "weights.pt", pytorch_version=torch_version,

@@ -32,7 +32,7 @@ def measured_halo(
         The test image (LR px).
     scale : int
     step : int
-        The network's input grid (cores start on its multiples).
+        The network's input grid (halos and cores are multiples of it, so tiles start on it).
     min_input : int
         The package's smallest input side (a core is ``min_input - 2·halo`` LR px).
     h_max : int
@@ -43,7 +43,7 @@ def measured_halo(
     data = np.asarray(lr, np.uint8)[None]
     whole = predict_tiled(model, data, scale, halo=None).astype(np.int16)
     diff = float("inf")
-    for h in sorted({c for c in CANDIDATES if c < h_max} | {h_max}):
+    for h in sorted({c for c in CANDIDATES if c < h_max and c % step == 0} | {h_max}):
         core = (min_input - 2 * h) // step * step
         if core < step:
             break

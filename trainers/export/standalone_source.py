@@ -9,6 +9,7 @@ the package. Our networks import shared helpers from srcaco2 (``_edsr_common``, 
 * the source of the network's module and of every ``srcaco2.trainers.models`` module it imports
   (found by reading their ``import`` statements, transitively), unchanged except that
   ``srcaco2.trainers.models.X`` imports become imports of a private package ``_PKG.X``;
+* `srcaco2.trainers.export.border` (cutting the consumer's padding off at image borders);
 * two stand-ins for what is not torch: ``registry`` (``register_model`` becomes a decorator that
   records nothing; the registry's facts live in the package's rdf, not in code) and
   ``pixel_shuffle`` (`torch.nn.functional.pixel_shuffle` + the fused parameter-free activation,
@@ -16,7 +17,7 @@ the package. Our networks import shared helpers from srcaco2 (``_edsr_common``, 
 
 At import, the file creates the private modules in dependency order (each in its own namespace, as
 in srcaco2, so helpers with equal names never collide) and exposes ``build_network(scale,
-in_channels=1, **overrides)``, the registry's builder, in ``eval()`` mode.
+in_channels=1, border_halo=0, **overrides)``, the registry's builder, in ``eval()`` mode.
 ``tests/export/test_standalone_source.py`` imports a generated file in a process where srcaco2
 cannot be imported and compares its outputs with `srcaco2.trainers.models.build_model`'s.
 """
@@ -87,9 +88,14 @@ def _srcaco2_imports(source: str) -> list[str]:
     return names
 
 
+_BORDER = "srcaco2.trainers.export.border"
+
+
 def _short(module: str) -> str:
     if module in _STUBS:
         return _STUBS[module][0]
+    if module == _BORDER:
+        return "border"
     if not module.startswith(_MODELS + "."):
         raise ValueError(
             f"{module} is neither a network module ({_MODELS}.*) nor one with a torch-only stand-in "
@@ -127,6 +133,7 @@ def vendored_modules(method: str) -> list[tuple[str, str, str]]:
         seen.add(module)
         order.append((module, _short(module), source))
 
+    visit(_BORDER, ())
     visit(f"{_MODELS}.{method}", ())
     return order
 
@@ -196,10 +203,28 @@ def standalone_source(method: str, *, builder: str = "build", title: str = "") -
                 return sys.modules[_PKG + "." + {method!r}]
 
 
-            def {ENTRY_POINT}(scale, in_channels=1, **overrides):
-                """The network, in eval mode: (B, C, h, w) float32 in [0, 1] -> (B, C, scale*h, scale*w)."""
+            def {ENTRY_POINT}(scale, in_channels=1, border_halo=0, **overrides):
+                """The network, in eval mode: (B, C, h, w) float32 in [0, 1] -> (B, C, scale*h, scale*w).
+
+                Each forward runs under torch seed 0 (a network drawing random numbers repeats itself).
+                With border_halo > 0 (LR px), edge rows / columns holding only the package's padding
+                value are cut off before the network (embedded module 'border'). The state_dict is the
+                network's own.
+                """
                 net = _load().{builder}(int(scale), in_channels=int(in_channels), **overrides)
                 assert isinstance(net, torch.nn.Module)
+                border = sys.modules[_PKG + ".border"]
+                plain = net.forward
+
+                def forward(x, _plain=plain, _h=int(border_halo), _s=int(scale)):
+                    # a fixed seed: networks that draw random numbers (NLSN's hashing) repeat their output
+                    with torch.random.fork_rng(devices=[x.device] if x.is_cuda else []):
+                        torch.manual_seed(0)
+                        if _h:
+                            return border.cut_and_run(_plain, x, _h, _s, border.THRESHOLD)
+                        return _plain(x)
+
+                net.forward = forward
                 return net.eval()
             '''
         ).lstrip("\n")
