@@ -91,6 +91,13 @@ def test_package_contents_facts_and_docs(make_checkpoint, tmp_path: Path) -> Non
     """The default export runs bioimageio's test itself; the package holds the architecture file, both
     weight formats, the real-sample test tensors, the cover and a README with the run's facts."""
     ckpt = make_checkpoint("vdsr")
+    (ckpt.parent / "config.yaml").write_text("recipe: default\n")
+    (ckpt.parent / "val.csv").write_text(
+        "step,epoch,psnr,roi_psnr,is_best\n5,1,30.5,27.25,1\n7,1,30.1,27.0,0\n"
+    )
+    (ckpt.parent / "eval_test").mkdir()
+    summary = {"split": "test", "n_windows": 12, "metrics": {"psnr": 31.75, "roi_psnr": 28.5}}
+    (ckpt.parent / "eval_test" / "summary.json").write_text(json.dumps(summary))
     pkg = tmp_path / "vdsr.zip"
     res = _srtrain("export", "--checkpoint", ckpt, "--output", pkg, "--author", "A. Microscopist",
                    "--tag", "nuclei", "--license", "CC-BY-4.0")  # fmt: skip
@@ -112,7 +119,20 @@ def test_package_contents_facts_and_docs(make_checkpoint, tmp_path: Path) -> Non
     from srcaco2.trainers.models import model_info
 
     assert halo == 4 * model_info("vdsr").receptive_halo(4, facts["overrides"])
-    for words in ("/data/caco2.zarr", "CELL2", "SR-CACO-2", "CC-BY-4.0", "steps: 7"):
+    assert (
+        facts["validation"]["roi_psnr"] == 27.0 and facts["test"]["roi_psnr"] == 28.5
+    )  # last row: no best_step
+    for words in (
+        "/data/caco2.zarr",
+        "CELL2",
+        "SR-CACO-2",
+        "CC-BY-4.0",
+        "steps: 7",
+        "| roi_psnr | 28.5 |",
+        "Validation metrics",
+        "Test metrics",
+        "arxiv.org/abs/2406.09168",
+    ):
         assert words in readme, words
 
 

@@ -66,6 +66,7 @@ def _test_summary(run_dir: Path) -> dict[str, Any] | None:
         means = data.get("overall") or data.get("mean") or data.get("metrics")
         if isinstance(means, Mapping):
             return {"file": path.name if path.parent == run_dir else f"{path.parent.name}/{path.name}",
+                    **{k: data[k] for k in ("split", "n_windows") if k in data},
                     **{k: v for k, v in means.items() if isinstance(v, (int, float, str))}}  # fmt: skip
     return None
 
