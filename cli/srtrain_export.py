@@ -40,8 +40,8 @@ __all__ = ["export_cmd"]
     "--no-test", is_flag=True, help="Skip bioimageio.core's test of the package (it runs the network on CPU)."
 )
 @click.option("--json", "as_json", is_flag=True, help="Print what was written as JSON.")
-def export_cmd(checkpoint, output, fmt, overwrite, name, description, authors, license_id, tags, no_test,
-               as_json) -> None:  # fmt: skip
+def export_cmd(checkpoint, output, fmt, overwrite, name, description, authors, license_id, tags,
+               no_test, as_json) -> None:  # fmt: skip
     """Export a trained model so that others can run it without this toolkit.
 
     A .zip is a bioimage.io model package (spec 0.5: architecture source needing torch only, state_dict

@@ -111,6 +111,7 @@ def test_package_contents_facts_and_docs(make_checkpoint, tmp_path: Path) -> Non
     assert {"vdsr_x4.py", "weights.pt", "weights_torchscript.pt", "cover.png", "test_output.npy"} <= names
     assert rdf["format_version"].startswith("0.5") and rdf["license"] == "CC-BY-4.0"
     assert rdf["authors"] == [{"name": "A. Microscopist"}] and "nuclei" in rdf["tags"]
+    assert {"sample_input.tif", "sample_output.tif"} <= names
     assert x.dtype == np.uint8 and x.shape[:2] == (1, 1)
     facts = rdf["config"]["srcaco2"]
     assert (facts["method"], facts["scale"], facts["marker"], facts["step"]) == ("vdsr", 4, "CELL2", 7)

@@ -207,6 +207,10 @@ def write_bioimageio_package(
             sr = (model(x) * 255.0).clamp(0.0, 255.0).numpy().astype(np.float32)
         np.save(tmp / "test_input.npy", lr[None, None])
         np.save(tmp / "test_output.npy", sr)
+        import tifffile
+
+        tifffile.imwrite(tmp / "sample_input.tif", lr)  # the same images for viewers (FAIR sample tensors)
+        tifffile.imwrite(tmp / "sample_output.tif", sr[0, 0])
         other = torch.rand(1, 1, geo["test_side"] + geo["step"], geo["test_side"] + 2 * geo["step"])
         has_ts = _torchscript(model, x, other, tmp / "weights_torchscript.pt", geo["halo_lr"] or 0, s)
         write_cover(tmp / "cover.png", lr, sr[0, 0], hr)
@@ -262,6 +266,7 @@ def _describe(bio: Any, facts: Mapping[str, Any], info: Any, geo: Mapping[str, A
     ]
     inp = bio.InputTensorDescr(
         id=bio.TensorId("lr"), axes=in_axes, test_tensor=bio.FileDescr(source=tmp / "test_input.npy"),
+        sample_tensor=bio.FileDescr(source=tmp / "sample_input.tif"),
         data=bio.IntervalOrRatioDataDescr(type="uint8"),
         pad=bio.ConstantPadding(value=PAD_VALUE) if geo["halo"] else None,  # cut off again: border.py
         description="raw low-resolution image, 8-bit grey levels",
@@ -276,6 +281,7 @@ def _describe(bio: Any, facts: Mapping[str, Any], info: Any, geo: Mapping[str, A
         id=bio.TensorId("sr"), axes=[bio.BatchAxis(), bio.ChannelAxis(channel_names=[bio.Identifier(marker)]),
                                      *out_space],
         test_tensor=bio.FileDescr(source=tmp / "test_output.npy"),
+        sample_tensor=bio.FileDescr(source=tmp / "sample_output.tif"),
         data=bio.IntervalOrRatioDataDescr(type="float32", range=(0.0, 255.0)),
         description=f"super-resolved image (x{s}), grey levels in [0, 255] (float)",
         postprocessing=[

@@ -123,6 +123,14 @@ def readme_text(
         lines += ["", "No validation or test metrics were found beside the weights."]
     lines += [
         "",
+        "## Validation",
+        "",
+        "The package passed bioimageio.core's `test_model` when it was exported (srcaco2 `srtrain export`): "
+        "its test input is a crop of the real SR-CACO-2 sample (CELL2 nuclei, the LR acquisition at this "
+        "scale), its test output the toolkit's own prediction of it. srcaco2's test suite checks, for "
+        "representative networks, that bioimageio.core's prediction equals `srtrain predict` within 1 grey "
+        "level and that tiled prediction with the declared halo equals whole-image prediction.",
+        "",
         "## Run it",
         "",
         "* Fiji: deepImageJ (Install model from file), napari: bioimageio plugin, or Python: "
