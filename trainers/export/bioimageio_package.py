@@ -6,8 +6,8 @@ What the package holds (``save_bioimageio_package`` zips it with the rdf and che
   and ``weights.pt`` (plain state_dict): the ``pytorch_state_dict`` weights, built with the
   registry's builder kwargs (scale, in_channels, the run's overrides);
 * ``weights_torchscript.pt`` where ``torch.jit.trace`` reproduces the network exactly on the test
-  input and on a second size (convolutional networks; not the ones whose Python control flow
-  depends on the input size);
+  input and on three other sizes, the smallest among them (not for networks whose Python control
+  flow depends on the input size: the trace would freeze it);
 * input ``lr`` (b, c, y, x) uint8 (the raw image; pre-processing: float32, x 1/255, as the toolkit);
   output ``sr`` (b, c, s·y, s·x) float32 grey levels (post-processing: x 255, clip to [0, 255]);
   the y/x axes carry the scale (output ``scale`` = 1/s of the input's) and the output ``halo``:
@@ -95,9 +95,9 @@ def package_geometry(method: str, scale: int, overrides: Mapping[str, Any]) -> d
             "test_side": test_side, "note": note, "measure": measure}  # fmt: skip
 
 
-def _torchscript(model: Any, x: Any, other: Any, path: Path, halo: int, scale: int) -> bool:
+def _torchscript(model: Any, x: Any, others: Sequence[Any], path: Path, halo: int, scale: int) -> bool:
     """Trace `model` on `x` into `path` (scripted in `BorderCut` when `halo`); True when the trace equals
-    eager on `x` and on `other`."""
+    eager on `x` and on each of `others` (other sizes: a trace freezes size-dependent Python)."""
     import torch
 
     from srcaco2.trainers.export.border import BorderCut
@@ -107,7 +107,7 @@ def _torchscript(model: Any, x: Any, other: Any, path: Path, halo: int, scale: i
             # TracerWarnings (shape-dependent branches) are what the two-size comparison below decides on
             warnings.simplefilter("ignore")
             traced = torch.jit.trace(model, x, check_trace=False)
-            ok = all(torch.equal(traced(t), model(t)) for t in (x, other))
+            ok = all(torch.equal(traced(t), model(t)) for t in (x, *others))
     except Exception as exc:  # a network that cannot be traced ships state_dict weights only
         log.info("torch.jit.trace failed (%s); no torchscript weights", exc)
         return False
@@ -211,8 +211,9 @@ def write_bioimageio_package(
 
         tifffile.imwrite(tmp / "sample_input.tif", lr)  # the same images for viewers (FAIR sample tensors)
         tifffile.imwrite(tmp / "sample_output.tif", sr[0, 0])
-        other = torch.rand(1, 1, geo["test_side"] + geo["step"], geo["test_side"] + 2 * geo["step"])
-        has_ts = _torchscript(model, x, other, tmp / "weights_torchscript.pt", geo["halo_lr"] or 0, s)
+        low, g, t = geo["min"], geo["step"], geo["test_side"]  # what bioimageio's test runs, and more
+        others = [torch.rand(1, 1, a, b) for a, b in ((low, low), (low + g, low + 2 * g), (t + g, t + 2 * g))]
+        has_ts = _torchscript(model, x, others, tmp / "weights_torchscript.pt", geo["halo_lr"] or 0, s)
         write_cover(tmp / "cover.png", lr, sr[0, 0], hr)
         (tmp / "README.md").write_text(
             readme_text(facts, display_name=info.display_name, paper=info.paper, license_id=license_id,
