@@ -212,7 +212,9 @@ def write_bioimageio_package(
         tifffile.imwrite(tmp / "sample_input.tif", lr)  # the same images for viewers (FAIR sample tensors)
         tifffile.imwrite(tmp / "sample_output.tif", sr[0, 0])
         low, g, t = geo["min"], geo["step"], geo["test_side"]  # what bioimageio's test runs, and more
-        others = [torch.rand(1, 1, a, b) for a, b in ((low, low), (low + g, low + 2 * g), (t + g, t + 2 * g))]
+        gen = torch.Generator().manual_seed(0)  # the caller's RNG stream is left alone
+        sizes = ((low, low), (low + g, low + 2 * g), (t + g, t + 2 * g))
+        others = [torch.rand(1, 1, a, b, generator=gen) for a, b in sizes]
         has_ts = _torchscript(model, x, others, tmp / "weights_torchscript.pt", geo["halo_lr"] or 0, s)
         write_cover(tmp / "cover.png", lr, sr[0, 0], hr)
         (tmp / "README.md").write_text(
