@@ -207,3 +207,25 @@ def test_border_cut_removes_exactly_the_consumers_padding(scripted: bool) -> Non
         almost[:, :, :3, :] = 1.0
         almost[:, :, 0, 5] = 0.5  # not a whole row of padding: ordinary content
         assert torch.allclose(cut(almost), net(almost), atol=1e-6)
+
+
+def test_a_halo_beyond_the_smallest_input_is_measured(make_checkpoint, tmp_path: Path, monkeypatch) -> None:
+    """When the receptive halo does not fit the package's smallest input (here: a pretend 64-px sample,
+    16 LR px at x4, below tiny SRFBN's 2 x 8 + 1), the package declares the measured halo; it passes
+    bioimageio's test, and bioimageio.core's tiled prediction stays within 1 grey level of the whole."""
+    import srcaco2.trainers.export.bioimageio_package as bp
+    from srcaco2.trainers.models import model_info
+
+    monkeypatch.setattr(bp, "SAMPLE_SIDE", 64)
+    ckpt = make_checkpoint("srfbn")
+    pkg = tmp_path / "srfbn.zip"
+    res = _srtrain("export", "--checkpoint", ckpt, "--output", pkg, "--json")
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    reach = model_info("srfbn").receptive_halo(4, model_info("srfbn").tiny_overrides(4))
+    assert out["test"] == "passed" and out["min_input"] <= 16 and out["measured_diff"] <= 1
+    assert 0 < out["halo"] < 4 * reach
+    with zipfile.ZipFile(pkg) as zf:
+        assert "measured on the real sample" in zf.read("README.md").decode()
+    lr = tifffile.imread(REAL_SAMPLE_DIR / "div4.tif")[:48, :56]
+    assert np.abs(_bio_predict(pkg, lr, block=1) - _bio_predict(pkg, lr)).max() <= 1.0

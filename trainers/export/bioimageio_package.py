@@ -49,6 +49,9 @@ log = logging.getLogger(__name__)
 TEST_SIDE = 32
 """Test input side, LR px, unless the network needs more (CPU seconds in ``bioimageio test``)."""
 
+SAMPLE_SIDE = 512
+"""HR side of the real sample (`srcaco2.srdata.real_sample`): the largest test input is this / scale."""
+
 
 def package_geometry(method: str, scale: int, overrides: Mapping[str, Any]) -> dict[str, Any]:
     """Input size rule, output halo and test-input side of `method` at `scale`.
@@ -73,7 +76,7 @@ def package_geometry(method: str, scale: int, overrides: Mapping[str, Any]) -> d
     if halo_lr is not None:  # tiles (core start - halo) then start on the grid too
         halo_lr = -(-halo_lr // step) * step
     need = int(info.min_input_size(overrides, scale=scale))
-    side_max = 512 // int(scale)
+    side_max = SAMPLE_SIDE // int(scale)
 
     def smallest_for(h: int) -> int:
         return 2 * h + step * max(1, -(-(need - 2 * h) // step))
