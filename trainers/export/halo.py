@@ -2,8 +2,8 @@
 
 Used by `srcaco2.trainers.export.bioimageio_package` when a network's receptive halo does not fit the
 package's minimum input (the real sample's LR side at the network's scale): the halo is then
-measured with the exported weights on the real sample, with the smallest tiles a consumer may use
-(cores of ``min_input - 2·halo`` LR px), by `srcaco2.trainers.predict.predict_tiled`.
+measured with the exported weights on the real sample, with small tiles (cores of ``min_input -
+2·halo`` LR px, at least half the minimum input), by `srcaco2.trainers.predict.predict_tiled`.
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ def measured_halo(
     model: Any, lr: np.ndarray, scale: int, *, step: int, min_input: int, h_max: int
 ) -> tuple[int, float]:
     """``(halo, max difference)``: the smallest candidate halo (LR px) whose tiled prediction of `lr`
-    differs from the whole-image one by at most 1 grey level, else `h_max` and its difference.
+    differs from the whole-image one by at most 1 grey level (found by bisection over `CANDIDATES`),
+    else `h_max` and its difference.
 
     Parameters
     ----------
@@ -42,13 +43,25 @@ def measured_halo(
 
     data = np.asarray(lr, np.uint8)[None]
     whole = predict_tiled(model, data, scale, halo=None).astype(np.int16)
-    diff = float("inf")
-    for h in sorted({c for c in CANDIDATES if c < h_max and c % step == 0} | {h_max}):
-        core = (min_input - 2 * h) // step * step
-        if core < step:
-            break
-        tiled = predict_tiled(model, data, scale, tile=core, overlap=0, halo=h, align=step)
-        diff = float(np.abs(tiled.astype(np.int16) - whole).max())
-        if diff <= 1:
-            return h, diff
-    return h_max, diff
+    cache: dict[int, float] = {}
+
+    def worst(h: int) -> float:
+        if h not in cache:
+            # the smallest tiles a consumer may use, but at least half the minimum input: the error
+            # comes from the context cut at `h`, and slivers of core would cost O(image²) forwards
+            core = max(min_input - 2 * h, min_input // 2) // step * step
+            tiled = predict_tiled(model, data, scale, tile=max(core, step), overlap=0, halo=h, align=step)
+            cache[h] = float(np.abs(tiled.astype(np.int16) - whole).max())
+        return cache[h]
+
+    halos = sorted({c for c in CANDIDATES if c < h_max and c % step == 0} | {h_max})
+    lo, hi = 0, len(halos) - 1  # bisection: the error does not grow with the halo
+    if worst(halos[hi]) > 1:
+        return h_max, worst(h_max)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if worst(halos[mid]) <= 1:
+            hi = mid
+        else:
+            lo = mid + 1
+    return halos[lo], worst(halos[lo])
