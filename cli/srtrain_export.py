@@ -37,10 +37,15 @@ __all__ = ["export_cmd"]
 )
 @click.option("--tag", "tags", multiple=True, help="Extra package tag (repeatable).")
 @click.option(
+    "--halo", type=click.IntRange(0),
+    help="Package tiling halo, LR px (default: the receptive halo; measured where it exceeds the smallest "
+    "input, which takes minutes for MemNet/ProSR/SwinIR on a CPU).",
+)  # fmt: skip
+@click.option(
     "--no-test", is_flag=True, help="Skip bioimageio.core's test of the package (it runs the network on CPU)."
 )
 @click.option("--json", "as_json", is_flag=True, help="Print what was written as JSON.")
-def export_cmd(checkpoint, output, fmt, overwrite, name, description, authors, license_id, tags,
+def export_cmd(checkpoint, output, fmt, overwrite, name, description, authors, license_id, tags, halo,
                no_test, as_json) -> None:  # fmt: skip
     """Export a trained model so that others can run it without this toolkit.
 
@@ -57,7 +62,7 @@ def export_cmd(checkpoint, output, fmt, overwrite, name, description, authors, l
     try:
         out = export_model(checkpoint, output, fmt=fmt, overwrite=overwrite, name=name,
                            description=description, authors=authors, license_id=license_id, tags=tags,
-                           check=not no_test)  # fmt: skip
+                           halo=halo, check=not no_test)  # fmt: skip
     except (ValueError, FileExistsError, FileNotFoundError, ImportError) as exc:
         raise click.ClickException(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
     if as_json:

@@ -174,3 +174,20 @@ def test_a_package_failing_its_own_test_leaves_nothing(tmp_path: Path) -> None:
     res = _srtrain("export", "--checkpoint", ckpt, "--output", out / "m.zip", "--overwrite", "--no-test")
     assert res.exit_code == 0, res.output
     assert zipfile.is_zipfile(out / "m.zip") and sorted(p.name for p in out.iterdir()) == ["m.zip"]
+
+
+def test_halo_option_is_declared_or_refused_in_one_line(make_checkpoint, tmp_path: Path) -> None:
+    """--halo sets the package's halo (LR px x scale); a halo no test input can hold, or one for a global
+    network, is refused before anything is written."""
+    pytest.importorskip("bioimageio.core")
+    vdsr = make_checkpoint("vdsr")
+    out = tmp_path / "v.zip"
+    res = _srtrain("export", "--checkpoint", vdsr, "--output", out, "--halo", "5", "--no-test", "--json")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["halo"] == 20 and json.loads(res.stdout)["min_input"] == 11
+    _refused(_srtrain("export", "--checkpoint", vdsr, "--output", tmp_path / "w.zip", "--halo", "70"),
+             "--halo 70", "--halo 63 or less")  # fmt: skip
+    _refused(_srtrain("export", "--checkpoint", make_checkpoint("dfcan"), "--output", tmp_path / "d.zip",
+                      "--halo", "4"), "global", "whole image")  # fmt: skip
+    assert sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".zip") == ["v.zip"]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]

@@ -55,6 +55,7 @@ def export_model(
     authors: Sequence[str] = (),
     license_id: str = "MIT",
     tags: Sequence[str] = (),
+    halo: int | None = None,
     check: bool = True,
 ) -> dict[str, Any]:
     """Export the weights at `checkpoint` to `output`.
@@ -69,8 +70,8 @@ def export_model(
         Overrides the suffix rule (they must agree when both name a format).
     overwrite : bool
         Replace an existing `output`.
-    name, description, authors, license_id, tags, check
-        Package metadata and self-test (bioimageio only; see `write_bioimageio_package`).
+    name, description, authors, license_id, tags, halo, check
+        Package metadata, tiling halo (LR px) and self-test (bioimageio only; see `write_bioimageio_package`).
 
     Returns
     -------
@@ -117,5 +118,5 @@ def export_model(
 
     result.update(write_bioimageio_package(model, facts, out, name=name, description=description,
                                            authors=authors, license_id=license_id, tags=tags,
-                                           check=check))  # fmt: skip
+                                           halo=halo, check=check))  # fmt: skip
     return result

@@ -53,8 +53,12 @@ SAMPLE_SIDE = 512
 """HR side of the real sample (`srcaco2.srdata.real_sample`): the largest test input is this / scale."""
 
 
-def package_geometry(method: str, scale: int, overrides: Mapping[str, Any]) -> dict[str, Any]:
+def package_geometry(
+    method: str, scale: int, overrides: Mapping[str, Any], halo: int | None = None
+) -> dict[str, Any]:
     """Input size rule, output halo and test-input side of `method` at `scale`.
+
+    `halo` (LR px, optional) replaces the receptive halo (and its measurement) by the caller's.
 
     Returns
     -------
@@ -73,6 +77,13 @@ def package_geometry(method: str, scale: int, overrides: Mapping[str, Any]) -> d
     # a windowed local network (SwinIR) tiles exactly when every tile starts on its window grid: sizes
     # step by the grid, the halo and the cores (min - 2 halo) are multiples of it; any size otherwise
     step = int(info.input_grid) if halo_lr is not None else 1
+    reach = halo_lr
+    if halo is not None:
+        if halo_lr is None:
+            raise ValueError(
+                f"{method} is a global network (no finite halo): it needs the whole image; drop --halo"
+            )
+        halo_lr = int(halo)
     if halo_lr is not None:  # tiles (core start - halo) then start on the grid too
         halo_lr = -(-halo_lr // step) * step
     need = int(info.min_input_size(overrides, scale=scale))
@@ -83,6 +94,12 @@ def package_geometry(method: str, scale: int, overrides: Mapping[str, Any]) -> d
 
     smallest = smallest_for(halo_lr or 0)
     measure = smallest > side_max
+    if measure and halo is not None:
+        most = (side_max - step) // 2 // step * step
+        raise ValueError(
+            f"--halo {halo} needs inputs of at least {smallest} LR px, more than the real sample's "
+            f"{side_max} at x{scale} (the test input): give --halo {most} or less"
+        )
     if measure:  # the receptive halo does not fit the real sample's LR image: measure the one that does
         halo_lr = (side_max - step) // 2 // step * step
         smallest = smallest_for(halo_lr)
@@ -90,6 +107,9 @@ def package_geometry(method: str, scale: int, overrides: Mapping[str, Any]) -> d
     if halo_lr is None:
         note = (f"needs the whole image ({info.global_reason}): predict without tiling (in deepImageJ, "
                 "a tile as large as the image)")  # fmt: skip
+    elif halo is not None:
+        note = (f"output halo {halo_lr * scale} px ({halo_lr} LR px, chosen at export; the receptive halo is "
+                f"{reach} LR px): tiled prediction is approximate where the halo is smaller")  # fmt: skip
     else:
         note = (f"output halo {halo_lr * scale} px (= receptive halo {halo_lr} LR px x {scale}): tiled "
                 "prediction equals whole-image prediction"
@@ -136,6 +156,7 @@ def write_bioimageio_package(
     authors: Sequence[str] = (),
     license_id: str = "MIT",
     tags: Sequence[str] = (),
+    halo: int | None = None,
     check: bool = True,
 ) -> dict[str, Any]:
     """Write `model` (eval mode, CPU) and its `facts` as a bioimage.io package at `output` (.zip).
@@ -150,6 +171,8 @@ def write_bioimageio_package(
         The package; replaced atomically (the caller decides about an existing file).
     name, description, authors, license_id, tags
         Package metadata (defaults from the facts).
+    halo : int, optional
+        Tiling halo, LR px, instead of the receptive halo or its measurement (`package_geometry`).
     check : bool
         Run ``bioimageio.core.test_model`` on the package before renaming it into place.
 
@@ -183,7 +206,7 @@ def write_bioimageio_package(
     method, s = str(facts["method"]), int(facts["scale"])
     overrides = dict(facts.get("overrides") or {})
     info = model_info(method)
-    geo = package_geometry(method, s, overrides)
+    geo = package_geometry(method, s, overrides, halo)
     marker = facts.get("marker") or "channel0"
     output = Path(output)
     with tempfile.TemporaryDirectory(prefix=f".{output.name}.", dir=output.parent) as tmp_name:
