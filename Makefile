@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml .ci/select_torch.py
 	$(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python .ci/select_torch.py --python $(BIN)/python -- -q
-	PYTHONWARNINGS="ignore:Editable installation" $(BIN)/python -m pip install -q -e '.[dev]'
+	PYTHONWARNINGS="ignore:Editable installation" $(BIN)/python -m pip install -q -e '.[dev,bioimageio]'
 	touch $(STAMP)
 
 demo: $(STAMP)

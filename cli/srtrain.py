@@ -1,4 +1,4 @@
-"""`srtrain`: fit, eval, eval-runs, predict, table, methods, demo."""
+"""`srtrain`: fit, eval, eval-runs, predict, export, table, methods, demo."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ _COMMANDS = {
     "eval-runs": "srcaco2.cli.srtrain_eval_runs:eval_runs_cmd",
     "table": "srcaco2.cli.srtrain_eval:table",
     "predict": "srcaco2.cli.srtrain_predict:predict",
+    "export": "srcaco2.cli.srtrain_export:export_cmd",
     "methods": "srcaco2.cli.srtrain_methods:methods",
     "demo": "srcaco2.cli.srtrain_demo:demo",
 }

@@ -62,7 +62,12 @@ _WEIGHT_NAMES = ("best-models/G-model.pth", "G-model.pth", "best.pt", "last.pt")
 
 
 def resolve_weights_path(path: Path) -> tuple[Path, Path | None]:
-    """(weights file, run directory or None) for a file or a run directory."""
+    """(weights file, run directory or None) for a file or a run directory.
+
+    A file is returned as it is: a checkpoint of ours, an original ``G-model.pth``, or what
+    ``srtrain export`` wrote (``.safetensors``, a bioimage.io ``.zip``; read by
+    `srcaco2.trainers.export.readback`); its content decides how it is read, not its suffix.
+    """
     if not path.exists():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
     if not path.is_dir():

@@ -305,7 +305,8 @@ def load_pretrained(
     path : path-like
         One of: a checkpoint of ours (``best.pt``/``last.pt``); an original run directory
         (``config_model.yml`` + ``best-models/G-model.pth``); an original ``G-model.pth`` (plain
-        state_dict; the yml is looked for beside it and one level up).
+        state_dict; the yml is looked for beside it and one level up); a ``.safetensors`` file or a
+        bioimage.io package (``.zip``) written by ``srtrain export`` (`srcaco2.trainers.export`).
     method, scale, marker : optional
         What the caller expects / knows. Needed when the file does not say (a bare state_dict
         without yml or telling directory name); when the file does say, they must agree.
@@ -321,7 +322,8 @@ def load_pretrained(
         In ``eval()`` mode, on CPU.
     info : dict
         ``method``, ``scale``, ``marker``, ``source`` (the weights file), ``format``
-        (``"srcaco2"`` or ``"original"``), ``overrides``, and ``meta`` / ``config`` for ours,
+        (``"srcaco2"``, ``"original"``, ``"safetensors"`` or ``"bioimageio"``; the last two add
+        ``facts``), ``overrides``, and ``meta`` / ``config`` for ours,
         ``missing_keys`` / ``unexpected_keys`` when not strict.
 
     Raises
@@ -411,12 +413,24 @@ def read_weights(
         method = method_from(method) or str(method).lower()
     if marker is not None:  # SR-CACO-2's markers in any case (original run names: cell2); others as given
         marker = str(marker).upper() if re.fullmatch(r"cell[0-2]", str(marker), re.I) else str(marker)
-    obj = _torch_load(weights_path, map_location)
+    from srcaco2.trainers.export.readback import read_exported
+
+    exported = read_exported(weights_path, map_location)  # `srtrain export`'s .safetensors / .zip
+    obj = _torch_load(weights_path, map_location) if exported is None else exported[0]
     info: dict[str, Any] = {"source": str(weights_path)}
     overrides: dict[str, Any] = {}
     yml_overrides: dict[str, Any] = {}
     in_channels = 1
-    if isinstance(obj, dict) and obj.get("format") == CHECKPOINT_FORMAT:
+    if exported is not None and exported[1] is not None:
+        state, facts, kind = exported
+        src = f"its {kind} facts"
+        method = _agree("method", method, facts.get("method"), src, weights_path)
+        scale = _agree("scale", scale, facts.get("scale"), src, weights_path)
+        marker = _agree("marker", marker, facts.get("marker"), src, weights_path)
+        overrides = dict(facts.get("overrides") or {})
+        in_channels = int(facts.get("in_channels") or 1)
+        info.update(format=kind, facts=facts)
+    elif isinstance(obj, dict) and obj.get("format") == CHECKPOINT_FORMAT:
         ckpt = _validated(obj, weights_path)
         meta = ckpt["meta"]
         src = "its meta"
