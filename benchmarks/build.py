@@ -43,10 +43,10 @@ def _write_released(store: str, out: str) -> int:
     import tifffile
 
     from srcaco2.srdata.schema import MARKERS, SCALES, read_hr_patch, read_lr_patch
-    from srcaco2.srdata.store import Store, open_root
+    from srcaco2.srdata.store import Store
 
-    root = open_root(store)
-    idx = Store.of_root(root).index()
+    st = Store.open(store)
+    idx = st.index()
     os.makedirs(out, exist_ok=True)
     planes: dict[tuple[int, int], np.ndarray] = {}
     for n in np.flatnonzero(idx["accepted"]):
@@ -55,12 +55,12 @@ def _write_released(store: str, out: str) -> int:
             key = (t, 1)
             if key not in planes:
                 planes = {k: v for k, v in planes.items() if k[0] == t}
-                planes[key] = root[f"tiles/{t}/hr/0"][...]
+                planes[key] = st.tile_image(t, 1)[...]
             hr = read_hr_patch(planes[key][c], y0, x0)
             tifffile.imwrite(os.path.join(out, f"hr_{t}_{n}_{marker}.tif"), hr)
             for k, s in enumerate(SCALES):
                 if (t, s) not in planes:
-                    planes[(t, s)] = root[f"tiles/{t}/x{s}/0"][...]
+                    planes[(t, s)] = st.tile_image(t, s)[...]
                 dy, dx = (int(v) for v in idx["shift"][n, c, k])
                 lr = read_lr_patch(planes[(t, s)][c], y0, x0, dy, dx, s)
                 tifffile.imwrite(os.path.join(out, f"x{s}_{t}_{n}_{marker}.tif"), lr)
@@ -157,9 +157,9 @@ def _section_io(args: argparse.Namespace) -> dict:
                 : args.register_windows
             ]
             t = int(idx["tile"][sel[0]])
-            root = open_root(store)
-            hr = root[f"tiles/{t}/hr/0"][...]
-            lrs = {s: root[f"tiles/{t}/x{s}/0"][...] for s in (2, 4, 8)}
+            st = Store.open(store)
+            hr = st.tile_image(t, 1)[...]
+            lrs = {s: st.tile_image(t, s)[...] for s in (2, 4, 8)}
             for pool in ("serial", "processes"):
                 t0 = time.perf_counter()
                 register_windows(hr, lrs, idx["y0"][sel], idx["x0"][sel], pool=pool)  # type: ignore[arg-type]

@@ -69,9 +69,10 @@ def build(
     """
     from tqdm import tqdm
 
-    from srcaco2.srdata.build import BuildConfig, BuildError, build_store, check_scheduler
+    from srcaco2.srdata.build import BuildConfig, BuildError, build_store
     from srcaco2.srdata.layout import RawInputError
     from srcaco2.srdata.lease import LeaseLostError
+    from srcaco2.srdata.schedulers import check_scheduler
     from srcaco2.srdata.schema import StoreFormatError
 
     def _list(text: str | None) -> list[str] | None:

@@ -126,8 +126,8 @@ def table(runs, out_dir, frc, compare_paper):
     get their own tables (*_subpixel) and, beside paper-aligned ones of the same cells,
     alignment_gain.{md,csv}: both alignments side by side.
     """
+    from srcaco2.trainers.alignment_tables import write_tables_by_alignment
     from srcaco2.trainers.evaluate import read_eval
-    from srcaco2.trainers.tables import write_tables
 
     try:
         summaries = []
@@ -135,7 +135,7 @@ def table(runs, out_dir, frc, compare_paper):
             s = read_eval(r)
             s["_path"] = r
             summaries.append(s)
-        paths = write_tables(summaries, out_dir, frc=frc, compare_paper=compare_paper)
+        paths = write_tables_by_alignment(summaries, out_dir, frc=frc, compare_paper=compare_paper)
     except (FileNotFoundError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
     shown = ("table4_roi", "table5_full", "table_frc", "delta_paper", "table4_roi_subpixel",

@@ -30,13 +30,12 @@ written, so a finished store holds no trace of it. ``BuildConfig.register_marker
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import datetime
 import logging
 import math
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, Literal
 
 import numpy as np
@@ -48,6 +47,7 @@ from srcaco2.srdata.manifest import is_manifest, read_manifest
 from srcaco2.srdata.rawtiles import RawTiles, from_manifest, lazy_tile, raw_pixel_size, validate_raw
 from srcaco2.srdata.registration import DEFAULT_IMPLEMENTATION, IMPLEMENTATIONS, register_store_windows
 from srcaco2.srdata.roi import roi_mask, roi_threshold_lazy, window_grid, window_roi_fraction_lazy
+from srcaco2.srdata.schedulers import check_scheduler, dask_scheduler, registration_pool
 from srcaco2.srdata.schema import (
     FORMAT_VERSION,
     MARKERS,
@@ -69,7 +69,7 @@ from srcaco2.srdata.split import (
 from srcaco2.srdata.store import Store, create_store, remove_store, store_exists
 from srcaco2.srdata.writer import mark_tile_finished, write_image, write_index, write_roi
 
-__all__ = ["BuildConfig", "BuildEvent", "BuildError", "build_store", "check_scheduler", "dask_scheduler"]
+__all__ = ["BuildConfig", "BuildEvent", "BuildError", "build_store"]
 
 log = logging.getLogger(__name__)
 
@@ -198,73 +198,6 @@ class BuildEvent:
     done: int = 0
     total: int = 0
     detail: str = ""
-
-
-LOCAL_SCHEDULERS = ("threads", "processes", "sync", "synchronous")
-
-
-def check_scheduler(scheduler: str) -> None:
-    """Refuse a scheduler that is neither a local one nor an address (``tcp://host:8786``).
-
-    Raises
-    ------
-    ValueError
-        Naming the accepted values.
-    """
-    if scheduler not in LOCAL_SCHEDULERS and ":" not in scheduler:
-        raise ValueError(
-            f"--scheduler {scheduler!r}: give threads, processes, sync, or the address of a "
-            "dask.distributed scheduler (tcp://host:8786)"
-        )
-
-
-@contextlib.contextmanager
-def dask_scheduler(scheduler: str = "threads", workers: int | None = None) -> Iterator[None]:
-    """Run the body with a local Dask scheduler (threads, processes, sync) or a distributed one.
-
-    Parameters
-    ----------
-    scheduler : str
-        ``threads``, ``processes``, ``sync``, or the address of a ``dask.distributed`` scheduler
-        (``tcp://host:8786``), used through a `dask.distributed.Client` for the duration.
-    workers : int, optional
-        Threads of the ``threads`` scheduler; worker processes (one thread each) of the
-        ``processes`` one, a `srcaco2.srdata.cluster.local_cluster`.
-    """
-    import dask
-
-    if scheduler == "processes":
-        # A dask.distributed LocalCluster, not dask's local multiprocessing scheduler: that one routes
-        # every intermediate result (pyramid levels, masks) through this process; on a LocalCluster
-        # the pixels stay in the worker processes and only metadata comes back, as on a cluster.
-        from srcaco2.srdata.cluster import local_cluster
-
-        with local_cluster(int(workers or os.cpu_count() or 1)):
-            yield
-        return
-    if scheduler in ("threads", "sync", "synchronous"):
-        cfg: dict[str, Any] = {"scheduler": "synchronous" if scheduler.startswith("sync") else scheduler}
-        if workers and scheduler == "threads":
-            cfg["num_workers"] = int(workers)
-        with dask.config.set(cfg):
-            yield
-        return
-    check_scheduler(scheduler)
-    from dask.distributed import Client
-
-    with Client(scheduler):
-        yield
-
-
-def _registration_pool(scheduler: str, implementation: str = DEFAULT_IMPLEMENTATION) -> str:
-    """Where TV-L1 runs: local threads (numba releases the GIL) or processes (skimage holds it),
-    in this process (``sync``), or on the ``dask.distributed`` cluster (``processes``: the local
-    one `dask_scheduler` starts; an address: that cluster)."""
-    if scheduler == "threads":
-        return "threads" if implementation == "numba" else "processes"
-    if scheduler in ("sync", "synchronous"):
-        return "serial"
-    return "dask"
 
 
 def _geometry(raw: RawTiles, cfg: BuildConfig) -> WindowGeometry:
@@ -621,7 +554,7 @@ def build_store(
         todo = [t for t in raw_tiles.tiles if t not in done]
         if todo and old.index_complete:
             st.update_attrs(index_complete=False)
-        pool = _registration_pool(scheduler, config.registration_impl)
+        pool = registration_pool(scheduler, config.registration_impl)
         with dask_scheduler(scheduler, workers):
             for k, t in enumerate(raw_tiles.tiles):
                 emit(BuildEvent("tile", t, k, len(raw_tiles.tiles)))

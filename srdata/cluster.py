@@ -1,6 +1,6 @@
 """A ``dask.distributed`` cluster on this machine whose workers die with the process that made it.
 
-`srcaco2.srdata.build.dask_scheduler` uses it for ``--scheduler processes``: unlike Dask's local
+`srcaco2.srdata.schedulers.dask_scheduler` uses it for ``--scheduler processes``: unlike Dask's local
 multiprocessing scheduler (which routes every intermediate result through the calling process), a
 ``LocalCluster`` keeps the pixels in its worker processes and sends only results back, as a real
 cluster does.

@@ -131,7 +131,7 @@ def _load_tiff(path: str) -> InputImage:
 
 
 def _load_ome_zarr(path: str) -> InputImage:
-    from srcaco2.srdata.ome import open_ome_zarr_image
+    from srcaco2.srdata.ome_read import open_ome_zarr_image
 
     img = open_ome_zarr_image(path)
     data = _check_pixels(np.asarray(img.data[...]), path, "".join(img.axes))
@@ -151,7 +151,7 @@ def image_channels(path: str | os.PathLike[str]) -> int:
     if not os.path.exists(p):
         raise FileNotFoundError(f"{p}: no such file or directory; give a TIFF or an OME-Zarr image")
     if image_kind(p) == "ome-zarr":
-        from srcaco2.srdata.ome import open_ome_zarr_image
+        from srcaco2.srdata.ome_read import open_ome_zarr_image
 
         img = open_ome_zarr_image(p)
         return int(img.data.shape[0]) if len(img.data.shape) == 3 else 1

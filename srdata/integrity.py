@@ -318,9 +318,10 @@ class CheckedReader:
         if self.format_version is None:
             import zarr
 
+            from srcaco2.srdata.store import Store
+
             try:
-                root = zarr.open_group(store=arr.store, mode="r")
-                self.format_version = int(root.attrs["srcaco2"]["format_version"])
+                self.format_version = Store.of_root(zarr.open_group(store=arr.store, mode="r")).format_version
             except Exception:  # noqa: BLE001 - not a srcaco2 store (a bare array): no format rule
                 self.format_version = 0
         return self.format_version

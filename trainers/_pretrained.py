@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from srcaco2.trainers.checkpoints import CheckpointError
+from srcaco2.trainers._errors import CheckpointError
 
 __all__ = [
     "resolve_weights_path",

@@ -136,3 +136,18 @@ def write_alignment_tables(
         paths["alignment_gain.md"] = write_text_atomic(out / "alignment_gain.md", _gain_markdown(gain))
         paths["alignment_gain.csv"] = write_text_atomic(out / "alignment_gain.csv", _gain_csv(gain))
     return paths
+
+
+def write_tables_by_alignment(
+    summaries: list[Any], out_dir: str | Path, *, frc: bool = False, compare_paper: bool = False
+) -> dict[str, Path]:
+    """`srcaco2.trainers.tables.write_tables` for the paper-aligned summaries, and for those scored
+    with ``--alignment subpixel`` their own tables and ``alignment_gain`` (`write_alignment_tables`)."""
+    from srcaco2.trainers.tables import write_tables
+
+    out = Path(out_dir)
+    paper, subpixel = split_by_alignment(list(summaries))
+    if not subpixel:
+        return write_tables(paper, out, frc=frc, compare_paper=compare_paper)
+    paths = write_tables(paper, out, frc=frc, compare_paper=compare_paper) if paper else {}
+    return paths | write_alignment_tables(paper, subpixel, out, frc=frc)

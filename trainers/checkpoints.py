@@ -26,6 +26,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from srcaco2.trainers._errors import CheckpointError
+
 __all__ = [
     "CHECKPOINT_FORMAT",
     "CHECKPOINT_VERSION",
@@ -45,10 +47,6 @@ log = logging.getLogger(__name__)
 CHECKPOINT_FORMAT = "srcaco2-checkpoint"
 CHECKPOINT_VERSION = 1
 _META_DEFAULTS: dict[str, Any] = {"marker": None, "in_channels": 1, "overrides": {}, "step": 0, "epoch": 0}
-
-
-class CheckpointError(ValueError):
-    """A file is not a usable checkpoint (wrong format, truncated, not weights-only, mismatch)."""
 
 
 # ------------------------------------------------------------------------------------------- saving

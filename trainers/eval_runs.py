@@ -6,8 +6,8 @@ The benchmark's published archive holds 144 original run directories (docs/proto
 why; `eval_runs` evaluates
 each exactly as ``srtrain eval`` does (`srcaco2.trainers.evaluate.evaluate_decoded`, the same code path,
 hence the same numbers bit for bit) plus the bicubic baseline once per marker × scale, with every
-(marker, scale)'s windows decoded once (`srcaco2.trainers.evaluate.decode_windows`) and reused by all the
-runs of that pair.
+(marker, scale)'s windows decoded once (`srcaco2.trainers.decoded_windows.decode_windows`) and
+reused by all the runs of that pair.
 
 Output directory ``OUT``::
 
@@ -322,8 +322,9 @@ def eval_runs(
         Bad `root`, filters, store or split (before any evaluation).
     """
     from srcaco2.trainers._ddp import resolve_device
-    from srcaco2.trainers.evaluate import decode_windows, hr_pixel_size_um
-    from srcaco2.trainers.tables import write_tables
+    from srcaco2.trainers.alignment_tables import write_tables_by_alignment
+    from srcaco2.trainers.decoded_windows import decode_windows
+    from srcaco2.trainers.evaluate import hr_pixel_size_um
 
     obs = observer or EvalRunsObserver()
     store = str(store)
@@ -380,7 +381,7 @@ def eval_runs(
     summaries = _collect_summaries(out / "runs", store, split)
     tables: dict[str, Path] = {}
     if summaries:
-        tables = write_tables(
+        tables = write_tables_by_alignment(
             summaries, out / "tables", frc=True, compare_paper=compare_paper and split == "test"
         )
     report = EvalRunsReport(discovery, jobs, outcomes, tables, out)

@@ -270,9 +270,9 @@ def write_tables(
     """Write ``table4_roi.{md,csv,tex}`` and ``table5_full.{md,csv,tex}``; returns name → path.
 
     ``frc=True`` adds ``table_frc.{md,csv,tex}``; ``compare_paper=True`` adds
-    ``delta_paper.{md,csv}`` (`write_delta`; test-split summaries only). Summaries scored with
-    ``--alignment subpixel`` go to their own tables and ``alignment_gain``
-    (`srcaco2.trainers.alignment_tables`); the others make the tables above, unchanged.
+    ``delta_paper.{md,csv}`` (`write_delta`; test-split summaries only). All summaries are of the
+    paper's alignment; `srcaco2.trainers.alignment_tables.write_tables_by_alignment` sorts mixed
+    ones (``--alignment subpixel`` gets tables of its own) and calls this for the paper's.
 
     Raises
     ------
@@ -283,14 +283,6 @@ def write_tables(
     summaries = list(summaries)
     if not summaries:
         raise ValueError("no evaluation summaries given: pass `srtrain eval` output directories")
-    from srcaco2.trainers.alignment_tables import split_by_alignment, write_alignment_tables
-
-    summaries, subpixel = split_by_alignment(summaries)  # --alignment subpixel: tables of their own
-    if subpixel:
-        if not summaries:
-            return write_alignment_tables([], subpixel, out, frc=frc)
-        paths = write_tables(summaries, out, frc=frc, compare_paper=compare_paper)
-        return paths | write_alignment_tables(summaries, subpixel, out, frc=frc)
     kinds = (("roi", "table4_roi"), ("full", "table5_full")) + ((("frc", "table_frc"),) if frc else ())
     tables = {stem: build_table(summaries, kind=kind) for kind, stem in kinds}
     delta = compare_paper_summaries(summaries) if compare_paper else None

@@ -210,8 +210,8 @@ def test_local_cluster_workers_and_a_forkserver_pool_arm_the_lifeline():
     import dask
 
     from srcaco2.srdata import _lifeline
-    from srcaco2.srdata.build import dask_scheduler
     from srcaco2.srdata.registration import _mp_context
+    from srcaco2.srdata.schedulers import dask_scheduler
 
     with dask_scheduler("processes", workers=1):
         (in_dask,) = dask.compute(dask.delayed(_lifeline.armed)())

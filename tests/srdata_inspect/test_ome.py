@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import zarr
 
-from srcaco2.srdata.ome import OmeImageWriter, open_ome_zarr_image
+from srcaco2.srdata.ome import OmeImageWriter
+from srcaco2.srdata.ome_read import open_ome_zarr_image
 
 
 def test_streamed_uint16_image_levels_and_metadata(tmp_path: Path) -> None:

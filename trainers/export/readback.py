@@ -14,7 +14,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from srcaco2.trainers.checkpoints import CheckpointError
+from srcaco2.trainers._errors import CheckpointError
 
 __all__ = ["read_exported", "RDF_NAMES"]
 
