@@ -6,7 +6,21 @@ import importlib
 
 import click
 
-__all__ = ["LazyGroup", "configure_logging", "verbose_option"]
+__all__ = ["LazyGroup", "TILE_ID", "configure_logging", "verbose_option"]
+
+
+class _TileId(click.ParamType):
+    """A tile id: an integer (SR-CACO-2) or a name (letters, digits, ``-``, ``_``)."""
+
+    name = "tile"
+
+    def convert(self, value: object, param: object, ctx: object) -> int | str:
+        text = str(value)
+        return int(text) if text.lstrip("-").isdigit() else text
+
+
+TILE_ID = _TileId()
+"""Click type of a ``--tile`` option."""
 
 
 class LazyGroup(click.Group):

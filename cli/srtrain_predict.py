@@ -7,33 +7,9 @@ from typing import Any
 
 import click
 
-__all__ = ["predict", "halo_table"]
+from srcaco2.cli._commands import TILE_ID
 
-
-class _TileId(click.ParamType):
-    """A tile id: an integer (SR-CACO-2) or a name (letters, digits, ``-``, ``_``)."""
-
-    name = "tile"
-
-    def convert(self, value: Any, param: Any, ctx: Any) -> Any:
-        text = str(value)
-        return int(text) if text.lstrip("-").isdigit() else text
-
-
-_TILE = _TileId()
-
-
-def halo_table() -> list[str]:
-    """Lines of the per-network default-halo table shown by ``srtrain predict --help``."""
-    from srcaco2.trainers.models import available_models
-
-    lines = ["network     halo x2/x4/x8 (LR px)  grid"]
-    for i in available_models():
-        halos = (
-            "whole image (global)" if i.is_global else "/".join(str(i.receptive_halo(s)) for s in (2, 4, 8))
-        )
-        lines.append(f"{i.name:<11} {halos:<22} {i.input_grid}")
-    return lines
+__all__ = ["predict"]
 
 
 class _PredictCommand(click.Command):
@@ -50,6 +26,8 @@ class _PredictCommand(click.Command):
                 "whole image); --halo N tiles them approximately with bounded memory."
             )
             formatter.write_paragraph()
+            from srcaco2.trainers.tiling import halo_table
+
             for line in halo_table():
                 formatter.write(f"{' ' * (formatter.current_indent + 2)}{line}\n")
         super().format_epilog(ctx, formatter)
@@ -74,12 +52,8 @@ class _PredictCommand(click.Command):
 @click.option("--method", help="Instead of a checkpoint: a weight-free method (bicubic).")
 @click.option("--scale", type=click.IntRange(2, 8), help="Scale (taken from the checkpoint if omitted).")
 @click.option("--marker", help="Store: marker (default: the checkpoint's marker, else CELL2).")
-@click.option(
-    "--tile", "tiles", type=_TILE, multiple=True, help="Store: tile id(s) to predict (default: all)."
-)
-@click.option(
-    "--name", help="Store: prediction name under predictions/ (default: <method>_x<scale>_<marker>)."
-)
+@click.option("--tile", "tiles", type=TILE_ID, multiple=True, help="Store: tile id(s) (default: all).")
+@click.option("--name", help="Store: prediction name (default: <method>_x<scale>_<marker>).")
 @click.option("--out-store", help="Store: write into this store instead of STORE (created if missing).")
 @click.option(
     "--channel", "channels", type=click.IntRange(0), multiple=True,
@@ -97,30 +71,20 @@ class _PredictCommand(click.Command):
 @click.option("--overwrite", is_flag=True, help="--input: replace an existing --output.")
 @click.option("--tile-size", type=click.IntRange(1), help="Core side, LR pixels. Default max(128, 2 x halo).")
 @click.option(
-    "--overlap", type=click.IntRange(0), help="Overlap between cores, LR pixels. Default min(16, tile // 4)."
+    "--overlap", type=click.IntRange(0), help="Overlap of cores, LR px. Default min(16, tile // 4)."
 )
-@click.option(
-    "--halo",
-    type=click.IntRange(0),
-    help="Discarded context per side, LR pixels. Default: the network's receptive halo (table below).",
-)
+@click.option("--halo", type=click.IntRange(0), help="Context per side, LR px. Default: the network's reach.")
 @click.option(
     "--whole-image", is_flag=True, help="One forward over the whole image (exact for every network)."
 )
 @click.option("--batch-size", default=4, show_default=True, type=click.IntRange(1))
 @click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda | cuda:N")
 @click.option(
-    "--panels",
-    type=click.IntRange(0),
-    default=0,
-    show_default=True,
-    help="Store: also draw PNG panels LR | bicubic | SR | HR | ROI for the first N windows of --split "
-    "(of the --tile tiles when given).",
-)
+    "--panels", type=click.IntRange(0), default=0, show_default=True,
+    help="Store: also draw PNG panels LR | bicubic | SR | HR | ROI for the first N windows of --split.",
+)  # fmt: skip
 @click.option("--split", default="test", show_default=True, help="Split of the panel windows.")
-@click.option(
-    "--panel-dir", type=click.Path(file_okay=False), help="Where panels go (default ./panels_<name>)."
-)
+@click.option("--panel-dir", type=click.Path(file_okay=False), help="Panels go here (./panels_<name>).")
 def predict(**options: Any) -> None:
     """Super-resolve whole images in overlapping tiles, exact and without seams.
 

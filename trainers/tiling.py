@@ -23,6 +23,7 @@ __all__ = [
     "input_grid",
     "tile_starts",
     "blend_ramp",
+    "halo_table",
 ]
 
 DEFAULT_TILE = 128
@@ -180,3 +181,17 @@ def blend_ramp(length: int, ramp: int, *, taper_start: bool, taper_end: bool) ->
         if taper_end:
             w[length - len(r) :] = np.minimum(w[length - len(r) :], r[::-1])
     return w
+
+
+def halo_table() -> list[str]:
+    """Lines of the per-network default-halo table (``srtrain predict --help``): halo at x2/x4/x8 in
+    LR px, or "whole image (global)", and the input grid."""
+    from srcaco2.trainers.models import available_models
+
+    lines = ["network     halo x2/x4/x8 (LR px)  grid"]
+    for i in available_models():
+        halos = (
+            "whole image (global)" if i.is_global else "/".join(str(i.receptive_halo(s)) for s in (2, 4, 8))
+        )
+        lines.append(f"{i.name:<11} {halos:<22} {i.input_grid}")
+    return lines

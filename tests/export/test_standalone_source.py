@@ -20,6 +20,7 @@ import importlib.abc, importlib.util, json, sys
 import numpy as np, torch
 
 ENTRY = sys.argv[2]
+torch.set_num_threads(1)  # the parent computes its reference on one thread too: same summation order
 
 class _NoSrcaco2(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
@@ -51,6 +52,22 @@ def test_every_network_runs_from_its_file_without_srcaco2(tmp_path: Path) -> Non
     """All registered networks x4 (tiny, seeded): the generated file, imported where srcaco2 cannot be,
     loads our state_dict strictly and gives our model's output bit for bit."""
     jobs, ours = [], {}
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the child: bit-for-bit needs one summation order
+    try:
+        _references(jobs, ours, tmp_path)
+    finally:
+        torch.set_num_threads(threads)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    res = subprocess.run([sys.executable, "-c", _CHILD, json.dumps(jobs), ENTRY_POINT], env=env, cwd=tmp_path,
+                         capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert res.returncode == 0, res.stderr[-3000:]
+    for name, ref in ours.items():
+        got = np.load(tmp_path / f"{name}.out.npy")
+        assert got.shape == ref.shape and np.array_equal(got, ref), name
+
+
+def _references(jobs: list, ours: dict, tmp_path: Path) -> None:
     for name in model_names():
         info = model_info(name)
         ov = info.tiny_overrides(4)
@@ -69,13 +86,6 @@ def test_every_network_runs_from_its_file_without_srcaco2(tmp_path: Path) -> Non
         jobs.append({"name": name, "file": str(base.with_suffix(".py")), "scale": 4, "overrides": ov,
                      "weights": str(base.with_suffix(".pt")), "input": str(base.with_suffix(".in.npy")),
                      "output": str(base.with_suffix(".out.npy"))})  # fmt: skip
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    res = subprocess.run([sys.executable, "-c", _CHILD, json.dumps(jobs), ENTRY_POINT], env=env, cwd=tmp_path,
-                         capture_output=True, text=True, timeout=600)  # fmt: skip
-    assert res.returncode == 0, res.stderr[-3000:]
-    for name, ref in ours.items():
-        got = np.load(tmp_path / f"{name}.out.npy")
-        assert got.shape == ref.shape and np.array_equal(got, ref), name
 
 
 def test_vendored_modules_come_dependencies_first_and_registry_is_a_stand_in() -> None:

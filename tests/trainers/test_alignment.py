@@ -264,8 +264,8 @@ def test_fit_validation_under_subpixel(tiny, trainer_store, registered_store, tm
 
 
 def test_tables_show_both_alignments(registered_store, tmp_path):
+    from srcaco2.trainers.alignment_tables import write_tables_by_alignment as write_tables
     from srcaco2.trainers.evaluate import evaluate, read_eval
-    from srcaco2.trainers.tables import write_tables
 
     kw = dict(split="test", marker="CELL2", scale=8, method="bicubic", device="cpu")
     evaluate(registered_store, out_dir=tmp_path / "p", **kw)

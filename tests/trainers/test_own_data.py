@@ -80,6 +80,20 @@ def test_fit_eval_predict_on_own_data(own_store, tmp_path, tiny_overrides):
     st = Store.open(own_store)
     assert pred.dtype == np.uint16 and pred.shape == (1, *st.tile_image("t003", 1).shape[1:])
     assert int(np.asarray(pred).max()) > 255  # written in the store's grey levels, not 8-bit
+    res = CliRunner().invoke(
+        srtrain, ["export", "--checkpoint", str(run), "--output", str(tmp_path / "m.zip")]
+    )
+    assert res.exit_code != 0 and "uint16" in res.output and ".safetensors" in res.output, res.output
+    assert not (tmp_path / "m.zip").exists()
+    _ok(
+        CliRunner().invoke(
+            srtrain, ["export", "--checkpoint", str(run), "--output", str(tmp_path / "m.safetensors")]
+        )
+    )
+    from srcaco2.trainers.checkpoints import load_pretrained
+
+    _, info = load_pretrained(tmp_path / "m.safetensors")
+    assert (info["method"], info["scale"], info["marker"]) == ("vdsr", 3, "Actin")
 
 
 def test_a_network_that_cannot_do_the_scale_says_so(own_store, tmp_path):
