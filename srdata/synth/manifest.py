@@ -1,35 +1,8 @@
-"""The "own data" manifest (version 1): a YAML file that lists a data set's tiles for `srdata build`.
+"""Write an "own data" manifest (version 1) for `srdata synth`: `manifest_dict`, `write_manifest`.
 
-Written by `srdata synth` for synthetic data in the own-data form (`write_manifest`); read by the
-build (its reader lives with the build). Paths are relative to the manifest's folder::
-
-    version: 1
-    channels: [DAPI, Actin]          # names of the TIFF's channel axis, in order; (H, W) TIFFs = 1 channel
-    pixel_size_um: 0.065             # HR pixel size, optional
-    roi: {channel: DAPI, method: fixed, threshold: 400}   # raw grey levels of HR; or method: otsu
-    window: {size: 640, stride: 256, center: 128, min_fraction: 0.2}   # optional, these defaults
-    tiles:
-      - id: a
-        hr: acq/a_HR.tif             # (C, H, W) or (H, W); uint8 or uint16
-        lr: {2: acq/a_lr2.tif, 3: acq/a_lr3.tif}   # integer scale -> a separate LR acquisition
-        split: train                 # optional: train | val | test
-
-Keys
-----
-version : int
-    1.
-channels : list of str
-    Channel names, in the order of the TIFFs' first axis.
-pixel_size_um : float, optional
-    HR pixel side, µm.
-roi : mapping
-    ``channel`` (a name from `channels`), ``method`` (``fixed`` or ``otsu``) and, for ``fixed``,
-    ``threshold`` in raw grey levels of the HR files (their bit depth: 0..255 or 0..65535).
-window : mapping, optional
-    ``size``, ``stride``, ``center`` (HR px) and ``min_fraction`` (ROI fraction a window needs).
-tiles : list of mappings
-    ``id`` (str), ``hr`` (path), ``lr`` (integer scale → path; HR side = scale × LR side exactly),
-    ``split`` (optional: ``train``, ``val`` or ``test``).
+The format (keys, meaning, paths relative to the manifest) is specified once, by its reader
+`srcaco2.srdata.manifest` (which `srdata build MANIFEST.yaml STORE` uses); this module builds a
+conforming mapping for synthetic data and writes it atomically.
 """
 
 from __future__ import annotations
