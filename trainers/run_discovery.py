@@ -38,7 +38,7 @@ class RunEntry:
         What ``srtrain eval --checkpoint`` is given: the run directory (original) or ``best.pt``
         (ours); None for bicubic.
     kind : ``"original"``, ``"ours"`` or ``"bicubic"``
-    method, scale, marker : what it holds (registry method name, 2/4/8, CELL0..CELL2)
+    method, scale, marker : what it holds (registry method name, scale 2-8, marker name)
     """
 
     path: Path | None
@@ -136,7 +136,7 @@ def discover_runs(
     Parameters
     ----------
     root : directory (or one run directory)
-    methods, markers, scales : optional filters (registry names, CELL0..2, 2/4/8)
+    methods, markers, scales : optional filters (registry names, marker names, scales 2-8)
     select : {"latest", "all"}
         Several runs of one (method, scale, marker): ``latest`` evaluates the newest (weights file
         modified last) and skips the others, naming the one kept; ``all`` evaluates every one (the
@@ -164,8 +164,10 @@ def discover_runs(
     want_methods = _check_filter(
         None if methods is None else [str(m).lower() for m in methods], MODEL_NAMES, "method(s)"
     )
-    want_markers = _check_filter(markers, ("CELL0", "CELL1", "CELL2"), "marker(s)")
-    want_scales = _check_filter(None if scales is None else [int(s) for s in scales], (2, 4, 8), "scale(s)")
+    want_markers = None if markers is None else set(markers)  # any names: a store's own markers too
+    want_scales = _check_filter(
+        None if scales is None else [int(s) for s in scales], tuple(range(2, 9)), "scale(s)"
+    )
     if select not in ("latest", "all"):
         raise ValueError(f"select={select!r}: give 'latest' or 'all'")
     runs: list[RunEntry] = []

@@ -98,16 +98,18 @@ class TableData:
         values: dict,
         best: dict,
         metrics: tuple = _METRICS,
+        cols: tuple[str, ...] = _COLS,
     ) -> None:
         self.kind = kind
         self.rows = rows
         self.values = values
         self.best = best
         self.metrics = metrics
+        self.cols = cols  # the markers (SR-CACO-2: CELL0, CELL1, CELL2), then "Mean"
 
     def columns(self) -> list[tuple[str, str]]:
         """(metric, column) pairs in display order."""
-        return [(m, c) for m, *_ in self.metrics for c in _COLS]
+        return [(m, c) for m, *_ in self.metrics for c in self.cols]
 
 
 def _order_key(method: str) -> tuple[int, int, str]:
@@ -164,21 +166,25 @@ def build_table(summaries: Iterable[Mapping[str, Any]], *, kind: str) -> TableDa
             f"evaluations of different splits cannot share a table: {sorted(map(str, splits))}; "
             "pass only `srtrain eval` outputs of one --split"
         )
+    seen_markers = list(dict.fromkeys(marker for _, _, marker in seen))
+    # SR-CACO-2: the paper's three columns always; your own data: its markers, as first seen
+    markers = _COLS[:3] if set(seen_markers) <= set(_COLS[:3]) else tuple(seen_markers)
+    cols = (*markers, "Mean")
     values: dict[tuple[str, int], dict[tuple[str, str], float]] = {}
     for key, per_metric in cells.items():
         row: dict[tuple[str, str], float] = {}
         for m, vals in per_metric.items():
-            for c in _COLS[:3]:
+            for c in markers:
                 if c in vals:
                     row[(m, c)] = vals[c]
-            present = [vals[c] for c in _COLS[:3] if c in vals]
+            present = [vals[c] for c in markers if c in vals]
             if present:
                 row[(m, "Mean")] = sum(present) / len(present)
         values[key] = row
     rows = sorted(((method_facts(m)[0], m, s) for m, s in values), key=lambda r: (_order_key(r[1]), r[2]))
     best: dict[tuple[int, str, str], float] = {}
     for m, _, pick, _ in metrics:
-        for c in _COLS:
+        for c in cols:
             for scale in {s for _, _, s in rows}:
                 col = [
                     values[(meth, s)][(m, c)]
@@ -188,7 +194,7 @@ def build_table(summaries: Iterable[Mapping[str, Any]], *, kind: str) -> TableDa
                 col = [v for v in col if math.isfinite(v)]
                 if col:
                     best[(scale, m, c)] = pick(col)
-    return TableData(kind, rows, values, best, metrics)
+    return TableData(kind, rows, values, best, metrics, cols)
 
 
 def _fmt(v: float | None, digits: int) -> str:
@@ -205,30 +211,30 @@ def _cell(t: TableData, method: str, scale: int, m: str, c: str, digits: int, bo
 
 def render_markdown(t: TableData) -> str:
     """The table as GitHub Markdown (best per scale in **bold**)."""
-    head = ["Family", "Method", "Scale"] + [f"{label} {c}" for _, label, _, _ in t.metrics for c in _COLS]
+    head = ["Family", "Method", "Scale"] + [f"{label} {c}" for _, label, _, _ in t.metrics for c in t.cols]
     lines = [
         f"**{_TITLES[t.kind]}**",
         "",
         "| " + " | ".join(head) + " |",
-        "|" + "|".join(["---"] * 3 + ["---:"] * (len(t.metrics) * len(_COLS))) + "|",
+        "|" + "|".join(["---"] * 3 + ["---:"] * (len(t.metrics) * len(t.cols))) + "|",
     ]
     last_family = None
     for fam, method, scale in t.rows:
         fam_txt = _FAMILY_TITLES.get(fam, fam) if fam != last_family else ""
         last_family = fam
-        cells = [_cell(t, method, scale, m, c, d, ("**", "**")) for m, _, _, d in t.metrics for c in _COLS]
+        cells = [_cell(t, method, scale, m, c, d, ("**", "**")) for m, _, _, d in t.metrics for c in t.cols]
         lines.append("| " + " | ".join([fam_txt, method_facts(method)[1], f"×{scale}"] + cells) + " |")
     return "\n".join(lines) + "\n"
 
 
 def render_latex(t: TableData) -> str:
     """The table as a LaTeX ``tabular`` (booktabs; best per scale in \\textbf)."""
-    ncols = len(t.metrics) * len(_COLS)
+    ncols = len(t.metrics) * len(t.cols)
     out = [
         r"\begin{tabular}{ll" + "r" * ncols + "}",
         r"\toprule",
         " & & " + " & ".join(rf"\multicolumn{{4}}{{c}}{{{label}}}" for _, label, _, _ in t.metrics) + r" \\",
-        "Method & Scale & " + " & ".join(c for _ in t.metrics for c in _COLS) + r" \\",
+        "Method & Scale & " + " & ".join(c for _ in t.metrics for c in t.cols) + r" \\",
         r"\midrule",
     ]
     last_family = None
@@ -237,7 +243,7 @@ def render_latex(t: TableData) -> str:
             out.append(r"\midrule")
         last_family = fam
         cells = [
-            _cell(t, method, scale, m, c, d, (r"\textbf{", "}")) for m, _, _, d in t.metrics for c in _COLS
+            _cell(t, method, scale, m, c, d, (r"\textbf{", "}")) for m, _, _, d in t.metrics for c in t.cols
         ]
         out.append(
             " & ".join([method_facts(method)[1].replace("_", r"\_"), rf"$\times{scale}$"] + cells) + r" \\"

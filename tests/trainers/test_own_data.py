@@ -69,6 +69,15 @@ def test_fit_eval_predict_on_own_data(own_store, tmp_path, tiny_overrides):
     ]))  # fmt: skip
     summary = json.loads((tmp_path / "ev" / "summary.json").read_text())
     assert summary["marker"] == "Actin" and summary["scale"] == 3
+    _ok(
+        CliRunner().invoke(
+            srtrain, ["eval-runs", str(tmp_path), "--store", own_store, "--out", str(tmp_path / "er")]
+        )
+    )
+    table = (tmp_path / "er" / "tables" / "table4_roi.md").read_text()
+    assert "PSNR Actin" in table and "CELL0" not in table and "| VDSR | ×3 |" in table
+    again = json.loads((tmp_path / "er" / "runs" / "vdsr_x3_Actin" / "summary.json").read_text())
+    assert again["metrics"]["roi_psnr"] == summary["metrics"]["roi_psnr"]  # eval-runs = eval, bit for bit
     out = tmp_path / "pred.zarr"
     _ok(CliRunner().invoke(srtrain, [
         "predict", "--store", own_store, "--checkpoint", str(run), "--tile", "t003", "--out-store", str(out),
