@@ -58,6 +58,7 @@ __all__ = [
     "live_writer",
     "Lease",
     "check_held",
+    "holds",
     "leased",
     "LeaseLostError",
     "StoreLockedError",
@@ -411,6 +412,13 @@ def store_lease(
         with _HELD_LOCK:
             _HELD.remove(lease)
         lease.release()
+
+
+def holds(store: str | os.PathLike) -> bool:
+    """Whether this process holds the lease of `store` now (a writer that took it for a whole job)."""
+    path = lease_path(os.fspath(store))
+    with _HELD_LOCK:
+        return any(lease.path == path for lease in _HELD)
 
 
 def check_held() -> None:

@@ -278,20 +278,30 @@ class Store:
     def write_prediction(self, name: str, tile: TileId) -> Iterator[Any]:
         """Create ``predictions/<name>/<tile>`` (replacing an old one) and yield its empty group.
 
-        The caller writes the image into the group and its metadata last. Leaving the block with an
-        exception deletes the group: nothing half-written stays in the store. Take the store's lease
-        (`srcaco2.srdata.lease.store_lease`) around the whole prediction.
+        Holds the store's single-writer lease for the block (`srcaco2.srdata.lease.store_lease`;
+        kept, not taken again, when this process already holds it for a longer job). The caller
+        writes the image into the group and its metadata last (its ``finish``). Leaving the block
+        with an exception deletes the group: nothing half-written stays in the store.
         """
-        path = prediction_path(name, tile)
-        group = self.root.create_group(path, overwrite=True)
-        try:
-            yield group
-        except BaseException:
+        from srcaco2.srdata.lease import check_held, holds, store_lease
+
+        lease = (
+            contextlib.nullcontext()
+            if holds(self.path)
+            else store_lease(self.path, operation="srtrain predict")
+        )
+        with lease:
+            path = prediction_path(name, tile)
+            group = self.root.create_group(path, overwrite=True)
             try:
-                del self.root[path]
-            except Exception as exc:  # noqa: BLE001 - report, do not mask the original error
-                log.warning("could not remove the incomplete prediction %s: %s", path, exc)
-            raise
+                yield group
+                check_held()  # another writer took the store meanwhile: this prediction is not recorded
+            except BaseException:
+                try:
+                    del self.root[path]
+                except Exception as exc:  # noqa: BLE001 - report, do not mask the original error
+                    log.warning("could not remove the incomplete prediction %s: %s", path, exc)
+                raise
 
     def __repr__(self) -> str:
         return f"Store({self.path!r}, markers={list(self.markers)}, scales={list(self.scales)})"
