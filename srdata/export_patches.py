@@ -61,7 +61,7 @@ def _tiff_bytes(plane: np.ndarray) -> bytes:
     import tifffile
 
     buf = io.BytesIO()
-    tifffile.imwrite(buf, np.ascontiguousarray(plane, dtype=np.uint8), photometric="minisblack")
+    tifffile.imwrite(buf, np.ascontiguousarray(plane), photometric="minisblack")  # the store's dtype
     return buf.getvalue()
 
 
@@ -81,7 +81,8 @@ def window_pids(index: dict[str, np.ndarray]) -> np.ndarray:
     n = len(index["tile"])
     pid = np.full(n, -1, dtype=np.int64)
     acc = np.flatnonzero(index["accepted"])
-    order = acc[np.lexsort((index["x0"][acc], index["y0"][acc], index["tile"][acc]))]
+    tile = index["tile"] if index["tile"].dtype != object else index["tile"].astype(str)  # named tiles
+    order = acc[np.lexsort((index["x0"][acc], index["y0"][acc], tile[acc]))]
     tiles = index["tile"][order]
     for t in np.unique(tiles):
         rows = order[tiles == t]
@@ -164,12 +165,6 @@ def export_patches(
         )
     st = Store.open(store)
     attrs = st.attrs
-    if st.shift_axes != (len(MARKERS), SCALES) or st.dtype != np.uint8:
-        raise ValueError(
-            f"{store}: the released-patch layout names SR-CACO-2's markers (CELL0-2), integer tiles and "
-            f"8-bit scales 2/4/8; this store holds {list(st.markers)} {st.dtype} at {list(st.scales)}: "
-            "read it with the loader (srcaco2.srdata.loader.make_loader) or srdata.open_store instead"
-        )
     if split is not None:
         split_code(split)  # raises with the list of splits
     markers = _check_choice("markers", markers, attrs.markers)
@@ -201,8 +196,28 @@ def export_patches(
     return {"out": out, "windows": int(len(rows)), "files": files, "fold_lists": fold_lists}
 
 
-def _key(index: dict[str, np.ndarray], pids: np.ndarray, r: int) -> tuple[int, int, int, int]:
-    return int(index["tile"][r]), int(pids[r]), int(index["y0"][r]), int(index["x0"][r])
+def _key(index: dict[str, np.ndarray], pids: np.ndarray, r: int) -> tuple[Any, int, int, int]:
+    t = index["tile"][r]
+    return (t if isinstance(t, str) else int(t)), int(pids[r]), int(index["y0"][r]), int(index["x0"][r])
+
+
+def _names(st: Any) -> tuple[Callable[..., str], Callable[[str, int, str], str]]:
+    """(patch path, fold folder) naming of a store: the benchmark's for SR-CACO-2 stores; for your own
+    data the same layout with the store's names,
+    ``hr_div_<s>/tile_<id>_<pid>_<r0>_<r1>_<c0>_<c1>_<marker>.tif`` (window corners in that scale's
+    pixels) and ``folds/<split>_x<s>_in_<lr>_out_<hr>_<marker>/``."""
+    geo = st.geometry
+    if st.shift_axes == (len(MARKERS), SCALES) and st.dtype == np.uint8 and geo.patch == 512:
+        return patch_relpath, fold_dir_name
+
+    def relpath(t: Any, pid: int, y0: int, x0: int, m: str, s: int) -> str:
+        r0, r1, c0, c1 = y0 // s, (y0 + geo.size) // s, x0 // s, (x0 + geo.size) // s
+        return f"hr_div_{s}/tile_{t}_{pid}_{r0}_{r1}_{c0}_{c1}_{m}.tif"
+
+    def folds(sp: str, s: int, m: str) -> str:
+        return f"{sp}_x{s}_in_{geo.patch // s}_out_{geo.patch}_{m}"
+
+    return relpath, folds
 
 
 def _export_into(
@@ -223,13 +238,15 @@ def _export_into(
     for s in (1, *scales):
         os.makedirs(os.path.join(out, f"hr_div_{s}"), exist_ok=True)
     chan = {m: st.marker_index(m) for m in markers}
+    geo, (relpath, folds) = st.geometry, _names(st)
+    slot = {(m, s): st.shift_slot(m, s) for m in markers for s in scales}  # the store's shift axes
     arrays: dict[tuple[int, int], Any] = {}
     for t in np.unique(index["tile"][rows]):
         for s in (1, *scales):
-            arrays[(int(t), s)] = st.tile_image(t, s)
+            arrays[(t, s)] = st.tile_image(t, s)
 
     def job(r: int) -> int:
-        t, y0, x0, pid = int(index["tile"][r]), int(index["y0"][r]), int(index["x0"][r]), int(pids[r])
+        t, pid, y0, x0 = _key(index, pids, r)
         size = int(index["size"][r])
         n = 0
         for s in (1, *scales):
@@ -239,11 +256,12 @@ def _export_into(
                 box = (c, slice(y0 // s, (y0 + size) // s), slice(x0 // s, (x0 + size) // s))
                 block = checked.read(arr, box)
                 if s == 1:
-                    patch = read_hr_patch(block, 0, 0)
+                    patch = read_hr_patch(block, 0, 0, size=geo.patch, margin=geo.margin)
                 else:
-                    dy, dx = (int(v) for v in index["shift"][r, MARKERS.index(m), SCALES.index(s)])
-                    patch = read_lr_patch(block, 0, 0, dy, dx, s)
-                with open(os.path.join(out, patch_relpath(t, pid, y0, x0, m, s)), "wb") as f:
+                    i, k = slot[(m, s)]
+                    dy, dx = (int(v) for v in index["shift"][r, i, k])
+                    patch = read_lr_patch(block, 0, 0, dy, dx, s, size=geo.patch, margin=geo.margin)
+                with open(os.path.join(out, relpath(t, pid, y0, x0, m, s)), "wb") as f:
                     f.write(_tiff_bytes(patch))
                 n += 1
         return n
@@ -264,10 +282,10 @@ def _export_into(
             continue
         for s in scales:
             for m in markers:
-                d = os.path.join("folds", fold_dir_name(sp, s, m))
+                d = os.path.join("folds", folds(sp, s, m))
                 os.makedirs(os.path.join(out, d), exist_ok=True)
-                hr = [patch_relpath(*_key(index, pids, r), m, 1) for r in srows]
-                lr = [patch_relpath(*_key(index, pids, r), m, s) for r in srows]
+                hr = [relpath(*_key(index, pids, r), m, 1) for r in srows]
+                lr = [relpath(*_key(index, pids, r), m, s) for r in srows]
                 h_l = "".join(f"{a},{b}\n" for a, b in zip(hr, lr, strict=True))
                 l_h = "".join(f"{b},{a}\n" for a, b in zip(hr, lr, strict=True))
                 write_bytes_atomic(os.path.join(out, d, "h_l.txt"), h_l.encode())

@@ -326,7 +326,15 @@ def lr_patch_origin(
 
 
 def read_lr_patch(
-    lr_plane: Any, y0: int, x0: int, dy: int, dx: int, scale: int, *, size: int = PATCH_SIZE
+    lr_plane: Any,
+    y0: int,
+    x0: int,
+    dy: int,
+    dx: int,
+    scale: int,
+    *,
+    size: int = PATCH_SIZE,
+    margin: int = MARGIN,
 ) -> np.ndarray:
     """Registered LR patch as the released data holds it.
 
@@ -350,12 +358,12 @@ def read_lr_patch(
     """
     s = int(scale)
     n = size // s
-    win = WINDOW_SIZE // s
+    win = (size + 2 * margin) // s
     wy, wx = y0 // s, x0 // s
-    oy, ox = lr_patch_origin(y0, x0, dy, dx, s)
+    oy, ox = lr_patch_origin(y0, x0, dy, dx, s, margin=margin)
     oy -= wy
     ox -= wx  # origin inside the window
-    out = np.zeros((n, n), dtype=np.uint8)
+    out = np.zeros((n, n), dtype=getattr(lr_plane, "dtype", np.uint8))
     ys, ye = max(oy, 0), min(oy + n, win)
     xs, xe = max(ox, 0), min(ox + n, win)
     # also clip to the plane (windows at the tile edge)
@@ -367,9 +375,12 @@ def read_lr_patch(
     return out
 
 
-def read_hr_patch(hr_plane: Any, y0: int, x0: int, *, size: int = PATCH_SIZE) -> np.ndarray:
-    """The released HR patch ``hr[y0+64 : y0+64+size, x0+64 : x0+64+size]``, (size, size) uint8."""
-    return np.asarray(hr_plane[y0 + MARGIN : y0 + MARGIN + size, x0 + MARGIN : x0 + MARGIN + size])
+def read_hr_patch(
+    hr_plane: Any, y0: int, x0: int, *, size: int = PATCH_SIZE, margin: int = MARGIN
+) -> np.ndarray:
+    """The released HR patch ``hr[y0+64 : y0+64+size, x0+64 : x0+64+size]``, (size, size), the plane's
+    dtype (`margin` and `size`: the store's `WindowGeometry`; SR-CACO-2's 64 and 512)."""
+    return np.asarray(hr_plane[y0 + margin : y0 + margin + size, x0 + margin : x0 + margin + size])
 
 
 def shift_axes(

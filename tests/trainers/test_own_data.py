@@ -117,3 +117,21 @@ def test_a_network_that_cannot_do_the_scale_says_so(own_store, tmp_path):
     ])  # fmt: skip
     assert res.exit_code != 0 and "CELL2" in res.output and "Actin" in res.output, res.output
     assert not Path(tmp_path / "r2" / "best.pt").exists()
+
+
+def test_export_patches_writes_the_loaders_windows_in_the_stores_dtype(own_store, tmp_path):
+    import tifffile
+
+    from srcaco2.srdata.datasets import WindowDataset
+
+    out = tmp_path / "patches"
+    _ok(CliRunner().invoke(srdata, ["export-patches", own_store, str(out), "--split", "test"]))
+    lists = sorted((out / "folds").glob("test_x3_in_170_out_510_Actin/h_l.txt"))
+    assert len(lists) == 1
+    first_hr, first_lr = lists[0].read_text().splitlines()[0].split(",")
+    hr, lr = tifffile.imread(out / first_hr), tifffile.imread(out / first_lr)
+    assert hr.dtype == np.uint16 and hr.shape == (510, 510) and lr.shape == (170, 170)
+    ds = WindowDataset(own_store, "test", 3, "Actin")
+    ds.raw = True
+    batches = [ds._batch([k]) for k in range(len(ds))]  # the loader's raw (uint16) windows
+    assert any(np.array_equal(b["hr"][0, 0], hr) and np.array_equal(b["lr"][0, 0], lr) for b in batches)
