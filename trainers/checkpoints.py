@@ -438,7 +438,7 @@ def read_weights(
         overrides = dict(meta.get("overrides") or {})
         in_channels = int(meta.get("in_channels") or 1)
         state = ckpt["model"]
-        info.update(format="srcaco2", meta=meta, config=ckpt["config"])
+        info.update(format="srcaco2", meta=meta, config=ckpt["config"], intensity=meta.get("intensity"))
     else:
         state = unwrap_state_dict(obj, weights_path)
         found = infer_original(weights_path, run_dir)

@@ -54,6 +54,7 @@ def predict_image(
     overwrite: bool = False,
     chunk: int = 512,
     metadata: dict[str, Any] | None = None,
+    intensity: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Super-resolve the image at `input_path` into `output_path`.
 
@@ -124,12 +125,25 @@ def predict_image(
     top = float(in_max or np.iinfo(dtype).max)
     if top <= 0 or top > np.iinfo(dtype).max:
         raise ValueError(f"in_max={in_max} must be in (0, {np.iinfo(dtype).max}] for {dtype} input")
+    mapping = None  # a model of a uint16 store sees the grey levels through that store's scaling
+    if intensity and in_max is None and str(dtype) == intensity.get("dtype"):
+        from srcaco2.srdata.intensity import Intensity
+
+        one = Intensity.from_attrs(intensity, str(dtype), 1)
+        mapping = Intensity(one.dtype, one.low * c, one.high * c, one.kind)
     px_in = pixel_size_um or img.pixel_size_um
     px_out = None if px_in is None else float(px_in) / s
     intensity = {
         "input_dtype": str(dtype), "in_max": top, "network_input": f"clip(pixels / {top:g}, 0, 1)",
         "output_dtype": str(dtype), "output": f"round(clip(sr, 0, 1) * {top:g})",
     }  # fmt: skip
+    if mapping is not None:
+        lo, hi = mapping.low[0], mapping.high[0]
+        intensity = {
+            "input_dtype": str(dtype), "network_input": f"(pixels - {lo:g}) / ({hi:g} - {lo:g})",
+            "output_dtype": str(dtype), "output": f"clip(round(sr * ({hi:g} - {lo:g}) + {lo:g}))",
+            "from": "the training store's intensity scaling (p0.1-p99.9 of its HR)",
+        }  # fmt: skip
     info = {"method": method, "scale": s, "source": os.path.abspath(input_path), "source_channels": picks,
             "pixel_size_um_input": px_in, "intensity": intensity, "tiling": plan.to_json(),
             **(metadata or {})}  # fmt: skip
@@ -150,7 +164,8 @@ def predict_image(
                                 pixel_size_um=px_out, channel_names=names, name=os.path.basename(output_path),
                                 dtype=str(dtype))  # fmt: skip
     try:
-        _stream_channels(model, img.data, picks, s, plan, writer, top, dtype, batch_size, device, progress)
+        _stream_channels(model, img.data, picks, s, plan, writer, top, dtype, batch_size, device, progress,
+                         mapping)  # fmt: skip
         if kind == "tiff":
             writer.finish()
         else:
@@ -175,8 +190,12 @@ def _stream_channels(
     batch_size: int,
     device: str | torch.device | None,
     progress: Callable[[int, int], None] | None,
+    mapping: Any = None,
 ) -> None:
-    """Predict the channels one at a time (the networks take one channel), each into its plane."""
+    """Predict the channels one at a time (the networks take one channel), each into its plane;
+    `mapping` (an `srcaco2.srdata.intensity.Intensity` of one channel) replaces ``/ top``."""
+    import functools
+
     for k, ch in enumerate(picks):
 
         def sink(row0: int, rows: np.ndarray, k: int = k) -> None:
@@ -186,10 +205,14 @@ def _stream_channels(
             if progress is not None:
                 progress(k * total + done, len(picks) * total)
 
+        plane, to_raw = data[ch : ch + 1], None
+        if mapping is not None:
+            one = mapping.select([0])
+            plane, to_raw = one.to_unit(np.asarray(plane), axis=0), functools.partial(one.from_unit, axis=0)
         predict_tiled(
-            model, data[ch : ch + 1], s, tile=plan.tile, overlap=plan.overlap, halo=plan.halo,
+            model, plane, s, tile=plan.tile, overlap=plan.overlap, halo=plan.halo,
             align=plan.align, batch_size=batch_size, device=device, sink=sink, progress=tick, in_max=top,
-            out_dtype=dtype, out_max=top,
+            out_dtype=dtype, out_max=top, to_raw=to_raw,
         )  # fmt: skip
 
 

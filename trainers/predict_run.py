@@ -98,6 +98,7 @@ class _Model:
     scale: int
     marker: str | None
     overrides: dict[str, Any] | None
+    intensity: dict[str, Any] | None = None  # the training store's scaling (uint16 stores), else None
 
 
 def _load_model(req: PredictRequest) -> _Model:
@@ -109,7 +110,9 @@ def _load_model(req: PredictRequest) -> _Model:
         except (ValueError, FileNotFoundError, KeyError) as exc:
             raise PredictError(str(exc)) from None
         marker = req.marker or info.get("marker")
-        return _Model(net, info["method"], int(info["scale"]), marker, info.get("overrides"))
+        return _Model(
+            net, info["method"], int(info["scale"]), marker, info.get("overrides"), info.get("intensity")
+        )
     from srcaco2.trainers.evaluate import check_weight_free_method
     from srcaco2.trainers.models import build_model
 
@@ -204,6 +207,7 @@ def _predict_file(req: PredictRequest, model: _Model, plan: Any, dev: Any, bar: 
             channels=list(req.channels) or None, in_max=req.in_max, pixel_size_um=req.pixel_size_um,
             tiling=plan, batch_size=req.batch_size, device=dev, progress=bar(label),
             overwrite=req.overwrite, metadata={"source_model": str(req.checkpoint or req.method)},
+            intensity=model.intensity,
         )  # fmt: skip
     except (ValueError, FileExistsError, FileNotFoundError) as exc:
         raise PredictError(str(exc)) from None

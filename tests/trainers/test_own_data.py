@@ -89,6 +89,16 @@ def test_fit_eval_predict_on_own_data(own_store, tmp_path, tiny_overrides):
     st = Store.open(own_store)
     assert pred.dtype == np.uint16 and pred.shape == (1, *st.tile_image("t003", 1).shape[1:])
     assert int(np.asarray(pred).max()) > 255  # written in the store's grey levels, not 8-bit
+    import tifffile  # the same LR as a 16-bit TIFF: --input maps it as the training store did
+
+    tifffile.imwrite(tmp_path / "lr.tif", np.asarray(st.tile_image("t003", 3))[st.marker_index("Actin")])
+    _ok(CliRunner().invoke(srtrain, [
+        "predict", "--input", str(tmp_path / "lr.tif"), "--checkpoint", str(run), "--output",
+        str(tmp_path / "sr.tif"), "--device", "cpu",
+    ]))  # fmt: skip
+    sr = tifffile.imread(tmp_path / "sr.tif")
+    assert sr.dtype == np.uint16
+    assert np.abs(sr.astype(np.int64) - np.asarray(pred)[0].astype(np.int64)).max() <= 1
     res = CliRunner().invoke(
         srtrain, ["export", "--checkpoint", str(run), "--output", str(tmp_path / "m.zip")]
     )

@@ -174,9 +174,24 @@ class TrainLoop:
         self.notify("step", info)
 
     # ------------------------------------------------------------------------------ checkpoints
+    def _intensity(self) -> dict[str, Any] | None:
+        """The training store's intensity scaling of the marker (how `predict --input` maps raw grey
+        levels of a new image as the model saw them), read once."""
+        if not hasattr(self, "_intensity_attrs"):
+            from srcaco2.srdata.store import Store
+
+            try:
+                st = Store.open(self.cfg.data.store)
+                mapping = st.intensity.select([st.marker_index(self.cfg.data.marker)])
+                self._intensity_attrs = None if mapping.kind == "divide" else mapping.to_attrs()
+            except Exception:  # noqa: BLE001 - the store went away: the checkpoint says nothing
+                self._intensity_attrs = None
+        return self._intensity_attrs
+
     def _meta(self, epoch: int) -> dict[str, Any]:
         cfg = self.cfg
         return {
+            "intensity": self._intensity(),
             "method": cfg.model.method,
             "scale": cfg.data.scale,
             "marker": cfg.data.marker,
