@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["REAL_SAMPLE_DIR", "REAL_SAMPLE_MARKER", "load_real_sample", "registered_region"]
+__all__ = ["real_lr", "REAL_SAMPLE_DIR", "REAL_SAMPLE_MARKER", "load_real_sample", "registered_region"]
 
 REAL_SAMPLE_DIR = Path(__file__).parent / "data" / "real_sample"
 """Folder of ``div1.tif`` (HR 512²), ``div2.tif``, ``div4.tif``, ``div8.tif``, README and LICENSE."""
@@ -32,6 +32,19 @@ def load_real_sample() -> dict[int, np.ndarray]:
                                     "(srdata/data/real_sample); reinstall srcaco2")  # fmt: skip
         out[s] = np.asarray(tifffile.imread(path), dtype=np.uint8)
     return out
+
+
+def real_lr(scale: int, sample: dict[int, np.ndarray] | None = None) -> np.ndarray:
+    """The sample's LR image at `scale`: the real scan at 2, 4 and 8; at another scale (your own data's
+    x3, ...) the HR's ``scale``² block means, rounded (uint8; no real scan exists there)."""
+    sample = sample if sample is not None else load_real_sample()
+    s = int(scale)
+    if s in sample:
+        return sample[s]
+    hr = sample[1]
+    n = hr.shape[0] // s * s
+    blocks = hr[:n, :n].astype(np.float64).reshape(n // s, s, n // s, s).mean(axis=(1, 3))
+    return np.round(blocks).astype(np.uint8)
 
 
 def registered_region(

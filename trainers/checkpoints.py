@@ -427,7 +427,7 @@ def read_weights(
         marker = _agree("marker", marker, facts.get("marker"), src, weights_path)
         overrides = dict(facts.get("overrides") or {})
         in_channels = int(facts.get("in_channels") or 1)
-        info.update(format=kind, facts=facts)
+        info.update(format=kind, facts=facts, intensity=facts.get("intensity"))
     elif isinstance(obj, dict) and obj.get("format") == CHECKPOINT_FORMAT:
         ckpt = _validated(obj, weights_path)
         meta = ckpt["meta"]

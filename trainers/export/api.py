@@ -114,29 +114,9 @@ def export_model(
         save_safetensors(model.state_dict(), facts_to_metadata(facts), out)
         result["output"] = str(out)
         return result
-    _refuse_non_uint8(info, out)
     from srcaco2.trainers.export.bioimageio_package import write_bioimageio_package
 
     result.update(write_bioimageio_package(model, facts, out, name=name, description=description,
                                            authors=authors, license_id=license_id, tags=tags,
                                            halo=halo, check=check))  # fmt: skip
     return result
-
-
-def _refuse_non_uint8(info: dict[str, Any], out: Path) -> None:
-    """A model trained on a uint16 store needs its store's intensity scaling in the package; the
-    package format written here is the benchmark's uint8 one: refuse rather than mis-scale."""
-    store = ((info.get("config") or {}).get("data") or {}).get("store")
-    if not store:
-        return  # an original run or bare weights: SR-CACO-2, uint8
-    from srcaco2.srdata.store import Store
-
-    try:
-        dtype = str(Store.open(store).dtype)
-    except Exception:  # noqa: BLE001 - the training store moved away: assume the benchmark's uint8
-        return
-    if dtype != "uint8":
-        raise ValueError(
-            f"{out}: this model was trained on a {dtype} store ({store}); bioimage.io packages are "
-            "written for uint8 input only so far: export it as .safetensors instead"
-        )

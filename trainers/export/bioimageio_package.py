@@ -118,7 +118,30 @@ def package_geometry(
             "test_side": test_side, "note": note, "measure": measure}  # fmt: skip
 
 
-def _torchscript(model: Any, x: Any, others: Sequence[Any], path: Path, halo: int, scale: int) -> bool:
+def grey_levels(facts: Mapping[str, Any]) -> dict[str, Any]:
+    """The package's raw grey levels: uint8 ``/ 255`` (SR-CACO-2), or a uint16 store's mapping of the
+    marker (``facts["intensity"]``: low, high -> 0, 1). ``gain``/``offset``: the pre-processing;
+    ``pad``: the padding value, ``threshold``: it after pre-processing (`srcaco2.trainers.export.border`)."""
+    mapping = facts.get("intensity")
+    if not mapping:
+        return {"dtype": "uint8", "low": 0.0, "high": 255.0, "top": 255, "gain": 1.0 / 255.0, "offset": 0.0,
+                "pad": 255, "threshold": None}  # fmt: skip
+    lo, hi = float(mapping["low"][0]), float(mapping["high"][0])
+    span = max(hi - lo, 1e-6)
+    top = int(np.iinfo(np.dtype(mapping["dtype"])).max)
+    return {"dtype": str(mapping["dtype"]), "low": lo, "high": hi, "top": top, "gain": 1.0 / span,
+            "offset": -lo / span, "pad": top, "threshold": (top - 0.5 - lo) / span}  # fmt: skip
+
+
+def _torchscript(
+    model: Any,
+    x: Any,
+    others: Sequence[Any],
+    path: Path,
+    halo: int,
+    scale: int,
+    threshold: float | None = None,
+) -> bool:
     """Trace `model` on `x` into `path` (scripted in `BorderCut` when `halo`); True when the trace equals
     eager on `x` and on each of `others` (other sizes: a trace freezes size-dependent Python)."""
     import torch
@@ -138,7 +161,12 @@ def _torchscript(model: Any, x: Any, others: Sequence[Any], path: Path, halo: in
         return False
     if halo:
         try:
-            traced = torch.jit.script(BorderCut(traced, halo, scale))
+            cut = (
+                BorderCut(traced, halo, scale)
+                if threshold is None
+                else BorderCut(traced, halo, scale, threshold)
+            )
+            traced = torch.jit.script(cut)
         except Exception as exc:  # pragma: no cover - BorderCut is TorchScript-compatible
             log.info("cannot script the border cut (%s); no torchscript weights", exc)
             return False
@@ -216,21 +244,30 @@ def write_bioimageio_package(
         arch.write_text(standalone_source(method, title=title), encoding="utf-8")
         torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, tmp / "weights.pt")
         if geo["measure"]:
-            from srcaco2.srdata.real_sample import load_real_sample
+            from srcaco2.srdata.real_sample import real_lr
             from srcaco2.trainers.export.halo import measured_halo
 
-            h, diff = measured_halo(model, load_real_sample()[s], s, step=geo["step"], min_input=geo["min"],
+            h, diff = measured_halo(model, real_lr(s), s, step=geo["step"], min_input=geo["min"],
                                     h_max=geo["halo_lr"])  # fmt: skip
             reach = info.receptive_halo(s, overrides)
             note = (f"output halo {h * s} px, measured on the real sample: the receptive halo ({reach} LR "
                     "px) exceeds the smallest input; tiled prediction differs from whole-image prediction "
                     f"by at most {diff:g} grey level(s) there")  # fmt: skip
             geo = {**geo, "halo_lr": h, "halo": h * s, "measured_diff": diff, "note": note}
-        lr, hr = test_crop(s, geo["test_side"])
-        x = torch.from_numpy(lr[None, None].astype(np.float32) / 255.0)
+        lr8, hr = test_crop(s, geo["test_side"])
+        g8 = grey_levels(facts)
+        if g8["dtype"] == "uint8":
+            lr = lr8
+            x = torch.from_numpy(lr[None, None].astype(np.float32) / 255.0)
+        else:  # the real sample placed in the store's grey-level range (its scaling's inverse)
+            lr = np.round(lr8 / 255.0 * (g8["high"] - g8["low"]) + g8["low"]).astype(g8["dtype"])
+            x = torch.from_numpy(
+                lr[None, None].astype(np.float32) * np.float32(g8["gain"]) + np.float32(g8["offset"])
+            )
+        span, top = g8["high"] - g8["low"], float(g8["top"])
         with torch.no_grad(), torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)  # as the package's forward (NLSN draws random rotations)
-            sr = (model(x) * 255.0).clamp(0.0, 255.0).numpy().astype(np.float32)
+            sr = (model(x) * span + g8["low"]).clamp(0.0, top).numpy().astype(np.float32)
         np.save(tmp / "test_input.npy", lr[None, None])
         np.save(tmp / "test_output.npy", sr)
         import tifffile
@@ -241,8 +278,9 @@ def write_bioimageio_package(
         gen = torch.Generator().manual_seed(0)  # the caller's RNG stream is left alone
         sizes = ((low, low), (low + g, low + 2 * g), (t + g, t + 2 * g))
         others = [torch.rand(1, 1, a, b, generator=gen) for a, b in sizes]
-        has_ts = _torchscript(model, x, others, tmp / "weights_torchscript.pt", geo["halo_lr"] or 0, s)
-        write_cover(tmp / "cover.png", lr, sr[0, 0], hr)
+        has_ts = _torchscript(model, x, others, tmp / "weights_torchscript.pt", geo["halo_lr"] or 0, s,
+                              g8["threshold"])  # fmt: skip
+        write_cover(tmp / "cover.png", lr8, (sr[0, 0] - g8["low"]) * (255.0 / span), hr)
         (tmp / "README.md").write_text(
             readme_text(facts, display_name=info.display_name, paper=info.paper, license_id=license_id,
                         halo_note=geo["note"], torchscript=has_ts), encoding="utf-8")  # fmt: skip
@@ -277,9 +315,10 @@ def _describe(bio: Any, facts: Mapping[str, Any], info: Any, geo: Mapping[str, A
     """The `bioimageio.spec.model.v0_5.ModelDescr` of the files in `tmp`."""
     import torch
 
-    from srcaco2.trainers.export.border import PAD_VALUE
-
     s = int(facts["scale"])
+    g8 = grey_levels(facts)
+    span = g8["high"] - g8["low"]
+    what = "8-bit" if g8["dtype"] == "uint8" else f"{g8['dtype']} (the training store's)"
     ids = (bio.AxisId("y"), bio.AxisId("x"))
     in_axes = [bio.BatchAxis(), bio.ChannelAxis(channel_names=[bio.Identifier(marker)])] + [
         bio.SpaceInputAxis(id=a, size=bio.ParameterizedSize(min=geo["min"], step=geo["step"])) for a in ids
@@ -296,12 +335,12 @@ def _describe(bio: Any, facts: Mapping[str, Any], info: Any, geo: Mapping[str, A
     inp = bio.InputTensorDescr(
         id=bio.TensorId("lr"), axes=in_axes, test_tensor=bio.FileDescr(source=tmp / "test_input.npy"),
         sample_tensor=bio.FileDescr(source=tmp / "sample_input.tif"),
-        data=bio.IntervalOrRatioDataDescr(type="uint8"),
-        pad=bio.ConstantPadding(value=PAD_VALUE) if geo["halo"] else None,  # cut off again: border.py
-        description="raw low-resolution image, 8-bit grey levels",
+        data=bio.IntervalOrRatioDataDescr(type=g8["dtype"]),
+        pad=bio.ConstantPadding(value=g8["pad"]) if geo["halo"] else None,  # cut off again: border.py
+        description=f"raw low-resolution image, {what} grey levels",
         preprocessing=[
             bio.EnsureDtypeDescr(kwargs=bio.EnsureDtypeKwargs(dtype="float32")),
-            bio.ScaleLinearDescr(kwargs=bio.ScaleLinearKwargs(gain=1.0 / 255.0, offset=0.0)),
+            bio.ScaleLinearDescr(kwargs=bio.ScaleLinearKwargs(gain=g8["gain"], offset=g8["offset"])),
             # stated last, or the spec appends a cast back to the input's dtype (uint8)
             bio.EnsureDtypeDescr(kwargs=bio.EnsureDtypeKwargs(dtype="float32")),
         ],
@@ -311,11 +350,11 @@ def _describe(bio: Any, facts: Mapping[str, Any], info: Any, geo: Mapping[str, A
                                      *out_space],
         test_tensor=bio.FileDescr(source=tmp / "test_output.npy"),
         sample_tensor=bio.FileDescr(source=tmp / "sample_output.tif"),
-        data=bio.IntervalOrRatioDataDescr(type="float32", range=(0.0, 255.0)),
-        description=f"super-resolved image (x{s}), grey levels in [0, 255] (float)",
+        data=bio.IntervalOrRatioDataDescr(type="float32", range=(0.0, float(g8["top"]))),
+        description=f"super-resolved image (x{s}), {what} grey levels in [0, {g8['top']}] (float)",
         postprocessing=[
-            bio.ScaleLinearDescr(kwargs=bio.ScaleLinearKwargs(gain=255.0, offset=0.0)),
-            bio.ClipDescr(kwargs=bio.ClipKwargs(min=0.0, max=255.0)),
+            bio.ScaleLinearDescr(kwargs=bio.ScaleLinearKwargs(gain=span, offset=g8["low"])),
+            bio.ClipDescr(kwargs=bio.ClipKwargs(min=0.0, max=float(g8["top"]))),
             bio.EnsureDtypeDescr(kwargs=bio.EnsureDtypeKwargs(dtype="float32")),
         ],
     )  # fmt: skip
@@ -323,6 +362,8 @@ def _describe(bio: Any, facts: Mapping[str, Any], info: Any, geo: Mapping[str, A
     kwargs = {"scale": s, "in_channels": int(facts.get("in_channels") or 1), **overrides}
     if geo["halo"]:
         kwargs["border_halo"] = int(geo["halo_lr"])
+        if g8["threshold"] is not None:
+            kwargs["border_threshold"] = float(g8["threshold"])
     weights = bio.WeightsDescr(
         pytorch_state_dict=bio.PytorchStateDictWeightsDescr(
             source=tmp / "weights.pt", pytorch_version=torch_version,

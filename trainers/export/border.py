@@ -80,12 +80,12 @@ def cut_and_run(net: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, ha
 class BorderCut(nn.Module):
     """`cut_and_run` as a TorchScript-compatible module around a (traced) network."""
 
-    def __init__(self, net: nn.Module, halo: int, scale: int) -> None:
+    def __init__(self, net: nn.Module, halo: int, scale: int, threshold: float = THRESHOLD) -> None:
         super().__init__()
         self.net = net
         self.halo = int(halo)
         self.scale = int(scale)
-        self.threshold = float(THRESHOLD)
+        self.threshold = float(threshold)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         outs: List[torch.Tensor] = []  # noqa: UP006

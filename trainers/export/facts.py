@@ -97,6 +97,8 @@ def run_facts(info: Mapping[str, Any]) -> dict[str, Any]:
     if info.get("format") in ("srcaco2", "safetensors", "bioimageio") and info.get("facts"):
         earlier = dict(info["facts"])  # re-exporting an export keeps the training facts
         facts.update({k: v for k, v in earlier.items() if k not in facts or k == "source_format"})
+    if meta.get("intensity"):  # a uint16 store's scaling of the marker: the package's pre-processing
+        facts["intensity"] = meta["intensity"]
     for key in ("step", "epoch", "select_metric", "best", "best_step"):
         if key in meta:
             facts[key] = meta[key]

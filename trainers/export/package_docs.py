@@ -33,10 +33,10 @@ def test_crop(scale: int, side: int) -> tuple[np.ndarray, np.ndarray]:
     ValueError
         `side` larger than the sample's LR image (512 / `scale`).
     """
-    from srcaco2.srdata.real_sample import load_real_sample
+    from srcaco2.srdata.real_sample import load_real_sample, real_lr
 
     sample = load_real_sample()
-    lr_full, hr_full = sample[int(scale)], sample[1]
+    lr_full, hr_full = real_lr(scale, sample), sample[1]
     n = lr_full.shape[0]
     if side > n:
         raise ValueError(
@@ -88,6 +88,23 @@ def readme_text(
     """The package's README.md (Markdown): what the model does, how it was trained, how to run it."""
     s = facts["scale"]
     marker = facts.get("marker") or "unknown marker"
+    mapping = facts.get("intensity")
+    if mapping:
+        lo, hi = float(mapping["low"][0]), float(mapping["high"][0])
+        io_lines = [
+            f"* input `lr`: (batch, channel, y, x) **{mapping['dtype']}** grey levels (the raw LR image); "
+            f"the package's pre-processing maps {lo:g} -> 0 and {hi:g} -> 1 (the training store's p0.1 and "
+            "p99.9 of its HR images), as the toolkit does.",
+            f"* output `sr`: (batch, channel, {s}·y, {s}·x) float32 grey levels in the input's range "
+            f"(network output x {hi - lo:g} + {lo:g}, clipped): round it for a {mapping['dtype']} image.",
+        ]
+    else:
+        io_lines = [
+            "* input `lr`: (batch, channel, y, x) **uint8** grey levels 0..255 (the raw LR image); the "
+            "package's pre-processing divides by 255, as the toolkit does (float32 in [0, 1]).",
+            f"* output `sr`: (batch, channel, {s}·y, {s}·x) float32 grey levels in [0, 255] (network output "
+            "x 255, clipped): round it for an 8-bit image.",
+        ]
     lines = [
         f"# {display_name} x{s} super-resolution, SR-CACO-2 ({marker})",
         "",
@@ -96,10 +113,7 @@ def readme_text(
         "",
         "## Input and output",
         "",
-        "* input `lr`: (batch, channel, y, x) **uint8** grey levels 0..255 (the raw LR image); the "
-        "package's pre-processing divides by 255, as the toolkit does (float32 in [0, 1]).",
-        f"* output `sr`: (batch, channel, {s}·y, {s}·x) float32 grey levels in [0, 255] (network output "
-        "x 255, clipped): round it for an 8-bit image.",
+        *io_lines,
         f"* tiling: {halo_note}",
         "* weights: `pytorch_state_dict` (architecture in the package's .py file, torch only)"
         + (" and `torchscript`." if torchscript else "; torchscript tracing is not exact for this network."),

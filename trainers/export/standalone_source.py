@@ -203,25 +203,27 @@ def standalone_source(method: str, *, builder: str = "build", title: str = "") -
                 return sys.modules[_PKG + "." + {method!r}]
 
 
-            def {ENTRY_POINT}(scale, in_channels=1, border_halo=0, **overrides):
+            def {ENTRY_POINT}(scale, in_channels=1, border_halo=0, border_threshold=None, **overrides):
                 """The network, in eval mode: (B, C, h, w) float32 in [0, 1] -> (B, C, scale*h, scale*w).
 
                 Each forward runs under torch seed 0 (a network drawing random numbers repeats itself).
                 With border_halo > 0 (LR px), edge rows / columns holding only the package's padding
-                value are cut off before the network (embedded module 'border'). The state_dict is the
-                network's own.
+                value are cut off before the network (embedded module 'border'; border_threshold: that
+                value after the pre-processing, default the 8-bit one). The state_dict is the network's own.
                 """
                 net = _load().{builder}(int(scale), in_channels=int(in_channels), **overrides)
                 assert isinstance(net, torch.nn.Module)
                 border = sys.modules[_PKG + ".border"]
                 plain = net.forward
 
-                def forward(x, _plain=plain, _h=int(border_halo), _s=int(scale)):
+                _t = border.THRESHOLD if border_threshold is None else float(border_threshold)
+
+                def forward(x, _plain=plain, _h=int(border_halo), _s=int(scale), _t=_t):
                     # a fixed seed: networks that draw random numbers (NLSN's hashing) repeat their output
                     with torch.random.fork_rng(devices=[x.device] if x.is_cuda else []):
                         torch.manual_seed(0)
                         if _h:
-                            return border.cut_and_run(_plain, x, _h, _s, border.THRESHOLD)
+                            return border.cut_and_run(_plain, x, _h, _s, _t)
                         return _plain(x)
 
                 net.forward = forward
