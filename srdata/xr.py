@@ -117,7 +117,7 @@ def open_store(path: str | Any) -> xr.DataTree:
     Examples
     --------
     >>> tree = open_store("cells.zarr")  # doctest: +SKIP
-    >>> tree["tiles/7/x4"]["image"].sel(c="CELL2")[:80, :80].values  # doctest: +SKIP
+    >>> tree["/tiles/7/x4"]["image"].sel(c="CELL2")[:80, :80].values  # doctest: +SKIP
     """
     import xarray as xr
 
