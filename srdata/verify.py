@@ -17,7 +17,6 @@ import numpy as np
 from srcaco2.srdata.inspect import prediction_groups
 from srcaco2.srdata.schema import (
     DTYPES,
-    MARGIN,
     MAX_CHANNELS,
     PREDICTION_ATTRS,
     PREDICTION_FIELDS,
@@ -32,13 +31,9 @@ from srcaco2.srdata.schema import (
 )
 from srcaco2.srdata.store import COVERAGE, Store, level_count
 
-__all__ = ["verify_store", "MAX_SHIFT"]
+__all__ = ["verify_store"]
 
 log = logging.getLogger(__name__)
-
-MAX_SHIFT: int = MARGIN
-"""Largest |dy|, |dx| (HR px) `verify_store` accepts in a SR-CACO-2 store (its window margin): a larger
-shift moves the patch out of its window. Other stores: their own margin (`WindowGeometry.margin`)."""
 
 
 def _check_attrs(raw: Any) -> list[str]:
@@ -396,10 +391,11 @@ def verify_store(path: str | Any, *, read_chunks: bool = True, workers: int = 4)
     (`read_chunks`): in a format-2 store every chunk must exist and pass its crc32c checksum (a
     format-1 store has no checksums: a missing chunk reads as zeros and cannot be told from an
     empty one, see `checksummed`); the index columns, and every window inside its tile's HR and LR
-    extents, split codes valid, shifts within ±`MAX_SHIFT`, no duplicate window; every prediction
-    group ``predictions/<name>/<tile>`` complete (OME metadata), of a listed tile, with its
-    ``srcaco2_prediction`` attributes (markers and scale of the store), uint8 level 0 of
-    (markers, HR extent), every chunk decodable.
+    extents, split codes valid, shifts within ± the window's margin (a larger one moves the patch
+    out of its window), no duplicate window; every prediction group ``predictions/<name>/<tile>``
+    complete (OME metadata), of a listed tile, with its ``srcaco2_prediction`` attributes (markers
+    and scale of the store), level 0 of the store's dtype and (markers, HR extent), every chunk
+    decodable.
 
     Parameters
     ----------

@@ -317,7 +317,8 @@ def predict_to_store(
     from srcaco2.srdata.store import Store
 
     plan = tiling or plan_tiling(method, scale, tile=tile, overlap=overlap, halo=halo, whole=whole)
-    src = Store.open(store)
+    # one handle on the source store: opened for writing when the prediction goes into it
+    src = Store.open(store, mode="r+" if out_store is None else "r")
     src.check(tiles=[tile_id], marker=markers, scale=scale)
     lr_arr = src.tile_image(tile_id, scale)
     chans = [src.marker_index(m) for m in markers]
@@ -329,7 +330,7 @@ def predict_to_store(
         to_raw = functools.partial(intensity.from_unit, axis=0)
     c, h, w = lr.shape
     s = int(scale)
-    dst = Store.open(store, mode="r+") if out_store is None else Store.open_or_create(out_store, like=src)
+    dst = src if out_store is None else Store.open_or_create(out_store, like=src)
     with dst.write_prediction(name, tile_id) as group:
         group_path = group.path
         writer = OmeImageWriter(

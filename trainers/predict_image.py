@@ -129,8 +129,7 @@ def predict_image(
     if intensity and in_max is None and str(dtype) == intensity.get("dtype"):
         from srcaco2.srdata.intensity import Intensity
 
-        one = Intensity.from_attrs(intensity, str(dtype), 1)
-        mapping = Intensity(one.dtype, one.low * c, one.high * c, one.kind)
+        mapping = Intensity.from_attrs(intensity, str(dtype), 1)  # the model's one channel, for each
     px_in = pixel_size_um or img.pixel_size_um
     px_out = None if px_in is None else float(px_in) / s
     intensity = {
@@ -207,8 +206,8 @@ def _stream_channels(
 
         plane, to_raw = data[ch : ch + 1], None
         if mapping is not None:
-            one = mapping.select([0])
-            plane, to_raw = one.to_unit(np.asarray(plane), axis=0), functools.partial(one.from_unit, axis=0)
+            plane = mapping.to_unit(np.asarray(plane), axis=0)
+            to_raw = functools.partial(mapping.from_unit, axis=0)
         predict_tiled(
             model, plane, s, tile=plan.tile, overlap=plan.overlap, halo=plan.halo,
             align=plan.align, batch_size=batch_size, device=device, sink=sink, progress=tick, in_max=top,

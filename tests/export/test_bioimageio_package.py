@@ -154,17 +154,16 @@ def test_init_from_a_package_loads_the_same_weights(make_checkpoint, tmp_path: P
 def test_measured_halo_is_the_smallest_candidate_within_one_grey_level() -> None:
     """Where the receptive halo does not fit the minimum input, the measured halo keeps tiles of the
     smallest input within 1 grey level of the whole image, and the next smaller candidate does not."""
+    from srcaco2.benchmarks.export_bioimageio import fit_briefly
     from srcaco2.srdata.real_sample import load_real_sample
     from srcaco2.trainers.export.halo import CANDIDATES, measured_halo
     from srcaco2.trainers.models import build_model, model_info
     from srcaco2.trainers.predict import predict_tiled
 
-    from .conftest import _fit_briefly
-
     ov = model_info("srfbn").tiny_overrides(4)
     torch.manual_seed(0)
     net = build_model("srfbn", 4, **ov)
-    _fit_briefly(net, 4)
+    fit_briefly(net, 4)
     lr = load_real_sample()[4][:48, :48]
     reach = model_info("srfbn").receptive_halo(4, ov)
     h, diff = measured_halo(net, lr, 4, step=1, min_input=2 * reach - 1, h_max=reach - 1)
