@@ -66,15 +66,24 @@ class Intensity:
                 f"a {dtype} store records no intensity scaling (attrs.intensity); rebuild it with this "
                 "version's `srdata build`"
             )
-        got = cls(str(data["dtype"]), tuple(map(float, data["low"])), tuple(map(float, data["high"])),
-                  str(data["kind"]))  # fmt: skip
+        got = cls(
+            str(data["dtype"]),
+            tuple(map(float, data["low"])),
+            tuple(map(float, data["high"])),
+            str(data["kind"]),
+        )
         if len(got.low) != n_channels or len(got.high) != n_channels:
             raise ValueError(f"attrs.intensity has {len(got.low)} channels, the store {n_channels}")
         return got
 
     def to_attrs(self) -> dict[str, Any]:
-        return {"dtype": self.dtype, "low": list(self.low), "high": list(self.high), "kind": self.kind,
-                "percentiles": list(PERCENTILES) if self.kind == "percentile" else None}  # fmt: skip
+        return {
+            "dtype": self.dtype,
+            "low": list(self.low),
+            "high": list(self.high),
+            "kind": self.kind,
+            "percentiles": list(PERCENTILES) if self.kind == "percentile" else None,
+        }
 
     def select(self, channels: Sequence[int]) -> Intensity:
         """The mapping of some channels (by index), in that order."""

@@ -315,15 +315,26 @@ def read_manifest(path: str | os.PathLike) -> Manifest:
     notes: list[str] = []
     tiles = tuple(
         ManifestTile(
-            t["id"], t["paths"][1], {s: q for s, q in t["paths"].items() if s > 1}, t["split"], t["shapes"],
+            t["id"],
+            t["paths"][1],
+            {s: q for s, q in t["paths"].items() if s > 1},
+            t["split"],
+            t["shapes"],
             _extent(t["id"], t["shapes"], notes),
         )
         for t, _ in parsed
-    )  # fmt: skip
+    )
     with open(p, "rb") as fh:
         digest = hashlib.sha256(fh.read()).hexdigest()
     return Manifest(
-        path=p, sha256=digest, channels=channels, scales=tuple(s for s in scale_sets.pop() if s > 1),
-        dtype=dtype, pixel_size_um=None if px is None else float(px), roi=_roi(data, channels, dtype, p),
-        window=_window(data, p), tiles=tiles, notes=tuple(notes),
-    )  # fmt: skip
+        path=p,
+        sha256=digest,
+        channels=channels,
+        scales=tuple(s for s in scale_sets.pop() if s > 1),
+        dtype=dtype,
+        pixel_size_um=None if px is None else float(px),
+        roi=_roi(data, channels, dtype, p),
+        window=_window(data, p),
+        tiles=tiles,
+        notes=tuple(notes),
+    )

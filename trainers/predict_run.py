@@ -172,8 +172,15 @@ def run_predict(
         raise PredictUsageError(str(exc), "--device") from None
     model.net = model.net.to(dev).eval()
     try:
-        plan = plan_tiling(model.method, model.scale, overrides=model.overrides, tile=req.tile_size,
-                           overlap=req.overlap, halo=req.halo, whole=req.whole_image)  # fmt: skip
+        plan = plan_tiling(
+            model.method,
+            model.scale,
+            overrides=model.overrides,
+            tile=req.tile_size,
+            overlap=req.overlap,
+            halo=req.halo,
+            whole=req.whole_image,
+        )
     except ValueError as exc:
         raise PredictUsageError(str(exc), "--overlap") from None
     if not plan.exact and notify is not None:
@@ -203,12 +210,22 @@ def _predict_file(req: PredictRequest, model: _Model, plan: Any, dev: Any, bar: 
     label = os.path.basename(req.input_path)
     try:
         out = predict_image(
-            model.net, req.input_path, output, model.scale, method=model.method,
-            channels=list(req.channels) or None, in_max=req.in_max, pixel_size_um=req.pixel_size_um,
-            tiling=plan, batch_size=req.batch_size, device=dev, progress=bar(label),
-            overwrite=req.overwrite, metadata={"source_model": str(req.checkpoint or req.method)},
+            model.net,
+            req.input_path,
+            output,
+            model.scale,
+            method=model.method,
+            channels=list(req.channels) or None,
+            in_max=req.in_max,
+            pixel_size_um=req.pixel_size_um,
+            tiling=plan,
+            batch_size=req.batch_size,
+            device=dev,
+            progress=bar(label),
+            overwrite=req.overwrite,
+            metadata={"source_model": str(req.checkpoint or req.method)},
             intensity=model.intensity,
-        )  # fmt: skip
+        )
     except (ValueError, FileExistsError, FileNotFoundError) as exc:
         raise PredictError(str(exc)) from None
     except OSError as exc:  # disk full, folder made read-only meanwhile: the partial output is removed
@@ -251,10 +268,20 @@ def _predict_store(
             for t in todo:
                 try:
                     path = predict_to_store(
-                        model.net, req.store, t, model.scale, [marker], name=name, method=model.method,
-                        out_store=req.out_store, tiling=plan, batch_size=req.batch_size, device=dev,
-                        progress=bar(f"tile {t}"), metadata={"source": str(req.checkpoint or req.method)},
-                    )  # fmt: skip
+                        model.net,
+                        req.store,
+                        t,
+                        model.scale,
+                        [marker],
+                        name=name,
+                        method=model.method,
+                        out_store=req.out_store,
+                        tiling=plan,
+                        batch_size=req.batch_size,
+                        device=dev,
+                        progress=bar(f"tile {t}"),
+                        metadata={"source": str(req.checkpoint or req.method)},
+                    )
                 except ValueError as exc:  # a damaged chunk, or a network refusing the tile size
                     arr = lr_arrays[t]
                     err = checked.explain(arr, [(0, int(n)) for n in arr.shape], exc)
@@ -269,9 +296,16 @@ def _predict_store(
 
         try:
             pngs = write_window_panels(
-                model.net, req.store, req.panel_dir or f"panels_{name}", split=req.split, scale=model.scale,
-                marker=marker, n=req.panels, device=dev, tiles=list(req.tiles) or None,
-            )  # fmt: skip
+                model.net,
+                req.store,
+                req.panel_dir or f"panels_{name}",
+                split=req.split,
+                scale=model.scale,
+                marker=marker,
+                n=req.panels,
+                device=dev,
+                tiles=list(req.tiles) or None,
+            )
         except ValueError as exc:
             raise PredictError(str(exc)) from None
         lines += [str(p) for p in pngs]

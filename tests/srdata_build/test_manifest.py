@@ -140,9 +140,12 @@ def own_data(tmp_path_factory) -> Path:
             lr[s] = f"acq/{tid}_lr{s}.tif"
         items.append({"id": tid, "hr": f"acq/{tid}_HR.tif", "lr": lr, "split": ("train", "val", "test")[k]})
     doc = {
-        "version": 1, "channels": ["DAPI", "Actin"], "pixel_size_um": 0.065,
-        "roi": {"channel": "Actin", "method": "fixed", "threshold": 900}, "tiles": items,
-    }  # fmt: skip
+        "version": 1,
+        "channels": ["DAPI", "Actin"],
+        "pixel_size_um": 0.065,
+        "roi": {"channel": "Actin", "method": "fixed", "threshold": 900},
+        "tiles": items,
+    }
     (folder / "manifest.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
     return folder
 

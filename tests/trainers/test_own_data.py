@@ -23,10 +23,27 @@ def _ok(res) -> str:
 def own_store(tmp_path_factory) -> str:
     root = tmp_path_factory.mktemp("own")
     raw, store = root / "raw", root / "s.zarr"
-    _ok(CliRunner().invoke(srdata, [
-        "synth", str(raw), "--tiles", "3", "--hr-size", "1536", "--channels", "2",
-        "--channel-names", "DAPI,Actin", "--bit-depth", "16", "--scales", "2,3",
-    ]))  # fmt: skip
+    _ok(
+        CliRunner().invoke(
+            srdata,
+            [
+                "synth",
+                str(raw),
+                "--tiles",
+                "3",
+                "--hr-size",
+                "1536",
+                "--channels",
+                "2",
+                "--channel-names",
+                "DAPI,Actin",
+                "--bit-depth",
+                "16",
+                "--scales",
+                "2,3",
+            ],
+        )
+    )
     _ok(CliRunner().invoke(srdata, ["build", str(raw / "manifest.yaml"), str(store)]))
     return str(store)
 
@@ -57,16 +74,45 @@ def test_fit_eval_predict_on_own_data(own_store, tmp_path, tiny_overrides):
         "data.h_size=30",
         "train.epochs=1",
     ]
-    _ok(CliRunner().invoke(srtrain, [
-        "fit", "--store", own_store, "--method", "vdsr", "--scale", "3", "--marker", "Actin",
-        "--out", str(run), *[a for s in sets for a in ("--set", s)],
-    ]))  # fmt: skip
+    _ok(
+        CliRunner().invoke(
+            srtrain,
+            [
+                "fit",
+                "--store",
+                own_store,
+                "--method",
+                "vdsr",
+                "--scale",
+                "3",
+                "--marker",
+                "Actin",
+                "--out",
+                str(run),
+                *[a for s in sets for a in ("--set", s)],
+            ],
+        )
+    )
     val = (run / "val.csv").read_text().splitlines()
     assert len(val) >= 2 and "nan" not in val[-1].lower()
-    _ok(CliRunner().invoke(srtrain, [
-        "eval", "--store", own_store, "--checkpoint", str(run), "--marker", "Actin", "--scale", "3",
-        "--out", str(tmp_path / "ev"),
-    ]))  # fmt: skip
+    _ok(
+        CliRunner().invoke(
+            srtrain,
+            [
+                "eval",
+                "--store",
+                own_store,
+                "--checkpoint",
+                str(run),
+                "--marker",
+                "Actin",
+                "--scale",
+                "3",
+                "--out",
+                str(tmp_path / "ev"),
+            ],
+        )
+    )
     summary = json.loads((tmp_path / "ev" / "summary.json").read_text())
     assert summary["marker"] == "Actin" and summary["scale"] == 3
     _ok(
@@ -79,10 +125,24 @@ def test_fit_eval_predict_on_own_data(own_store, tmp_path, tiny_overrides):
     again = json.loads((tmp_path / "er" / "runs" / "vdsr_x3_Actin" / "summary.json").read_text())
     assert again["metrics"]["roi_psnr"] == summary["metrics"]["roi_psnr"]  # eval-runs = eval, bit for bit
     out = tmp_path / "pred.zarr"
-    _ok(CliRunner().invoke(srtrain, [
-        "predict", "--store", own_store, "--checkpoint", str(run), "--tile", "t003", "--out-store", str(out),
-        "--device", "cpu",
-    ]))  # fmt: skip
+    _ok(
+        CliRunner().invoke(
+            srtrain,
+            [
+                "predict",
+                "--store",
+                own_store,
+                "--checkpoint",
+                str(run),
+                "--tile",
+                "t003",
+                "--out-store",
+                str(out),
+                "--device",
+                "cpu",
+            ],
+        )
+    )
     import zarr
 
     pred = zarr.open_group(str(out))["predictions/vdsr_x3_Actin/t003/0"]
@@ -92,10 +152,22 @@ def test_fit_eval_predict_on_own_data(own_store, tmp_path, tiny_overrides):
     import tifffile  # the same LR as a 16-bit TIFF: --input maps it as the training store did
 
     tifffile.imwrite(tmp_path / "lr.tif", np.asarray(st.tile_image("t003", 3))[st.marker_index("Actin")])
-    _ok(CliRunner().invoke(srtrain, [
-        "predict", "--input", str(tmp_path / "lr.tif"), "--checkpoint", str(run), "--output",
-        str(tmp_path / "sr.tif"), "--device", "cpu",
-    ]))  # fmt: skip
+    _ok(
+        CliRunner().invoke(
+            srtrain,
+            [
+                "predict",
+                "--input",
+                str(tmp_path / "lr.tif"),
+                "--checkpoint",
+                str(run),
+                "--output",
+                str(tmp_path / "sr.tif"),
+                "--device",
+                "cpu",
+            ],
+        )
+    )
     sr = tifffile.imread(tmp_path / "sr.tif")
     assert sr.dtype == np.uint16
     assert np.abs(sr.astype(np.int64) - np.asarray(pred)[0].astype(np.int64)).max() <= 1
@@ -114,10 +186,23 @@ def test_fit_eval_predict_on_own_data(own_store, tmp_path, tiny_overrides):
         test_out = np.load(io.BytesIO(z.read("test_output.npy")))
     assert rdf["inputs"][0]["data"]["type"] == "uint16" and test_in.dtype == np.uint16
     tifffile.imwrite(tmp_path / "t.tif", test_in[0, 0])
-    _ok(CliRunner().invoke(srtrain, [
-        "predict", "--input", str(tmp_path / "t.tif"), "--checkpoint", str(run), "--output",
-        str(tmp_path / "t_sr.tif"), "--device", "cpu", "--whole-image",
-    ]))  # fmt: skip
+    _ok(
+        CliRunner().invoke(
+            srtrain,
+            [
+                "predict",
+                "--input",
+                str(tmp_path / "t.tif"),
+                "--checkpoint",
+                str(run),
+                "--output",
+                str(tmp_path / "t_sr.tif"),
+                "--device",
+                "cpu",
+                "--whole-image",
+            ],
+        )
+    )
     ours = tifffile.imread(tmp_path / "t_sr.tif").astype(np.float64)
     assert np.abs(ours - test_out[0, 0]).max() <= 1.0  # the package predicts as srtrain predict does
     _ok(
@@ -132,15 +217,39 @@ def test_fit_eval_predict_on_own_data(own_store, tmp_path, tiny_overrides):
 
 
 def test_a_network_that_cannot_do_the_scale_says_so(own_store, tmp_path):
-    res = CliRunner().invoke(srtrain, [
-        "fit", "--store", own_store, "--method", "swinir", "--scale", "3", "--marker", "Actin",
-        "--out", str(tmp_path / "r"),
-    ])  # fmt: skip
+    res = CliRunner().invoke(
+        srtrain,
+        [
+            "fit",
+            "--store",
+            own_store,
+            "--method",
+            "swinir",
+            "--scale",
+            "3",
+            "--marker",
+            "Actin",
+            "--out",
+            str(tmp_path / "r"),
+        ],
+    )
     assert res.exit_code != 0 and "supports scales [2, 4, 8]" in res.output, res.output
-    res = CliRunner().invoke(srtrain, [
-        "fit", "--store", own_store, "--method", "vdsr", "--scale", "3", "--marker", "CELL2",
-        "--out", str(tmp_path / "r2"),
-    ])  # fmt: skip
+    res = CliRunner().invoke(
+        srtrain,
+        [
+            "fit",
+            "--store",
+            own_store,
+            "--method",
+            "vdsr",
+            "--scale",
+            "3",
+            "--marker",
+            "CELL2",
+            "--out",
+            str(tmp_path / "r2"),
+        ],
+    )
     assert res.exit_code != 0 and "CELL2" in res.output and "Actin" in res.output, res.output
     assert not Path(tmp_path / "r2" / "best.pt").exists()
 
